@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("rtmfp: no subcommands yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,11 @@
+//! Sans-IO RTMFP (RFC 7016) with the Flash crypto profile (RFC 7425).
+//!
+//! Bytes and `now` go in; bytes, events and deadlines come out. Nothing in
+//! this module touches a socket, a clock or a global RNG.
+
+pub mod rng;
+pub mod time;
+pub mod wire;
+
+pub use rng::{Rng, SeededRng};
+pub use time::Instant;
