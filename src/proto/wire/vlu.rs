@@ -15,10 +15,10 @@ pub const fn len(v: u64) -> usize {
 /// Encodes `v` in shortest form into `out`, returning the length used.
 pub fn encode(v: u64, out: &mut [u8; MAX_LEN]) -> usize {
     let n = len(v);
-    for i in 0..n {
+    for (i, byte) in out.iter_mut().enumerate().take(n) {
         let shift = 7 * (n - 1 - i);
         let group = ((v >> shift) & 0x7f) as u8;
-        out[i] = if i + 1 < n { group | 0x80 } else { group };
+        *byte = if i + 1 < n { group | 0x80 } else { group };
     }
     n
 }
