@@ -3,7 +3,11 @@
 //! Bytes and `now` go in; bytes, events and deadlines come out. Nothing in
 //! this module touches a socket, a clock or a global RNG.
 
+pub mod endpoint;
+pub mod handshake;
 pub mod rng;
+pub mod session;
+pub mod stats;
 pub mod time;
 pub mod wire;
 
