@@ -365,11 +365,18 @@ impl Endpoint {
                 s.close_rtx_at = now + super::session::NEARCLOSE_RTX_PERIOD;
             }
             State::Open | State::NearClose | State::FarCloseLinger => {
+                // An abrupt close is announced with a lone Close Ack (spec 02 §10).
+                // Open and NearClose sessions have not reported their end yet;
+                // a lingering one already said "closed by the far end".
+                let notify = matches!(s.state, State::Open | State::NearClose);
                 s.close_reason = Some(reason);
                 s.transport.abort_all();
                 s.pending = Pending::default();
                 s.pending.close_ack = true;
                 s.state = State::Closed;
+                if notify {
+                    self.emit_closed(h, reason);
+                }
             }
             State::Closed => return,
         }
