@@ -98,6 +98,9 @@ pub struct Net {
     seq: u64,
     buf: Vec<u8>,
     pub stats: NetStats,
+    /// Called for every datagram put on the link (from, to, bytes); returning
+    /// false drops it. Lets a test aim at one packet of a handshake.
+    pub filter: Option<Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>>,
 }
 
 impl Net {
@@ -111,6 +114,7 @@ impl Net {
             seq: 0,
             buf: vec![0u8; MAX_DATAGRAM],
             stats: NetStats::default(),
+            filter: None,
         }
     }
 
@@ -154,6 +158,12 @@ impl Net {
                 self.stats.sent += 1;
                 let from = self.nodes[i].addr;
                 let Some(to) = self.node_by_addr(t.dst) else { continue };
+                if let Some(f) = self.filter.as_mut()
+                    && !f(from, t.dst, &data)
+                {
+                    self.stats.lost += 1;
+                    continue;
+                }
                 // Serialisation on the sender's link.
                 let mut depart = now;
                 if let Some(rate) = self.link.bandwidth {
