@@ -3,5 +3,6 @@
 //! The protocol core lives in [`proto`] and does no I/O; everything above it
 //! (the tokio edge, the Flash TC layer, the commands) builds on it.
 
+pub mod cli;
 pub mod net;
 pub mod proto;
