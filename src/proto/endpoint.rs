@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::Instant;
 use super::crypto::{self, Certificate, CryptoSettings, Identity, PacketCipher};
 use super::flow::{FlowEvent, Transport, TransportConfig};
-use super::handshake::{CookieCheck, CookieJar, MAX_COOKIE_LENGTH, ResendSchedule, TAG_LENGTH};
+use super::handshake::{CookieCheck, CookieJar, ResendSchedule, TAG_LENGTH};
 use super::rng::Rng;
 use super::session::{
     Candidate, CloseReason, FarIdentity, FiHelloMode, Keying, Liveness, MAX_EARLY_PACKETS,
@@ -775,12 +775,11 @@ impl Endpoint {
     }
 
     fn send_rhello(&mut self, now: Instant, iface: u16, to: SocketAddr, tag: &[u8]) {
-        let mut cookie = [0u8; MAX_COOKIE_LENGTH];
-        let n = self.cookies.make(now, to, &mut cookie);
+        let cookie = self.cookies.make(now, to);
         let cert = self.identity.certificate().to_vec();
         let rh = chunk::RHello {
             tag,
-            cookie: &cookie[..n],
+            cookie: &cookie,
             certificate: &cert,
         };
         if self.send_startup(now, iface, to, [0; 4], |w| rh.encode(w)) {
@@ -902,11 +901,10 @@ impl Endpoint {
                 return;
             }
             CookieCheck::Mismatch => {
-                let mut fresh = [0u8; MAX_COOKIE_LENGTH];
-                let n = self.cookies.make(now, from, &mut fresh);
+                let fresh = self.cookies.make(now, from);
                 let cc = chunk::CookieChange {
                     old_cookie: ik.cookie,
-                    new_cookie: &fresh[..n],
+                    new_cookie: &fresh,
                 };
                 if self.send_startup(now, iface, from, ik.isid, |w| cc.encode(w)) {
                     self.stats.cookie_changes += 1;
@@ -1536,7 +1534,9 @@ impl Endpoint {
             time_critical: false,
             time_critical_reverse: tc.report_tcr,
             mode,
-            timestamp: s.ts.timestamp_if_new(ours),
+            // Always present: MonaServer reads a timestamp whatever the flags
+            // say (interop run, see spec 06), and two bytes cost little.
+            timestamp: Some(ours),
             timestamp_echo: if s.state == State::Open {
                 s.ts.echo(now)
             } else {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::Instant;
 use super::rng::Rng;
 use super::wire::address::{AddressOrigin, PeerAddress};
-use super::wire::{Writer, vlu};
+use super::wire::Writer;
 
 /// spec 02 §16 `MAX_COOKIE_LIFETIME`.
 pub const MAX_COOKIE_LIFETIME: Duration = Duration::from_secs(95);
@@ -21,8 +21,12 @@ pub const INITIAL_RTX: Duration = Duration::from_secs(1);
 pub const BACKOFF_INTERVAL: Duration = Duration::from_millis(1500);
 /// spec 01 §5.4 `IHELLO_TAG_LENGTH`.
 pub const TAG_LENGTH: usize = 16;
-/// A cookie is VLU(t) (at most 10 bytes, 1–3 in practice) plus two SHA-256 digests.
-pub const MAX_COOKIE_LENGTH: usize = vlu::MAX_LEN + 64;
+/// Cookies are exactly 64 bytes: librtmfp (and so every client that imitates
+/// Flash Player through it) accepts no other length, as Flash-era servers
+/// only ever sent 64 (interop run against librtmfp, see spec 06).
+pub const COOKIE_LENGTH: usize = 64;
+/// Bytes of the time hash kept in the cookie (4 + 28 + 32 = 64).
+const TIME_HASH_LENGTH: usize = 28;
 /// Encoded socket address: flags + 16-byte IPv6 + port.
 const MAX_ADDRESS_LENGTH: usize = 19;
 
@@ -63,33 +67,30 @@ impl CookieJar {
         now.saturating_since(self.origin).as_secs()
     }
 
-    /// Writes a cookie for `src` into `out`, returning its length.
-    pub fn make(&self, now: Instant, src: SocketAddr, out: &mut [u8; MAX_COOKIE_LENGTH]) -> usize {
-        let t = self.seconds(now);
-        let mut tv = [0u8; vlu::MAX_LEN];
-        let n = vlu::encode(t, &mut tv);
-        out[..n].copy_from_slice(&tv[..n]);
-        out[n..n + 32].copy_from_slice(&self.time_hash(&tv[..n]));
-        out[n + 32..n + 64].copy_from_slice(&self.address_hash(&tv[..n], src));
-        n + 64
+    /// A cookie for `src`: `t (u32) ‖ H(secret ‖ t)[..28] ‖ H(secret ‖ t ‖ address(src))`.
+    pub fn make(&self, now: Instant, src: SocketAddr) -> [u8; COOKIE_LENGTH] {
+        let t = (self.seconds(now) as u32).to_be_bytes();
+        let mut out = [0u8; COOKIE_LENGTH];
+        out[..4].copy_from_slice(&t);
+        out[4..32].copy_from_slice(&self.time_hash(&t)[..TIME_HASH_LENGTH]);
+        out[32..].copy_from_slice(&self.address_hash(&t, src));
+        out
     }
 
     pub fn check(&self, now: Instant, src: SocketAddr, cookie: &[u8]) -> CookieCheck {
-        let Ok((t, n)) = vlu::decode(cookie) else {
+        let Ok(cookie) = <&[u8; COOKIE_LENGTH]>::try_from(cookie) else {
             return CookieCheck::Bad;
         };
-        if cookie.len() != n + 64 {
-            return CookieCheck::Bad;
-        }
+        let tv = [cookie[0], cookie[1], cookie[2], cookie[3]];
+        let t = u64::from(u32::from_be_bytes(tv));
         let now_s = self.seconds(now);
         if t > now_s || now_s - t > MAX_COOKIE_LIFETIME.as_secs() {
             return CookieCheck::Bad;
         }
-        let tv = &cookie[..n];
-        if !ct_eq(&cookie[n..n + 32], &self.time_hash(tv)) {
+        if !ct_eq(&cookie[4..32], &self.time_hash(&tv)[..TIME_HASH_LENGTH]) {
             return CookieCheck::Bad;
         }
-        if !ct_eq(&cookie[n + 32..], &self.address_hash(tv, src)) {
+        if !ct_eq(&cookie[32..], &self.address_hash(&tv, src)) {
             return CookieCheck::Mismatch;
         }
         CookieCheck::Ok
@@ -175,10 +176,10 @@ mod tests {
     fn cookie_binds_address_and_time() {
         let t0 = Instant::from_micros(5_000_000);
         let jar = CookieJar::new(&mut SeededRng::new(1), t0);
-        let mut c = [0u8; MAX_COOKIE_LENGTH];
         let a = addr("192.0.2.1:1935");
-        let n = jar.make(t0 + Duration::from_secs(3), a, &mut c);
-        assert_eq!(n, 65);
+        let c = jar.make(t0 + Duration::from_secs(3), a);
+        let n = c.len();
+        assert_eq!(n, 64);
         let later = t0 + Duration::from_secs(50);
         assert_eq!(jar.check(later, a, &c[..n]), CookieCheck::Ok);
         assert_eq!(
