@@ -8,6 +8,8 @@
 mod ack;
 mod data;
 mod handshake;
+#[cfg(test)]
+mod tests;
 
 pub use ack::{Ack, AckKind, Received, encode_range_ack};
 pub use data::{BufferProbe, FlowException, NextUserData, UserData};
