@@ -24,6 +24,11 @@ pub const MAX_SESSION_PACKET: usize = 1200;
 pub const MAX_STARTUP_PACKET: usize = 4256;
 /// flags + timestamp + timestampEcho (spec 01 §5.4).
 pub const MAX_HEADER_LEN: usize = 5;
+/// Largest user-data fragment the reference sends (`SENDER_MSS`, spec 01 §5.4):
+/// a session packet minus header, chunk header, flags byte and three
+/// worst-case VLUs, so any fragment fits whatever its flow and sequence numbers.
+pub const MAX_DATA_FRAG_LENGTH: usize =
+    MAX_SESSION_PACKET - MAX_HEADER_LEN - 3 - 1 - 3 * super::vlu::MAX_LEN;
 
 /// Computes the scrambled session ID of a datagram (spec 01 §4):
 /// `SID ^ W0 ^ W1`, where W0 and W1 are the first two 4-byte words of
@@ -148,6 +153,12 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         h.encode(&mut w).unwrap();
         w.written().to_vec()
+    }
+
+    #[test]
+    fn size_limits_match_reference() {
+        assert_eq!(MAX_DATA_FRAG_LENGTH, 1161);
+        assert_eq!(MAX_STARTUP_PACKET, 4260 - 4);
     }
 
     #[test]

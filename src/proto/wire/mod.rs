@@ -13,7 +13,8 @@ pub use address::{AddressOrigin, PeerAddress};
 pub use chunk::{
     Ack, AckKind, BufferProbe, Chunk, Chunks, CookieChange, FIHello, FlowException, IHello,
     IIKeying, NextUserData, PacketFragment, RHello, RIKeying, Redirect, UserData, chunk_type,
-    data_flags, encode_range_ack,
+    data_flags, encode_close, encode_close_ack, encode_ecn_report, encode_ping, encode_ping_reply,
+    encode_range_ack,
 };
 pub use codec::{Reader, Writer};
 pub use error::WireError;
