@@ -1242,3 +1242,126 @@ proptest! {
         }
     }
 }
+
+// ---- librtmfp / MonaServer2 session traffic ------------------------------------
+
+const MONA: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/vectors/wire/monaserver2-librtmfp-packets.txt"
+));
+
+fn mona_packets() -> impl Iterator<Item = Vec<u8>> {
+    MONA.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| hex(l.rsplit(' ').next().unwrap()))
+}
+
+#[test]
+fn librtmfp_monaserver_packets_decode_and_reencode() {
+    let mut seen = [false; 256];
+    let mut count = 0;
+    for p in mona_packets() {
+        count += 1;
+        let (h, area) = PacketHeader::decode(&p).unwrap();
+        assert_eq!(h.flags(), p[0], "reserved header bits in {p:02x?}");
+        let mut it = Chunks::new(area);
+        let chunks: Vec<_> = it.by_ref().collect();
+        assert!(!it.ended_truncated(), "{p:02x?}");
+        assert!(!chunks.is_empty());
+        let mut buf = vec![0u8; p.len()];
+        let mut w = Writer::new(&mut buf);
+        h.encode(&mut w).unwrap();
+        for c in &chunks {
+            assert!(
+                !matches!(c, Chunk::Malformed { .. } | Chunk::Unknown { .. }),
+                "{c:?} in {p:02x?}"
+            );
+            seen[usize::from(c.typ())] = true;
+            c.encode(&mut w).unwrap();
+            match c {
+                Chunk::Ack(a) => {
+                    let mut prev = a.cum_ack;
+                    for (from, to) in a.received() {
+                        assert!(from > prev + 1 && to >= from, "{a:?}");
+                        prev = to;
+                    }
+                }
+                Chunk::UserData(u) => assert!(u.fsn() <= u.sn),
+                _ => {}
+            }
+        }
+        // Both implementations write shortest-form VLUs: re-encoding is exact,
+        // and only 0xff padding follows the last chunk.
+        let used = w.len();
+        assert_eq!(&buf[..used], &p[..used]);
+        assert!(p[used..].iter().all(|&b| b == 0xff), "{p:02x?}");
+    }
+    assert!(count >= 40);
+    use chunk_type as t;
+    for typ in [
+        t::IHELLO,
+        t::RHELLO,
+        t::IIKEYING,
+        t::RIKEYING,
+        t::REDIRECT,
+        t::FIHELLO,
+        t::USER_DATA,
+        t::NEXT_USER_DATA,
+        t::RANGE_ACK,
+        t::CLOSE_ACK,
+    ] {
+        assert!(seen[usize::from(typ)], "no {typ:#x} chunk in the captures");
+    }
+}
+
+#[test]
+fn monaserver_introduction() {
+    // Mona introduces a P2P player to a publisher: a Redirect to the player and
+    // FIHellos to the publisher, one per address it knows, sharing the tag.
+    let tag = hex("1758b38b7941b4fe244ca99cf7083bb7");
+    let addr = |s: &str, o| PeerAddress::new(s.parse().unwrap(), o);
+    let packets: Vec<_> = mona_packets().collect();
+    let redirect = packets
+        .iter()
+        .find(|p| p[3] == chunk_type::REDIRECT)
+        .unwrap();
+    let (_, area) = PacketHeader::decode(redirect).unwrap();
+    let [Chunk::Redirect(r)] = Chunks::new(area).collect::<Vec<_>>()[..] else {
+        panic!("{redirect:02x?}")
+    };
+    assert_eq!(r.tag, tag);
+    assert_eq!(
+        r.addresses().collect::<Vec<_>>(),
+        [
+            addr("127.0.0.1:35772", AddressOrigin::Observed),
+            addr("192.0.2.2:35772", AddressOrigin::Reported),
+            addr("[fd00::2]:44450", AddressOrigin::Reported),
+        ]
+    );
+
+    let fihello = packets
+        .iter()
+        .find(|p| p[3] == chunk_type::FIHELLO)
+        .unwrap();
+    let (h, area) = PacketHeader::decode(fihello).unwrap();
+    assert_eq!(h.mode, Mode::Responder);
+    let replies: Vec<_> = Chunks::new(area)
+        .map(|c| match c {
+            Chunk::FIHello(f) => {
+                assert_eq!(f.tag, tag);
+                assert_eq!(f.epd.len(), 0x22);
+                assert_eq!(f.epd[..2], [0x21, 0x0f]);
+                f.reply_address
+            }
+            c => panic!("{c:?}"),
+        })
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            addr("127.0.0.1:56823", AddressOrigin::Observed),
+            addr("192.0.2.2:56823", AddressOrigin::Reported),
+            addr("[fd00::2]:55194", AddressOrigin::Reported),
+        ]
+    );
+}
