@@ -255,6 +255,7 @@ impl<'a> IIKeying<'a> {
         let cookie = r.field()?;
         let certificate = r.field()?;
         let skic = r.field()?;
+        // A reader's position never exceeds its buffer, so the split is in bounds.
         let (signed, signature) = payload.split_at(r.position());
         Ok(Self {
             isid,
@@ -304,6 +305,7 @@ impl<'a> RIKeying<'a> {
         let mut r = Reader::new(payload);
         let rsid = r.array::<4>()?;
         let skrc = r.field()?;
+        // A reader's position never exceeds its buffer, so the split is in bounds.
         let (signed, signature) = payload.split_at(r.position());
         Ok(Self {
             rsid,

@@ -326,7 +326,7 @@ impl<'a> Iterator for Chunks<'a> {
 
 /// Writes `type ‖ length ‖ body`, where `body` must write exactly
 /// `payload_len` bytes. All-or-nothing: on any failure the writer is rolled back.
-pub(crate) fn frame(
+fn frame(
     w: &mut Writer<'_>,
     typ: u8,
     payload_len: usize,
