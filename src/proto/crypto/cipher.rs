@@ -264,7 +264,7 @@ impl PacketCipher {
             .filter(|&e| e >= SSID_LEN)
             .ok_or(CryptoError::BadLength)?;
         let enc = &datagram[SSID_LEN..enc_end];
-        if enc.is_empty() || enc.len() % BLOCK != 0 {
+        if enc.is_empty() || !enc.len().is_multiple_of(BLOCK) {
             return Err(CryptoError::BadLength);
         }
         if out.len() < enc.len() {
@@ -376,10 +376,12 @@ mod tests {
             let (mut a, mut b) = session_pair(hmac, sseq);
             let mut dg = [0u8; 128];
             let mut out = [0u8; 128];
+            let expect = a.overhead(6);
             let n = a
                 .seal([9, 9, 9, 9], &[0x09, 0x12, 0x34, 0x01, 0x00, 0x00], &mut dg)
                 .unwrap();
-            assert_eq!(n, a.overhead(6) - if sseq { 0 } else { 0 });
+            assert_eq!(n, expect);
+            assert_eq!(n, 4 + 16 + if hmac { 10 } else { 0 });
             // Truncations of every length fail without panicking.
             for cut in 0..n {
                 assert!(
@@ -457,8 +459,10 @@ mod tests {
             for (i, p) in packets.iter().enumerate() {
                 // Sometimes burn sequence numbers (lost packets) before sending.
                 for _ in 0..skip[i] { let _ = a.seal([1, 2, 3, 4], p, &mut dg); }
+                let expect = a.overhead(p.len());
                 let n = a.seal([1, 2, 3, 4], p, &mut dg).unwrap();
-                prop_assert_eq!(n, (dg.len() - dg.len()) + n);
+                prop_assert_eq!(n, expect);
+                prop_assert_eq!((n - 4 - a.tag_len_tx()) % 16, 0);
                 prop_assert_eq!(unscramble(&dg[..n]), [1, 2, 3, 4]);
                 prop_assert!(p.len() <= a.max_plain_len(n) || sseq);
                 let plain = b.open(&dg[..n], &mut out).unwrap();

@@ -84,7 +84,7 @@ impl DhGroup {
     }
 
     /// Prime size in bytes = maximum public key length.
-    pub fn len(self) -> usize {
+    pub fn prime_len(self) -> usize {
         self.bits() as usize / 8
     }
 
@@ -156,7 +156,7 @@ fn minimal(bytes: &[u8]) -> &[u8] {
 /// bytes first to last, bits 0x01 to 0x80 within each; count ones, and zeros
 /// only after the first one seen; require 16 of each.
 pub fn validate_public_key(group: DhGroup, y: &[u8]) -> Result<(), CryptoError> {
-    if y.is_empty() || y.len() > group.len() {
+    if y.is_empty() || y.len() > group.prime_len() {
         return Err(CryptoError::BadPublicKey);
     }
     let (mut ones, mut zeros) = (0u32, 0u32);
@@ -229,7 +229,8 @@ impl DhPrivateKey {
             rng.fill(&mut x);
             x[0] |= 0x80;
             let k = Self::from_exponent(group, &x)?;
-            if k.public.len() == group.len() && validate_public_key(group, &k.public).is_ok() {
+            if k.public.len() == group.prime_len() && validate_public_key(group, &k.public).is_ok()
+            {
                 return Ok(k);
             }
         }
@@ -239,7 +240,7 @@ impl DhPrivateKey {
     /// A key from a known exponent (key files, test vectors).
     pub fn from_exponent(group: DhGroup, x: &[u8]) -> Result<Self, CryptoError> {
         let x = minimal(x);
-        if x.is_empty() || x.len() > group.len() {
+        if x.is_empty() || x.len() > group.prime_len() {
             return Err(CryptoError::BadKeyFile);
         }
         let g = BoxedUint::from_be_slice(&[2], group.bits())
@@ -285,7 +286,7 @@ mod tests {
     fn primes_match_the_spec_formula_shape() {
         for g in DhGroup::ALL {
             let p = g.prime();
-            assert_eq!(p.len(), g.len());
+            assert_eq!(p.len(), g.prime_len());
             assert!(p[..8].iter().all(|&b| b == 0xff), "{g:?} top 64 bits set");
             assert!(
                 p[p.len() - 8..].iter().all(|&b| b == 0xff),
@@ -301,12 +302,12 @@ mod tests {
         for g in DhGroup::ALL {
             let a = DhPrivateKey::generate(g, &mut rng).unwrap();
             let b = DhPrivateKey::generate(g, &mut rng).unwrap();
-            assert_eq!(a.public_key().len(), g.len());
+            assert_eq!(a.public_key().len(), g.prime_len());
             assert_eq!(a.exponent().len() * 8, g.exponent_bits() as usize);
             let k1 = a.shared_secret(b.public_key()).unwrap();
             let k2 = b.shared_secret(a.public_key()).unwrap();
             assert_eq!(k1.as_bytes(), k2.as_bytes());
-            assert!(k1.as_bytes().len() > g.len() - 4);
+            assert!(k1.as_bytes().len() > g.prime_len() - 4);
         }
     }
 

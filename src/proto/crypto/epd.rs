@@ -63,10 +63,10 @@ pub(crate) fn select(
     if let Some(f) = epd.fingerprint_raw {
         return f == fp;
     }
-    if let Some(want) = epd.hostname {
-        if hostname != Some(want) {
-            return false;
-        }
+    if let Some(want) = epd.hostname
+        && hostname != Some(want)
+    {
+        return false;
     }
     if epd.ancillary.is_some() && !server {
         return false;

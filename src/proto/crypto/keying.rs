@@ -106,8 +106,8 @@ impl CryptoSettings {
 /// One feature's negotiation state for one side (reference `negotiateFlags`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Neg {
-    send: bool,
-    recv: bool,
+    pub(crate) send: bool,
+    pub(crate) recv: bool,
 }
 
 impl Neg {
@@ -132,14 +132,14 @@ impl Neg {
 
 /// A parsed SKIC or SKRC (first option of each type counts).
 #[derive(Debug, Default)]
-struct Component<'a> {
-    ephemeral: Option<(u64, &'a [u8])>,
-    group_select: Option<u64>,
-    hmac: Option<(u8, u64)>,
-    sseq: Option<u8>,
+pub(crate) struct Component<'a> {
+    pub(crate) ephemeral: Option<(u64, &'a [u8])>,
+    pub(crate) group_select: Option<u64>,
+    pub(crate) hmac: Option<(u8, u64)>,
+    pub(crate) sseq: Option<u8>,
 }
 
-fn parse_component(bytes: &[u8]) -> Result<Component<'_>, CryptoError> {
+pub(crate) fn parse_component(bytes: &[u8]) -> Result<Component<'_>, CryptoError> {
     let bad = CryptoError::BadComponent;
     let mut c = Component::default();
     for item in Options::new(bytes) {
@@ -196,7 +196,7 @@ fn neg_options(out: &mut Vec<u8>, hmac: Neg, hmac_len: u8, sseq: Neg, sseq_first
     }
 }
 
-fn hmac(key: &[u8], msg: &[u8]) -> Zeroizing<[u8; 32]> {
+pub(crate) fn hmac(key: &[u8], msg: &[u8]) -> Zeroizing<[u8; 32]> {
     let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     m.update(msg);
@@ -432,7 +432,7 @@ pub fn respond(
     let flash_class = settings.librtmfp_compatible_skrc
         && group == DhGroup::G2
         && !(hmac.send || hmac.recv || sseq.send || sseq.recv)
-        && ours.public_key().len() == group.len();
+        && ours.public_key().len() == group.prime_len();
     let mut skrc = Vec::new();
     if flash_class {
         skrc.extend_from_slice(&FLASH_SKRC_PREFIX);

@@ -16,6 +16,9 @@ mod error;
 mod identity;
 mod keying;
 
+#[cfg(test)]
+mod vectors;
+
 pub use cert::{Certificate, cert_overrides, cert_selected_by, near_wins_glare};
 pub use checksum::checksum;
 pub use cipher::{DEFAULT_KEY, PacketCipher};
