@@ -14,11 +14,9 @@ pub(crate) mod epd_opt {
 /// A parsed EPD borrowing its bytes. The first option of each type counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Epd<'a> {
-    /// Raw fingerprint option value (any length; only 32 bytes can match).
-    pub fingerprint_raw: Option<&'a [u8]>,
-    pub hostname: Option<&'a [u8]>,
-    /// Ancillary data; `Some(&[])` for the empty option librtmfp sends (`01 0a`).
-    pub ancillary: Option<&'a [u8]>,
+    fingerprint_raw: Option<&'a [u8]>,
+    hostname: Option<&'a [u8]>,
+    ancillary: Option<&'a [u8]>,
 }
 
 impl<'a> Epd<'a> {
@@ -45,6 +43,21 @@ impl<'a> Epd<'a> {
             return Err(CryptoError::BadEpd);
         }
         Ok(e)
+    }
+
+    /// Raw fingerprint option value (any length; only 32 bytes can match).
+    pub fn fingerprint_raw(&self) -> Option<&'a [u8]> {
+        self.fingerprint_raw
+    }
+
+    /// Required hostname (`0x00`).
+    pub fn hostname(&self) -> Option<&'a [u8]> {
+        self.hostname
+    }
+
+    /// Ancillary data (`0x0a`); `Some(&[])` for the empty option librtmfp sends (`01 0a`).
+    pub fn ancillary(&self) -> Option<&'a [u8]> {
+        self.ancillary
     }
 
     /// The fingerprint, when present and exactly 32 bytes.
@@ -117,7 +130,7 @@ mod tests {
             "spec 03 §5.5 example"
         );
         let p = Epd::parse(&e).unwrap();
-        assert_eq!(p.ancillary, Some(&b"rtmfp://cc.rtmfp.net"[..]));
+        assert_eq!(p.ancillary(), Some(&b"rtmfp://cc.rtmfp.net"[..]));
         assert_eq!(p.fingerprint(), None);
         let fp = [7u8; 32];
         let e = epd_for_peer(&fp);
@@ -132,7 +145,7 @@ mod tests {
     #[test]
     fn librtmfp_empty_ancillary_is_accepted() {
         let p = Epd::parse(&[0x01, 0x0a]).unwrap();
-        assert_eq!(p.ancillary, Some(&[][..]));
+        assert_eq!(p.ancillary(), Some(&[][..]));
         assert!(select(&p, &[0; 32], None, true));
         assert!(!select(&p, &[0; 32], None, false));
     }

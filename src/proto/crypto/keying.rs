@@ -308,7 +308,14 @@ impl InitiatorKeying {
     ) -> Result<Self, CryptoError> {
         settings.check()?;
         let cert = Certificate::parse(responder_cert)?;
-        let common = |g: &&DhGroup| cert.supports(**g);
+        // MonaServer2 and Cumulus advertise groups 2, 5, 14 (Adobe Cirrus's
+        // list) but compute with group 2 whatever the initiator selects
+        // (spec 06), and Flash only ever used 2 with them: for that exact
+        // list, group 2 is the only safe choice.
+        let cirrus_like = !cert.is_static()
+            && cert.groups().eq([DhGroup::G2, DhGroup::G5, DhGroup::G14])
+            && settings.groups.contains(&DhGroup::G2);
+        let common = |g: &&DhGroup| cert.supports(**g) && (!cirrus_like || **g == DhGroup::G2);
         let static_pick = settings
             .groups
             .iter()

@@ -410,7 +410,7 @@ fn flash_cirrus_datagrams_spec01_11_1() {
     assert_eq!(p[..23], h("16150a72746d66703a2f2f63632e72746d66702e6e6574"));
     let epd = &p[1..23];
     assert_eq!(
-        Epd::parse(epd).unwrap().ancillary,
+        Epd::parse(epd).unwrap().ancillary(),
         Some(&b"rtmfp://cc.rtmfp.net"[..])
     );
 
@@ -669,11 +669,16 @@ fn group_choice() {
     let mut i = ik.finish(&skrc).unwrap();
     cross_check(&mut i, &mut r);
 
-    // Cirrus / Mona certificate: groups 2, 5, 14 → 14 is the best we hold a static key for.
-    let cirrus =
-        Identity::generate_ephemeral_server(&[DhGroup::G2, DhGroup::G5, DhGroup::G14], &mut rng)
+    // Cirrus / Mona certificate (groups 2, 5, 14): Mona computes with group 2
+    // whatever we select, so group 2 it is.
+    let (_, p, _) = open_startup(&h(CIRRUS_RHELLO));
+    let ik = InitiatorKeying::new(&ours, &s, &rhello_cert(&p), &mut rng).unwrap();
+    assert_eq!(ik.group(), DhGroup::G2);
+    // Another list with 14 in it gets 14, the best we hold a static key for.
+    let other =
+        Identity::generate_ephemeral_server(&[DhGroup::G5, DhGroup::G14, DhGroup::G2], &mut rng)
             .unwrap();
-    let ik = InitiatorKeying::new(&ours, &s, cirrus.certificate(), &mut rng).unwrap();
+    let ik = InitiatorKeying::new(&ours, &s, other.certificate(), &mut rng).unwrap();
     assert_eq!(ik.group(), DhGroup::G14);
     // A Flash peer (group 2 only).
     let flash = Identity::generate_static(&[DhGroup::G2], None, false, &mut rng).unwrap();
