@@ -476,6 +476,33 @@ mod tests {
         }
 
         #[test]
+        fn window_matches_reference_set(seq in proptest::collection::vec(0u64..200, 1..120)) {
+            // Model: the reference's set of seen numbers (spec 03 §12.3).
+            let mut seen = std::collections::BTreeSet::new();
+            let mut w = SeqWindow::default();
+            for n in seq {
+                let model_ok = !seen.contains(&n);
+                prop_assert_eq!(w.check(n).is_ok(), model_ok, "n = {}", n);
+                if model_ok {
+                    w.commit(n);
+                    seen.insert(n);
+                    if n > MAX_SSEQ_GAP {
+                        seen.extend(0..=n - MAX_SSEQ_GAP);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn max_plain_len_fits(hmac: bool, sseq: bool, budget in 0usize..1500) {
+            let (a, _) = session_pair(hmac, sseq);
+            let m = a.max_plain_len(budget);
+            if m > 0 {
+                prop_assert!(a.overhead(m) <= budget);
+            }
+        }
+
+        #[test]
         fn open_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100), hmac: bool, sseq: bool) {
             let (_, mut b) = session_pair(hmac, sseq);
             let mut out = [0u8; 128];
