@@ -433,6 +433,51 @@ mod tests {
     }
 
     #[test]
+    fn typed_errors_per_framing() {
+        for (hmac, sseq) in [(false, false), (false, true), (true, false), (true, true)] {
+            let (mut a, mut b) = session_pair(hmac, sseq);
+            let mut dg = [0u8; 128];
+            let mut out = [0u8; 128];
+            let plain = [0x5au8; 40];
+            let n = a.seal([1, 1, 1, 1], &plain, &mut dg).unwrap();
+            // A flipped bit in the last block garbles only the last clear block:
+            // the checksum (block 0) no longer matches, or the tag fails first.
+            let mut bad = dg[..n].to_vec();
+            bad[n - a.tag_len_tx() - 1] ^= 0x01;
+            let want = if hmac {
+                CryptoError::BadHmac
+            } else {
+                CryptoError::BadChecksum
+            };
+            assert_eq!(b.clone().open(&bad, &mut out), Err(want), "{hmac} {sseq}");
+            // Encrypted part not a multiple of 16 (tag boundary moved).
+            assert_eq!(
+                b.clone().open(&dg[..n - 1], &mut out),
+                Err(CryptoError::BadLength)
+            );
+            assert_eq!(
+                b.clone().open(&dg[..4], &mut out),
+                Err(CryptoError::BadLength)
+            );
+            assert_eq!(
+                b.clone().open(&dg[..3], &mut out),
+                Err(CryptoError::BadLength)
+            );
+            if sseq {
+                // Stale: 40 packets later, sseq 0 is more than 32 behind.
+                let first = dg[..n].to_vec();
+                let mut last = Vec::new();
+                for _ in 0..40 {
+                    let n = a.seal([1, 1, 1, 1], &plain, &mut dg).unwrap();
+                    last = dg[..n].to_vec();
+                }
+                b.open(&last, &mut out).unwrap();
+                assert_eq!(b.open(&first, &mut out), Err(CryptoError::ReplayedSseq));
+            }
+        }
+    }
+
+    #[test]
     fn seal_refuses_small_buffer() {
         let mut c = PacketCipher::default_key();
         let mut out = [0u8; 19];
