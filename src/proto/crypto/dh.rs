@@ -45,6 +45,8 @@ struct GroupParams {
     p: BoxedUint,
 }
 
+/// Hex of the prime constants above (even length, hex digits only; checked
+/// by `primes_match_the_pi_formula`).
 fn decode_hex(s: &str) -> Vec<u8> {
     s.as_bytes()
         .chunks(2)
@@ -293,6 +295,42 @@ mod tests {
                 "{g:?} low 64 bits set"
             );
             assert_eq!(&p[8..12], &[0xc9, 0x0f, 0xda, 0xa2], "{g:?} starts with pi");
+        }
+    }
+
+    #[test]
+    fn primes_match_the_pi_formula() {
+        // SHA-256 of p = 2^N - 2^(N-64) - 1 + 2^64 (floor(2^(N-130) pi) + k),
+        // recomputed from pi independently of the hex constants (spec 03 §8).
+        let want = [
+            (
+                DhGroup::G2,
+                "3f35a3f5f6c4376a744acad409bb22f8d897f949d2311d885adaa890981b67a0",
+            ),
+            (
+                DhGroup::G5,
+                "64fcc83ec403930bf18393dbc883ccaa1fbb08ac876f77f7aa99748ca945019b",
+            ),
+            (
+                DhGroup::G14,
+                "d66436f79bbd6b2e38c0ffbd079be904d2641415e2e67140e09448be9a60890e",
+            ),
+            (
+                DhGroup::G16,
+                "4ee95187682bcb230ad26a95205f6920e84708f6251b3894329b09ec23919e33",
+            ),
+        ];
+        for (g, hash) in want {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest(g.prime());
+            let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, hash, "{g:?}");
+            // Fermat: 2^(p-1) = 1 mod p.
+            let mut pm1 = g.prime();
+            let last = pm1.len() - 1;
+            pm1[last] -= 1;
+            let two = BoxedUint::from_be_slice(&[2], g.bits()).unwrap();
+            assert_eq!(minimal(&modpow(g, &two, &pm1)), [1], "{g:?}");
         }
     }
 
