@@ -56,6 +56,11 @@ impl Identity {
     /// `1d group ‖ public key` option per group, in preference order, like
     /// the reference client (spec 03 §4.3). With `[G2]`, no hostname and not
     /// a server this is exactly Flash Player's `81 02 1d 02 <128 B>`.
+    ///
+    /// Interop: MonaServer2's IIKeying handler does not parse the certificate;
+    /// it takes the first option as `LL 1d 02 <key>` and reads the SKIC length
+    /// right after it, so Mona/Cumulus-class servers (and librtmfp peers) only
+    /// accept that exact single-key group-2 certificate.
     pub fn generate_static(
         groups: &[DhGroup],
         hostname: Option<&str>,
