@@ -3,6 +3,7 @@
 //! Bytes and `now` go in; bytes, events and deadlines come out. Nothing in
 //! this module touches a socket, a clock or a global RNG.
 
+pub mod crypto;
 pub mod endpoint;
 pub mod handshake;
 pub mod rng;

@@ -1,0 +1,183 @@
+//! Certificates of the Flash profile (spec 03 §4): an option sequence whose
+//! canonical part (up to and including the first marker) is the identity.
+
+use sha2::{Digest, Sha256};
+
+use super::dh::DhGroup;
+use super::epd::{Epd, select};
+use super::{CryptoError, FINGERPRINT_LEN};
+use crate::proto::wire::Reader;
+use crate::proto::wire::option::{Item, Options, read_item};
+use crate::proto::wire::vlu;
+
+/// Certificate option types (spec 03 §4.1).
+pub(crate) mod cert_opt {
+    pub const HOSTNAME: u64 = 0x00;
+    pub const ACCEPTS_ANCILLARY: u64 = 0x0a;
+    pub const EXTRA_RANDOMNESS: u64 = 0x0e;
+    pub const EPHEMERAL_GROUP: u64 = 0x15;
+    pub const STATIC_KEY: u64 = 0x1d;
+}
+
+/// A parsed, validated certificate borrowing its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Certificate<'a> {
+    bytes: &'a [u8],
+    canonical_len: usize,
+    hostname: Option<&'a [u8]>,
+    accepts_ancillary: bool,
+    is_static: bool,
+}
+
+/// Splits a `vlu group ‖ rest` option value.
+pub(crate) fn split_group(value: &[u8]) -> Option<(u64, &[u8])> {
+    let (g, n) = vlu::decode(value).ok()?;
+    Some((g, &value[n..]))
+}
+
+impl<'a> Certificate<'a> {
+    /// Parses and validates: every option well formed; the canonical part has
+    /// ephemeral-group options or static keys, never both, never neither
+    /// (reference `FlashCryptoCert::init`, spec 03 §4.1).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, CryptoError> {
+        let mut canonical_len = bytes.len();
+        let mut in_canonical = true;
+        let mut hostname = None;
+        let mut accepts_ancillary = false;
+        let (mut n_static, mut n_ephemeral) = (0usize, 0usize);
+        let mut r = Reader::new(bytes);
+        while !r.is_empty() {
+            match read_item(&mut r).map_err(|_| CryptoError::BadCertificate)? {
+                Item::Marker => {
+                    if in_canonical {
+                        canonical_len = r.position();
+                        in_canonical = false;
+                    }
+                }
+                Item::Opt(o) if in_canonical => match o.typ {
+                    cert_opt::HOSTNAME if hostname.is_none() => hostname = Some(o.value),
+                    cert_opt::ACCEPTS_ANCILLARY => accepts_ancillary = true,
+                    cert_opt::EPHEMERAL_GROUP => {
+                        split_group(o.value).ok_or(CryptoError::BadCertificate)?;
+                        n_ephemeral += 1;
+                    }
+                    cert_opt::STATIC_KEY => {
+                        let (_, key) = split_group(o.value).ok_or(CryptoError::BadCertificate)?;
+                        if key.is_empty() {
+                            return Err(CryptoError::BadCertificate);
+                        }
+                        n_static += 1;
+                    }
+                    _ => {}
+                },
+                Item::Opt(_) => {}
+            }
+        }
+        if (n_static > 0) == (n_ephemeral > 0) {
+            return Err(CryptoError::BadCertificate);
+        }
+        Ok(Certificate {
+            bytes,
+            canonical_len,
+            hostname,
+            accepts_ancillary,
+            is_static: n_static > 0,
+        })
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Bytes up to and including the first marker (all of them without one).
+    pub fn canonical(&self) -> &'a [u8] {
+        &self.bytes[..self.canonical_len]
+    }
+
+    /// SHA-256 of the canonical part: the Flash peer ID (spec 03 §4.2).
+    pub fn fingerprint(&self) -> [u8; FINGERPRINT_LEN] {
+        Sha256::digest(self.canonical()).into()
+    }
+
+    /// `21 0f ‖ fingerprint` (spec 03 §5.4).
+    pub fn canonical_epd(&self) -> [u8; 34] {
+        canonical_epd_of(&self.fingerprint())
+    }
+
+    /// True for a static-DH certificate (`0x1d` keys), false for ephemeral (`0x15` groups).
+    pub fn is_static(&self) -> bool {
+        self.is_static
+    }
+
+    /// Supported DH groups in certificate order (the `0x15` list, or the groups
+    /// of the `0x1d` keys). Group IDs we do not implement are skipped.
+    pub fn groups(&self) -> impl Iterator<Item = DhGroup> + 'a {
+        let typ = if self.is_static {
+            cert_opt::STATIC_KEY
+        } else {
+            cert_opt::EPHEMERAL_GROUP
+        };
+        Options::opts(self.canonical())
+            .filter(move |o| o.typ == typ)
+            .filter_map(|o| split_group(o.value).and_then(|(g, _)| DhGroup::from_id(g)))
+    }
+
+    /// Whether the certificate offers `group` (either way).
+    pub fn supports(&self, group: DhGroup) -> bool {
+        self.groups().any(|g| g == group)
+    }
+
+    /// The static public key for `group`, if the certificate carries one.
+    pub fn static_key(&self, group: DhGroup) -> Option<&'a [u8]> {
+        Options::opts(self.canonical())
+            .filter(|o| o.typ == cert_opt::STATIC_KEY)
+            .filter_map(|o| split_group(o.value))
+            .find(|(g, _)| *g == u64::from(group.id()))
+            .map(|(_, k)| k)
+    }
+
+    /// The `0x00` hostname option, if any.
+    pub fn hostname(&self) -> Option<&'a [u8]> {
+        self.hostname
+    }
+
+    /// Whether the `0x0a` flag is present (the endpoint is a server).
+    pub fn accepts_ancillary(&self) -> bool {
+        self.accepts_ancillary
+    }
+}
+
+/// `21 0f ‖ fp` (spec 03 §5.4).
+pub(crate) fn canonical_epd_of(fp: &[u8; FINGERPRINT_LEN]) -> [u8; 34] {
+    let mut out = [0u8; 34];
+    out[0] = 0x21;
+    out[1] = 0x0f;
+    out[2..].copy_from_slice(fp);
+    out
+}
+
+/// Initiator side: does `epd` select this certificate (spec 03 §5.3)? A
+/// malformed EPD selects nothing.
+pub fn cert_selected_by(cert: &Certificate<'_>, epd: &[u8]) -> bool {
+    match Epd::parse(epd) {
+        Ok(e) => select(
+            &e,
+            &cert.fingerprint(),
+            cert.hostname(),
+            cert.accepts_ancillary(),
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Glare (spec 03 §7, 02 §11): the near end wins unless the far certificate
+/// sorts strictly before ours, comparing raw bytes: `!(far < near)`.
+pub fn near_wins_glare(near_cert: &[u8], far_cert: &[u8]) -> bool {
+    far_cert >= near_cert
+}
+
+/// A new certificate overrides an open session only when byte-identical to
+/// that session's certificate (spec 03 §7).
+pub fn cert_overrides(old: &[u8], new: &[u8]) -> bool {
+    old == new
+}

@@ -1,0 +1,418 @@
+//! Diffie-Hellman over the MODP groups of spec 03 §8, constant time in the
+//! private exponent (crypto-bigint Montgomery exponentiation).
+
+use std::sync::OnceLock;
+
+use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
+use crypto_bigint::{BoxedUint, Odd};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::CryptoError;
+use crate::proto::rng::Rng;
+
+/// A Diffie-Hellman group of the Flash profile; generator 2 for all (spec 03 §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum DhGroup {
+    /// 1024-bit MODP (Oakley group 2): mandatory, the only group Flash Player uses.
+    G2 = 2,
+    /// 1536-bit MODP (RFC 3526 group 5): advertised by Cirrus and Cumulus.
+    G5 = 5,
+    /// 2048-bit MODP (RFC 3526 group 14).
+    G14 = 14,
+    /// 4096-bit MODP (RFC 3526 group 16): the reference's preferred group.
+    G16 = 16,
+}
+
+/// Group 2 prime (spec 03 §8).
+const P2: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381FFFFFFFFFFFFFFFF";
+/// Group 5 prime (spec 03 §8).
+const P5: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA237327FFFFFFFFFFFFFFFF";
+/// Group 14 prime (spec 03 §8).
+const P14: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF";
+/// Group 16 prime (spec 03 §8).
+const P16: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA051015728E5A8AAAC42DAD33170D04507A33A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E208E24FA074E5AB3143DB5BFCE0FD108E4B82D120A92108011A723C12A787E6D788719A10BDBA5B2699C327186AF4E23C1A946834B6150BDA2583E9CA2AD44CE8DBBBC2DB04DE8EF92E8EFC141FBECAA6287C59474E6BC05D99B2964FA090C3A2233BA186515BE7ED1F612970CEE2D7AFB81BDD762170481CD0069127D5B05AA993B4EA988D8FDDC186FFB7DC90A6C08F4DF435C934063199FFFFFFFFFFFFFFFF";
+
+/// Received public keys must satisfy `2^24 <= y <= p - 2^24` (spec 03 §8.1).
+const EDGE_BITS: u32 = 24;
+/// ... and have at least this many one bits and counted zero bits (spec 03 §8.1).
+const MIN_BIT_COUNT: u32 = 16;
+/// Key generation retries before giving up on a broken RNG.
+const KEYGEN_ATTEMPTS: usize = 64;
+
+struct GroupParams {
+    params: BoxedMontyParams,
+    p: BoxedUint,
+}
+
+/// Hex of the prime constants above (even length, hex digits only; checked
+/// by `primes_match_the_pi_formula`).
+fn decode_hex(s: &str) -> Vec<u8> {
+    s.as_bytes()
+        .chunks(2)
+        .map(|c| {
+            let d = |x: u8| (x as char).to_digit(16).unwrap_or(0) as u8;
+            d(c[0]) << 4 | d(c[1])
+        })
+        .collect()
+}
+
+impl DhGroup {
+    /// Every supported group, strongest first: the default preference order.
+    pub const ALL: [DhGroup; 4] = [DhGroup::G16, DhGroup::G14, DhGroup::G5, DhGroup::G2];
+
+    pub fn from_id(id: u64) -> Option<Self> {
+        match id {
+            2 => Some(DhGroup::G2),
+            5 => Some(DhGroup::G5),
+            14 => Some(DhGroup::G14),
+            16 => Some(DhGroup::G16),
+            _ => None,
+        }
+    }
+
+    pub fn id(self) -> u8 {
+        self as u8
+    }
+
+    /// Prime size in bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            DhGroup::G2 => 1024,
+            DhGroup::G5 => 1536,
+            DhGroup::G14 => 2048,
+            DhGroup::G16 => 4096,
+        }
+    }
+
+    /// Prime size in bytes = maximum public key length.
+    pub fn prime_len(self) -> usize {
+        self.bits() as usize / 8
+    }
+
+    /// Private exponent length. At least twice the group's estimated security
+    /// strength (RFC 3526 §8 / NIST SP 800-57: about 80, 90-120, 112-160 and
+    /// 150-240 bits), so that short-exponent attacks cost no less than the
+    /// discrete log itself. 224, 320 and 480 bits are the reference's own
+    /// choices for groups 2, 14 and 16 (spec 03 §8); the reference has no
+    /// group 5, so 256 bits covers twice its 120-bit upper estimate.
+    pub fn exponent_bits(self) -> u32 {
+        match self {
+            DhGroup::G2 => 224,
+            DhGroup::G5 => 256,
+            DhGroup::G14 => 320,
+            DhGroup::G16 => 480,
+        }
+    }
+
+    fn params(self) -> &'static GroupParams {
+        static CELLS: [OnceLock<GroupParams>; 4] = [const { OnceLock::new() }; 4];
+        let (i, hex) = match self {
+            DhGroup::G2 => (0, P2),
+            DhGroup::G5 => (1, P5),
+            DhGroup::G14 => (2, P14),
+            DhGroup::G16 => (3, P16),
+        };
+        CELLS[i].get_or_init(|| {
+            let p = BoxedUint::from_be_slice(&decode_hex(hex), self.bits())
+                .unwrap_or_else(|_| unreachable!("prime constant fits its group size"));
+            let odd = Option::<Odd<BoxedUint>>::from(Odd::new(p.clone()))
+                .unwrap_or_else(|| unreachable!("MODP primes are odd"));
+            GroupParams {
+                params: BoxedMontyParams::new_vartime(odd),
+                p,
+            }
+        })
+    }
+
+    /// The prime, big-endian, full length.
+    pub fn prime(self) -> Vec<u8> {
+        self.params().p.to_be_bytes().into_vec()
+    }
+}
+
+/// `base^exp mod p`, constant time in `exp` for a fixed exponent bit length.
+fn modpow(group: DhGroup, base: &BoxedUint, exp: &[u8]) -> Zeroizing<Vec<u8>> {
+    let gp = group.params();
+    let ebits = (exp.len() * 8) as u32;
+    let mut e = BoxedUint::from_be_slice(exp, ebits.max(64))
+        .unwrap_or_else(|_| unreachable!("precision covers the exponent bytes"));
+    let b = BoxedMontyForm::new(base.clone(), &gp.params);
+    let mut r = b.pow_bounded_exp(&e, ebits);
+    let mut v = r.retrieve();
+    let bytes = Zeroizing::new(v.to_be_bytes().into_vec());
+    e.zeroize();
+    r.zeroize();
+    v.zeroize();
+    bytes
+}
+
+/// Drops leading zero bytes (OpenSSL `BN_bn2bin` minimal encoding, spec 03 §8.1).
+fn minimal(bytes: &[u8]) -> &[u8] {
+    let z = bytes.iter().take_while(|&&b| b == 0).count();
+    &bytes[z..]
+}
+
+/// Rejects a far public key unless `2^24 <= y <= p - 2^24` and the reference
+/// bit-count test passes (RFC 7425 §4.6.2 per reference, spec 03 §8.1): walk
+/// bytes first to last, bits 0x01 to 0x80 within each; count ones, and zeros
+/// only after the first one seen; require 16 of each.
+pub fn validate_public_key(group: DhGroup, y: &[u8]) -> Result<(), CryptoError> {
+    if y.is_empty() || y.len() > group.prime_len() {
+        return Err(CryptoError::BadPublicKey);
+    }
+    let (mut ones, mut zeros) = (0u32, 0u32);
+    for &byte in y {
+        for bit in 0..8 {
+            if byte >> bit & 1 == 1 {
+                ones += 1;
+            } else if ones > 0 {
+                zeros += 1;
+            }
+        }
+    }
+    if ones < MIN_BIT_COUNT || zeros < MIN_BIT_COUNT {
+        return Err(CryptoError::BadPublicKey);
+    }
+    let gp = group.params();
+    let v = BoxedUint::from_be_slice(y, group.bits()).map_err(|_| CryptoError::BadPublicKey)?;
+    let edge = BoxedUint::one_with_precision(group.bits()).shl(EDGE_BITS);
+    let upper = gp.p.wrapping_sub(&edge);
+    if v < edge || v > upper {
+        return Err(CryptoError::BadPublicKey);
+    }
+    Ok(())
+}
+
+/// A DH shared secret `K`, minimal-length big-endian (spec 03 §8.1); zeroized on drop.
+pub struct SharedSecret(Zeroizing<Vec<u8>>);
+
+impl SharedSecret {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub(crate) fn from_bytes(b: &[u8]) -> Self {
+        SharedSecret(Zeroizing::new(b.to_vec()))
+    }
+}
+
+impl std::fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedSecret(..)")
+    }
+}
+
+/// A DH private exponent with its public key; the exponent is zeroized on drop.
+#[derive(Clone)]
+pub struct DhPrivateKey {
+    group: DhGroup,
+    x: Zeroizing<Vec<u8>>,
+    public: Vec<u8>,
+}
+
+impl std::fmt::Debug for DhPrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhPrivateKey")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DhPrivateKey {
+    /// A fresh key: a random exponent of [`DhGroup::exponent_bits`] bits with
+    /// the top bit set (spec 03 §8.1). Keys whose public value is shorter than
+    /// the prime, or that the far side's validation would reject, are drawn
+    /// again, so our keys always have the full-length layout Flash-class
+    /// peers expect (spec 06: librtmfp wants exactly 128 bytes in group 2).
+    pub fn generate(group: DhGroup, rng: &mut dyn Rng) -> Result<Self, CryptoError> {
+        for _ in 0..KEYGEN_ATTEMPTS {
+            let mut x = Zeroizing::new(vec![0u8; group.exponent_bits() as usize / 8]);
+            rng.fill(&mut x);
+            x[0] |= 0x80;
+            let k = Self::from_exponent(group, &x)?;
+            if k.public.len() == group.prime_len() && validate_public_key(group, &k.public).is_ok()
+            {
+                return Ok(k);
+            }
+        }
+        Err(CryptoError::RngFailure)
+    }
+
+    /// A key from a known exponent (key files, test vectors).
+    pub fn from_exponent(group: DhGroup, x: &[u8]) -> Result<Self, CryptoError> {
+        let x = minimal(x);
+        if x.is_empty() || x.len() > group.prime_len() {
+            return Err(CryptoError::BadKeyFile);
+        }
+        let g = BoxedUint::from_be_slice(&[2], group.bits())
+            .unwrap_or_else(|_| unreachable!("2 fits any group"));
+        let y = modpow(group, &g, x);
+        Ok(DhPrivateKey {
+            group,
+            x: Zeroizing::new(x.to_vec()),
+            public: minimal(&y).to_vec(),
+        })
+    }
+
+    pub fn group(&self) -> DhGroup {
+        self.group
+    }
+
+    /// Public key, big-endian, minimal length.
+    pub fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+
+    /// The private exponent, big-endian (for key files).
+    pub(crate) fn exponent(&self) -> &[u8] {
+        &self.x
+    }
+
+    /// `K = y^x mod p` after validating `y` (spec 03 §8.1).
+    pub fn shared_secret(&self, far_public: &[u8]) -> Result<SharedSecret, CryptoError> {
+        validate_public_key(self.group, far_public)?;
+        let y = BoxedUint::from_be_slice(far_public, self.group.bits())
+            .map_err(|_| CryptoError::BadPublicKey)?;
+        let k = modpow(self.group, &y, &self.x);
+        Ok(SharedSecret::from_bytes(minimal(&k)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::rng::SeededRng;
+
+    #[test]
+    fn primes_match_the_spec_formula_shape() {
+        for g in DhGroup::ALL {
+            let p = g.prime();
+            assert_eq!(p.len(), g.prime_len());
+            assert!(p[..8].iter().all(|&b| b == 0xff), "{g:?} top 64 bits set");
+            assert!(
+                p[p.len() - 8..].iter().all(|&b| b == 0xff),
+                "{g:?} low 64 bits set"
+            );
+            assert_eq!(&p[8..12], &[0xc9, 0x0f, 0xda, 0xa2], "{g:?} starts with pi");
+        }
+    }
+
+    #[test]
+    fn primes_match_the_pi_formula() {
+        // SHA-256 of p = 2^N - 2^(N-64) - 1 + 2^64 (floor(2^(N-130) pi) + k),
+        // recomputed from pi independently of the hex constants (spec 03 §8).
+        let want = [
+            (
+                DhGroup::G2,
+                "3f35a3f5f6c4376a744acad409bb22f8d897f949d2311d885adaa890981b67a0",
+            ),
+            (
+                DhGroup::G5,
+                "64fcc83ec403930bf18393dbc883ccaa1fbb08ac876f77f7aa99748ca945019b",
+            ),
+            (
+                DhGroup::G14,
+                "d66436f79bbd6b2e38c0ffbd079be904d2641415e2e67140e09448be9a60890e",
+            ),
+            (
+                DhGroup::G16,
+                "4ee95187682bcb230ad26a95205f6920e84708f6251b3894329b09ec23919e33",
+            ),
+        ];
+        for (g, hash) in want {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest(g.prime());
+            let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, hash, "{g:?}");
+            // Fermat: 2^(p-1) = 1 mod p.
+            let mut pm1 = g.prime();
+            let last = pm1.len() - 1;
+            pm1[last] -= 1;
+            let two = BoxedUint::from_be_slice(&[2], g.bits()).unwrap();
+            assert_eq!(minimal(&modpow(g, &two, &pm1)), [1], "{g:?}");
+        }
+    }
+
+    #[test]
+    fn agreement_every_group() {
+        let mut rng = SeededRng::new(7);
+        for g in DhGroup::ALL {
+            let a = DhPrivateKey::generate(g, &mut rng).unwrap();
+            let b = DhPrivateKey::generate(g, &mut rng).unwrap();
+            assert_eq!(a.public_key().len(), g.prime_len());
+            assert_eq!(a.exponent().len() * 8, g.exponent_bits() as usize);
+            let k1 = a.shared_secret(b.public_key()).unwrap();
+            let k2 = b.shared_secret(a.public_key()).unwrap();
+            assert_eq!(k1.as_bytes(), k2.as_bytes());
+            assert!(k1.as_bytes().len() > g.prime_len() - 4);
+        }
+    }
+
+    #[test]
+    fn bad_public_keys() {
+        let g = DhGroup::G2;
+        let p = g.prime();
+        let mut pm1 = p.clone();
+        pm1[127] -= 1;
+        let mut pm2_24 = p.clone();
+        pm2_24[124] -= 1; // p - 2^24: still valid by the range rule
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", vec![]),
+            ("zero", vec![0]),
+            ("one", vec![1]),
+            ("p-1", pm1),
+            ("p", p.clone()),
+            ("too long", vec![0x55; 129]),
+            ("low weight", {
+                let mut v = vec![0u8; 128];
+                v[0] = 0x80;
+                v[127] = 1;
+                v
+            }),
+            ("all ones below p: too few zeros", vec![0xff; 100]),
+            ("2^24 - 1", vec![0xff, 0xff, 0xff]),
+        ];
+        let k = DhPrivateKey::generate(g, &mut SeededRng::new(1)).unwrap();
+        for (name, y) in cases {
+            assert_eq!(
+                validate_public_key(g, &y),
+                Err(CryptoError::BadPublicKey),
+                "{name}"
+            );
+            assert_eq!(
+                k.shared_secret(&y).unwrap_err(),
+                CryptoError::BadPublicKey,
+                "{name}"
+            );
+        }
+        assert_eq!(validate_public_key(g, &pm2_24), Ok(()));
+        let mut over = p.clone();
+        over[124] -= 1;
+        over[127] = 0x00; // p - 2^24 - 0xff: fine
+        assert_eq!(validate_public_key(g, &over), Ok(()));
+        // p - 2^24 + 1 is just above the range.
+        let mut above = p;
+        above[124] = 0xff;
+        above[125..].fill(0);
+        assert_eq!(
+            validate_public_key(g, &above),
+            Err(CryptoError::BadPublicKey)
+        );
+    }
+
+    #[test]
+    fn broken_rng_is_reported() {
+        struct Zero;
+        impl Rng for Zero {
+            fn fill(&mut self, d: &mut [u8]) {
+                d.fill(0);
+            }
+        }
+        // Exponent 2^223: public key 2^(2^223) mod p is a normal value, so a
+        // constant RNG still yields a key — but always the same one.
+        let a = DhPrivateKey::generate(DhGroup::G2, &mut Zero).unwrap();
+        let b = DhPrivateKey::generate(DhGroup::G2, &mut Zero).unwrap();
+        assert_eq!(a.public_key(), b.public_key());
+    }
+}

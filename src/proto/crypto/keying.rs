@@ -1,0 +1,475 @@
+//! Session key components (SKIC/SKRC, spec 03 §9), HMAC and sequence number
+//! negotiation (§12), and session key derivation (§11).
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::cert::Certificate;
+use super::cipher::PacketCipher;
+use super::dh::{DhGroup, DhPrivateKey, SharedSecret, validate_public_key};
+use super::identity::Identity;
+use super::{CryptoError, FINGERPRINT_LEN};
+use crate::proto::rng::Rng;
+use crate::proto::wire::option::{Item, Options, push};
+use crate::proto::wire::vlu;
+
+/// Negotiation flag "I will always send it" (spec 03 §12.1).
+pub const NEG_SND: u8 = 0x04;
+/// Negotiation flag "I will send it on request".
+pub const NEG_SOR: u8 = 0x02;
+/// Negotiation flag "I request that you send it".
+pub const NEG_REQ: u8 = 0x01;
+
+/// Key component option types (spec 03 §9.1).
+mod comp_opt {
+    pub const EPHEMERAL_KEY: u64 = 0x0d;
+    pub const EXTRA_RANDOMNESS: u64 = 0x0e;
+    pub const GROUP_SELECT: u64 = 0x1d;
+    pub const HMAC_NEG: u64 = 0x1a;
+    pub const SSEQ_NEG: u64 = 0x1e;
+}
+
+/// Randomness in a static side's component (reference and Flash: 64 bytes, spec 03 §9.1).
+const COMPONENT_RANDOMNESS: usize = 64;
+/// Allowed HMAC tag lengths (spec 03 §12.2).
+const HMAC_LEN_RANGE: std::ops::RangeInclusive<u64> = 4..=32;
+/// The SKRC prefix librtmfp insists on, and Cirrus sends: HMAC flags 0 length
+/// 0, sequence flags 0, in that order (spec 06, spec 03 §9.4).
+const FLASH_SKRC_PREFIX: [u8; 7] = [0x03, 0x1a, 0x00, 0x00, 0x02, 0x1e, 0x00];
+
+/// Our crypto preferences for sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoSettings {
+    /// Always append HMAC tags (advertise SND).
+    pub hmac_send_always: bool,
+    /// Require the far side to send HMAC tags (advertise REQ; fail if it cannot).
+    pub hmac_recv_required: bool,
+    /// Tag length we send, 4..=32 (reference 16, Flash 10).
+    pub hmac_len: u8,
+    pub sseq_send_always: bool,
+    pub sseq_recv_required: bool,
+    /// DH groups, most preferred first: the initiator takes the first one the
+    /// responder supports; the responder accepts only these.
+    pub groups: Vec<DhGroup>,
+    /// As responder, answer Flash-class keying (group 2, no HMAC, no sequence
+    /// numbers after negotiation) in the exact layout librtmfp requires:
+    /// `03 1a 00 00 02 1e 00` then `81 02 0d 02 <128 B>` or `41 0e <64 B>` (spec 06).
+    pub librtmfp_compatible_skrc: bool,
+}
+
+impl Default for CryptoSettings {
+    /// The reference library default: SOR for both features, 16-byte tags;
+    /// strongest group first.
+    fn default() -> Self {
+        CryptoSettings {
+            hmac_send_always: false,
+            hmac_recv_required: false,
+            hmac_len: 16,
+            sseq_send_always: false,
+            sseq_recv_required: false,
+            groups: DhGroup::ALL.to_vec(),
+            librtmfp_compatible_skrc: true,
+        }
+    }
+}
+
+impl CryptoSettings {
+    /// `tcserver`/`conncheck` style: send and require HMAC and sequence numbers (flags 0x07).
+    pub fn require_all() -> Self {
+        CryptoSettings {
+            hmac_send_always: true,
+            hmac_recv_required: true,
+            sseq_send_always: true,
+            sseq_recv_required: true,
+            ..Self::default()
+        }
+    }
+
+    /// Flash Player's client settings: SOR for both, 10-byte tags, group 2 (spec 03 §12.4).
+    pub fn flash_player() -> Self {
+        CryptoSettings {
+            hmac_len: 10,
+            groups: vec![DhGroup::G2],
+            ..Self::default()
+        }
+    }
+
+    fn check(&self) -> Result<(), CryptoError> {
+        if !HMAC_LEN_RANGE.contains(&u64::from(self.hmac_len)) || self.groups.is_empty() {
+            return Err(CryptoError::BadSettings);
+        }
+        Ok(())
+    }
+}
+
+/// One feature's negotiation state for one side (reference `negotiateFlags`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Neg {
+    pub(crate) send: bool,
+    pub(crate) recv: bool,
+}
+
+impl Neg {
+    fn flags(self) -> u8 {
+        NEG_SOR | if self.send { NEG_SND } else { 0 } | if self.recv { NEG_REQ } else { 0 }
+    }
+
+    /// Spec 03 §12.2, run once on the far side's flags.
+    fn negotiate(&mut self, far: u8) -> Result<(), CryptoError> {
+        if self.recv && far & (NEG_SND | NEG_SOR) == 0 {
+            return Err(CryptoError::Negotiation);
+        }
+        if far & NEG_SND != 0 {
+            self.recv = true;
+        }
+        if far & NEG_REQ != 0 {
+            self.send = true;
+        }
+        Ok(())
+    }
+}
+
+/// A parsed SKIC or SKRC (first option of each type counts).
+#[derive(Debug, Default)]
+pub(crate) struct Component<'a> {
+    pub(crate) ephemeral: Option<(u64, &'a [u8])>,
+    pub(crate) group_select: Option<u64>,
+    pub(crate) hmac: Option<(u8, u64)>,
+    pub(crate) sseq: Option<u8>,
+}
+
+pub(crate) fn parse_component(bytes: &[u8]) -> Result<Component<'_>, CryptoError> {
+    let bad = CryptoError::BadComponent;
+    let mut c = Component::default();
+    for item in Options::new(bytes) {
+        let Item::Opt(o) = item.map_err(|_| bad)? else {
+            continue;
+        };
+        match o.typ {
+            comp_opt::EPHEMERAL_KEY if c.ephemeral.is_none() => {
+                let (g, n) = vlu::decode(o.value).map_err(|_| bad)?;
+                c.ephemeral = Some((g, &o.value[n..]));
+            }
+            comp_opt::GROUP_SELECT if c.group_select.is_none() => {
+                c.group_select = Some(vlu::decode(o.value).map_err(|_| bad)?.0);
+            }
+            comp_opt::HMAC_NEG if c.hmac.is_none() => {
+                let (&flags, rest) = o.value.split_first().ok_or(bad)?;
+                // The length is always written in practice; read it when present (spec 03 §12.1).
+                let len = if rest.is_empty() {
+                    0
+                } else {
+                    vlu::decode(rest).map_err(|_| bad)?.0
+                };
+                c.hmac = Some((flags, len));
+            }
+            comp_opt::SSEQ_NEG if c.sseq.is_none() => {
+                c.sseq = Some(*o.value.first().ok_or(bad)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// Runs both negotiations against a far component; returns the far tag length.
+fn negotiate(hmac: &mut Neg, sseq: &mut Neg, far: &Component<'_>) -> Result<usize, CryptoError> {
+    let (hflags, hlen) = far.hmac.unwrap_or((0, 0));
+    hmac.negotiate(hflags)?;
+    sseq.negotiate(far.sseq.unwrap_or(0))?;
+    if hmac.recv && !HMAC_LEN_RANGE.contains(&hlen) {
+        return Err(CryptoError::Negotiation);
+    }
+    // Bounded by HMAC_LEN_RANGE when used; irrelevant otherwise.
+    Ok(hlen.min(32) as usize)
+}
+
+fn neg_options(out: &mut Vec<u8>, hmac: Neg, hmac_len: u8, sseq: Neg, sseq_first: bool) {
+    let h = [hmac.flags(), hmac_len];
+    if sseq_first {
+        push(out, comp_opt::SSEQ_NEG, &[sseq.flags()]);
+        push(out, comp_opt::HMAC_NEG, &h);
+    } else {
+        push(out, comp_opt::HMAC_NEG, &h);
+        push(out, comp_opt::SSEQ_NEG, &[sseq.flags()]);
+    }
+}
+
+pub(crate) fn hmac(key: &[u8], msg: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    m.update(msg);
+    Zeroizing::new(m.finalize().into_bytes().into())
+}
+
+/// Everything a session needs once keying completes.
+#[derive(Debug, Clone)]
+pub struct SessionKeys {
+    pub cipher: PacketCipher,
+    /// `HMAC(K, SKNC)`: Flash `NetConnection.nearNonce` (spec 03 §11).
+    pub near_nonce: [u8; 32],
+    /// `HMAC(K, SKFC)`: Flash `NetConnection.farNonce`.
+    pub far_nonce: [u8; 32],
+    pub group: DhGroup,
+    pub hmac_tx: bool,
+    pub hmac_rx: bool,
+    pub sseq_tx: bool,
+    pub sseq_rx: bool,
+}
+
+/// Key derivation of spec 03 §11, in near/far terms (reference
+/// `computeKeysAndNonces(sknc, skfc)`): `encrypt = HMAC(K, HMAC(SKFC, SKNC))`,
+/// `decrypt = HMAC(K, HMAC(SKNC, SKFC))`, HMAC keys `HMAC(K, material)`,
+/// nonces `HMAC(K, SKNC)` / `HMAC(K, SKFC)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn derive(
+    k: &SharedSecret,
+    sknc: &[u8],
+    skfc: &[u8],
+    group: DhGroup,
+    hmac_neg: Neg,
+    sseq_neg: Neg,
+    tx_tag: usize,
+    rx_tag: usize,
+) -> SessionKeys {
+    let k = k.as_bytes();
+    let enc = hmac(k, &*hmac(skfc, sknc));
+    let dec = hmac(k, &*hmac(sknc, skfc));
+    let enc_mac = hmac(k, &*enc);
+    let dec_mac = hmac(k, &*dec);
+    let mut ek = Zeroizing::new([0u8; 16]);
+    let mut dk = Zeroizing::new([0u8; 16]);
+    ek.copy_from_slice(&enc[..16]);
+    dk.copy_from_slice(&dec[..16]);
+    let cipher = PacketCipher::new(
+        &ek,
+        &dk,
+        hmac_neg.send.then_some((&enc_mac[..], tx_tag)),
+        hmac_neg.recv.then_some((&dec_mac[..], rx_tag)),
+        sseq_neg.send,
+        sseq_neg.recv,
+    );
+    SessionKeys {
+        cipher,
+        near_nonce: *hmac(k, sknc),
+        far_nonce: *hmac(k, skfc),
+        group,
+        hmac_tx: hmac_neg.send,
+        hmac_rx: hmac_neg.recv,
+        sseq_tx: sseq_neg.send,
+        sseq_rx: sseq_neg.recv,
+    }
+}
+
+fn initial_neg(s: &CryptoSettings) -> (Neg, Neg) {
+    (
+        Neg {
+            send: s.hmac_send_always,
+            recv: s.hmac_recv_required,
+        },
+        Neg {
+            send: s.sseq_send_always,
+            recv: s.sseq_recv_required,
+        },
+    )
+}
+
+/// The initiator's half of keying: built when sending IIKeying, finished by
+/// the RIKeying's SKRC (spec 03 §9.3, §10).
+pub struct InitiatorKeying {
+    skic: Vec<u8>,
+    group: DhGroup,
+    key: DhPrivateKey,
+    /// The responder's static key for the group, when its certificate has one.
+    responder_static: Option<Vec<u8>>,
+    hmac: Neg,
+    sseq: Neg,
+    hmac_len: u8,
+}
+
+impl std::fmt::Debug for InitiatorKeying {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitiatorKeying")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InitiatorKeying {
+    /// Picks the group (first of `settings.groups` the responder certificate
+    /// supports and we can key; a static identity prefers groups it holds a
+    /// static key for, else falls back to an ephemeral key) and builds the SKIC.
+    pub fn new(
+        identity: &Identity,
+        settings: &CryptoSettings,
+        responder_cert: &[u8],
+        rng: &mut dyn Rng,
+    ) -> Result<Self, CryptoError> {
+        settings.check()?;
+        let cert = Certificate::parse(responder_cert)?;
+        // MonaServer2 and Cumulus advertise groups 2, 5, 14 (Adobe Cirrus's
+        // list) but compute with group 2 whatever the initiator selects
+        // (spec 06), and Flash only ever used 2 with them: for that exact
+        // list, group 2 is the only safe choice.
+        let cirrus_like = !cert.is_static()
+            && cert.groups().eq([DhGroup::G2, DhGroup::G5, DhGroup::G14])
+            && settings.groups.contains(&DhGroup::G2);
+        let common = |g: &&DhGroup| cert.supports(**g) && (!cirrus_like || **g == DhGroup::G2);
+        let static_pick = settings
+            .groups
+            .iter()
+            .filter(common)
+            .find_map(|&g| identity.static_key(g).map(|k| (g, k.clone())));
+        let (group, key, is_static) = match static_pick {
+            Some((g, k)) => (g, k, true),
+            None => {
+                let g = *settings
+                    .groups
+                    .iter()
+                    .find(common)
+                    .ok_or(CryptoError::NoCommonGroup)?;
+                (g, DhPrivateKey::generate(g, rng)?, false)
+            }
+        };
+        let (hmac, sseq) = initial_neg(settings);
+        let mut skic = Vec::new();
+        if is_static {
+            // 1d (group select) · 0e (64 random) · 1a · 1e (spec 03 §9.3).
+            push(&mut skic, comp_opt::GROUP_SELECT, &[group.id()]);
+            let mut r = [0u8; COMPONENT_RANDOMNESS];
+            rng.fill(&mut r);
+            push(&mut skic, comp_opt::EXTRA_RANDOMNESS, &r);
+        } else {
+            // 0d (group ‖ ephemeral public key) · 1a · 1e.
+            let mut v = vec![group.id()];
+            v.extend_from_slice(key.public_key());
+            push(&mut skic, comp_opt::EPHEMERAL_KEY, &v);
+        }
+        neg_options(&mut skic, hmac, settings.hmac_len, sseq, false);
+        Ok(InitiatorKeying {
+            skic,
+            group,
+            key,
+            responder_static: cert.static_key(group).map(<[u8]>::to_vec),
+            hmac,
+            sseq,
+            hmac_len: settings.hmac_len,
+        })
+    }
+
+    /// The SKIC to put in IIKeying.
+    pub fn skic(&self) -> &[u8] {
+        &self.skic
+    }
+
+    pub fn group(&self) -> DhGroup {
+        self.group
+    }
+
+    /// Completes keying with the responder's SKRC (spec 03 §10): negotiate,
+    /// take the responder's key, compute K, derive with SKNC = SKIC, SKFC = SKRC.
+    pub fn finish(self, skrc: &[u8]) -> Result<SessionKeys, CryptoError> {
+        let c = parse_component(skrc)?;
+        let (mut hmac, mut sseq) = (self.hmac, self.sseq);
+        let rx_tag = negotiate(&mut hmac, &mut sseq, &c)?;
+        let far_key = match &self.responder_static {
+            Some(k) => &k[..],
+            None => match c.ephemeral {
+                Some((g, k)) if g == u64::from(self.group.id()) => k,
+                Some(_) => return Err(CryptoError::UnsupportedGroup),
+                None => return Err(CryptoError::BadComponent),
+            },
+        };
+        let k = self.key.shared_secret(far_key)?;
+        Ok(derive(
+            &k,
+            &self.skic,
+            skrc,
+            self.group,
+            hmac,
+            sseq,
+            usize::from(self.hmac_len),
+            rx_tag,
+        ))
+    }
+}
+
+/// The responder's half (spec 03 §9.4, §10): negotiate on the SKIC before any
+/// DH work, check the group, compute K, build the SKRC, derive with
+/// SKNC = SKRC, SKFC = SKIC. Returns the SKRC to put in RIKeying.
+pub fn respond(
+    identity: &Identity,
+    settings: &CryptoSettings,
+    initiator_cert: &[u8],
+    skic: &[u8],
+    rng: &mut dyn Rng,
+) -> Result<(Vec<u8>, SessionKeys), CryptoError> {
+    settings.check()?;
+    let cert = Certificate::parse(initiator_cert)?;
+    let c = parse_component(skic)?;
+    let (mut hmac, mut sseq) = initial_neg(settings);
+    let rx_tag = negotiate(&mut hmac, &mut sseq, &c)?;
+
+    // Which key of the initiator (spec 03 §9.5).
+    let (gid, far_key) = match (c.ephemeral, c.group_select) {
+        (Some((g, k)), None) => (g, k),
+        (None, Some(g)) => {
+            let group = DhGroup::from_id(g).ok_or(CryptoError::UnsupportedGroup)?;
+            (g, cert.static_key(group).ok_or(CryptoError::BadComponent)?)
+        }
+        _ => return Err(CryptoError::BadComponent),
+    };
+    let group = DhGroup::from_id(gid).ok_or(CryptoError::UnsupportedGroup)?;
+    if !settings.groups.contains(&group) || !identity.groups().contains(&group) {
+        return Err(CryptoError::UnsupportedGroup);
+    }
+    validate_public_key(group, far_key)?;
+
+    let ephemeral;
+    let ours = match identity.static_key(group) {
+        Some(k) => k,
+        None => {
+            ephemeral = DhPrivateKey::generate(group, rng)?;
+            &ephemeral
+        }
+    };
+    let k = ours.shared_secret(far_key)?;
+
+    let flash_class = settings.librtmfp_compatible_skrc
+        && group == DhGroup::G2
+        && !(hmac.send || hmac.recv || sseq.send || sseq.recv)
+        && ours.public_key().len() == group.prime_len();
+    let mut skrc = Vec::new();
+    if flash_class {
+        skrc.extend_from_slice(&FLASH_SKRC_PREFIX);
+    } else {
+        // 1e · 1a (reference order, spec 03 §9.4).
+        neg_options(&mut skrc, hmac, settings.hmac_len, sseq, true);
+    }
+    if identity.is_static() {
+        let mut r = [0u8; COMPONENT_RANDOMNESS];
+        rng.fill(&mut r);
+        push(&mut skrc, comp_opt::EXTRA_RANDOMNESS, &r);
+    } else {
+        let mut v = vec![group.id()];
+        v.extend_from_slice(ours.public_key());
+        push(&mut skrc, comp_opt::EPHEMERAL_KEY, &v);
+    }
+    let keys = derive(
+        &k,
+        &skrc,
+        skic,
+        group,
+        hmac,
+        sseq,
+        usize::from(settings.hmac_len),
+        rx_tag,
+    );
+    Ok((skrc, keys))
+}
+
+/// Peer ID of a certificate's owner, or an error for an invalid certificate.
+pub fn peer_id(cert: &[u8]) -> Result<[u8; FINGERPRINT_LEN], CryptoError> {
+    Ok(Certificate::parse(cert)?.fingerprint())
+}
