@@ -1,0 +1,14 @@
+//! The Flash "TC" layer of RFC 7425 (spec 04): RTMP messages carried in
+//! RTMFP flows. Pure codecs and small state helpers; no I/O, no clocks.
+//!
+//! * [`amf0`] / [`amf3`]: the value encodings (spec 04 §9).
+//! * [`metadata`]: `TC` flow metadata and flow topology rules (spec 04 §2–3).
+//! * [`message`]: RTMP message framing inside a flow (spec 04 §4).
+//! * [`command`]: NetConnection / NetStream commands and status events (spec 04 §5, §7).
+//! * [`user_control`]: user control events, flow sync and keepalive (spec 04 §6).
+
+pub mod amf0;
+pub mod amf3;
+
+pub use amf0::{AmfError, Limits, Value};
+pub use amf3::Amf3Value;
