@@ -9,6 +9,17 @@
 
 pub mod amf0;
 pub mod amf3;
+pub mod command;
+pub mod message;
+pub mod metadata;
+pub mod user_control;
 
 pub use amf0::{AmfError, Limits, Value};
 pub use amf3::Amf3Value;
+pub use command::{Command, Connect, Level, NetCommand, Play, Publish, StatusInfo, Transactions};
+pub use message::{Body, Message, MessageError, RawMessage};
+pub use metadata::{ReceiveIntent, TcMetadata};
+pub use user_control::{FlowSync, KeepalivePeriods, UserControl};
+
+#[cfg(test)]
+mod tests;
