@@ -80,7 +80,12 @@ pub struct Command {
 impl Command {
     /// A command with a null command object and no arguments.
     pub fn new(name: impl Into<String>, transaction_id: f64) -> Self {
-        Self { name: name.into(), transaction_id, command_object: Some(Value::Null), args: Vec::new() }
+        Self {
+            name: name.into(),
+            transaction_id,
+            command_object: Some(Value::Null),
+            args: Vec::new(),
+        }
     }
 
     pub fn with_args(mut self, args: impl IntoIterator<Item = Value>) -> Self {
@@ -95,7 +100,12 @@ impl Command {
         let name = it.next()?.to_string_lossless()?;
         let transaction_id = it.next()?.as_f64()?;
         let command_object = it.next();
-        Some(Self { name, transaction_id, command_object, args: it.collect() })
+        Some(Self {
+            name,
+            transaction_id,
+            command_object,
+            args: it.collect(),
+        })
     }
 
     /// Appends the AMF0 values (no message header).
@@ -162,9 +172,15 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CommandError {
     #[error("{command}: missing {what}")]
-    Missing { command: &'static str, what: &'static str },
+    Missing {
+        command: &'static str,
+        what: &'static str,
+    },
     #[error("{command}: {what} has the wrong type")]
-    WrongType { command: &'static str, what: &'static str },
+    WrongType {
+        command: &'static str,
+        what: &'static str,
+    },
 }
 
 /// `level` of a status info object.
@@ -209,7 +225,13 @@ pub struct StatusInfo {
 
 impl StatusInfo {
     pub fn new(level: Level, code: impl Into<String>) -> Self {
-        Self { level, code: code.into(), description: None, detail: None, extra: Vec::new() }
+        Self {
+            level,
+            code: code.into(),
+            description: None,
+            detail: None,
+            extra: Vec::new(),
+        }
     }
 
     pub fn description(mut self, d: impl Into<String>) -> Self {
@@ -318,7 +340,11 @@ impl Connect {
 
     /// The field set Flash Player sends (spec 04 §5.1), with its usual
     /// capability values. `swfUrl`/`pageUrl` empty, `objectEncoding` 3.
-    pub fn flash(app: impl Into<String>, tc_url: impl Into<String>, flash_ver: impl Into<String>) -> Self {
+    pub fn flash(
+        app: impl Into<String>,
+        tc_url: impl Into<String>,
+        flash_ver: impl Into<String>,
+    ) -> Self {
         Self {
             flash_ver: Some(flash_ver.into()),
             swf_url: Some(String::new()),
@@ -378,9 +404,19 @@ impl Connect {
 
     fn from_command(c: &Command) -> Result<Self, CommandError> {
         const CMD: &str = name::CONNECT;
-        let obj = c.command_object.as_ref().ok_or(CommandError::Missing { command: CMD, what: "command object" })?;
-        let members = obj.members().ok_or(CommandError::WrongType { command: CMD, what: "command object" })?;
-        let mut out = Connect { transaction_id: c.transaction_id, args: c.args.clone(), ..Connect::default() };
+        let obj = c.command_object.as_ref().ok_or(CommandError::Missing {
+            command: CMD,
+            what: "command object",
+        })?;
+        let members = obj.members().ok_or(CommandError::WrongType {
+            command: CMD,
+            what: "command object",
+        })?;
+        let mut out = Connect {
+            transaction_id: c.transaction_id,
+            args: c.args.clone(),
+            ..Connect::default()
+        };
         for (k, v) in members {
             let taken = match k.as_str() {
                 "app" => set(&mut out.app, v.to_string_lossless()),
@@ -411,7 +447,12 @@ impl Connect {
         }
         let url = self.tc_url.as_deref()?;
         let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
-        Some(after_scheme.split_once('/').map_or("", |(_, p)| p).to_owned())
+        Some(
+            after_scheme
+                .split_once('/')
+                .map_or("", |(_, p)| p)
+                .to_owned(),
+        )
     }
 
     pub fn extra_value(&self, key: &str) -> Option<&Value> {
@@ -442,7 +483,10 @@ pub struct Play {
 
 impl Play {
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: Some(name.into()), ..Self::default() }
+        Self {
+            name: Some(name.into()),
+            ..Self::default()
+        }
     }
 }
 
@@ -457,7 +501,10 @@ pub struct Publish {
 
 impl Publish {
     pub fn live(name: impl Into<String>) -> Self {
-        Self { name: Some(name.into()), kind: Some("live".to_owned()) }
+        Self {
+            name: Some(name.into()),
+            kind: Some("live".to_owned()),
+        }
     }
 }
 
@@ -482,14 +529,28 @@ pub fn format_peer_address(a: &SocketAddr) -> String {
 pub enum NetCommand {
     Connect(Connect),
     /// `_result`: values after the (null) command object.
-    Result { transaction_id: f64, values: Vec<Value> },
+    Result {
+        transaction_id: f64,
+        values: Vec<Value>,
+    },
     /// `_error`: the info object when it is one, and all values.
-    Error { transaction_id: f64, info: Option<StatusInfo>, values: Vec<Value> },
+    Error {
+        transaction_id: f64,
+        info: Option<StatusInfo>,
+        values: Vec<Value>,
+    },
     OnStatus(StatusInfo),
     /// Address strings only; non-strings were dropped (spec 04 §5.3).
-    SetPeerInfo { transaction_id: f64, addresses: Vec<String> },
-    CreateStream { transaction_id: f64 },
-    DeleteStream { stream_id: f64 },
+    SetPeerInfo {
+        transaction_id: f64,
+        addresses: Vec<String>,
+    },
+    CreateStream {
+        transaction_id: f64,
+    },
+    DeleteStream {
+        stream_id: f64,
+    },
     CloseStream,
     Play(Play),
     Publish(Publish),
@@ -504,28 +565,49 @@ impl NetCommand {
         let tid = c.transaction_id;
         Ok(match c.name.as_str() {
             name::CONNECT => NetCommand::Connect(Connect::from_command(c)?),
-            name::RESULT => NetCommand::Result { transaction_id: tid, values: c.args.clone() },
+            name::RESULT => NetCommand::Result {
+                transaction_id: tid,
+                values: c.args.clone(),
+            },
             name::ERROR => NetCommand::Error {
                 transaction_id: tid,
                 info: c.info_object().and_then(StatusInfo::from_value),
                 values: c.args.clone(),
             },
             name::ON_STATUS => {
-                let v = c.info_object().ok_or(CommandError::Missing { command: name::ON_STATUS, what: "info object" })?;
-                NetCommand::OnStatus(
-                    StatusInfo::from_value(v)
-                        .ok_or(CommandError::WrongType { command: name::ON_STATUS, what: "info object" })?,
-                )
+                let v = c.info_object().ok_or(CommandError::Missing {
+                    command: name::ON_STATUS,
+                    what: "info object",
+                })?;
+                NetCommand::OnStatus(StatusInfo::from_value(v).ok_or(CommandError::WrongType {
+                    command: name::ON_STATUS,
+                    what: "info object",
+                })?)
             }
             name::SET_PEER_INFO => NetCommand::SetPeerInfo {
                 transaction_id: tid,
-                addresses: c.args.iter().filter_map(Value::to_string_lossless).collect(),
+                // librtmfp omits the null command object, so its first
+                // address lands there; null is not a string and drops out.
+                addresses: c
+                    .command_object
+                    .iter()
+                    .chain(&c.args)
+                    .filter_map(Value::to_string_lossless)
+                    .collect(),
             },
-            name::CREATE_STREAM => NetCommand::CreateStream { transaction_id: tid },
+            name::CREATE_STREAM => NetCommand::CreateStream {
+                transaction_id: tid,
+            },
             name::DELETE_STREAM => {
-                let v = c.args.first().ok_or(CommandError::Missing { command: name::DELETE_STREAM, what: "stream ID" })?;
+                let v = c.args.first().ok_or(CommandError::Missing {
+                    command: name::DELETE_STREAM,
+                    what: "stream ID",
+                })?;
                 NetCommand::DeleteStream {
-                    stream_id: v.as_f64().ok_or(CommandError::WrongType { command: name::DELETE_STREAM, what: "stream ID" })?,
+                    stream_id: v.as_f64().ok_or(CommandError::WrongType {
+                        command: name::DELETE_STREAM,
+                        what: "stream ID",
+                    })?,
                 }
             }
             name::CLOSE_STREAM => NetCommand::CloseStream,
@@ -547,15 +629,27 @@ impl NetCommand {
     pub fn to_command(&self) -> Command {
         match self {
             NetCommand::Connect(c) => c.to_command(),
-            NetCommand::Result { transaction_id, values } => Command::result(*transaction_id, values.iter().cloned()),
-            NetCommand::Error { transaction_id, info, values } => match (info, values.is_empty()) {
+            NetCommand::Result {
+                transaction_id,
+                values,
+            } => Command::result(*transaction_id, values.iter().cloned()),
+            NetCommand::Error {
+                transaction_id,
+                info,
+                values,
+            } => match (info, values.is_empty()) {
                 (Some(i), true) => Command::error(*transaction_id, i),
                 _ => Command::new(name::ERROR, *transaction_id).with_args(values.iter().cloned()),
             },
             NetCommand::OnStatus(info) => Command::on_status(info),
-            NetCommand::SetPeerInfo { transaction_id, addresses } => Command::new(name::SET_PEER_INFO, *transaction_id)
+            NetCommand::SetPeerInfo {
+                transaction_id,
+                addresses,
+            } => Command::new(name::SET_PEER_INFO, *transaction_id)
                 .with_args(addresses.iter().map(|a| Value::str(a.clone()))),
-            NetCommand::CreateStream { transaction_id } => Command::new(name::CREATE_STREAM, *transaction_id),
+            NetCommand::CreateStream { transaction_id } => {
+                Command::new(name::CREATE_STREAM, *transaction_id)
+            }
             NetCommand::DeleteStream { stream_id } => {
                 Command::new(name::DELETE_STREAM, 0.0).with_args([Value::Number(*stream_id)])
             }
@@ -563,7 +657,9 @@ impl NetCommand {
             NetCommand::Play(p) => {
                 let mut args = vec![p.name.clone().map_or(Value::Null, Value::String)];
                 // Positional: later arguments force the earlier ones out.
-                let start = p.start.or((p.duration.is_some() || p.reset.is_some()).then_some(-2.0));
+                let start = p
+                    .start
+                    .or((p.duration.is_some() || p.reset.is_some()).then_some(-2.0));
                 let duration = p.duration.or(p.reset.is_some().then_some(-1.0));
                 args.extend(start.map(Value::Number));
                 args.extend(duration.map(Value::Number));
@@ -582,7 +678,10 @@ impl NetCommand {
     /// For a `setPeerInfo`: the addresses that parse; others are ignored.
     pub fn peer_addresses(&self) -> Vec<SocketAddr> {
         match self {
-            NetCommand::SetPeerInfo { addresses, .. } => addresses.iter().filter_map(|a| parse_peer_address(a)).collect(),
+            NetCommand::SetPeerInfo { addresses, .. } => addresses
+                .iter()
+                .filter_map(|a| parse_peer_address(a))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -593,7 +692,8 @@ impl NetCommand {
         match self {
             NetCommand::Result { values, .. } => {
                 let n = values.iter().find_map(Value::as_f64)?;
-                (n >= 1.0 && n <= f64::from(super::metadata::STREAM_ID_MASK) && n.fract() == 0.0).then_some(n as u32)
+                (n >= 1.0 && n <= f64::from(super::metadata::STREAM_ID_MASK) && n.fract() == 0.0)
+                    .then_some(n as u32)
             }
             _ => None,
         }
@@ -619,7 +719,11 @@ pub struct Transactions<T> {
 
 impl<T> Transactions<T> {
     pub fn new(max_pending: usize) -> Self {
-        Self { next: 0, pending: BTreeMap::new(), max_pending }
+        Self {
+            next: 0,
+            pending: BTreeMap::new(),
+            max_pending,
+        }
     }
 
     /// Registers a call and returns its transaction ID.
@@ -639,7 +743,10 @@ impl<T> Transactions<T> {
 
     /// Matches a reply's transaction ID to its call, removing it.
     pub fn complete(&mut self, transaction_id: f64) -> Option<T> {
-        if !(transaction_id >= 1.0 && transaction_id <= f64::from(u32::MAX) && transaction_id.fract() == 0.0) {
+        if !(transaction_id >= 1.0
+            && transaction_id <= f64::from(u32::MAX)
+            && transaction_id.fract() == 0.0)
+        {
             return None;
         }
         self.pending.remove(&(transaction_id as u32))

@@ -30,7 +30,15 @@ pub mod msg_type {
 
     /// Whether the type may appear on a TC flow (spec 04 §4, "Over RTMFP?").
     pub fn allowed_over_rtmfp(t: u8) -> bool {
-        !matches!(t, SET_CHUNK_SIZE | ABORT | ACKNOWLEDGEMENT | WINDOW_ACK_SIZE | SET_PEER_BANDWIDTH | AGGREGATE)
+        !matches!(
+            t,
+            SET_CHUNK_SIZE
+                | ABORT
+                | ACKNOWLEDGEMENT
+                | WINDOW_ACK_SIZE
+                | SET_PEER_BANDWIDTH
+                | AGGREGATE
+        )
     }
 }
 
@@ -72,9 +80,11 @@ impl<'a> RawMessage<'a> {
     /// drops such messages (spec 04 §4).
     pub fn parse(msg: &'a [u8]) -> Result<Self, MessageError> {
         match msg {
-            [t, a, b, c, d, payload @ ..] => {
-                Ok(Self { msg_type: *t, timestamp: u32::from_be_bytes([*a, *b, *c, *d]), payload })
-            }
+            [t, a, b, c, d, payload @ ..] => Ok(Self {
+                msg_type: *t,
+                timestamp: u32::from_be_bytes([*a, *b, *c, *d]),
+                payload,
+            }),
             _ => Err(MessageError::ShortHeader),
         }
     }
@@ -115,12 +125,21 @@ pub enum Body<'a> {
     /// FLV VIDEODATA (spec 04 §10.4).
     Video(&'a [u8]),
     /// Types 18 (`amf3 == false`) and 15. Values: handler name, then arguments.
-    Data { amf3: bool, values: Vec<Value> },
+    Data {
+        amf3: bool,
+        values: Vec<Value>,
+    },
     /// Types 20 (`amf3 == false`) and 17.
-    Command { amf3: bool, command: Command },
+    Command {
+        amf3: bool,
+        command: Command,
+    },
     UserControl(UserControl),
     /// Anything else (shared objects, chunk-stream control), uninterpreted.
-    Other { msg_type: u8, payload: &'a [u8] },
+    Other {
+        msg_type: u8,
+        payload: &'a [u8],
+    },
 }
 
 /// A decoded TC message.
@@ -138,25 +157,42 @@ impl<'a> Message<'a> {
 
     pub fn parse_with(msg: &'a [u8], limits: Limits) -> Result<Self, MessageError> {
         if msg.len() > limits.max_size {
-            return Err(MessageError::TooLarge { size: msg.len(), limit: limits.max_size });
+            return Err(MessageError::TooLarge {
+                size: msg.len(),
+                limit: limits.max_size,
+            });
         }
         let raw = RawMessage::parse(msg)?;
         let p = raw.payload;
         let body = match raw.msg_type {
             msg_type::AUDIO => Body::Audio(p),
             msg_type::VIDEO => Body::Video(p),
-            msg_type::DATA => Body::Data { amf3: false, values: amf0::decode_all(p, limits)? },
-            msg_type::DATA_AMF3 => {
-                Body::Data { amf3: true, values: amf0::decode_all(strip_format(raw.msg_type, p)?, limits)? }
-            }
-            msg_type::COMMAND => Body::Command { amf3: false, command: command_from(p, limits)? },
-            msg_type::COMMAND_AMF3 => {
-                Body::Command { amf3: true, command: command_from(strip_format(raw.msg_type, p)?, limits)? }
-            }
+            msg_type::DATA => Body::Data {
+                amf3: false,
+                values: amf0::decode_all(p, limits)?,
+            },
+            msg_type::DATA_AMF3 => Body::Data {
+                amf3: true,
+                values: amf0::decode_all(strip_format(raw.msg_type, p)?, limits)?,
+            },
+            msg_type::COMMAND => Body::Command {
+                amf3: false,
+                command: command_from(p, limits)?,
+            },
+            msg_type::COMMAND_AMF3 => Body::Command {
+                amf3: true,
+                command: command_from(strip_format(raw.msg_type, p)?, limits)?,
+            },
             msg_type::USER_CONTROL => Body::UserControl(UserControl::parse(p)?),
-            t => Body::Other { msg_type: t, payload: p },
+            t => Body::Other {
+                msg_type: t,
+                payload: p,
+            },
         };
-        Ok(Self { timestamp: raw.timestamp, body })
+        Ok(Self {
+            timestamp: raw.timestamp,
+            body,
+        })
     }
 
     pub fn msg_type(&self) -> u8 {
@@ -176,7 +212,9 @@ impl<'a> Message<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), MessageError> {
         encode_header(out, self.msg_type(), self.timestamp);
         match &self.body {
-            Body::Audio(p) | Body::Video(p) | Body::Other { payload: p, .. } => out.extend_from_slice(p),
+            Body::Audio(p) | Body::Video(p) | Body::Other { payload: p, .. } => {
+                out.extend_from_slice(p)
+            }
             Body::Data { amf3, values } => {
                 if *amf3 {
                     out.push(EX_FORMAT_AMF0);
@@ -204,16 +242,31 @@ impl<'a> Message<'a> {
 
     /// A type 20 command message.
     pub fn command(timestamp: u32, command: Command) -> Self {
-        Self { timestamp, body: Body::Command { amf3: false, command } }
+        Self {
+            timestamp,
+            body: Body::Command {
+                amf3: false,
+                command,
+            },
+        }
     }
 
     /// A type 18 data message.
     pub fn data(timestamp: u32, values: Vec<Value>) -> Self {
-        Self { timestamp, body: Body::Data { amf3: false, values } }
+        Self {
+            timestamp,
+            body: Body::Data {
+                amf3: false,
+                values,
+            },
+        }
     }
 
     pub fn user_control(uc: UserControl) -> Self {
-        Self { timestamp: 0, body: Body::UserControl(uc) }
+        Self {
+            timestamp: 0,
+            body: Body::UserControl(uc),
+        }
     }
 }
 

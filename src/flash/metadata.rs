@@ -82,7 +82,10 @@ pub struct TcMetadata {
 impl TcMetadata {
     /// Ordered metadata for `stream_id` (RXI 0).
     pub fn new(stream_id: u64) -> Self {
-        Self { stream_id, intent: ReceiveIntent::Sequence }
+        Self {
+            stream_id,
+            intent: ReceiveIntent::Sequence,
+        }
     }
 
     pub fn with_intent(stream_id: u64, intent: ReceiveIntent) -> Self {
@@ -96,7 +99,9 @@ impl TcMetadata {
     pub fn parse(bytes: &[u8]) -> Result<Self, MetadataError> {
         let rest = match bytes {
             [b'T', b'C', rest @ ..] => rest,
-            _ if bytes.len() < 2 && SIGNATURE.starts_with(bytes) => return Err(MetadataError::Truncated),
+            _ if bytes.len() < 2 && SIGNATURE.starts_with(bytes) => {
+                return Err(MetadataError::Truncated);
+            }
             _ => return Err(MetadataError::NotTc),
         };
         let (&opts, rest) = rest.split_first().ok_or(MetadataError::Truncated)?;
@@ -110,7 +115,10 @@ impl TcMetadata {
         if used != rest.len() {
             return Err(MetadataError::TrailingBytes);
         }
-        Ok(Self { stream_id, intent: ReceiveIntent::from_bits(opts) })
+        Ok(Self {
+            stream_id,
+            intent: ReceiveIntent::from_bits(opts),
+        })
     }
 
     /// `54 43 <opts> <vlu stream ID>`.
@@ -146,7 +154,11 @@ pub enum TcPriority {
 
 /// Priority for a flow that carries messages of type `msg_type` (spec 04 §3).
 pub fn priority_for(msg_type: u8) -> TcPriority {
-    if msg_type == super::message::msg_type::VIDEO { TcPriority::Priority } else { TcPriority::Immediate }
+    if msg_type == super::message::msg_type::VIDEO {
+        TcPriority::Priority
+    } else {
+        TcPriority::Immediate
+    }
 }
 
 /// Which side of a TC connection we are (spec 04 §3).
@@ -177,9 +189,15 @@ pub enum FlowDecision {
     /// opens its own control flow in return.
     NewConnection,
     /// A subscriber's unassociated flow to a P2P publisher, for this stream.
-    NewP2pStream { stream_id: u64, intent: ReceiveIntent },
+    NewP2pStream {
+        stream_id: u64,
+        intent: ReceiveIntent,
+    },
     /// A flow of an existing connection.
-    Accept { stream_id: u64, intent: ReceiveIntent },
+    Accept {
+        stream_id: u64,
+        intent: ReceiveIntent,
+    },
 }
 
 /// Why an incoming flow must be rejected (Flow Exception).
@@ -207,13 +225,19 @@ pub fn classify_incoming(
     match association {
         Association::None => match role {
             Role::Server if md.stream_id == 0 => Ok(FlowDecision::NewConnection),
-            Role::P2pPublisher => Ok(FlowDecision::NewP2pStream { stream_id: md.stream_id, intent: md.intent }),
+            Role::P2pPublisher => Ok(FlowDecision::NewP2pStream {
+                stream_id: md.stream_id,
+                intent: md.intent,
+            }),
             _ => Err(FlowRejection::Unassociated),
         },
         Association::Unknown => Err(FlowRejection::UnknownAssociation),
         Association::OurFlow => {
             if md.stream_id == 0 || stream_exists(md.stream_id) {
-                Ok(FlowDecision::Accept { stream_id: md.stream_id, intent: md.intent })
+                Ok(FlowDecision::Accept {
+                    stream_id: md.stream_id,
+                    intent: md.intent,
+                })
             } else {
                 Err(FlowRejection::UnknownStream(md.stream_id))
             }
@@ -276,8 +300,14 @@ mod tests {
     fn spec_2_examples() {
         assert_eq!(TcMetadata::new(0).to_bytes(), [0x54, 0x43, 0x04, 0x00]);
         assert_eq!(TcMetadata::new(1).to_bytes(), [0x54, 0x43, 0x04, 0x01]);
-        assert_eq!(TcMetadata::with_intent(1, ReceiveIntent::Network).to_bytes(), [0x54, 0x43, 0x05, 0x01]);
-        assert_eq!(TcMetadata::new(P2P_FIRST_STREAM).to_bytes(), [0x54, 0x43, 0x04, 0xfa, 0x89, 0x01]);
+        assert_eq!(
+            TcMetadata::with_intent(1, ReceiveIntent::Network).to_bytes(),
+            [0x54, 0x43, 0x05, 0x01]
+        );
+        assert_eq!(
+            TcMetadata::new(P2P_FIRST_STREAM).to_bytes(),
+            [0x54, 0x43, 0x04, 0xfa, 0x89, 0x01]
+        );
         for (bytes, sid, net) in [
             (&[0x54u8, 0x43, 0x04, 0x00][..], 0, false),
             (&[0x54, 0x43, 0x05, 0x01], 1, true),
@@ -295,9 +325,19 @@ mod tests {
         let md = TcMetadata::parse(&[0x54, 0x43, 0x06, 0x01]).unwrap();
         assert_eq!(md.intent, ReceiveIntent::Unassigned(2));
         assert!(!md.intent.delivers_in_network_order());
-        assert!(TcMetadata::parse(&[0x54, 0x43, 0x07, 0x01]).unwrap().intent.delivers_in_network_order());
+        assert!(
+            TcMetadata::parse(&[0x54, 0x43, 0x07, 0x01])
+                .unwrap()
+                .intent
+                .delivers_in_network_order()
+        );
         // Reserved bits are ignored like the reference does.
-        assert_eq!(TcMetadata::parse(&[0x54, 0x43, 0xfc, 0x03]).unwrap().stream_id, 3);
+        assert_eq!(
+            TcMetadata::parse(&[0x54, 0x43, 0xfc, 0x03])
+                .unwrap()
+                .stream_id,
+            3
+        );
     }
 
     #[test]
@@ -305,12 +345,32 @@ mod tests {
         assert_eq!(TcMetadata::parse(b""), Err(MetadataError::Truncated));
         assert_eq!(TcMetadata::parse(b"T"), Err(MetadataError::Truncated));
         assert_eq!(TcMetadata::parse(b"TC"), Err(MetadataError::Truncated));
-        assert_eq!(TcMetadata::parse(&[0x54, 0x43, 0x04]), Err(MetadataError::Truncated));
-        assert_eq!(TcMetadata::parse(&[0x54, 0x43, 0x04, 0x81]), Err(MetadataError::Truncated));
-        assert_eq!(TcMetadata::parse(&[0x54, 0x43, 0x00, 0x01]), Err(MetadataError::NoStreamId));
-        assert_eq!(TcMetadata::parse(&[0x47, 0x52, 0x1c]), Err(MetadataError::NotTc));
-        assert_eq!(TcMetadata::parse(&[0x54, 0x43, 0x04, 0x01, 0x00]), Err(MetadataError::TrailingBytes));
-        assert_eq!(TcMetadata::parse(&[0x54, 0x43, 0x04, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]), Err(MetadataError::BadStreamId));
+        assert_eq!(
+            TcMetadata::parse(&[0x54, 0x43, 0x04]),
+            Err(MetadataError::Truncated)
+        );
+        assert_eq!(
+            TcMetadata::parse(&[0x54, 0x43, 0x04, 0x81]),
+            Err(MetadataError::Truncated)
+        );
+        assert_eq!(
+            TcMetadata::parse(&[0x54, 0x43, 0x00, 0x01]),
+            Err(MetadataError::NoStreamId)
+        );
+        assert_eq!(
+            TcMetadata::parse(&[0x47, 0x52, 0x1c]),
+            Err(MetadataError::NotTc)
+        );
+        assert_eq!(
+            TcMetadata::parse(&[0x54, 0x43, 0x04, 0x01, 0x00]),
+            Err(MetadataError::TrailingBytes)
+        );
+        assert_eq!(
+            TcMetadata::parse(&[
+                0x54, 0x43, 0x04, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
+            ]),
+            Err(MetadataError::BadStreamId)
+        );
         assert!(!is_tc(&[0x47, 0x52]));
         assert!(is_tc(b"TC\x04\x00"));
     }
@@ -321,19 +381,40 @@ mod tests {
         let ctrl = TcMetadata::new(0).to_bytes();
         let s1 = TcMetadata::new(1).to_bytes();
         let s2 = TcMetadata::new(2).to_bytes();
-        assert_eq!(classify_incoming(Role::Server, &ctrl, Association::None, exists), Ok(FlowDecision::NewConnection));
-        assert_eq!(classify_incoming(Role::Server, &s1, Association::None, exists), Err(FlowRejection::Unassociated));
-        assert_eq!(classify_incoming(Role::Client, &ctrl, Association::None, exists), Err(FlowRejection::Unassociated));
+        assert_eq!(
+            classify_incoming(Role::Server, &ctrl, Association::None, exists),
+            Ok(FlowDecision::NewConnection)
+        );
+        assert_eq!(
+            classify_incoming(Role::Server, &s1, Association::None, exists),
+            Err(FlowRejection::Unassociated)
+        );
+        assert_eq!(
+            classify_incoming(Role::Client, &ctrl, Association::None, exists),
+            Err(FlowRejection::Unassociated)
+        );
         assert_eq!(
             classify_incoming(Role::Client, &ctrl, Association::OurFlow, exists),
-            Ok(FlowDecision::Accept { stream_id: 0, intent: ReceiveIntent::Sequence })
+            Ok(FlowDecision::Accept {
+                stream_id: 0,
+                intent: ReceiveIntent::Sequence
+            })
         );
         assert_eq!(
             classify_incoming(Role::Server, &s1, Association::OurFlow, exists),
-            Ok(FlowDecision::Accept { stream_id: 1, intent: ReceiveIntent::Sequence })
+            Ok(FlowDecision::Accept {
+                stream_id: 1,
+                intent: ReceiveIntent::Sequence
+            })
         );
-        assert_eq!(classify_incoming(Role::Server, &s2, Association::OurFlow, exists), Err(FlowRejection::UnknownStream(2)));
-        assert_eq!(classify_incoming(Role::Server, &s1, Association::Unknown, exists), Err(FlowRejection::UnknownAssociation));
+        assert_eq!(
+            classify_incoming(Role::Server, &s2, Association::OurFlow, exists),
+            Err(FlowRejection::UnknownStream(2))
+        );
+        assert_eq!(
+            classify_incoming(Role::Server, &s1, Association::Unknown, exists),
+            Err(FlowRejection::UnknownAssociation)
+        );
         assert_eq!(
             classify_incoming(Role::Server, b"\x47\x52\x1c", Association::None, exists),
             Err(FlowRejection::Metadata(MetadataError::NotTc))
@@ -341,7 +422,10 @@ mod tests {
         let p2p = TcMetadata::new(P2P_FIRST_STREAM).to_bytes();
         assert_eq!(
             classify_incoming(Role::P2pPublisher, &p2p, Association::None, exists),
-            Ok(FlowDecision::NewP2pStream { stream_id: 2_000_001, intent: ReceiveIntent::Sequence })
+            Ok(FlowDecision::NewP2pStream {
+                stream_id: 2_000_001,
+                intent: ReceiveIntent::Sequence
+            })
         );
     }
 

@@ -29,7 +29,11 @@ pub const MIN_KEEPALIVE_MS: u32 = 5000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum UserControlError {
     #[error("user control event {event:?} needs {needed} payload bytes, got {got}")]
-    Truncated { event: Option<u16>, needed: usize, got: usize },
+    Truncated {
+        event: Option<u16>,
+        needed: usize,
+        got: usize,
+    },
 }
 
 /// One user control event.
@@ -38,14 +42,26 @@ pub enum UserControl {
     StreamBegin(u32),
     StreamEof(u32),
     StreamDry(u32),
-    SetBufferLength { stream_id: u32, ms: u32 },
+    SetBufferLength {
+        stream_id: u32,
+        ms: u32,
+    },
     StreamIsRecorded(u32),
     PingRequest(u32),
     PingResponse(u32),
-    FlowSync { sync_id: u32, count: u32 },
-    SetKeepalive { server_ms: u32, peer_ms: u32 },
+    FlowSync {
+        sync_id: u32,
+        count: u32,
+    },
+    SetKeepalive {
+        server_ms: u32,
+        peer_ms: u32,
+    },
     /// Any other event, data kept verbatim.
-    Unknown { event: u16, data: Vec<u8> },
+    Unknown {
+        event: u16,
+        data: Vec<u8>,
+    },
 }
 
 impl UserControl {
@@ -53,26 +69,46 @@ impl UserControl {
     /// event's fields are ignored (RTMP servers append padding to some).
     pub fn parse(p: &[u8]) -> Result<Self, UserControlError> {
         let Some((ev, data)) = p.split_first_chunk::<2>() else {
-            return Err(UserControlError::Truncated { event: None, needed: 2, got: p.len() });
+            return Err(UserControlError::Truncated {
+                event: None,
+                needed: 2,
+                got: p.len(),
+            });
         };
         let event = u16::from_be_bytes(*ev);
         let word = |i: usize| -> Result<u32, UserControlError> {
             data.get(4 * i..4 * i + 4)
                 .and_then(|b| <[u8; 4]>::try_from(b).ok())
                 .map(u32::from_be_bytes)
-                .ok_or(UserControlError::Truncated { event: Some(event), needed: 4 * i + 4, got: data.len() })
+                .ok_or(UserControlError::Truncated {
+                    event: Some(event),
+                    needed: 4 * i + 4,
+                    got: data.len(),
+                })
         };
         Ok(match event {
             event::STREAM_BEGIN => UserControl::StreamBegin(word(0)?),
             event::STREAM_EOF => UserControl::StreamEof(word(0)?),
             event::STREAM_DRY => UserControl::StreamDry(word(0)?),
-            event::SET_BUFFER_LENGTH => UserControl::SetBufferLength { ms: word(1)?, stream_id: word(0)? },
+            event::SET_BUFFER_LENGTH => UserControl::SetBufferLength {
+                ms: word(1)?,
+                stream_id: word(0)?,
+            },
             event::STREAM_IS_RECORDED => UserControl::StreamIsRecorded(word(0)?),
             event::PING_REQUEST => UserControl::PingRequest(word(0)?),
             event::PING_RESPONSE => UserControl::PingResponse(word(0)?),
-            event::FLOW_SYNC => UserControl::FlowSync { count: word(1)?, sync_id: word(0)? },
-            event::SET_KEEPALIVE => UserControl::SetKeepalive { peer_ms: word(1)?, server_ms: word(0)? },
-            event => UserControl::Unknown { event, data: data.to_vec() },
+            event::FLOW_SYNC => UserControl::FlowSync {
+                count: word(1)?,
+                sync_id: word(0)?,
+            },
+            event::SET_KEEPALIVE => UserControl::SetKeepalive {
+                peer_ms: word(1)?,
+                server_ms: word(0)?,
+            },
+            event => UserControl::Unknown {
+                event,
+                data: data.to_vec(),
+            },
         })
     }
 
@@ -160,7 +196,11 @@ pub enum FlowSyncError {
     #[error("more than {0} sync barriers open at once")]
     TooManyBarriers(usize),
     #[error("sync {sync_id} count {count} is above the limit of {limit} flows")]
-    CountTooLarge { sync_id: u32, count: u32, limit: u32 },
+    CountTooLarge {
+        sync_id: u32,
+        count: u32,
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -192,7 +232,11 @@ impl Default for FlowSync {
 
 impl FlowSync {
     pub fn new(max_barriers: usize, max_count: u32) -> Self {
-        Self { barriers: BTreeMap::new(), max_barriers, max_count }
+        Self {
+            barriers: BTreeMap::new(),
+            max_barriers,
+            max_count,
+        }
     }
 
     /// A flow delivered `FlowSync { sync_id, count }`. `network_order` says
@@ -205,7 +249,11 @@ impl FlowSync {
         network_order: bool,
     ) -> Result<SyncOutcome, FlowSyncError> {
         if count > self.max_count {
-            return Err(FlowSyncError::CountTooLarge { sync_id, count, limit: self.max_count });
+            return Err(FlowSyncError::CountTooLarge {
+                sync_id,
+                count,
+                limit: self.max_count,
+            });
         }
         if !self.barriers.contains_key(&sync_id) && self.barriers.len() >= self.max_barriers {
             return Err(FlowSyncError::TooManyBarriers(self.max_barriers));
@@ -220,11 +268,21 @@ impl FlowSync {
             b.arrived.push((flow, !network_order));
         }
         if (b.arrived.len() as u64) < u64::from(b.count) {
-            return Ok(if network_order { SyncOutcome::NotHeld } else { SyncOutcome::Hold });
+            return Ok(if network_order {
+                SyncOutcome::NotHeld
+            } else {
+                SyncOutcome::Hold
+            });
         }
         // Invariant: the entry was inserted above and nothing removed it since.
         let done = self.barriers.remove(&sync_id).unwrap_or_default();
-        Ok(SyncOutcome::Release(done.arrived.into_iter().filter(|&(f, held)| held && f != flow).map(|(f, _)| f).collect()))
+        Ok(SyncOutcome::Release(
+            done.arrived
+                .into_iter()
+                .filter(|&(f, held)| held && f != flow)
+                .map(|(f, _)| f)
+                .collect(),
+        ))
     }
 
     /// A flow ended: drop it from every barrier (empty barriers go away).
@@ -250,7 +308,10 @@ impl SyncIds {
     /// The message to write into each of `count` flows.
     pub fn next_sync(&mut self, count: u32) -> UserControl {
         self.next = self.next.wrapping_add(1);
-        UserControl::FlowSync { sync_id: self.next, count }
+        UserControl::FlowSync {
+            sync_id: self.next,
+            count,
+        }
     }
 }
 
@@ -260,18 +321,45 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
     fn spec_6_encodings() {
         let cases = [
             (UserControl::StreamBegin(1), "04 00000000 0000 00000001"),
-            (UserControl::SetKeepalive { server_ms: 15000, peer_ms: 10000 }, "04 00000000 0029 00003a98 00002710"),
-            (UserControl::FlowSync { sync_id: 7, count: 2 }, "04 00000000 0022 00000007 00000002"),
-            (UserControl::SetBufferLength { stream_id: 1, ms: 3000 }, "04 00000000 0003 00000001 00000bb8"),
+            (
+                UserControl::SetKeepalive {
+                    server_ms: 15000,
+                    peer_ms: 10000,
+                },
+                "04 00000000 0029 00003a98 00002710",
+            ),
+            (
+                UserControl::FlowSync {
+                    sync_id: 7,
+                    count: 2,
+                },
+                "04 00000000 0022 00000007 00000002",
+            ),
+            (
+                UserControl::SetBufferLength {
+                    stream_id: 1,
+                    ms: 3000,
+                },
+                "04 00000000 0003 00000001 00000bb8",
+            ),
             (UserControl::StreamEof(2), "04 00000000 0001 00000002"),
-            (UserControl::Unknown { event: 0x1f, data: vec![1, 2] }, "04 00000000 001f 0102"),
+            (
+                UserControl::Unknown {
+                    event: 0x1f,
+                    data: vec![1, 2],
+                },
+                "04 00000000 001f 0102",
+            ),
         ];
         for (uc, h) in cases {
             let b = hex(h);
@@ -282,17 +370,31 @@ mod tests {
 
     #[test]
     fn truncated_events() {
-        assert_eq!(UserControl::parse(&[0]), Err(UserControlError::Truncated { event: None, needed: 2, got: 1 }));
+        assert_eq!(
+            UserControl::parse(&[0]),
+            Err(UserControlError::Truncated {
+                event: None,
+                needed: 2,
+                got: 1
+            })
+        );
         assert_eq!(
             UserControl::parse(&hex("0029 00003a98 0000")),
-            Err(UserControlError::Truncated { event: Some(0x29), needed: 8, got: 6 })
+            Err(UserControlError::Truncated {
+                event: Some(0x29),
+                needed: 8,
+                got: 6
+            })
         );
         let b = hex("0022 00000007 00000002");
         for n in 0..b.len() {
             assert!(UserControl::parse(&b[..n]).is_err(), "prefix {n}");
         }
         // Trailing bytes are tolerated.
-        assert_eq!(UserControl::parse(&hex("0000 00000001 ff")).unwrap(), UserControl::StreamBegin(1));
+        assert_eq!(
+            UserControl::parse(&hex("0000 00000001 ff")).unwrap(),
+            UserControl::StreamBegin(1)
+        );
     }
 
     #[test]
@@ -300,24 +402,37 @@ mod tests {
         let k = KeepalivePeriods::from_ms(15000, 1000);
         assert_eq!(k.server, Duration::from_secs(15));
         assert_eq!(k.peer, Duration::from_secs(5));
-        assert_eq!(KeepalivePeriods::from_ms(0, 10000).peer, Duration::from_secs(10));
+        assert_eq!(
+            KeepalivePeriods::from_ms(0, 10000).peer,
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
     fn flow_sync_holds_until_count_then_releases() {
         let mut fs = FlowSync::default();
         assert_eq!(fs.on_sync(5, 7, 3, false), Ok(SyncOutcome::Hold));
-        assert_eq!(fs.on_sync(5, 7, 3, false), Ok(SyncOutcome::Hold), "duplicate does not count");
+        assert_eq!(
+            fs.on_sync(5, 7, 3, false),
+            Ok(SyncOutcome::Hold),
+            "duplicate does not count"
+        );
         assert_eq!(fs.on_sync(6, 7, 3, true), Ok(SyncOutcome::NotHeld));
         assert_eq!(fs.on_sync(9, 8, 2, false), Ok(SyncOutcome::Hold));
         assert_eq!(fs.open_barriers(), 2);
-        assert_eq!(fs.on_sync(4, 7, 3, false), Ok(SyncOutcome::Release(vec![5])));
+        assert_eq!(
+            fs.on_sync(4, 7, 3, false),
+            Ok(SyncOutcome::Release(vec![5]))
+        );
         assert_eq!(fs.open_barriers(), 1);
         fs.forget_flow(9);
         assert_eq!(fs.open_barriers(), 0);
         // count 1 (or 0) releases at once.
         assert_eq!(fs.on_sync(1, 9, 1, false), Ok(SyncOutcome::Release(vec![])));
-        assert_eq!(fs.on_sync(1, 10, 0, false), Ok(SyncOutcome::Release(vec![])));
+        assert_eq!(
+            fs.on_sync(1, 10, 0, false),
+            Ok(SyncOutcome::Release(vec![]))
+        );
     }
 
     #[test]
@@ -325,15 +440,40 @@ mod tests {
         let mut fs = FlowSync::new(2, 4);
         assert!(fs.on_sync(1, 1, 2, false).is_ok());
         assert!(fs.on_sync(1, 2, 2, false).is_ok());
-        assert_eq!(fs.on_sync(1, 3, 2, false), Err(FlowSyncError::TooManyBarriers(2)));
-        assert_eq!(fs.on_sync(1, 1, 5, false), Err(FlowSyncError::CountTooLarge { sync_id: 1, count: 5, limit: 4 }));
-        assert_eq!(fs.on_sync(2, 1, 2, false), Ok(SyncOutcome::Release(vec![1])));
+        assert_eq!(
+            fs.on_sync(1, 3, 2, false),
+            Err(FlowSyncError::TooManyBarriers(2))
+        );
+        assert_eq!(
+            fs.on_sync(1, 1, 5, false),
+            Err(FlowSyncError::CountTooLarge {
+                sync_id: 1,
+                count: 5,
+                limit: 4
+            })
+        );
+        assert_eq!(
+            fs.on_sync(2, 1, 2, false),
+            Ok(SyncOutcome::Release(vec![1]))
+        );
     }
 
     #[test]
     fn sync_ids_count_up() {
         let mut ids = SyncIds::default();
-        assert_eq!(ids.next_sync(3), UserControl::FlowSync { sync_id: 1, count: 3 });
-        assert_eq!(ids.next_sync(2), UserControl::FlowSync { sync_id: 2, count: 2 });
+        assert_eq!(
+            ids.next_sync(3),
+            UserControl::FlowSync {
+                sync_id: 1,
+                count: 3
+            }
+        );
+        assert_eq!(
+            ids.next_sync(2),
+            UserControl::FlowSync {
+                sync_id: 2,
+                count: 2
+            }
+        );
     }
 }
