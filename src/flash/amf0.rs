@@ -353,6 +353,10 @@ pub struct Decoder<'a> {
     r: Reader<'a>,
     limits: Limits,
     elements: usize,
+    /// What AMF3 string/trait references may still copy, shared by every
+    /// `0x11` value of this input so many small values cannot each copy
+    /// `max_size` bytes.
+    amf3_bytes_left: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -367,6 +371,7 @@ impl<'a> Decoder<'a> {
             r: Reader::new(buf),
             limits,
             elements: 0,
+            amf3_bytes_left: limits.max_size,
         })
     }
 
@@ -464,10 +469,12 @@ impl<'a> Decoder<'a> {
                 let budget = amf3::Budget {
                     max_depth: self.limits.max_depth.saturating_sub(depth),
                     elements_left: self.limits.max_elements - self.elements,
-                    bytes_left: self.limits.max_size,
+                    bytes_left: self.amf3_bytes_left,
                 };
-                let (used, elements) = amf3::measure(rest, budget)?;
-                self.elements += elements;
+                let m = amf3::measure(rest, budget)?;
+                self.elements += m.elements;
+                self.amf3_bytes_left -= m.bytes_charged;
+                let used = m.used;
                 let raw = self.r.bytes(used)?.to_vec();
                 debug_assert_eq!(self.r.position(), start + used);
                 Value::AvmPlus(raw)

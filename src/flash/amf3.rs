@@ -122,12 +122,34 @@ pub fn decode_prefix(buf: &[u8], limits: Limits) -> Result<(Amf3Value, usize), A
     Ok((v, d.r.position()))
 }
 
-/// Validates one AMF3 value at the front of `buf`; returns the bytes it
-/// spans and the elements it holds.
-pub(crate) fn measure(buf: &[u8], budget: Budget) -> Result<(usize, usize), AmfError> {
+/// What [`measure`] found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Measured {
+    /// Bytes the value spans.
+    pub used: usize,
+    /// Values it holds (itself included).
+    pub elements: usize,
+    /// Bytes its references copied, to charge to the shared budget.
+    pub bytes_charged: usize,
+}
+
+/// Validates one AMF3 value at the front of `buf`.
+pub(crate) fn measure(buf: &[u8], budget: Budget) -> Result<Measured, AmfError> {
     let mut d = Decoder::new(buf, budget);
     d.value(0)?;
-    Ok((d.r.position(), d.elements))
+    Ok(Measured {
+        used: d.r.position(),
+        elements: d.elements,
+        bytes_charged: budget.bytes_left - d.budget.bytes_left,
+    })
+}
+
+/// Big-endian `N`-byte words; `raw.len()` is a multiple of `N` by construction.
+fn be_words<const N: usize, T>(raw: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
+    raw.chunks_exact(N)
+        .filter_map(|c| <[u8; N]>::try_from(c).ok())
+        .map(f)
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -319,28 +341,15 @@ impl<'a> Decoder<'a> {
                         match m {
                             marker::VECTOR_INT => Amf3Value::VectorInt {
                                 fixed,
-                                items: raw
-                                    .chunks_exact(4)
-                                    .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                                    .collect(),
+                                items: be_words(raw, i32::from_be_bytes),
                             },
                             marker::VECTOR_UINT => Amf3Value::VectorUint {
                                 fixed,
-                                items: raw
-                                    .chunks_exact(4)
-                                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                                    .collect(),
+                                items: be_words(raw, u32::from_be_bytes),
                             },
                             _ => Amf3Value::VectorDouble {
                                 fixed,
-                                items: raw
-                                    .chunks_exact(8)
-                                    .map(|c| {
-                                        f64::from_be_bytes([
-                                            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-                                        ])
-                                    })
-                                    .collect(),
+                                items: be_words(raw, f64::from_be_bytes),
                             },
                         }
                     }

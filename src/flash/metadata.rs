@@ -169,6 +169,33 @@ pub enum Role {
     /// The publisher side of a direct P2P NetStream (spec 04 §8.2): it
     /// accepts unassociated flows for any stream ID (the subscriber picks it).
     P2pPublisher,
+    /// The subscriber side of a direct P2P NetStream (spec 04 §8.1): it opens
+    /// an unassociated flow and accepts the publisher's flows associated
+    /// with it.
+    P2pSubscriber,
+}
+
+/// What a flow we open should be associated with (spec 04 §3, §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssociateWith {
+    /// No association: the client's first control flow, or a P2P
+    /// subscriber's flow to the publisher.
+    Nothing,
+    /// The control flow we receive on this connection (flow 2 for a
+    /// client, flow 1 for a server).
+    ReceivedControlFlow,
+    /// The subscriber's flow for this stream (P2P publisher's return flows).
+    ReceivedStreamFlow,
+}
+
+/// The association for a new sending flow of `stream_id` (spec 04 §3, §8).
+pub fn association_for_new_flow(role: Role, stream_id: u64) -> AssociateWith {
+    match role {
+        Role::Client if stream_id == 0 => AssociateWith::Nothing,
+        Role::Client | Role::Server => AssociateWith::ReceivedControlFlow,
+        Role::P2pPublisher => AssociateWith::ReceivedStreamFlow,
+        Role::P2pSubscriber => AssociateWith::Nothing,
+    }
 }
 
 /// The association an incoming flow declares (its Return Flow Association).
@@ -443,6 +470,47 @@ mod tests {
         assert_eq!(ids.allocate(), Some(1));
         assert_eq!(ids.allocate(), Some(3));
         assert_eq!(ids.len(), 4);
+    }
+
+    #[test]
+    fn associations() {
+        assert_eq!(
+            association_for_new_flow(Role::Client, 0),
+            AssociateWith::Nothing
+        );
+        assert_eq!(
+            association_for_new_flow(Role::Client, 1),
+            AssociateWith::ReceivedControlFlow
+        );
+        assert_eq!(
+            association_for_new_flow(Role::Server, 0),
+            AssociateWith::ReceivedControlFlow
+        );
+        assert_eq!(
+            association_for_new_flow(Role::Server, 3),
+            AssociateWith::ReceivedControlFlow
+        );
+        assert_eq!(
+            association_for_new_flow(Role::P2pPublisher, P2P_FIRST_STREAM),
+            AssociateWith::ReceivedStreamFlow
+        );
+        assert_eq!(
+            association_for_new_flow(Role::P2pSubscriber, P2P_FIRST_STREAM),
+            AssociateWith::Nothing
+        );
+        let md = TcMetadata::new(P2P_FIRST_STREAM).to_bytes();
+        assert_eq!(
+            classify_incoming(Role::P2pSubscriber, &md, Association::None, |_| true),
+            Err(FlowRejection::Unassociated)
+        );
+        assert_eq!(
+            classify_incoming(Role::P2pSubscriber, &md, Association::OurFlow, |s| s
+                == P2P_FIRST_STREAM),
+            Ok(FlowDecision::Accept {
+                stream_id: P2P_FIRST_STREAM,
+                intent: ReceiveIntent::Sequence
+            })
+        );
     }
 
     #[test]

@@ -390,3 +390,25 @@ proptest! {
         let _ = decode_all(&b, Limits::default());
     }
 }
+
+#[test]
+fn amf3_reference_budget_is_shared_across_escapes() {
+    // One escape: a 1000-byte string then 40 references to it (~40 KB copied
+    // from ~1.1 KB of input).
+    let mut one = vec![0x11, 0x09, 0x53, 0x01, 0x06, 0x8f, 0x51]; // 41 dense entries
+    one.extend(std::iter::repeat_n(b'z', 1000));
+    for _ in 0..40 {
+        one.extend_from_slice(&[0x06, 0x00]);
+    }
+    let l = Limits {
+        max_size: 64 * 1024,
+        ..Limits::default()
+    };
+    assert!(decode(&one, l).is_ok());
+    // Two of them copy ~80 KB: over the budget of the whole input.
+    let two = [one.clone(), one].concat();
+    assert!(matches!(
+        decode_all(&two, l),
+        Err(AmfError::TooLarge { .. })
+    ));
+}
