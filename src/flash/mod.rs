@@ -6,9 +6,11 @@
 //! * [`message`]: RTMP message framing inside a flow (spec 04 §4).
 //! * [`command`]: NetConnection / NetStream commands and status events (spec 04 §5, §7).
 //! * [`user_control`]: user control events, flow sync and keepalive (spec 04 §6).
+//! * [`av`]: sequence-header and keyframe detection in audio/video payloads (spec 04 §10.3–10.4).
 
 pub mod amf0;
 pub mod amf3;
+pub mod av;
 pub mod command;
 pub mod message;
 pub mod metadata;
