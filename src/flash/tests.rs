@@ -875,3 +875,91 @@ proptest! {
         prop_assert_eq!(command_of(&b), c);
     }
 }
+
+/// tcserver's connect reply and PublishNotify as tcconn logged them
+/// (/work/shared/vectors/rtmfp-cpp/p2p_intro.peerA.log and
+/// publish_play_tcserver.tcconn.log). The reference writes keys sorted
+/// (std::map); `priority` is -inf, which JSON cannot carry.
+#[test]
+fn rtmfp_cpp_logged_status_objects() {
+    let fp = "f84e30c6b6de290408b3c641cfa66071f8fc0d912a7ad2445c3c2ecf809423e6";
+    let server = "c1c6970032d3f505a898721019449dc81a62b97f1319048c0030f52ae44d6b23";
+    let star4 = || Value::object([("*", Value::Number(4.0))]);
+    let connect = Value::object([
+        ("audioFourCcInfoMap", star4()),
+        ("capsEx", Value::Number(0.0)),
+        ("code", Value::str(code::CONNECT_SUCCESS)),
+        ("connectionID", Value::str(fp)),
+        ("description", Value::str("you connected!")),
+        ("fourCcList", Value::StrictArray(vec![Value::str("*")])),
+        ("level", Value::str("status")),
+        ("objectEncoding", Value::Number(0.0)),
+        ("serverFingerprint", Value::str(server)),
+        ("videoFourCcInfoMap", star4()),
+    ]);
+    let bytes = msg(&Command::result(1.0, [connect.clone()]));
+    let NetCommand::Result {
+        transaction_id,
+        values,
+    } = net(&bytes)
+    else {
+        panic!()
+    };
+    assert_eq!((transaction_id, &values[..]), (1.0, &[connect][..]));
+    let info = StatusInfo::from_value(&values[0]).unwrap();
+    assert_eq!(info.code, code::CONNECT_SUCCESS);
+    assert_eq!(info.get("connectionID").and_then(Value::as_str), Some(fp));
+    let logged = serde_json::json!({
+        "audioFourCcInfoMap": {"*": 4}, "capsEx": 0, "code": "NetConnection.Connect.Success",
+        "connectionID": fp, "description": "you connected!", "fourCcList": ["*"], "level": "status",
+        "objectEncoding": 0, "serverFingerprint": server, "videoFourCcInfoMap": {"*": 4}
+    });
+    let ours: serde_json::Value = serde_json::from_str(&values[0].to_json()).unwrap();
+    assert_eq!(ours, logged);
+
+    let notify = StatusInfo::new(Level::Status, code::PLAY_PUBLISH_NOTIFY)
+        .description("being published")
+        .detail("short3s")
+        .with("priority", Value::Number(f64::NEG_INFINITY))
+        .with(
+            "publisher",
+            Value::str("4dbf840cb8220c31b202c65500b0ed3d5beab88f9f7a136d11fbc573393e3b89"),
+        );
+    let b = msg(&Command::on_status(&notify));
+    let NetCommand::OnStatus(back) = net(&b) else {
+        panic!()
+    };
+    assert_eq!(back, notify);
+    assert_eq!(
+        back.get("priority").and_then(Value::as_f64),
+        Some(f64::NEG_INFINITY)
+    );
+    assert!(notify.to_value().to_json().contains(r#""priority":null"#));
+}
+
+fn arb_json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        any::<f64>().prop_map(Value::Number),
+        any::<bool>().prop_map(Value::Boolean),
+        any::<String>().prop_map(Value::String),
+        Just(Value::Null),
+        Just(Value::Undefined),
+        any::<u16>().prop_map(Value::Reference),
+        proptest::collection::vec(any::<u8>(), 0..6).prop_map(Value::AvmPlus),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec((any::<String>(), inner.clone()), 0..4)
+                .prop_map(Value::Object),
+            proptest::collection::vec(inner, 0..4).prop_map(Value::StrictArray),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn to_json_is_always_valid_json(v in arb_json_value()) {
+        let j = v.to_json();
+        prop_assert!(serde_json::from_str::<serde_json::Value>(&j).is_ok(), "{}", j);
+    }
+}
