@@ -528,9 +528,12 @@ pub fn format_peer_address(a: &SocketAddr) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetCommand {
     Connect(Connect),
-    /// `_result`: values after the (null) command object.
+    /// `_result`: values after the command object.
     Result {
         transaction_id: f64,
+        /// The command object when it is not null: RTMP servers put their
+        /// own properties (`fmsVer`, `capabilities`) there for `connect`.
+        properties: Option<Value>,
         values: Vec<Value>,
     },
     /// `_error`: the info object when it is one, and all values.
@@ -567,6 +570,10 @@ impl NetCommand {
             name::CONNECT => NetCommand::Connect(Connect::from_command(c)?),
             name::RESULT => NetCommand::Result {
                 transaction_id: tid,
+                properties: c
+                    .command_object
+                    .clone()
+                    .filter(|o| !o.is_null_or_undefined()),
                 values: c.args.clone(),
             },
             name::ERROR => NetCommand::Error {
@@ -631,8 +638,12 @@ impl NetCommand {
             NetCommand::Connect(c) => c.to_command(),
             NetCommand::Result {
                 transaction_id,
+                properties,
                 values,
-            } => Command::result(*transaction_id, values.iter().cloned()),
+            } => Command {
+                command_object: Some(properties.clone().unwrap_or(Value::Null)),
+                ..Command::result(*transaction_id, values.iter().cloned())
+            },
             NetCommand::Error {
                 transaction_id,
                 info,
@@ -760,5 +771,36 @@ impl<T> Transactions<T> {
 impl<T> Default for Transactions<T> {
     fn default() -> Self {
         Self::new(1024)
+    }
+}
+
+/// What a NetStream data message asks of a server (spec 04 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DataFrame<'v> {
+    /// `"@setDataFrame", key, …`: store `frame` (from `key` on, i.e. without
+    /// the `@setDataFrame` prefix) under `key`, forward it, replay it to new
+    /// subscribers.
+    Set { key: &'v str, frame: &'v [Value] },
+    /// `"@clearDataFrame", key`: forget the stored frame; not forwarded.
+    Clear { key: &'v str },
+    /// Any other data message: forward as is.
+    Forward,
+}
+
+/// Classifies the values of a data message (type 18/15).
+pub fn data_frame(values: &[Value]) -> DataFrame<'_> {
+    match values {
+        [h, key, ..] if h.as_str() == Some(name::SET_DATA_FRAME) => match key.as_str() {
+            Some(k) => DataFrame::Set {
+                key: k,
+                frame: &values[1..],
+            },
+            None => DataFrame::Forward,
+        },
+        [h, key, ..] if h.as_str() == Some(name::CLEAR_DATA_FRAME) => match key.as_str() {
+            Some(k) => DataFrame::Clear { key: k },
+            None => DataFrame::Forward,
+        },
+        _ => DataFrame::Forward,
     }
 }

@@ -225,6 +225,7 @@ fn tc_encodings_py_fixtures() {
     assert_eq!(
         msg(&NetCommand::Result {
             transaction_id: 2.0,
+            properties: None,
             values: vec![Value::Number(1.0)]
         }
         .to_command()),
@@ -349,6 +350,7 @@ fn captured_server_replies_rebuild_byte_exact() {
     let NetCommand::Result {
         transaction_id,
         values,
+        ..
     } = net(&hex(CONNECT_RESULT))
     else {
         panic!()
@@ -654,6 +656,7 @@ fn typed_command_round_trips() {
         }),
         NetCommand::Result {
             transaction_id: 5.0,
+            properties: None,
             values: vec![Value::Number(1.0)],
         },
         NetCommand::Error {
@@ -802,6 +805,7 @@ fn command_parse_errors_and_helpers() {
     assert_eq!(
         NetCommand::Result {
             transaction_id: 2.0,
+            properties: None,
             values: vec![Value::Number(0.0)]
         }
         .created_stream_id(),
@@ -810,6 +814,7 @@ fn command_parse_errors_and_helpers() {
     assert_eq!(
         NetCommand::Result {
             transaction_id: 2.0,
+            properties: None,
             values: vec![Value::Number(1.5)]
         }
         .created_stream_id(),
@@ -818,6 +823,7 @@ fn command_parse_errors_and_helpers() {
     assert_eq!(
         NetCommand::Result {
             transaction_id: 2.0,
+            properties: None,
             values: vec![Value::Null, Value::Number(7.0)]
         }
         .created_stream_id(),
@@ -901,6 +907,7 @@ fn rtmfp_cpp_logged_status_objects() {
     let NetCommand::Result {
         transaction_id,
         values,
+        ..
     } = net(&bytes)
     else {
         panic!()
@@ -962,4 +969,66 @@ proptest! {
         let j = v.to_json();
         prop_assert!(serde_json::from_str::<serde_json::Value>(&j).is_ok(), "{}", j);
     }
+}
+
+#[test]
+fn data_frames_for_relays() {
+    use command::{DataFrame, data_frame};
+    let Body::Data { values, .. } = Message::parse(&hex(SET_DATA_FRAME)).unwrap().body else {
+        panic!()
+    };
+    let Body::Data {
+        values: forwarded, ..
+    } = Message::parse(&hex(ON_META_DATA)).unwrap().body
+    else {
+        panic!()
+    };
+    match data_frame(&values) {
+        DataFrame::Set { key, frame } => {
+            assert_eq!(key, "onMetaData");
+            // What Mona stored and forwarded to the player, byte for byte.
+            assert_eq!(
+                Message::data(0, frame.to_vec()).to_vec().unwrap(),
+                hex(ON_META_DATA)
+            );
+            assert_eq!(frame, &forwarded[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let clear = [Value::str("@clearDataFrame"), Value::str("onMetaData")];
+    assert_eq!(data_frame(&clear), DataFrame::Clear { key: "onMetaData" });
+    assert_eq!(data_frame(&forwarded), DataFrame::Forward);
+    assert_eq!(
+        data_frame(&[Value::str("@setDataFrame"), Value::Null]),
+        DataFrame::Forward
+    );
+    assert_eq!(
+        data_frame(&[Value::str("@setDataFrame")]),
+        DataFrame::Forward
+    );
+    assert_eq!(data_frame(&[]), DataFrame::Forward);
+}
+
+#[test]
+fn rtmp_style_connect_result_keeps_server_properties() {
+    let props = Value::object([
+        ("fmsVer", Value::str("FMS/3,5,7,7009")),
+        ("capabilities", Value::Number(31.0)),
+    ]);
+    let info = StatusInfo::connect_success("ok", 3.0).to_value();
+    let c = Command {
+        command_object: Some(props.clone()),
+        ..Command::result(1.0, [info.clone()])
+    };
+    let b = msg(&c);
+    let parsed = net(&b);
+    assert_eq!(
+        parsed,
+        NetCommand::Result {
+            transaction_id: 1.0,
+            properties: Some(props),
+            values: vec![info]
+        }
+    );
+    assert_eq!(msg(&parsed.to_command()), b);
 }

@@ -150,6 +150,16 @@ impl UserControl {
         }
     }
 
+    /// For Set Keepalive Timers: the periods to apply, floored (spec 04 §6.3).
+    pub fn keepalive_periods(&self) -> Option<KeepalivePeriods> {
+        match self {
+            UserControl::SetKeepalive { server_ms, peer_ms } => {
+                Some(KeepalivePeriods::from_ms(*server_ms, *peer_ms))
+            }
+            _ => None,
+        }
+    }
+
     /// The whole type 4 message with timestamp 0.
     pub fn to_message(&self) -> Vec<u8> {
         let mut out = vec![super::message::msg_type::USER_CONTROL, 0, 0, 0, 0];
@@ -406,6 +416,18 @@ mod tests {
             KeepalivePeriods::from_ms(0, 10000).peer,
             Duration::from_secs(10)
         );
+        assert_eq!(
+            UserControl::SetKeepalive {
+                server_ms: 4000,
+                peer_ms: 10000
+            }
+            .keepalive_periods(),
+            Some(KeepalivePeriods {
+                server: Duration::from_secs(5),
+                peer: Duration::from_secs(10)
+            })
+        );
+        assert_eq!(UserControl::StreamBegin(1).keepalive_periods(), None);
     }
 
     #[test]
