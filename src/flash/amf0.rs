@@ -44,7 +44,9 @@ pub struct Limits {
     /// while keeping the recursion far from any stack limit.
     pub max_depth: usize,
     /// Total values decoded from one input (every nested value counts), so a
-    /// megabyte of `null`s cannot become gigabytes of `Value`s.
+    /// megabyte of `null`s cannot become gigabytes of `Value`s. The default
+    /// (2^18) keeps a worst-case message under ~16 MB of `Value`s while
+    /// leaving room for FLV `onMetaData` keyframe tables of long recordings.
     pub max_elements: usize,
     /// Largest input accepted, and also the budget for bytes materialised
     /// from AMF3 string references (which can repeat one string cheaply).
@@ -55,7 +57,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_depth: 64,
-            max_elements: 1 << 16,
+            max_elements: 1 << 18,
             max_size: MAX_MESSAGE_SIZE,
         }
     }
@@ -155,7 +157,7 @@ impl Value {
 
     /// Like [`Value::as_str`], but also reads an AMF3 string behind the 0x11
     /// escape, which Flash with `objectEncoding = 3` uses for arguments.
-    pub fn to_string_lossless(&self) -> Option<String> {
+    pub fn to_text(&self) -> Option<String> {
         match self {
             Value::AvmPlus(raw) => match amf3::decode(raw, Limits::default()) {
                 Ok(amf3::Amf3Value::String(s)) => Some(s),
@@ -218,15 +220,7 @@ impl Value {
                 out.extend_from_slice(&n.to_be_bytes());
             }
             Value::Boolean(b) => out.extend_from_slice(&[marker::BOOLEAN, u8::from(*b)]),
-            Value::String(s) => match u16::try_from(s.len()) {
-                Ok(len) => {
-                    out.push(marker::STRING);
-                    out.extend_from_slice(&len.to_be_bytes());
-                    out.extend_from_slice(s.as_bytes());
-                }
-                // Spec 04 §9.1: strings over 65535 bytes go out as Long String.
-                Err(_) => encode_long(out, marker::LONG_STRING, "long string", s)?,
-            },
+            Value::String(s) => encode_str(out, s)?,
             Value::LongString(s) => encode_long(out, marker::LONG_STRING, "long string", s)?,
             Value::Object(members) => {
                 out.push(marker::OBJECT);
@@ -285,6 +279,20 @@ impl Value {
         let mut out = String::new();
         json::write_value(&mut out, self);
         out
+    }
+}
+
+/// Appends `s` as a String value, or a Long String past 65535 bytes
+/// (spec 04 §9.1), without building a [`Value`].
+pub fn encode_str(out: &mut Vec<u8>, s: &str) -> Result<(), AmfError> {
+    match u16::try_from(s.len()) {
+        Ok(len) => {
+            out.push(marker::STRING);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+        Err(_) => encode_long(out, marker::LONG_STRING, "long string", s),
     }
 }
 

@@ -97,7 +97,7 @@ impl Command {
     /// a number. Names and IDs behind the AMF3 escape are accepted.
     pub fn from_values(values: Vec<Value>) -> Option<Self> {
         let mut it = values.into_iter();
-        let name = it.next()?.to_string_lossless()?;
+        let name = it.next()?.to_text()?;
         let transaction_id = it.next()?.as_f64()?;
         let command_object = it.next();
         Some(Self {
@@ -110,7 +110,7 @@ impl Command {
 
     /// Appends the AMF0 values (no message header).
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), AmfError> {
-        Value::String(self.name.clone()).encode(out)?;
+        super::amf0::encode_str(out, &self.name)?;
         Value::Number(self.transaction_id).encode(out)?;
         if let Some(o) = &self.command_object {
             o.encode(out)?;
@@ -284,7 +284,7 @@ impl StatusInfo {
         let mut info = StatusInfo::new(Level::Status, String::new());
         let mut have_code = false;
         for (k, v) in members {
-            match (k.as_str(), v.to_string_lossless()) {
+            match (k.as_str(), v.to_text()) {
                 ("level", Some(s)) => info.level = Level::parse(&s),
                 ("code", Some(s)) => {
                     info.code = s;
@@ -419,11 +419,11 @@ impl Connect {
         };
         for (k, v) in members {
             let taken = match k.as_str() {
-                "app" => set(&mut out.app, v.to_string_lossless()),
-                "flashVer" => set(&mut out.flash_ver, v.to_string_lossless()),
-                "swfUrl" => set(&mut out.swf_url, v.to_string_lossless()),
-                "tcUrl" => set(&mut out.tc_url, v.to_string_lossless()),
-                "pageUrl" => set(&mut out.page_url, v.to_string_lossless()),
+                "app" => set(&mut out.app, v.to_text()),
+                "flashVer" => set(&mut out.flash_ver, v.to_text()),
+                "swfUrl" => set(&mut out.swf_url, v.to_text()),
+                "tcUrl" => set(&mut out.tc_url, v.to_text()),
+                "pageUrl" => set(&mut out.page_url, v.to_text()),
                 "fpad" => set(&mut out.fpad, v.as_bool()),
                 "capabilities" => set(&mut out.capabilities, v.as_f64()),
                 "audioCodecs" => set(&mut out.audio_codecs, v.as_f64()),
@@ -599,7 +599,7 @@ impl NetCommand {
                     .command_object
                     .iter()
                     .chain(&c.args)
-                    .filter_map(Value::to_string_lossless)
+                    .filter_map(Value::to_text)
                     .collect(),
             },
             name::CREATE_STREAM => NetCommand::CreateStream {
@@ -619,14 +619,14 @@ impl NetCommand {
             }
             name::CLOSE_STREAM => NetCommand::CloseStream,
             name::PLAY => NetCommand::Play(Play {
-                name: c.args.first().and_then(Value::to_string_lossless),
+                name: c.args.first().and_then(Value::to_text),
                 start: c.args.get(1).and_then(Value::as_f64),
                 duration: c.args.get(2).and_then(Value::as_f64),
                 reset: c.args.get(3).and_then(Value::as_bool),
             }),
             name::PUBLISH => NetCommand::Publish(Publish {
-                name: c.args.first().and_then(Value::to_string_lossless),
-                kind: c.args.get(1).and_then(Value::to_string_lossless),
+                name: c.args.first().and_then(Value::to_text),
+                kind: c.args.get(1).and_then(Value::to_text),
             }),
             _ => NetCommand::Other(c.clone()),
         })

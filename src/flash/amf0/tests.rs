@@ -102,7 +102,7 @@ fn encoder_rejects_keys_that_do_not_fit() {
 fn avmplus_string_reads_through() {
     let v = decode(&hex("11 06 09 74657374"), Limits::default()).unwrap();
     assert_eq!(v.as_str(), None);
-    assert_eq!(v.to_string_lossless().as_deref(), Some("test"));
+    assert_eq!(v.to_text().as_deref(), Some("test"));
     let n = decode(&hex("11 04 ff ff ff ff"), Limits::default()).unwrap();
     assert_eq!(n.as_f64(), Some(-1.0));
 }
@@ -206,7 +206,7 @@ fn element_budget_caps_cheap_values() {
     b.extend(std::iter::repeat_n(0x05u8, 0x10_0000));
     assert_eq!(
         decode(&b, Limits::default()),
-        Err(AmfError::TooManyElements(1 << 16))
+        Err(AmfError::TooManyElements(1 << 18))
     );
 }
 
@@ -411,4 +411,14 @@ fn amf3_reference_budget_is_shared_across_escapes() {
         decode_all(&two, l),
         Err(AmfError::TooLarge { .. })
     ));
+}
+
+#[test]
+fn value_stays_small() {
+    // The element budget's memory bound (Limits::max_elements) assumes this.
+    assert!(
+        std::mem::size_of::<Value>() <= 56,
+        "{}",
+        std::mem::size_of::<Value>()
+    );
 }
