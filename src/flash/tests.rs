@@ -172,6 +172,23 @@ const VIDEO_FIRST: (&str, usize) = (
     6245,
 );
 
+/// monaserver_dump.log (MonaServer2's own decrypted view), server to the
+/// publisher after closeStream; the only TC message in it that the
+/// client-side transcripts do not also show.
+const ON_STATUS_UNPUBLISH_SUCCESS: &str = concat!(
+    "14000000000200086f6e537461747573000000000000000000050300056c6576656c0200067374617475730004636f",
+    "646502001b4e657453747265616d2e556e7075626c6973682e53756363657373000b6465736372697074696f6e0200",
+    "1774657374206973206e6f7720756e7075626c6973686564000009",
+);
+
+/// Metadata option values seen in the same transcripts (option type 0x00
+/// then the metadata; spec 04 §2): control flows, stream 1, P2P stream.
+const CAPTURED_METADATA_OPTIONS: [(&str, u64); 3] = [
+    ("0054430400", 0),
+    ("0054430401", 1),
+    ("00544304fa8901", 2_000_001),
+];
+
 #[test]
 fn spec_connect_message_byte_exact() {
     let c = Connect::new("live", "rtmfp://localhost/live");
@@ -305,6 +322,7 @@ const CAPTURED: &[&str] = &[
     P2P_PLAY,
     P2P_STREAM_BEGIN,
     P2P_ON_STATUS_NO_NULL,
+    ON_STATUS_UNPUBLISH_SUCCESS,
 ];
 
 #[test]
@@ -392,6 +410,11 @@ fn captured_server_replies_rebuild_byte_exact() {
         (
             ON_STATUS_UNPUBLISH_NOTIFY,
             code::PLAY_UNPUBLISH_NOTIFY,
+            "test is now unpublished",
+        ),
+        (
+            ON_STATUS_UNPUBLISH_SUCCESS,
+            code::UNPUBLISH_SUCCESS,
             "test is now unpublished",
         ),
     ] {
@@ -863,7 +886,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_captures_never_panic(i in 0usize..21, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
+    fn mutated_captures_never_panic(i in 0usize..CAPTURED.len(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
         let mut b = hex(CAPTURED[i]);
         for (at, x) in flips {
             let n = b.len();
@@ -1031,4 +1054,15 @@ fn rtmp_style_connect_result_keeps_server_properties() {
         }
     );
     assert_eq!(msg(&parsed.to_command()), b);
+}
+
+#[test]
+fn captured_metadata_options() {
+    for (h, sid) in CAPTURED_METADATA_OPTIONS {
+        let opt = hex(h);
+        assert_eq!(opt[0], 0x00, "metadata option type");
+        let md = TcMetadata::parse(&opt[1..]).unwrap();
+        assert_eq!(md, TcMetadata::new(sid));
+        assert_eq!(md.to_bytes(), opt[1..]);
+    }
 }
