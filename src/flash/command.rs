@@ -261,6 +261,27 @@ impl StatusInfo {
         Self::new(Level::Error, code::CONNECT_REJECTED).description(description)
     }
 
+    /// A NetStream event with the level spec 04 §7.4 gives its code
+    /// (`error` for BadName, StreamNotFound, Failed, Rejected; else
+    /// `status`), a description and the stream name as detail.
+    pub fn stream_event(
+        code: &str,
+        description: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        let level = match code {
+            code::PUBLISH_BAD_NAME
+            | code::PLAY_STREAM_NOT_FOUND
+            | code::PLAY_FAILED
+            | code::STREAM_CONNECT_REJECTED
+            | code::CONNECT_REJECTED
+            | code::CONNECT_FAILED
+            | code::CALL_FAILED => Level::Error,
+            _ => Level::Status,
+        };
+        Self::new(level, code).description(description).detail(name)
+    }
+
     /// Object with keys `level, code, description, detail, extra…`.
     pub fn to_value(&self) -> Value {
         let mut m = vec![
@@ -772,6 +793,16 @@ impl<T> Default for Transactions<T> {
     fn default() -> Self {
         Self::new(1024)
     }
+}
+
+/// The data message a player gets after `NetStream.Play.Start`:
+/// `"|RtmpSampleAccess", true, true` (spec 04 §7.2).
+pub fn rtmp_sample_access() -> Vec<Value> {
+    vec![
+        Value::str(name::RTMP_SAMPLE_ACCESS),
+        Value::Boolean(true),
+        Value::Boolean(true),
+    ]
 }
 
 /// What a NetStream data message asks of a server (spec 04 §7.1).

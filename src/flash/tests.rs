@@ -1066,3 +1066,45 @@ fn captured_metadata_options() {
         assert_eq!(md.to_bytes(), opt[1..]);
     }
 }
+
+#[test]
+fn stream_event_levels_and_play_sequence() {
+    let reset = StatusInfo::stream_event(code::PLAY_RESET, "Reset", "cam");
+    assert_eq!(
+        (reset.level.clone(), reset.detail.as_deref()),
+        (Level::Status, Some("cam"))
+    );
+    for c in [
+        code::PUBLISH_BAD_NAME,
+        code::PLAY_STREAM_NOT_FOUND,
+        code::PLAY_FAILED,
+    ] {
+        assert_eq!(
+            StatusInfo::stream_event(c, "", "x").level,
+            Level::Error,
+            "{c}"
+        );
+    }
+    // tcserver's answer to play, spec 04 §7.2 steps 1-4, as a server would queue it.
+    let seq = [
+        UserControl::StreamBegin(1).to_message(),
+        msg(&Command::on_status(&reset)),
+        msg(&Command::on_status(&StatusInfo::stream_event(
+            code::PLAY_START,
+            "Subscribe",
+            "cam",
+        ))),
+        Message::data(0, command::rtmp_sample_access())
+            .to_vec()
+            .unwrap(),
+    ];
+    assert_eq!(seq[0], hex(STREAM_BEGIN_1));
+    assert_eq!(seq[3], hex(RTMP_SAMPLE_ACCESS));
+    let NetCommand::OnStatus(start) = net(&seq[2]) else {
+        panic!()
+    };
+    assert_eq!(
+        (start.code.as_str(), start.description.as_deref()),
+        (code::PLAY_START, Some("Subscribe"))
+    );
+}
