@@ -296,6 +296,30 @@ pub fn encode_str(out: &mut Vec<u8>, s: &str) -> Result<(), AmfError> {
     }
 }
 
+impl From<f64> for Value {
+    fn from(n: f64) -> Self {
+        Value::Number(n)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Boolean(b)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::String(s.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::String(s)
+    }
+}
+
 fn len_u32(what: &'static str, len: usize) -> Result<u32, AmfError> {
     u32::try_from(len).map_err(|_| AmfError::TooLongToEncode { what, len })
 }

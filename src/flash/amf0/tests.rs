@@ -422,3 +422,15 @@ fn value_stays_small() {
         std::mem::size_of::<Value>()
     );
 }
+
+#[test]
+fn conversions() {
+    assert_eq!(Value::from(2.5), Value::Number(2.5));
+    assert_eq!(Value::from(true), Value::Boolean(true));
+    assert_eq!(Value::from("a"), Value::str("a"));
+    assert_eq!(Value::from(String::from("b")), Value::str("b"));
+    let o = Value::object([("k", Value::from(1.0))]);
+    assert_eq!(o.get("k").and_then(Value::as_f64), Some(1.0));
+    assert_eq!(o.get("missing"), None);
+    assert_eq!(Value::Null.get("k"), None);
+}
