@@ -288,7 +288,9 @@ impl StreamIds {
         Self::default()
     }
 
-    /// A fresh stream ID, or `None` if all 2^24 − 1 are in use.
+    /// A fresh stream ID, or `None` if all 2^24 − 1 are in use. The scan
+    /// skips IDs in use, so callers should cap streams per connection
+    /// (a client can `createStream` without end).
     pub fn allocate(&mut self) -> Option<u32> {
         if self.in_use.len() >= STREAM_ID_MASK as usize {
             return None;
