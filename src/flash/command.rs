@@ -135,6 +135,18 @@ impl Command {
         }
     }
 
+    /// The arguments, with the command object in front when it is plainly
+    /// an argument (not null, undefined or an object): librtmfp leaves the
+    /// null out of some commands (`setPeerInfo`), which shifts the first
+    /// argument into the command-object slot.
+    pub fn positional_args(&self) -> Vec<&Value> {
+        let shifted = self
+            .command_object
+            .as_ref()
+            .filter(|o| !o.is_null_or_undefined() && o.members().is_none());
+        shifted.into_iter().chain(&self.args).collect()
+    }
+
     pub fn is_transaction(&self) -> bool {
         self.transaction_id != 0.0
     }
@@ -614,12 +626,9 @@ impl NetCommand {
             }
             name::SET_PEER_INFO => NetCommand::SetPeerInfo {
                 transaction_id: tid,
-                // librtmfp omits the null command object, so its first
-                // address lands there; null is not a string and drops out.
                 addresses: c
-                    .command_object
-                    .iter()
-                    .chain(&c.args)
+                    .positional_args()
+                    .into_iter()
                     .filter_map(Value::to_text)
                     .collect(),
             },
@@ -627,7 +636,7 @@ impl NetCommand {
                 transaction_id: tid,
             },
             name::DELETE_STREAM => {
-                let v = c.args.first().ok_or(CommandError::Missing {
+                let v = *c.positional_args().first().ok_or(CommandError::Missing {
                     command: name::DELETE_STREAM,
                     what: "stream ID",
                 })?;
@@ -639,16 +648,22 @@ impl NetCommand {
                 }
             }
             name::CLOSE_STREAM => NetCommand::CloseStream,
-            name::PLAY => NetCommand::Play(Play {
-                name: c.args.first().and_then(Value::to_text),
-                start: c.args.get(1).and_then(Value::as_f64),
-                duration: c.args.get(2).and_then(Value::as_f64),
-                reset: c.args.get(3).and_then(Value::as_bool),
-            }),
-            name::PUBLISH => NetCommand::Publish(Publish {
-                name: c.args.first().and_then(Value::to_text),
-                kind: c.args.get(1).and_then(Value::to_text),
-            }),
+            name::PLAY => {
+                let a = c.positional_args();
+                NetCommand::Play(Play {
+                    name: a.first().and_then(|v| v.to_text()),
+                    start: a.get(1).and_then(|v| v.as_f64()),
+                    duration: a.get(2).and_then(|v| v.as_f64()),
+                    reset: a.get(3).and_then(|v| v.as_bool()),
+                })
+            }
+            name::PUBLISH => {
+                let a = c.positional_args();
+                NetCommand::Publish(Publish {
+                    name: a.first().and_then(|v| v.to_text()),
+                    kind: a.get(1).and_then(|v| v.to_text()),
+                })
+            }
             _ => NetCommand::Other(c.clone()),
         })
     }

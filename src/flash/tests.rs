@@ -1108,3 +1108,36 @@ fn stream_event_levels_and_play_sequence() {
         (code::PLAY_START, Some("Subscribe"))
     );
 }
+
+#[test]
+fn stream_commands_without_the_null_still_parse() {
+    let omit = |name: &str, args: Vec<Value>| {
+        let mut it = args.into_iter();
+        Command {
+            command_object: it.next(),
+            args: it.collect(),
+            ..Command::new(name, 0.0)
+        }
+    };
+    let p = omit("play", vec![Value::str("cam"), Value::Number(-1.0)]);
+    assert_eq!(
+        NetCommand::parse(&p).unwrap(),
+        NetCommand::Play(Play {
+            start: Some(-1.0),
+            ..Play::new("cam")
+        })
+    );
+    let d = omit("deleteStream", vec![Value::Number(3.0)]);
+    assert_eq!(
+        NetCommand::parse(&d).unwrap(),
+        NetCommand::DeleteStream { stream_id: 3.0 }
+    );
+    let p = omit("publish", vec![Value::str("cam"), Value::str("live")]);
+    assert_eq!(
+        NetCommand::parse(&p).unwrap(),
+        NetCommand::Publish(Publish::live("cam"))
+    );
+    // A real null (or an object) in that slot is not an argument.
+    let p = Command::new("play", 0.0).with_args([Value::str("x")]);
+    assert_eq!(p.positional_args(), vec![&Value::str("x")]);
+}
