@@ -3,4 +3,5 @@
 //! The protocol core lives in [`proto`] and does no I/O; everything above it
 //! (the tokio edge, the Flash TC layer, the commands) builds on it.
 
+pub mod flash;
 pub mod proto;
