@@ -7,4 +7,3 @@ pub mod cli;
 pub mod flash;
 pub mod net;
 pub mod proto;
-pub mod proto;
