@@ -274,9 +274,10 @@ impl Endpoint {
             keying: None,
         };
         let h = self.insert_session(now, Role::Initiator, State::IHelloSent, 0, None);
+        let mode = self.config.fihello_mode;
         let s = self.session_mut(h).expect("just inserted");
         s.opening = Some(Box::new(opening));
-        s.fihello_mode = self.config.fihello_mode;
+        s.fihello_mode = mode;
         self.by_tag.insert(tag, h);
         for &c in candidates {
             self.add_candidate(now, h, c, Duration::ZERO);
@@ -652,15 +653,13 @@ impl Endpoint {
     fn reschedule(&mut self, h: SessionHandle) {
         let Some(s) = self.session_mut(h) else { return };
         let next = s.next_deadline();
-        if next.is_some() && next != s.scheduled {
-            s.scheduled = next;
-            if let Some(t) = next {
-                self.timers.push(Reverse((t, h.0)));
-            }
-        } else if next.is_none() {
-            s.scheduled = None;
+        let push = next.is_some() && next != s.scheduled;
+        s.scheduled = next;
+        let reap = s.state == State::Closed && !s.pending.any() && !s.queued;
+        if push && let Some(t) = next {
+            self.timers.push(Reverse((t, h.0)));
         }
-        if s.state == State::Closed && !s.pending.any() && !s.queued {
+        if reap {
             self.remove_session(h);
         }
         // Stale heap entries accumulate when deadlines move; rebuild rarely.
