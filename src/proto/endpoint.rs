@@ -85,6 +85,26 @@ pub enum Event {
         session: SessionHandle,
         event: FlowEvent,
     },
+    /// The answer to [`Endpoint::ping`]: one measured round trip.
+    PingReply {
+        session: SessionHandle,
+        rtt: Duration,
+    },
+    /// A handshake was refused by a limit (reported at most once a second
+    /// per reason, so a flood cannot flood the log too).
+    Refused {
+        from: SocketAddr,
+        reason: RefuseReason,
+    },
+}
+
+/// Which limit refused a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// `max_sessions` reached.
+    SessionLimit,
+    /// The source IP exceeded `handshake_rate`.
+    HandshakeRate,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +117,9 @@ pub struct EndpointConfig {
     /// FIHello handling for sessions we initiate (servers we trust to introduce peers).
     pub fihello_mode: FiHelloMode,
     pub transport: TransportConfig,
+    /// Most keyings (IIKeying with a valid cookie, the expensive step) per
+    /// second from one IP address; 0 = unlimited.
+    pub handshake_rate: u32,
 }
 
 impl Default for EndpointConfig {
@@ -110,6 +133,7 @@ impl Default for EndpointConfig {
             max_sessions: 100_000,
             fihello_mode: FiHelloMode::Ignore,
             transport: TransportConfig::default(),
+            handshake_rate: 0,
         }
     }
 }
@@ -152,7 +176,14 @@ pub struct Endpoint {
     tc_rx_latest: Option<(SessionHandle, Instant)>,
     tc_rx_previous: Option<(SessionHandle, Instant)>,
     tc_sent_any: Option<Instant>,
+    /// Per-IP token buckets for `handshake_rate`: (tokens, last refill).
+    handshake_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
+    last_refused: [Option<Instant>; 2],
 }
+
+/// IPs tracked for handshake rate limiting, at most; stale ones are
+/// forgotten when the table fills.
+const MAX_RATE_BUCKETS: usize = 65_536;
 
 impl Endpoint {
     pub fn new(
@@ -185,6 +216,8 @@ impl Endpoint {
             tc_rx_latest: None,
             tc_rx_previous: None,
             tc_sent_any: None,
+            handshake_buckets: HashMap::new(),
+            last_refused: [None; 2],
         }
     }
 
@@ -343,6 +376,21 @@ impl Endpoint {
         self.mark_ready(h);
         self.mark_events(h);
         self.reschedule(h);
+    }
+
+    /// Measures one round trip with an RTMFP Ping; the answer arrives as
+    /// [`Event::PingReply`]. Returns false if the session is not open.
+    pub fn ping(&mut self, now: Instant, h: SessionHandle) -> bool {
+        let Some(s) = self.session_mut(h) else { return false };
+        if s.state != State::Open {
+            return false;
+        }
+        let mut payload = Vec::with_capacity(9);
+        payload.push(super::session::PING_MARKING_PROBE);
+        payload.extend_from_slice(&now.as_micros().to_be_bytes());
+        s.pending.probe = Some(payload);
+        self.mark_ready(h);
+        true
     }
 
     /// Closes a session: orderly (Close / Close Ack exchange) or abrupt.
@@ -965,6 +1013,12 @@ impl Endpoint {
         }
         if self.session_count() >= self.config.max_sessions {
             self.stats.drop(DropReason::Limit);
+            self.refuse(now, from, RefuseReason::SessionLimit);
+            return;
+        }
+        if !self.take_handshake_token(now, from) {
+            self.stats.drop(DropReason::Limit);
+            self.refuse(now, from, RefuseReason::HandshakeRate);
             return;
         }
         let (skrc, keys) = match crypto::respond(
@@ -1016,6 +1070,44 @@ impl Endpoint {
             peer_id: fingerprint,
         });
         self.reschedule(h);
+    }
+
+    fn refuse(&mut self, now: Instant, from: SocketAddr, reason: RefuseReason) {
+        let slot = &mut self.last_refused[reason as usize];
+        if slot.is_none_or(|t| now.saturating_since(t) >= Duration::from_secs(1)) {
+            *slot = Some(now);
+            self.events.push_back(Event::Refused { from, reason });
+        }
+    }
+
+    /// Token bucket per source IP: `handshake_rate` per second, bursts of
+    /// the same size.
+    fn take_handshake_token(&mut self, now: Instant, from: SocketAddr) -> bool {
+        let rate = f64::from(self.config.handshake_rate);
+        if rate == 0.0 {
+            return true;
+        }
+        if self.handshake_buckets.len() >= MAX_RATE_BUCKETS {
+            // Buckets idle long enough to be full again carry no state.
+            let horizon = Duration::from_secs(2);
+            self.handshake_buckets
+                .retain(|_, (_, last)| now.saturating_since(*last) < horizon);
+            if self.handshake_buckets.len() >= MAX_RATE_BUCKETS {
+                return false;
+            }
+        }
+        let (tokens, last) = self
+            .handshake_buckets
+            .entry(from.ip())
+            .or_insert((rate, now));
+        *tokens = (*tokens + now.saturating_since(*last).as_secs_f64() * rate).min(rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     fn fail_opening(&mut self, h: SessionHandle, reason: OpenFailure) {
@@ -1112,6 +1204,7 @@ impl Endpoint {
         let mut close_acked = false;
         let mut fihellos: Vec<(Vec<u8>, SocketAddr, Vec<u8>)> = Vec::new();
         let mut mobility_reply: Option<Vec<u8>> = None;
+        let mut probe_rtt: Option<Duration> = None;
         for c in Chunks::new(area) {
             let open = s.state == State::Open;
             match c {
@@ -1126,6 +1219,11 @@ impl Endpoint {
                     s.retransmit_epoch = None;
                     if mobility_timestamp(msg).is_some() {
                         mobility_reply = Some(msg.to_vec());
+                    } else if let [super::session::PING_MARKING_PROBE, t @ ..] = msg
+                        && let Ok(t) = <[u8; 8]>::try_from(t)
+                    {
+                        let sent = Instant::from_micros(u64::from_be_bytes(t));
+                        probe_rtt = Some(now.saturating_since(sent));
                     }
                 }
                 Chunk::UserData(d) if open => s.transport.on_user_data(now, &d),
@@ -1159,6 +1257,9 @@ impl Endpoint {
                 let payload = mobility_payload(self.cookies.secret(), now_s, iface, from);
                 s.pending.mobility = Some((iface, from, payload));
             }
+        }
+        if let Some(rtt) = probe_rtt {
+            self.events.push_back(Event::PingReply { session: h, rtt });
         }
         if let Some(reply) = mobility_reply {
             self.on_mobility_reply(now, h, iface, from, &reply);
@@ -1558,6 +1659,8 @@ impl Endpoint {
         } else if let Some((iface, addr, payload)) = p.mobility.take() {
             dst = (iface, addr);
             chunk::encode_ping(&mut w, &payload).ok()?;
+        } else if let Some(probe) = p.probe.take() {
+            chunk::encode_ping(&mut w, &probe).ok()?;
         } else if p.keepalive_ping {
             p.keepalive_ping = false;
             chunk::encode_ping(&mut w, &[]).ok()?;

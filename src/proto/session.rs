@@ -30,6 +30,8 @@ pub const MAX_EARLY_PACKETS: usize = 18;
 pub const MAX_TS_ECHO_ELAPSED: Duration = Duration::from_secs(128);
 /// spec 01 §9.10 / 02 §9: the mobility ping marker.
 pub const PING_MARKING_MOBILITY: u8 = b'M';
+/// Marks an application RTT probe ping: 'P' then our send time in micros.
+pub const PING_MARKING_PROBE: u8 = b'P';
 /// Pings we owe a reply to, at most; a peer that pings faster than we can
 /// answer loses the excess, never our memory.
 const MAX_PENDING_PING_REPLIES: usize = 4;
@@ -137,6 +139,8 @@ pub struct Pending {
     pub close_ack: bool,
     /// Encoded FIHello chunks to forward over this session.
     pub fihellos: VecDeque<Vec<u8>>,
+    /// An application RTT probe (a Ping with our send time).
+    pub probe: Option<Vec<u8>>,
 }
 
 impl Pending {
@@ -147,6 +151,7 @@ impl Pending {
             || self.close
             || self.close_ack
             || !self.fihellos.is_empty()
+            || self.probe.is_some()
     }
 
     pub fn push_ping_reply(&mut self, msg: &[u8]) {
