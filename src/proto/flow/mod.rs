@@ -1075,8 +1075,9 @@ impl Transport {
         for id in expired {
             self.remove_send(id);
         }
+        // A pending ack for a forgotten flow is skipped by `write_acks`.
         self.recv
-            .retain(|_, f| !f.linger_until.is_some_and(|l| now >= l) || f.in_ack_list);
+            .retain(|_, f| f.linger_until.is_none_or(|l| now < l));
         out
     }
 
