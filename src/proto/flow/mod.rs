@@ -19,6 +19,8 @@ mod send;
 pub mod seqset;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod tests;
 mod wire_shim;
 
 // The single swap point for the wire module: at merge time this becomes

@@ -1,0 +1,509 @@
+//! Transport unit tests: exact chunks for startup options, Next User Data,
+//! FSN, abandonment, ack scheduling (spec 02 §12.6) and NAK counting.
+
+use std::time::Duration;
+
+use super::chunk::{self, Chunk, Chunks};
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum C {
+    /// User Data (sn/fsn_offset Some) or Next User Data (None).
+    Data {
+        flags: u8,
+        sn: Option<u64>,
+        fsn_offset: Option<u64>,
+        opts: Vec<u8>,
+        len: usize,
+    },
+    Ack {
+        flow: u64,
+        blocks: u64,
+        cum: u64,
+        runs: Vec<(u64, u64)>,
+    },
+    Exception(u64, u64),
+    Probe(u64),
+}
+
+fn decode(bytes: &[u8]) -> Vec<C> {
+    Chunks::new(bytes)
+        .map(|c| match c {
+            Chunk::UserData(u) => C::Data {
+                flags: u.flags,
+                sn: Some(u.sn),
+                fsn_offset: Some(u.fsn_offset),
+                opts: u.options.to_vec(),
+                len: u.data.len(),
+            },
+            Chunk::NextUserData(n) => C::Data {
+                flags: n.flags,
+                sn: None,
+                fsn_offset: None,
+                opts: n.options.to_vec(),
+                len: n.data.len(),
+            },
+            Chunk::Ack(a) => C::Ack {
+                flow: a.flow_id,
+                blocks: a.buffer_blocks,
+                cum: a.cum_ack,
+                runs: a.received().collect(),
+            },
+            Chunk::FlowException(e) => C::Exception(e.flow_id, e.code),
+            Chunk::BufferProbe(p) => C::Probe(p.flow_id),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+fn fill(t: &mut Transport, now: Instant) -> (Filled, Vec<u8>) {
+    let mut buf = vec![0u8; 1195];
+    let mut w = Writer::new(&mut buf);
+    let f = t.fill_packet(now, &mut w, &mut TcContext::default());
+    let n = w.len();
+    buf.truncate(n);
+    (f, buf)
+}
+
+/// Feeds one packet's bytes (as the session would) to `t`.
+fn feed(t: &mut Transport, now: Instant, bytes: &[u8]) {
+    t.begin_packet(now);
+    for c in Chunks::new(bytes) {
+        match c {
+            Chunk::UserData(u) => t.on_user_data(now, &u),
+            Chunk::NextUserData(n) => t.on_next_user_data(now, &n),
+            Chunk::Ack(a) => t.on_ack(now, &a),
+            Chunk::BufferProbe(p) => t.on_buffer_probe(now, p.flow_id),
+            Chunk::FlowException(e) => t.on_exception(now, &e),
+            _ => {}
+        }
+    }
+    t.after_packet(now, &TcContext::default());
+}
+
+fn ack_packet(flow: u64, blocks: u64, cum: u64, runs: &[(u64, u64)]) -> Vec<u8> {
+    let mut buf = [0u8; 256];
+    let mut w = Writer::new(&mut buf);
+    chunk::encode_range_ack(&mut w, flow, blocks, cum, runs.iter().copied(), false).unwrap();
+    w.written().to_vec()
+}
+
+fn data_packet(
+    flow: u64,
+    sn: u64,
+    fsn_offset: u64,
+    flags: u8,
+    opts: &[u8],
+    data: &[u8],
+) -> Vec<u8> {
+    let mut buf = [0u8; 1200];
+    let mut w = Writer::new(&mut buf);
+    UserData {
+        flags,
+        flow_id: flow,
+        sn,
+        fsn_offset,
+        options: opts,
+        data,
+    }
+    .encode(&mut w)
+    .unwrap();
+    w.written().to_vec()
+}
+
+const MD: [u8; 4] = [0x03, 0x00, b'm', b'd'];
+
+fn t0() -> Instant {
+    Instant::from_micros(10_000_000)
+}
+
+#[test]
+fn startup_options_until_first_ack_then_next_user_data() {
+    let mut t = Transport::new(TransportConfig::default());
+    let f = t.open_flow(b"md", None, Priority::Routine).unwrap();
+    assert_eq!(f, 1);
+    for _ in 0..3 {
+        t.write(f, &[7u8; 10], WriteOptions::default()).unwrap();
+    }
+    let (filled, bytes) = fill(&mut t, t0());
+    assert!(filled.wrote_data && !filled.time_critical);
+    assert_eq!(
+        decode(&bytes),
+        [
+            C::Data {
+                flags: data_flags::OPT,
+                sn: Some(1),
+                fsn_offset: Some(1),
+                opts: MD.to_vec(),
+                len: 10
+            },
+            C::Data {
+                flags: 0,
+                sn: None,
+                fsn_offset: None,
+                opts: vec![],
+                len: 10
+            },
+            C::Data {
+                flags: 0,
+                sn: None,
+                fsn_offset: None,
+                opts: vec![],
+                len: 10
+            },
+        ]
+    );
+    // Exact bytes of the first chunk: 10 00 13 | 80 01 01 01 | 03 00 6d 64 00 | data.
+    assert_eq!(
+        &bytes[..12],
+        &[
+            0x10, 0x00, 0x13, 0x80, 0x01, 0x01, 0x01, 0x03, 0x00, b'm', b'd', 0x00
+        ]
+    );
+    // Before any ack, a retransmission or new packet carries the options again.
+    t.write(f, &[1u8; 5], WriteOptions::default()).unwrap();
+    let (_, bytes) = fill(&mut t, t0());
+    assert!(matches!(&decode(&bytes)[0], C::Data { sn: Some(4), opts, .. } if opts == &MD));
+    // First ack: options stop, FSN follows the cumulative ack.
+    feed(&mut t, t0(), &ack_packet(f, 64, 3, &[]));
+    t.write(f, &[2u8; 5], WriteOptions::default()).unwrap();
+    let (_, bytes) = fill(&mut t, t0());
+    assert_eq!(
+        decode(&bytes),
+        [C::Data {
+            flags: 0,
+            sn: Some(5),
+            fsn_offset: Some(2),
+            opts: vec![],
+            len: 5
+        }]
+    );
+    assert_eq!(t.stats().data_packets_out, 3);
+}
+
+#[test]
+fn fragmentation_sizes_and_flags() {
+    let mut t = Transport::new(TransportConfig::default());
+    let f = t.open_flow(b"md", None, Priority::Routine).unwrap();
+    t.write(f, &[9u8; 3000], WriteOptions::default()).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let (_, bytes) = fill(&mut t, t0());
+        got.extend(decode(&bytes));
+    }
+    // 1161 − (4 option bytes + marker) = 1156 per fragment before the first ack.
+    let shape: Vec<_> = got
+        .iter()
+        .map(|c| match c {
+            C::Data { flags, len, .. } => (flags & data_flags::FRA_MASK, *len),
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (data_flags::FRA_BEGIN, 1156),
+            (data_flags::FRA_MIDDLE, 1156),
+            (data_flags::FRA_END, 688)
+        ]
+    );
+    // An empty message is one WHOLE fragment of zero bytes.
+    t.write(f, b"", WriteOptions::default()).unwrap();
+    let (_, bytes) = fill(&mut t, t0() + Duration::from_secs(1));
+    assert!(
+        matches!(&decode(&bytes)[0], C::Data { flags, len: 0, .. } if flags & data_flags::FRA_MASK == 0)
+    );
+}
+
+#[test]
+fn expired_messages_are_dropped_or_sent_abandoned() {
+    let mut t = Transport::new(TransportConfig::default());
+    let f = t.open_flow(b"md", None, Priority::Routine).unwrap();
+    let now = t0();
+    let expired = WriteOptions {
+        start_by: now.checked_sub(Duration::from_millis(1)),
+        ..Default::default()
+    };
+    t.write(f, b"a", expired).unwrap();
+    t.write(f, b"b", expired).unwrap();
+    t.write(f, b"c", WriteOptions::default()).unwrap();
+    let (_, bytes) = fill(&mut t, now);
+    // SNs 1 and 2 never went out: dropped, FSN = 2.
+    assert_eq!(
+        decode(&bytes),
+        [C::Data {
+            flags: data_flags::OPT,
+            sn: Some(3),
+            fsn_offset: Some(1),
+            opts: MD.to_vec(),
+            len: 1
+        }]
+    );
+    feed(&mut t, now, &ack_packet(f, 64, 3, &[]));
+    // A message that expires while queued and is the last entry is kept and
+    // sent as ABN with no payload.
+    let soon = WriteOptions {
+        finish_by: Some(now + Duration::from_millis(100)),
+        ..Default::default()
+    };
+    t.write(f, &[5u8; 2000], soon).unwrap();
+    let later = now + Duration::from_millis(150);
+    let (_, bytes) = fill(&mut t, later);
+    // Two fragments (SN 4, 5): the never-sent head is dropped, the last
+    // entry goes out as ABN with FSN = its own SN.
+    assert_eq!(
+        decode(&bytes),
+        [C::Data {
+            flags: data_flags::FRA_END | data_flags::ABN,
+            sn: Some(5),
+            fsn_offset: Some(0),
+            opts: vec![],
+            len: 0
+        }]
+    );
+    assert_eq!(t.stats().abandoned_messages, 3);
+}
+
+#[test]
+fn close_sends_fin_and_completes() {
+    let mut t = Transport::new(TransportConfig::default());
+    let f = t.open_flow(b"md", None, Priority::Routine).unwrap();
+    t.write(f, b"x", WriteOptions::default()).unwrap();
+    t.close_flow(f);
+    let (_, bytes) = fill(&mut t, t0());
+    // The last queued fragment was unsent and most recent: it carries FIN.
+    assert!(
+        matches!(&decode(&bytes)[0], C::Data { flags, sn: Some(1), .. } if flags & data_flags::FIN != 0)
+    );
+    assert_eq!(
+        t.write(f, b"y", WriteOptions::default()),
+        Err(FlowError::Closed)
+    );
+    feed(&mut t, t0(), &ack_packet(f, 64, 1, &[]));
+    assert_eq!(t.poll_event(), Some(FlowEvent::SendFlowClosed { flow: f }));
+    // The ID stays reserved for 130 s, then is reused.
+    assert_eq!(t.open_flow(b"n", None, Priority::Routine), Ok(2));
+    t.handle_timeout(t0() + F_COMPLETE_LINGER_PERIOD);
+    assert_eq!(t.open_flow(b"n", None, Priority::Routine), Ok(1));
+    // Closing after everything was sent appends an ABN|FIN empty fragment.
+    t.write(1, b"z", WriteOptions::default()).unwrap();
+    let _ = fill(&mut t, t0());
+    t.close_flow(1);
+    let (_, bytes) = fill(&mut t, t0());
+    let c = decode(&bytes);
+    assert!(
+        matches!(&c[0], C::Data { flags, sn: Some(2), len: 0, .. }
+            if flags & (data_flags::FIN | data_flags::ABN) == data_flags::FIN | data_flags::ABN),
+        "{c:?}"
+    );
+    // Never written: the flow just disappears.
+    let g = t.open_flow(b"q", None, Priority::Routine).unwrap();
+    t.close_flow(g);
+    assert_eq!(t.send_buffered(g), None);
+}
+
+#[test]
+fn delayed_ack_obligatory_ack_and_gap_ack() {
+    let mut r = Transport::new(TransportConfig::default());
+    let now = t0();
+    feed(
+        &mut r,
+        now,
+        &data_packet(3, 1, 1, data_flags::OPT, &MD, b"a"),
+    );
+    assert!(matches!(
+        r.poll_event(),
+        Some(FlowEvent::NewFlow { flow: 3, .. })
+    ));
+    assert!(!r.wants_to_send(now), "one in-order packet: delayed ack");
+    assert_eq!(r.poll_timeout(), Some(now + Duration::from_millis(200)));
+    let later = now + Duration::from_millis(200);
+    r.handle_timeout(later);
+    assert!(r.wants_to_send(later));
+    let (filled, bytes) = fill(&mut r, later);
+    assert!(!filled.wrote_data);
+    assert_eq!(
+        decode(&bytes),
+        [C::Ack {
+            flow: 3,
+            blocks: 64,
+            cum: 1,
+            runs: vec![]
+        }]
+    );
+    // Two data packets in a row force an ack without waiting.
+    feed(&mut r, later, &data_packet(3, 2, 1, 0, &[], b"b"));
+    assert!(!r.wants_to_send(later));
+    feed(&mut r, later, &data_packet(3, 3, 1, 0, &[], b"c"));
+    assert!(r.wants_to_send(later));
+    let (_, bytes) = fill(&mut r, later);
+    assert!(matches!(&decode(&bytes)[0], C::Ack { cum: 3, .. }));
+    // A gap acks at once, with the received range.
+    feed(&mut r, later, &data_packet(3, 5, 4, 0, &[], b"e"));
+    assert!(r.wants_to_send(later));
+    let (_, bytes) = fill(&mut r, later);
+    assert_eq!(
+        decode(&bytes),
+        [C::Ack {
+            flow: 3,
+            blocks: 64,
+            cum: 3,
+            runs: vec![(5, 5)]
+        }]
+    );
+    // A Buffer Probe is answered at once.
+    let mut buf = [0u8; 8];
+    let mut w = Writer::new(&mut buf);
+    BufferProbe { flow_id: 3 }.encode(&mut w).unwrap();
+    let probe = w.written().to_vec();
+    feed(&mut r, later, &probe);
+    assert!(r.wants_to_send(later));
+}
+
+#[test]
+fn immediate_acks_take_the_packet_and_delayed_acks_piggyback() {
+    let mut t = Transport::new(TransportConfig::default());
+    let now = t0();
+    let f = t.open_flow(b"md", None, Priority::Routine).unwrap();
+    // Receive on flow 9 with a gap (immediate ack) and have data to send.
+    feed(
+        &mut t,
+        now,
+        &data_packet(9, 2, 2, data_flags::OPT, &MD, b"a"),
+    );
+    t.write(f, b"hello", WriteOptions::default()).unwrap();
+    let (filled, bytes) = fill(&mut t, now);
+    assert!(!filled.wrote_data, "immediate acks take the packet");
+    assert!(matches!(&decode(&bytes)[..], [C::Ack { flow: 9, .. }]));
+    // In-order data on another flow: its delayed ack rides behind our data.
+    feed(
+        &mut t,
+        now,
+        &data_packet(10, 1, 1, data_flags::OPT, &MD, b"b"),
+    );
+    let (filled, bytes) = fill(&mut t, now);
+    assert!(filled.wrote_data);
+    let c = decode(&bytes);
+    assert!(
+        matches!(
+            &c[..],
+            [
+                C::Data { .. },
+                C::Ack {
+                    flow: 10,
+                    cum: 1,
+                    ..
+                }
+            ]
+        ),
+        "{c:?}"
+    );
+    assert!(!t.wants_to_send(now));
+}
+
+#[test]
+fn three_naks_declare_loss_and_retransmit_in_sn_order() {
+    let mut t = Transport::new(TransportConfig::default());
+    let now = t0();
+    let f = t.open_flow(b"md", None, Priority::Routine).unwrap();
+    for i in 0..6u8 {
+        t.write(f, &[i; 1150], WriteOptions::default()).unwrap();
+    }
+    // cwnd 3483: three full packets, one fragment each (TSN 1..3).
+    let mut sent = 0;
+    while t.wants_to_send(now) {
+        fill(&mut t, now);
+        sent += 1;
+    }
+    assert_eq!(sent, 3);
+    // Acks for SN 2, then 3, then 3 again: SN 1 collects three NAKs.
+    feed(&mut t, now, &ack_packet(f, 64, 0, &[(2, 2)]));
+    assert_eq!(t.stats().losses, 0);
+    feed(&mut t, now, &ack_packet(f, 64, 0, &[(2, 3)]));
+    assert_eq!(t.stats().losses, 0);
+    let before = t.stats().cwnd;
+    feed(&mut t, now, &ack_packet(f, 64, 0, &[(2, 3)]));
+    assert_eq!(t.stats().losses, 1);
+    assert!(t.stats().cwnd <= before);
+    let (_, bytes) = fill(&mut t, now);
+    assert!(
+        matches!(&decode(&bytes)[0], C::Data { sn: Some(1), .. }),
+        "oldest first"
+    );
+    assert_eq!(t.stats().retransmissions, 1);
+}
+
+#[test]
+fn retransmission_timeout_requeues_and_backs_off() {
+    let mut t = Transport::new(TransportConfig::default());
+    let now = t0();
+    let f = t.open_flow(b"md", None, Priority::Routine).unwrap();
+    t.write(f, &[1u8; 100], WriteOptions::default()).unwrap();
+    fill(&mut t, now);
+    let rto = now + t.rtt().erto();
+    assert_eq!(t.poll_timeout(), Some(rto));
+    let out = t.handle_timeout(rto);
+    assert!(out.retransmitted && !out.give_up);
+    assert_eq!(t.stats().cwnd, cc::CWND_TIMEDOUT);
+    assert!(t.rtt().erto() > Duration::from_secs(3));
+    assert_eq!(t.stats().bytes_in_flight, 0);
+    let (_, bytes) = fill(&mut t, rto);
+    assert!(matches!(&decode(&bytes)[0], C::Data { sn: Some(1), .. }));
+    // With no progress for the retransmit limit the session is told to give up.
+    let mut at = rto;
+    let mut gave_up = false;
+    for _ in 0..100 {
+        let Some(d) = t.poll_timeout() else { break };
+        at = d;
+        if t.handle_timeout(at).give_up {
+            gave_up = true;
+            break;
+        }
+        while t.wants_to_send(at) {
+            fill(&mut t, at);
+        }
+    }
+    assert!(gave_up);
+    assert!(at >= now + DEFAULT_RTX_LIMIT);
+}
+
+#[test]
+fn time_critical_priority_marks_packets() {
+    let mut t = Transport::new(TransportConfig::default());
+    let f = t.open_flow(b"md", None, Priority::Priority).unwrap();
+    t.write(f, b"x", WriteOptions::default()).unwrap();
+    let mut ctx = TcContext::default();
+    let mut buf = [0u8; 1195];
+    let mut w = Writer::new(&mut buf);
+    let filled = t.fill_packet(t0(), &mut w, &mut ctx);
+    assert!(filled.time_critical);
+    assert_eq!(ctx.tc_sent_any, Some(t0()));
+}
+
+#[test]
+fn api_errors() {
+    let mut t = Transport::new(TransportConfig::default());
+    assert_eq!(
+        t.open_flow(&[0u8; 513], None, Priority::Routine),
+        Err(FlowError::MetadataTooLong)
+    );
+    assert_eq!(
+        t.open_flow(b"x", Some(4), Priority::Routine),
+        Err(FlowError::UnknownFlow)
+    );
+    assert_eq!(
+        t.write(9, b"x", WriteOptions::default()),
+        Err(FlowError::UnknownFlow)
+    );
+    let cfg = TransportConfig {
+        send_buffer: 1000,
+        ..Default::default()
+    };
+    let mut t = Transport::new(cfg);
+    let f = t.open_flow(b"x", None, Priority::Routine).unwrap();
+    t.write(f, &[0; 800], WriteOptions::default()).unwrap();
+    assert_eq!(
+        t.write(f, &[0; 800], WriteOptions::default()),
+        Err(FlowError::BufferFull)
+    );
+}
