@@ -290,8 +290,8 @@ pub struct Transport {
     delack: Option<Instant>,
     data_packets: u32,
     pkt: PacketState,
-    last_data_tx: Option<Instant>,
-    rto_armed: bool,
+    /// The timeout alarm (spec 02 §8): ERTO after the latest data sent or ack packet received.
+    rto_deadline: Option<Instant>,
     retransmit_epoch: Option<Instant>,
     last_tc_sent: Option<Instant>,
     peer_probe_ok: bool,
@@ -323,8 +323,7 @@ impl Transport {
             delack: None,
             data_packets: 0,
             pkt: PacketState::default(),
-            last_data_tx: None,
-            rto_armed: false,
+            rto_deadline: None,
             retransmit_epoch: None,
             last_tc_sent: None,
             peer_probe_ok: false,
@@ -486,7 +485,7 @@ impl Transport {
         self.ack_list.clear();
         self.ack_now = false;
         self.delack = None;
-        self.rto_armed = false;
+        self.rto_deadline = None;
     }
 
     /// True while any flow exists (for the session's idle limit, spec 02 §8).
@@ -701,6 +700,14 @@ impl Transport {
         let tc = self.tc_state(now, ctx);
         self.cc.on_ack_packet(&summary, tc);
         self.cc.on_acks_received();
+        self.arm_timeout(now);
+    }
+
+    /// (Re)arms the timeout alarm; every arm also starts the retransmit
+    /// epoch if none is running (spec 02 §8, reference `rescheduleTimeoutAlarm`).
+    fn arm_timeout(&mut self, now: Instant) {
+        self.rto_deadline = Some(now + self.rtt.erto());
+        self.retransmit_epoch = Some(self.retransmit_epoch.map_or(now, |e| e.min(now)));
     }
 
     fn tc_state(&self, now: Instant, ctx: &TcContext) -> TcState {
@@ -967,7 +974,6 @@ impl Transport {
                 }
                 len
             };
-            let sent_len = payload.len();
             let frag = &mut f.queue[i];
             if frag.ever_sent {
                 self.stats.retransmissions += 1;
@@ -978,9 +984,8 @@ impl Transport {
             frag.tsn = tsn;
             frag.naks = 0;
             frag.wire_len = len;
-            frag.sent_len = sent_len;
             let (sn, msg) = (frag.sn, frag.msg);
-            f.outstanding += sent_len;
+            f.outstanding += len;
             f.mark_started(msg);
             self.in_flight.push_back(InFlight { flow: id, sn, tsn });
             self.bytes_in_flight += len;
@@ -1001,9 +1006,7 @@ impl Transport {
         self.stats.data_packets_out += 1;
         self.stats.fragments_out += frags;
         self.cc.on_data_sent(now, data_bytes, self.rtt.srtt());
-        self.last_data_tx = Some(now);
-        self.rto_armed = true;
-        self.retransmit_epoch = Some(self.retransmit_epoch.map_or(now, |e| e.min(now)));
+        self.arm_timeout(now);
         out.wrote_data = true;
         if tc {
             out.time_critical = true;
@@ -1013,14 +1016,6 @@ impl Transport {
     }
 
     // ----- timers -------------------------------------------------------------
-
-    fn rto_deadline(&self) -> Option<Instant> {
-        if self.rto_armed {
-            self.last_data_tx.map(|t| t + self.rtt.erto())
-        } else {
-            None
-        }
-    }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
@@ -1032,7 +1027,7 @@ impl Transport {
         if !self.ack_list.is_empty() {
             add(self.delack);
         }
-        add(self.rto_deadline());
+        add(self.rto_deadline);
         add(self.cc.burst_timer());
         for f in self.send.values() {
             add(f.persist.map(|p| p.0));
@@ -1058,7 +1053,7 @@ impl Transport {
         if self.cc.burst_timer().is_some_and(|d| now >= d) {
             self.cc.on_burst_timer(now, self.rtt.srtt());
         }
-        if self.rto_deadline().is_some_and(|d| now >= d) {
+        if self.rto_deadline.is_some_and(|d| now >= d) {
             self.on_rto(now, &mut out);
         }
         let erto = self.rtt.erto();
@@ -1085,7 +1080,7 @@ impl Transport {
 
     /// The timeout alarm (spec 02 §8, data part).
     fn on_rto(&mut self, now: Instant, out: &mut TimeoutOutcome) {
-        self.rto_armed = false;
+        self.rto_deadline = None;
         let outstanding = !self.in_flight.is_empty() && self.bytes_in_flight > 0;
         if !outstanding {
             self.cc.on_timeout(false);

@@ -197,10 +197,17 @@ impl RecvFlow {
         let dataless = flags & data_flags::ABN != 0 || sn <= fsn || self.rejected.is_some();
         if !dup {
             let admit = dataless || {
-                let csn = self.csn();
-                self.buffered < self.capacity
-                    || (sn == csn.saturating_add(1)
-                        && self.buffered < self.capacity.saturating_mul(2))
+                // A sender honouring the window can overshoot it a little:
+                // windows are rounded up to blocks, it charges chunk bytes
+                // where we charge +64, and it checks before each fragment.
+                // The next in-order fragment gets more room, so a partial
+                // message filling the buffer cannot deadlock the flow.
+                let soft = self
+                    .capacity
+                    .saturating_add(self.capacity / 4)
+                    .saturating_add(4096);
+                let hard = self.capacity.saturating_mul(2).saturating_add(4096);
+                self.buffered < soft || (sn == self.csn().saturating_add(1) && self.buffered < hard)
             };
             if !admit {
                 out.refused = true;
@@ -478,13 +485,25 @@ mod tests {
         f.on_data(t(), 5, 0, FRA_WHOLE, &[0; 1000], &mut ev);
         // Buffer over capacity: the minimum advertisement is 1 block.
         assert_eq!(f.window_blocks(), 1);
-        let o = f.on_data(t(), 6, 0, FRA_WHOLE, &[0; 1000], &mut ev);
-        assert!(o.refused);
-        assert!(!f.seq.contains(6));
+        // Some overshoot is tolerated (capacity + 1/4 + 4096 = 9216 bytes)...
+        for sn in 6..=10 {
+            assert!(
+                !f.on_data(t(), sn, 0, FRA_WHOLE, &[0; 1000], &mut ev)
+                    .refused
+            );
+        }
+        assert_eq!(f.buffered, 9 * 1064);
+        // ...then out-of-order fragments are refused and not acknowledged.
+        let o = f.on_data(t(), 11, 0, FRA_WHOLE, &[0; 1000], &mut ev);
+        assert!(o.refused && o.ack_now);
+        assert!(!f.seq.contains(11));
         // The next in-order fragment is still admitted and unblocks delivery.
         let o = f.on_data(t(), 1, 0, FRA_WHOLE, &[0; 1000], &mut ev);
         assert!(!o.refused);
-        assert_eq!(msgs(&ev).len(), 5);
+        assert_eq!(msgs(&ev).len(), 10);
+        assert_eq!(f.buffered, 0);
+        assert_eq!(f.app_pending, 10_000);
+        assert_eq!(f.window_blocks(), 1);
         let mut held = RecvFlow::new(1, 1024, 64, Delivery::Hold);
         held.on_data(t(), 1, 0, FRA_WHOLE, &[0; 1000], &mut ev);
         assert_eq!(held.window_blocks(), 0);

@@ -30,10 +30,9 @@ pub(super) struct Fragment {
     pub sent_abn: bool,
     pub tsn: u64,
     pub naks: u8,
-    /// Chunk bytes of the last transmission (counts toward bytes in flight).
+    /// Chunk bytes of the last transmission: counts toward bytes in flight
+    /// and toward the peer's window (as in the reference's `m_transmit_size`).
     pub wire_len: usize,
-    /// Payload bytes of the last transmission (counts toward the peer's window).
-    pub sent_len: usize,
 }
 
 #[derive(Debug)]
@@ -187,7 +186,6 @@ impl SendFlow {
             tsn: 0,
             naks: 0,
             wire_len: 0,
-            sent_len: 0,
         });
         self.next_sn += 1;
     }
@@ -339,7 +337,7 @@ impl SendFlow {
         let f = &mut self.queue[i];
         if f.in_flight {
             f.in_flight = false;
-            self.outstanding = self.outstanding.saturating_sub(f.sent_len);
+            self.outstanding = self.outstanding.saturating_sub(f.wire_len);
             self.cursor = self.cursor.min(f.sn);
         }
     }
@@ -354,7 +352,7 @@ impl SendFlow {
         f.data = Vec::new();
         if f.in_flight {
             f.in_flight = false;
-            self.outstanding = self.outstanding.saturating_sub(f.sent_len);
+            self.outstanding = self.outstanding.saturating_sub(f.wire_len);
             eff.acked_wire += f.wire_len;
             eff.max_tsn = eff.max_tsn.max(f.tsn);
         }

@@ -337,7 +337,16 @@ fn lossy(loss: f64, seed_jitter_ms: u64) -> LinkCfg {
 
 /// Bulk ordered transfer; returns (virtual seconds, sender stats, receiver stats).
 fn bulk(total: usize, link: LinkCfg, seed: u64) -> (f64, TransportStats, TransportStats) {
-    let mut sim = Sim::symmetric(link, seed);
+    bulk_with(TransportConfig::default(), total, link, seed)
+}
+
+fn bulk_with(
+    cfg: TransportConfig,
+    total: usize,
+    link: LinkCfg,
+    seed: u64,
+) -> (f64, TransportStats, TransportStats) {
+    let mut sim = Sim::new(cfg.clone(), cfg, link, link, seed);
     let flow = sim.a.t.open_flow(b"bulk", None, Priority::Routine).unwrap();
     let msg_len = 16 * 1024;
     let count = total.div_ceil(msg_len) as u64;
@@ -403,12 +412,23 @@ fn ordered_bulk_20mb_under_loss_and_reordering() {
 }
 
 #[test]
-fn clean_link_fills_the_pipe() {
+fn clean_link_throughput() {
+    // With the default 64 KiB receive window the flow is window-limited
+    // (64 KiB per ~50 ms RTT); with 1 MiB it fills the 2 MB/s link.
     let (secs, a, _) = bulk(4 << 20, lossy(0.0, 0), 3);
-    let rate = (4 << 20) as f64 / secs;
-    eprintln!("clean: {rate:.0} B/s, cwnd {}", a.cwnd);
-    // 2 MB/s link: expect most of it once slow start is over.
-    assert!(rate > 1_200_000.0, "{rate}");
+    let small = (4 << 20) as f64 / secs;
+    let cfg = TransportConfig {
+        recv_buffer: 1 << 20,
+        ..Default::default()
+    };
+    let (secs, b, _) = bulk_with(cfg, 4 << 20, lossy(0.0, 0), 3);
+    let big = (4 << 20) as f64 / secs;
+    eprintln!(
+        "clean: {small:.0} B/s (64 KiB window, cwnd {}), {big:.0} B/s (1 MiB window, cwnd {}, losses {})",
+        a.cwnd, b.cwnd, b.losses
+    );
+    assert!(small > 1_000_000.0, "{small}");
+    assert!(big > 1_700_000.0, "{big}");
     assert_eq!(a.losses, 0);
 }
 
