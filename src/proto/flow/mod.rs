@@ -368,7 +368,9 @@ impl Transport {
             let n = vlu::encode(r, &mut tmp);
             option::push(&mut opts, OPT_RETURN_ASSOCIATION, &tmp[..n]);
         }
-        self.send.insert(id, SendFlow::new(id, priority, opts));
+        let mut f = SendFlow::new(id, priority, opts);
+        f.return_for = return_for;
+        self.send.insert(id, f);
         self.rr[priority.index()].push_back(id);
         Ok(id)
     }
@@ -927,6 +929,12 @@ impl Transport {
         let Some(f) = self.send.get_mut(&id) else {
             return;
         };
+        if f.needs_startup_options()
+            && let Some(r) = f.return_for
+            && self.recv.get(&r).is_none_or(|rf| rf.complete)
+        {
+            f.drop_startup_options();
+        }
         let probing = data_probe && f.probe_due && !f.window_open();
         let fsn = f.fsn();
         let mut prev: Option<u64> = None;

@@ -71,6 +71,8 @@ pub(super) struct SendFlow {
     /// Metadata + return association options, without the marker (spec 02 §12.4).
     pub startup_opts: Vec<u8>,
     pub acked_once: bool,
+    /// The receiving flow our return association names (spec 02 §12.4).
+    pub return_for: Option<u64>,
     pub queue: VecDeque<Fragment>,
     pub next_sn: u64,
     /// Every fragment below this SN is in flight or acknowledged.
@@ -97,6 +99,7 @@ impl SendFlow {
             priority,
             startup_opts,
             acked_once: false,
+            return_for: None,
             queue: VecDeque::new(),
             next_sn: 1,
             cursor: 1,
@@ -116,7 +119,16 @@ impl SendFlow {
 
     /// Option bytes (with marker) the next packet's first chunk must carry.
     pub fn needs_startup_options(&self) -> bool {
-        !self.acked_once
+        !self.acked_once && !self.startup_opts.is_empty()
+    }
+
+    /// The associated receiving flow completed (or was forgotten) while we
+    /// are still starting: the far end may reuse its ID, so stop naming it
+    /// (reference `assembleData`). If the far end never saw our options it
+    /// will reject the flow for lack of metadata, which is the safe outcome.
+    pub fn drop_startup_options(&mut self) {
+        self.startup_opts.clear();
+        self.return_for = None;
     }
 
     pub fn idx(&self, sn: u64) -> Option<usize> {
@@ -127,7 +139,7 @@ impl SendFlow {
 
     /// Largest fragment payload for fragments cut now (spec 02 §12.3).
     fn max_fragment(&self) -> usize {
-        if self.acked_once {
+        if !self.needs_startup_options() {
             MAX_DATA_FRAG_LENGTH
         } else {
             MAX_DATA_FRAG_LENGTH

@@ -481,6 +481,44 @@ fn time_critical_priority_marks_packets() {
 }
 
 #[test]
+fn return_association_options_and_their_drop() {
+    let mut t = Transport::new(TransportConfig::default());
+    let now = t0();
+    feed(
+        &mut t,
+        now,
+        &data_packet(3, 1, 1, data_flags::OPT, &MD, b"a"),
+    );
+    let f = t.open_flow(b"r", Some(3), Priority::Routine).unwrap();
+    t.write(f, b"x", WriteOptions::default()).unwrap();
+    let (_, bytes) = fill(&mut t, now);
+    // Metadata "r" then return association 0x0a = 3 (spec 01 §11.2 shape).
+    let c = decode(&bytes);
+    assert!(
+        c.iter().any(
+            |c| matches!(c, C::Data { opts, .. } if opts == &[0x02, 0x00, b'r', 0x02, 0x0a, 0x03])
+        ),
+        "{c:?}"
+    );
+    // The associated flow completes before our first ack: options are dropped.
+    feed(
+        &mut t,
+        now,
+        &data_packet(3, 2, 1, data_flags::FIN, &[], b"b"),
+    );
+    t.write(f, b"y", WriteOptions::default()).unwrap();
+    let (filled, _) = fill(&mut t, now);
+    assert!(!filled.wrote_data, "the FIN's immediate ack goes first");
+    let (filled, bytes) = fill(&mut t, now);
+    assert!(filled.wrote_data);
+    let c = decode(&bytes);
+    assert!(
+        matches!(&c[0], C::Data { flags, sn: Some(2), .. } if flags & data_flags::OPT == 0),
+        "{c:?}"
+    );
+}
+
+#[test]
 fn api_errors() {
     let mut t = Transport::new(TransportConfig::default());
     assert_eq!(
