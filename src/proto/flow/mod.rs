@@ -270,6 +270,22 @@ struct PacketState {
     nud: Option<(u64, u64, u64)>,
 }
 
+/// ECN bookkeeping (spec 02 §14.6, spec 01 §9.20; a reference extension).
+#[derive(Debug, Default)]
+struct EcnState {
+    /// Receiver: some packet arrived with ECT(0), ECT(1) or CE.
+    seen: bool,
+    /// Receiver: marked packets arrived since the last report.
+    new: bool,
+    /// Receiver: CE-marked packets received, mod 256.
+    ce_count: u8,
+    report_sent: bool,
+    /// Sender: mark data packets ECT(0).
+    send_ect: bool,
+    /// Sender: an ECN Report ever arrived.
+    report_seen: bool,
+}
+
 /// The data plane of one session.
 #[derive(Debug)]
 pub struct Transport {
@@ -296,6 +312,7 @@ pub struct Transport {
     last_tc_sent: Option<Instant>,
     peer_probe_ok: bool,
     last_ce: Option<u8>,
+    ecn: EcnState,
     stats: TransportStats,
 }
 
@@ -328,6 +345,10 @@ impl Transport {
             last_tc_sent: None,
             peer_probe_ok: false,
             last_ce: None,
+            ecn: EcnState {
+                send_ect: true,
+                ..EcnState::default()
+            },
             stats: TransportStats::default(),
         }
     }
@@ -505,6 +526,25 @@ impl Transport {
         self.stats.packets_in += 1;
     }
 
+    /// The ECN code point (IP TOS low two bits) of the packet being
+    /// processed; call between `begin_packet` and `after_packet`.
+    pub fn on_packet_ecn(&mut self, ecn: u8) {
+        if ecn & 0x03 != 0 {
+            self.ecn.seen = true;
+            self.ecn.new = true;
+        }
+        if ecn & 0x03 == 0x03 {
+            self.ecn.ce_count = self.ecn.ce_count.wrapping_add(1);
+        }
+    }
+
+    /// Whether the session should mark the packets that carry user data
+    /// ECT(0) (spec 02 §14.6): on until acks arrive from a peer that has
+    /// never sent an ECN Report.
+    pub fn send_ect(&self) -> bool {
+        self.ecn.send_ect
+    }
+
     pub fn on_user_data(&mut self, now: Instant, c: &UserData) {
         self.pkt.had_user_data = true;
         let Some(fsn) = c.sn.checked_sub(c.fsn_offset) else {
@@ -667,6 +707,7 @@ impl Transport {
     /// peers send these, which also makes Buffer Probes safe.
     pub fn on_ecn_report(&mut self, _now: Instant, ce_count: u8) {
         self.peer_probe_ok = true;
+        self.ecn.report_seen = true;
         if let Some(last) = self.last_ce {
             let d = ce_count.wrapping_sub(last);
             if d > 0 && d < 0xe0 {
@@ -703,6 +744,9 @@ impl Transport {
         self.cc.on_ack_packet(&summary, tc);
         self.cc.on_acks_received();
         self.arm_timeout(now);
+        if !self.ecn.report_seen {
+            self.ecn.send_ect = false;
+        }
     }
 
     /// (Re)arms the timeout alarm; every arm also starts the retransmit
@@ -893,6 +937,11 @@ impl Transport {
                 continue;
             };
             let mark = w.len();
+            // An ECN Report goes in front of the first ack (spec 01 §9.20).
+            let ecn = written == 0
+                && self.ecn.seen
+                && (self.ecn.new || !self.ecn.report_sent)
+                && chunk::encode_ecn_report(w, self.ecn.ce_count).is_ok();
             if let Some(code) = f.rejected {
                 let e = FlowException { flow_id: id, code };
                 if e.encode(w).is_err() {
@@ -906,6 +955,10 @@ impl Transport {
             if r.is_err() {
                 w.truncate(mark);
                 break;
+            }
+            if ecn {
+                self.ecn.new = false;
+                self.ecn.report_sent = true;
             }
             f.last_adv_blocks = blocks;
             f.in_ack_list = false;

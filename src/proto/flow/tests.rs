@@ -24,6 +24,7 @@ enum C {
     },
     Exception(u64, u64),
     Probe(u64),
+    Ecn(u8),
 }
 
 fn decode(bytes: &[u8]) -> Vec<C> {
@@ -51,6 +52,7 @@ fn decode(bytes: &[u8]) -> Vec<C> {
             },
             Chunk::FlowException(e) => C::Exception(e.flow_id, e.code),
             Chunk::BufferProbe(p) => C::Probe(p.flow_id),
+            Chunk::EcnReport(n) => C::Ecn(n),
             other => panic!("unexpected {other:?}"),
         })
         .collect()
@@ -75,6 +77,7 @@ fn feed(t: &mut Transport, now: Instant, bytes: &[u8]) {
             Chunk::Ack(a) => t.on_ack(now, &a),
             Chunk::BufferProbe(p) => t.on_buffer_probe(now, p.flow_id),
             Chunk::FlowException(e) => t.on_exception(now, &e),
+            Chunk::EcnReport(n) => t.on_ecn_report(now, n),
             _ => {}
         }
     }
@@ -516,6 +519,56 @@ fn return_association_options_and_their_drop() {
         matches!(&c[0], C::Data { flags, sn: Some(2), .. } if flags & data_flags::OPT == 0),
         "{c:?}"
     );
+}
+
+#[test]
+fn ecn_reports_and_ect_marking() {
+    let mut r = Transport::new(TransportConfig::default());
+    let now = t0();
+    let pkt = data_packet(3, 1, 1, data_flags::OPT, &MD, b"a");
+    r.begin_packet(now);
+    r.on_packet_ecn(0x03); // CE
+    for c in Chunks::new(&pkt) {
+        if let Chunk::UserData(u) = c {
+            r.on_user_data(now, &u);
+        }
+    }
+    r.after_packet(now, &TcContext::default());
+    r.handle_timeout(now + Duration::from_millis(200));
+    let (_, bytes) = fill(&mut r, now + Duration::from_millis(200));
+    assert!(matches!(
+        &decode(&bytes)[..],
+        [C::Ecn(1), C::Ack { flow: 3, .. }]
+    ));
+
+    // A sender stops marking ECT(0) once acks arrive without any report...
+    let mut s = Transport::new(TransportConfig::default());
+    let f = s.open_flow(b"md", None, Priority::Routine).unwrap();
+    s.write(f, b"x", WriteOptions::default()).unwrap();
+    fill(&mut s, now);
+    assert!(s.send_ect());
+    feed(&mut s, now, &ack_packet(f, 64, 1, &[]));
+    assert!(!s.send_ect());
+    // ...and treats a rising CE count as loss (and as a sign of a reference peer).
+    let mut s = Transport::new(TransportConfig::default());
+    let f = s.open_flow(b"md", None, Priority::Routine).unwrap();
+    for _ in 0..6 {
+        s.write(f, &[0u8; 1150], WriteOptions::default()).unwrap();
+    }
+    while s.wants_to_send(now) {
+        fill(&mut s, now);
+    }
+    let mut first = ack_packet(f, 64, 1, &[]);
+    first.splice(0..0, [0xec, 0, 1, 0]);
+    feed(&mut s, now, &first);
+    assert!(s.send_ect());
+    let cwnd = s.stats().cwnd;
+    let mut second = ack_packet(f, 64, 2, &[]);
+    second.splice(0..0, [0xec, 0, 1, 2]);
+    feed(&mut s, now, &second);
+    assert!(s.stats().cwnd <= cwnd);
+    assert!(s.cc().in_recovery(), "CE rise handled as loss");
+    assert!(s.uses_probe_chunk());
 }
 
 #[test]
