@@ -571,6 +571,51 @@ fn ecn_reports_and_ect_marking() {
     assert!(s.uses_probe_chunk());
 }
 
+/// Sends three full packets on a flow of `pri`, acks them all in one packet
+/// and returns the resulting cwnd (spec 02 §14.3 growth, §14.5 TC).
+fn cwnd_after_one_ack(pri: Priority, tcr_received: bool) -> usize {
+    let mut t = Transport::new(TransportConfig::default());
+    let now = t0();
+    let mut ctx = TcContext {
+        tcr_received: tcr_received.then_some(now),
+        ..Default::default()
+    };
+    let f = t.open_flow(b"md", None, pri).unwrap();
+    for _ in 0..3 {
+        t.write(f, &[0u8; 1150], WriteOptions::default()).unwrap();
+    }
+    let mut buf = [0u8; 1195];
+    for _ in 0..3 {
+        let mut w = Writer::new(&mut buf);
+        t.fill_packet(now, &mut w, &mut ctx);
+    }
+    let pkt = ack_packet(f, 64, 3, &[]);
+    t.begin_packet(now);
+    for c in Chunks::new(&pkt) {
+        if let Chunk::Ack(a) = c {
+            t.on_ack(now, &a);
+        }
+    }
+    t.after_packet(now, &ctx);
+    t.stats().cwnd
+}
+
+#[test]
+fn time_critical_traffic_slows_window_growth() {
+    // Slow start adds the acked bytes, capped at one MSS.
+    assert_eq!(
+        cwnd_after_one_ack(Priority::Routine, false),
+        cc::CWND_INIT + 1161
+    );
+    // Having sent TC data: a quarter of the acked bytes. Each chunk is
+    // 3 header + 4 flags/VLUs + 5 option bytes + 1150 data = 1162 bytes.
+    let tc = cwnd_after_one_ack(Priority::Flash, false);
+    assert_eq!(tc, cc::CWND_INIT + (3 * 1162usize).div_ceil(4));
+    // A TCR from the peer alone: additive increase only (cwnd/16 per 24 bytes).
+    let tcr = cwnd_after_one_ack(Priority::Routine, true);
+    assert!(tcr > cc::CWND_INIT && tcr < tc, "{tcr}");
+}
+
 #[test]
 fn api_errors() {
     let mut t = Transport::new(TransportConfig::default());
