@@ -8,6 +8,15 @@
 //! writing a packet header, and drives its timers with
 //! [`Transport::poll_timeout`] / [`Transport::handle_timeout`].
 //!
+//! Driving it, per accepted packet: `begin_packet`, optionally
+//! `on_packet_ecn`, one `on_*` call per data-plane chunk in packet order,
+//! then `after_packet`. To send: while `wants_to_send(now)`, write a header,
+//! call `fill_packet` and stop early if it reports `!wrote_any`; set the TC
+//! header flag from `Filled::time_critical` and ECT(0) from `send_ect()` when
+//! `wrote_data`. Feed RTT samples from timestamp echoes via `rtt_mut()`.
+//! Keepalive pings and their share of the timeout alarm stay in the session;
+//! `handle_timeout` reports `give_up` when the data retransmit limit passes.
+//!
 //! Buffer Probe (chunk 0x18) is fatal to Mona, librtmfp and Cumulus
 //! (spec 06). [`ProbeMode::Auto`] (the default) therefore probes a zero
 //! window with one data fragment, as TCP does, unless the peer has shown it
