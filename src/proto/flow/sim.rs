@@ -130,6 +130,8 @@ impl Link {
 struct Node {
     t: Transport,
     ctx: TcContext,
+    /// Most data packets sent at one instant (pacing check).
+    max_burst: usize,
     ts_rx: Option<(u64, Instant)>,
     echo_due: bool,
 }
@@ -139,12 +141,14 @@ impl Node {
         Self {
             t: Transport::new(cfg),
             ctx: TcContext::default(),
+            max_burst: 0,
             ts_rx: None,
             echo_due: false,
         }
     }
 
     fn flush(&mut self, now: Instant, link: &mut Link) {
+        let mut burst = 0;
         for _ in 0..10_000 {
             if !self.t.wants_to_send(now) {
                 return;
@@ -156,6 +160,10 @@ impl Node {
             let n = w.len();
             if !f.wrote_any {
                 return;
+            }
+            if f.wrote_data {
+                burst += 1;
+                self.max_burst = self.max_burst.max(burst);
             }
             let mut flags = if f.time_critical { 0x80 } else { 0 };
             head[1..9].copy_from_slice(&now.as_micros().to_be_bytes());
@@ -433,6 +441,40 @@ fn clean_link_throughput() {
 }
 
 #[test]
+fn pacing_bounds_bursts() {
+    // 1 MiB window, 40 ms RTT: cwnd grows far past the burst budget, yet no
+    // more than MAX_DATA_BYTES_BURST (6 packets) plus one overshoot leave at
+    // one instant (spec 02 §14.2).
+    let cfg = TransportConfig {
+        recv_buffer: 1 << 20,
+        ..Default::default()
+    };
+    let link = LinkCfg {
+        bw: 8_000_000,
+        queue: 1 << 20,
+        ..lossy(0.0, 0)
+    };
+    let mut sim = Sim::new(cfg.clone(), cfg, link, link, 2);
+    let flow = sim.a.t.open_flow(b"p", None, Priority::Routine).unwrap();
+    let mut w = Writer_ {
+        flow,
+        next: 0,
+        count: u64::MAX,
+        msg_len: 16_000,
+        opts: WriteOptions::default(),
+    };
+    sim.run(Duration::from_millis(800), |s| {
+        w.pump(&mut s.a.t);
+        while s.b.t.poll_event().is_some() {}
+        false
+    });
+    let st = sim.a.t.stats();
+    eprintln!("pacing: cwnd {} max burst {}", st.cwnd, sim.a.max_burst);
+    assert!(st.cwnd > 30_000, "{}", st.cwnd);
+    assert!(sim.a.max_burst <= 7, "{}", sim.a.max_burst);
+}
+
+#[test]
 fn unordered_delivery() {
     let cfg_b = TransportConfig {
         default_delivery: Delivery::Network,
@@ -446,7 +488,7 @@ fn unordered_delivery() {
         flow,
         next: 0,
         count,
-        msg_len: 900,
+        msg_len: 2500,
         opts: WriteOptions::default(),
     };
     let mut got = Vec::new();
