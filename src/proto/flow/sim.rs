@@ -199,7 +199,7 @@ impl Node {
                 Chunk::BufferProbe(p) => t.on_buffer_probe(now, p.flow_id),
                 Chunk::FlowException(e) => t.on_exception(now, &e),
                 Chunk::EcnReport(n) => t.on_ecn_report(now, n),
-                Chunk::Other { .. } | Chunk::Malformed { .. } => {}
+                _ => {}
             }
         }
         t.after_packet(now, &self.ctx);
