@@ -501,3 +501,95 @@ impl SendFlow {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow_with(n: usize) -> SendFlow {
+        let mut f = SendFlow::new(1, Priority::Routine, vec![0x01, 0x00]);
+        for _ in 0..n {
+            f.write(b"m", &WriteOptions::default());
+        }
+        f
+    }
+
+    fn send(f: &mut SendFlow, i: usize) {
+        let frag = &mut f.queue[i];
+        frag.in_flight = true;
+        frag.ever_sent = true;
+        frag.sent_abn = frag.abandoned;
+    }
+
+    #[test]
+    fn forward_sequence_number_cases() {
+        // Spec 02 §12.2: oldest unacked not abandoned -> its SN - 1.
+        let mut f = flow_with(3);
+        assert_eq!(f.fsn(), 0);
+        // Abandoned and in flight, sent with data -> SN - 1 still.
+        send(&mut f, 0);
+        f.abandon_msg(0);
+        assert_eq!(f.fsn(), 0);
+        // Abandoned and no longer in flight (lost) -> its SN.
+        f.requeue(0);
+        assert_eq!(f.fsn(), 1);
+        // Abandoned and in flight but sent as ABN -> its SN.
+        send(&mut f, 0);
+        assert!(f.queue[0].sent_abn);
+        assert_eq!(f.fsn(), 1);
+        // Empty queue: everything written is covered.
+        let mut g = flow_with(2);
+        let eff = g.on_ack(Instant::ZERO, Duration::ZERO, 64, 2, std::iter::empty());
+        assert_eq!(eff.acked_wire, 0, "nothing was in flight");
+        assert_eq!(g.fsn(), 2);
+    }
+
+    #[test]
+    fn deadlines_start_by_and_finish_by() {
+        let mut f = SendFlow::new(1, Priority::Routine, vec![]);
+        let t = Instant::from_micros(1_000_000);
+        let start = WriteOptions {
+            start_by: Some(t),
+            ..Default::default()
+        };
+        let finish = WriteOptions {
+            finish_by: Some(t + Duration::from_secs(1)),
+            ..Default::default()
+        };
+        f.write(b"a", &start);
+        f.write(b"b", &start);
+        f.write(b"c", &finish);
+        // "b" started before its start deadline: only the finish deadline counts.
+        send(&mut f, 1);
+        f.mark_started(1);
+        assert_eq!(f.next_deadline(), Some(t));
+        assert_eq!(f.check_deadlines(t), 1);
+        assert!(f.queue[0].abandoned && !f.queue[1].abandoned);
+        assert_eq!(f.next_deadline(), Some(t + Duration::from_secs(1)));
+        assert_eq!(f.check_deadlines(t + Duration::from_secs(1)), 1);
+        assert!(f.queue[2].abandoned);
+        assert_eq!(f.next_deadline(), None);
+        assert_eq!(f.queued_bytes, 1, "abandoned payloads are freed");
+    }
+
+    #[test]
+    fn persist_timer_backs_off_to_sixty_seconds() {
+        let mut f = flow_with(1);
+        let t = Instant::from_micros(1);
+        f.on_ack(t, Duration::from_millis(300), 0, 0, std::iter::empty());
+        let (d, iv) = f.persist.unwrap();
+        assert_eq!(
+            (d, iv),
+            (t + Duration::from_secs(1), Duration::from_secs(1))
+        );
+        let mut now = d;
+        for _ in 0..20 {
+            f.on_persist(now, Duration::from_millis(300));
+            assert!(f.probe_due);
+            now = f.persist.unwrap().0;
+        }
+        assert_eq!(f.persist.unwrap().1, F_PERSIST_MAX_PERIOD);
+        f.on_ack(now, Duration::ZERO, 1, 0, std::iter::empty());
+        assert!(f.persist.is_none() && !f.probe_due);
+    }
+}

@@ -310,7 +310,7 @@ fn unpattern(data: &[u8]) -> u64 {
 }
 
 /// Writes `total` bytes as `msg_len` messages on `flow` as buffer room allows.
-struct Writer_ {
+struct Pump {
     flow: u64,
     next: u64,
     count: u64,
@@ -318,7 +318,7 @@ struct Writer_ {
     opts: WriteOptions,
 }
 
-impl Writer_ {
+impl Pump {
     fn pump(&mut self, t: &mut Transport) {
         while self.next < self.count {
             let m = pattern(self.next, self.msg_len);
@@ -358,7 +358,7 @@ fn bulk_with(
     let flow = sim.a.t.open_flow(b"bulk", None, Priority::Routine).unwrap();
     let msg_len = 16 * 1024;
     let count = total.div_ceil(msg_len) as u64;
-    let mut w = Writer_ {
+    let mut w = Pump {
         flow,
         next: 0,
         count,
@@ -456,7 +456,7 @@ fn pacing_bounds_bursts() {
     };
     let mut sim = Sim::new(cfg.clone(), cfg, link, link, 2);
     let flow = sim.a.t.open_flow(b"p", None, Priority::Routine).unwrap();
-    let mut w = Writer_ {
+    let mut w = Pump {
         flow,
         next: 0,
         count: u64::MAX,
@@ -484,7 +484,7 @@ fn unordered_delivery() {
     let mut sim = Sim::new(TransportConfig::default(), cfg_b, link, link, 21);
     let flow = sim.a.t.open_flow(b"u", None, Priority::Routine).unwrap();
     let count = 400u64;
-    let mut w = Writer_ {
+    let mut w = Pump {
         flow,
         next: 0,
         count,
@@ -595,7 +595,7 @@ fn cwnd_backs_off_under_loss_and_recovers() {
     };
     let mut sim = Sim::symmetric(clean, 5);
     let flow = sim.a.t.open_flow(b"cc", None, Priority::Routine).unwrap();
-    let mut w = Writer_ {
+    let mut w = Pump {
         flow,
         next: 0,
         count: u64::MAX,
@@ -640,7 +640,7 @@ fn two_flows_share_the_link() {
     let mut sim = Sim::symmetric(lossy(0.02, 5), 8);
     let f1 = sim.a.t.open_flow(b"one", None, Priority::Routine).unwrap();
     let f2 = sim.a.t.open_flow(b"two", None, Priority::Routine).unwrap();
-    let mk = |flow| Writer_ {
+    let mk = |flow| Pump {
         flow,
         next: 0,
         count: u64::MAX,
