@@ -207,7 +207,10 @@ impl RecvFlow {
                     .saturating_add(self.capacity / 4)
                     .saturating_add(4096);
                 let hard = self.capacity.saturating_mul(2).saturating_add(4096);
-                self.buffered < soft || (sn == self.csn().saturating_add(1) && self.buffered < hard)
+                // Undelivered-to-the-application bytes count too, or a
+                // sender ignoring the window could grow the event queue.
+                let held = self.buffered.saturating_add(self.app_pending);
+                held < soft || (sn == self.csn().saturating_add(1) && held < hard)
             };
             if !admit {
                 out.refused = true;
@@ -507,6 +510,23 @@ mod tests {
         let mut held = RecvFlow::new(1, 1024, 64, Delivery::Hold);
         held.on_data(t(), 1, 0, FRA_WHOLE, &[0; 1000], &mut ev);
         assert_eq!(held.window_blocks(), 0);
+    }
+
+    #[test]
+    fn unread_messages_count_against_admission() {
+        let mut f = RecvFlow::new(1, 4096, 64, Delivery::Sequence);
+        let mut ev = Vec::new();
+        let mut refused = 0;
+        // In-order data the application never reads: bounded at 2x + 4096.
+        for sn in 1..=100 {
+            refused += usize::from(
+                f.on_data(t(), sn, 0, FRA_WHOLE, &[0; 1000], &mut ev)
+                    .refused,
+            );
+        }
+        assert!(refused > 85, "{refused}");
+        assert!(f.app_pending <= 2 * 4096 + 4096 + 1000);
+        assert_eq!(f.window_blocks(), 1);
     }
 
     #[test]
