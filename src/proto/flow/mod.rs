@@ -315,6 +315,8 @@ pub struct Transport {
     delack: Option<Instant>,
     data_packets: u32,
     pkt: PacketState,
+    /// Flows already acknowledged in the current packet (reused buffer).
+    pkt_acked_flows: Vec<u64>,
     /// The timeout alarm (spec 02 §8): ERTO after the latest data sent or ack packet received.
     rto_deadline: Option<Instant>,
     retransmit_epoch: Option<Instant>,
@@ -349,6 +351,7 @@ impl Transport {
             delack: None,
             data_packets: 0,
             pkt: PacketState::default(),
+            pkt_acked_flows: Vec::new(),
             rto_deadline: None,
             retransmit_epoch: None,
             last_tc_sent: None,
@@ -528,6 +531,7 @@ impl Transport {
     // ----- wire side: input -------------------------------------------------
 
     pub fn begin_packet(&mut self, _now: Instant) {
+        self.pkt_acked_flows.clear();
         self.pkt = PacketState {
             pre: self.bytes_in_flight,
             ..PacketState::default()
@@ -671,6 +675,14 @@ impl Transport {
         self.retransmit_epoch = None;
         if matches!(f.state, SendState::Linger(_)) {
             return;
+        }
+        // A receiver sends one ack per flow per packet. Ignoring repeats
+        // bounds the work a packet can cause to one pass over each queue.
+        if self.pkt_acked_flows.contains(&a.flow_id) {
+            return;
+        }
+        if self.pkt_acked_flows.len() < self.cfg.max_send_flows {
+            self.pkt_acked_flows.push(a.flow_id);
         }
         let eff = f.on_ack(now, erto, a.buffer_blocks, a.cum_ack, a.received());
         self.bytes_in_flight = self.bytes_in_flight.saturating_sub(eff.acked_wire);

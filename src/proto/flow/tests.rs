@@ -617,6 +617,22 @@ fn time_critical_traffic_slows_window_growth() {
 }
 
 #[test]
+fn only_the_first_ack_per_flow_in_a_packet_counts() {
+    let mut t = Transport::new(TransportConfig::default());
+    let now = t0();
+    let f = t.open_flow(b"md", None, Priority::Routine).unwrap();
+    t.write(f, b"a", WriteOptions::default()).unwrap();
+    t.write(f, b"b", WriteOptions::default()).unwrap();
+    fill(&mut t, now);
+    let mut pkt = ack_packet(f, 64, 0, &[(2, 2)]);
+    pkt.extend(ack_packet(f, 64, 2, &[]));
+    feed(&mut t, now, &pkt);
+    assert_eq!(t.send_buffered(f), Some(1), "the repeated ack was ignored");
+    feed(&mut t, now, &ack_packet(f, 64, 2, &[]));
+    assert_eq!(t.send_buffered(f), Some(0));
+}
+
+#[test]
 fn api_errors() {
     let mut t = Transport::new(TransportConfig::default());
     assert_eq!(
