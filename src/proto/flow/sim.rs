@@ -420,6 +420,20 @@ fn ordered_bulk_20mb_under_loss_and_reordering() {
 }
 
 #[test]
+#[ignore = "seed sweep: cargo test --release -- --ignored seed_sweep"]
+fn seed_sweep() {
+    for seed in 100..120 {
+        for loss in [0.0, 0.05, 0.2] {
+            let (secs, a, _) = bulk(1 << 20, lossy(loss, 25), seed);
+            eprintln!(
+                "seed {seed} loss {loss}: {secs:.1} s, rtx {} timeouts {}",
+                a.retransmissions, a.timeouts
+            );
+        }
+    }
+}
+
+#[test]
 fn clean_link_throughput() {
     // With the default 64 KiB receive window the flow is window-limited
     // (64 KiB per ~50 ms RTT); with 1 MiB it fills the 2 MB/s link.
