@@ -30,11 +30,8 @@ pub mod seqset;
 mod sim;
 #[cfg(test)]
 mod tests;
-mod wire_shim;
 
-// The single swap point for the wire module: at merge time this becomes
-// `use crate::proto::wire::chunk;`.
-use wire_shim as chunk;
+use crate::proto::wire::chunk;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
