@@ -14,3 +14,6 @@ pub mod wire;
 
 pub use rng::{Rng, SeededRng};
 pub use time::Instant;
+pub mod cc;
+pub mod flow;
+pub mod rtt;
