@@ -16,7 +16,8 @@ fn generated() -> Vec<(String, Vec<u8>)> {
     out.push(("man/rtmfp.1".to_string(), page));
     for sub in cmd.get_subcommands() {
         let name = format!("rtmfp-{}", sub.get_name());
-        let sub = sub.clone().name(name.clone());
+        // Leaked once per subcommand in a test: clap wants a 'static name.
+        let sub = sub.clone().name(&*Box::leak(name.clone().into_boxed_str()));
         let mut page = Vec::new();
         clap_mangen::Man::new(sub).render(&mut page).unwrap();
         out.push((format!("man/{name}.1"), page));

@@ -408,7 +408,7 @@ impl Endpoint {
             State::Open if orderly => {
                 s.state = State::NearClose;
                 s.close_reason = Some(reason);
-                s.transport.abort_all();
+                s.transport.abort();
                 s.pending.close = true;
                 s.close_deadline = now + super::session::NEARCLOSE_PERIOD;
                 s.close_rtx_at = now + super::session::NEARCLOSE_RTX_PERIOD;
@@ -419,7 +419,7 @@ impl Endpoint {
                 // a lingering one already said "closed by the far end".
                 let notify = matches!(s.state, State::Open | State::NearClose);
                 s.close_reason = Some(reason);
-                s.transport.abort_all();
+                s.transport.abort();
                 s.pending = Pending::default();
                 s.pending.close_ack = true;
                 s.state = State::Closed;
@@ -621,7 +621,11 @@ impl Endpoint {
             cipher: PacketCipher::default_key(),
             opening: None,
             far: None,
-            transport: Transport::new(self.config.transport.clone()),
+            transport: Transport::new(TransportConfig {
+                retransmit_limit: self.config.retransmit_limit,
+                ..self.config.transport.clone()
+            }),
+            tcr_received: None,
             ts: Timestamps::default(),
             liveness: Liveness {
                 keepalive_period: self.config.keepalive_period,
@@ -770,11 +774,15 @@ impl Endpoint {
     fn handle_startup(&mut self, now: Instant, iface: u16, from: SocketAddr, data: &[u8]) {
         let mut plain_buf = std::mem::take(&mut self.rx_plain);
         let mut cipher = std::mem::replace(&mut self.default_cipher, PacketCipher::default_key());
-        let opened = cipher.open(data, &mut plain_buf).map(|p| p.len());
-        self.default_cipher = cipher;
-        match opened {
-            Ok(n) => self.handle_startup_plain(now, iface, from, &plain_buf[..n]),
-            Err(_) => self.stats.drop(DropReason::Decrypt),
+        match cipher.open(data, &mut plain_buf) {
+            Ok(plain) => {
+                self.default_cipher = cipher;
+                self.handle_startup_plain(now, iface, from, plain);
+            }
+            Err(_) => {
+                self.default_cipher = cipher;
+                self.stats.drop(DropReason::Decrypt);
+            }
         }
         self.rx_plain = plain_buf;
     }
@@ -1123,12 +1131,11 @@ impl Endpoint {
     fn handle_session_datagram(&mut self, now: Instant, h: SessionHandle, iface: u16, from: SocketAddr, data: &[u8]) {
         let mut plain_buf = std::mem::take(&mut self.rx_plain);
         let s = self.session_mut(h).expect("caller checked");
-        let opened = s.cipher.open(data, &mut plain_buf).map(|p| p.len());
-        match opened {
-            Ok(n) => {
+        match s.cipher.open(data, &mut plain_buf) {
+            Ok(plain) => {
                 s.counters.rx_packets += 1;
                 s.counters.rx_bytes += data.len() as u64;
-                self.handle_session_plain(now, h, iface, from, &plain_buf[..n]);
+                self.handle_session_plain(now, h, iface, from, plain);
             }
             Err(_) => {
                 s.counters.drops += 1;
@@ -1196,7 +1203,7 @@ impl Endpoint {
         }
         let s = self.session_mut(h).expect("caller checked");
         if hdr.time_critical_reverse {
-            s.transport.note_tcr_received(now);
+            s.tcr_received = Some(now);
         }
         let mut chunks_ok = true;
         s.transport.begin_packet(now);
@@ -1210,9 +1217,6 @@ impl Endpoint {
             match c {
                 Chunk::Ping(msg) if open => {
                     s.pending.push_ping_reply(msg);
-                    if msg.first() == Some(&super::session::PING_MARKING_MOBILITY) {
-                        s.transport.reset_rtt_baseline();
-                    }
                 }
                 Chunk::PingReply(msg) if open => {
                     s.keepalive_outstanding = false;
@@ -1236,6 +1240,7 @@ impl Endpoint {
                 }
                 Chunk::Close => close_requested = true,
                 Chunk::CloseAck => close_acked = true,
+                Chunk::EcnReport(ce) if open => s.transport.on_ecn_report(now, ce),
                 Chunk::EcnReport(_) | Chunk::Unknown { .. } => {}
                 Chunk::Malformed { .. } => chunks_ok = false,
                 _ => {}
@@ -1244,19 +1249,22 @@ impl Endpoint {
         if !chunks_ok {
             self.stats.drop(DropReason::MalformedChunk);
         }
-        let tc_ctx = self.tc_context(h, now);
+        let tc_ctx = self.tc_context(self.session(h).expect("caller checked"));
+        let now_s = self.cookies.seconds(now);
         let s = self.session_mut(h).expect("caller checked");
         if s.state == State::Open {
             s.transport.after_packet(now, &tc_ctx);
         }
-        // Mobility (spec 02 §9): a valid packet from somewhere else.
-        if s.state == State::Open && (iface, from) != (s.iface, s.far_addr) {
-            let now_s = self.cookies.seconds(now);
-            if s.last_mobility_check_s.is_none_or(|t| now_s > t) {
-                s.last_mobility_check_s = Some(now_s);
-                let payload = mobility_payload(self.cookies.secret(), now_s, iface, from);
-                s.pending.mobility = Some((iface, from, payload));
-            }
+        // Mobility (spec 02 §9): a valid packet from somewhere else; at most
+        // one check a second.
+        let check = s.state == State::Open
+            && (iface, from) != (s.iface, s.far_addr)
+            && s.last_mobility_check_s.is_none_or(|t| now_s > t);
+        if check {
+            let payload = mobility_payload(self.cookies.secret(), now_s, iface, from);
+            let s = self.session_mut(h).expect("caller checked");
+            s.last_mobility_check_s = Some(now_s);
+            s.pending.mobility = Some((iface, from, payload));
         }
         if let Some(rtt) = probe_rtt {
             self.events.push_back(Event::PingReply { session: h, rtt });
@@ -1404,7 +1412,6 @@ impl Endpoint {
         let old = (s.iface, s.far_addr);
         s.iface = iface;
         s.far_addr = from;
-        s.transport.reset_rtt_baseline();
         if self.by_addr.get(&old) == Some(&h) {
             self.by_addr.remove(&old);
         }
@@ -1421,7 +1428,7 @@ impl Endpoint {
             State::Open => {
                 s.state = State::FarCloseLinger;
                 s.close_reason = Some(CloseReason::Remote);
-                s.transport.abort_all();
+                s.transport.abort();
                 s.pending.close_ack = true;
                 s.close_deadline = now + super::session::FARCLOSE_LINGER_PERIOD;
                 self.events.push_back(Event::Closed {
@@ -1439,7 +1446,7 @@ impl Endpoint {
         let s = self.session_mut(h).expect("caller checked");
         match s.state {
             State::Open => {
-                s.transport.abort_all();
+                s.transport.abort();
                 s.pending = Pending::default();
                 s.pending.close_ack = true;
                 s.state = State::Closed;
@@ -1464,18 +1471,23 @@ impl Endpoint {
         self.events.push_back(Event::Closed { session: h, reason });
     }
 
-    fn tc_context(&self, h: SessionHandle, now: Instant) -> super::flow::TcContext {
+    /// Whether packets on `h` should carry TCR: some *other* session is
+    /// receiving time-critical data (spec 02 §14.5).
+    fn report_tcr(&self, h: SessionHandle, now: Instant) -> bool {
         let recent = |x: Option<(SessionHandle, Instant)>| {
             x.filter(|(_, t)| now.saturating_since(*t) < TIMECRITICAL_TIMEOUT)
         };
-        let report_tcr = match recent(self.tc_rx_latest) {
+        match recent(self.tc_rx_latest) {
             Some((latest, _)) if latest != h => true,
             Some(_) => recent(self.tc_rx_previous).is_some(),
             None => false,
-        };
+        }
+    }
+
+    fn tc_context(&self, s: &Session) -> super::flow::TcContext {
         super::flow::TcContext {
             tc_sent_any: self.tc_sent_any,
-            report_tcr,
+            tcr_received: s.tcr_received,
         }
     }
 
@@ -1552,17 +1564,13 @@ impl Endpoint {
     fn open_timeout(&mut self, now: Instant, h: SessionHandle) {
         let s = self.session_mut(h).expect("caller checked");
         let outcome = s.transport.handle_timeout(now);
-        if outcome.retransmitting {
-            s.arm_retransmit_epoch(now);
-        }
-        if outcome.acked_progress {
-            s.retransmit_epoch = None;
-        }
-        // Retransmission limit (spec 02 §8): the peer has gone quiet.
-        if let Some(epoch) = s.retransmit_epoch
-            && now >= epoch + s.liveness.retransmit_limit
-        {
-            s.transport.abort_all();
+        // Retransmission limit (spec 02 §8): data or keepalives have gone
+        // unanswered too long; the peer is gone.
+        let keepalive_expired = s
+            .retransmit_epoch
+            .is_some_and(|epoch| now >= epoch + s.liveness.retransmit_limit);
+        if outcome.give_up || keepalive_expired {
+            s.transport.abort();
             s.pending = Pending::default();
             s.state = State::Closed;
             self.emit_closed(h, CloseReason::Timeout);
@@ -1570,12 +1578,12 @@ impl Endpoint {
         }
         if s.keepalive_outstanding {
             if now >= s.keepalive_rtx_at {
-                s.transport.rtt_mut().backoff();
+                s.transport.rtt_mut().on_timeout();
                 s.keepalive_rtx_at = now + s.transport.rtt().erto();
                 s.pending.keepalive_ping = true;
                 self.mark_ready(h);
             }
-        } else if now >= s.keepalive_deadline() && !s.transport.has_in_flight() {
+        } else if now >= s.keepalive_deadline() && s.transport.stats().bytes_in_flight == 0 {
             s.keepalive_outstanding = true;
             s.keepalive_rtx_at = now + s.transport.rtt().erto();
             s.arm_retransmit_epoch(now);
@@ -1587,7 +1595,7 @@ impl Endpoint {
         if let Some(idle) = s.liveness.idle_limit
             && now >= s.last_idle + idle
         {
-            if s.transport.flow_count() == 0 {
+            if !s.transport.has_flows() {
                 self.close_with(now, h, true, CloseReason::Idle);
                 return;
             }
@@ -1602,9 +1610,10 @@ impl Endpoint {
     /// Builds the session's next packet, if it has one.
     fn session_transmit(&mut self, now: Instant, h: SessionHandle, buf: &mut [u8]) -> Option<Transmit> {
         let ours = self.timestamp(now);
-        let tc = self.tc_context(h, now);
+        let report_tcr = self.report_tcr(h, now);
+        let tc = self.tc_context(self.session(h)?);
         let mut plain = std::mem::take(&mut self.tx_plain);
-        let result = self.build_session_packet(now, h, ours, tc, &mut plain, buf);
+        let result = self.build_session_packet(now, h, ours, report_tcr, tc, &mut plain, buf);
         self.tx_plain = plain;
         result
     }
@@ -1614,6 +1623,7 @@ impl Endpoint {
         now: Instant,
         h: SessionHandle,
         ours: u16,
+        report_tcr: bool,
         mut tc: super::flow::TcContext,
         plain: &mut [u8],
         buf: &mut [u8],
@@ -1632,7 +1642,7 @@ impl Endpoint {
         };
         let hdr = PacketHeader {
             time_critical: false,
-            time_critical_reverse: tc.report_tcr,
+            time_critical_reverse: report_tcr,
             mode,
             // Always present: MonaServer reads a timestamp whatever the flags
             // say (interop run, see spec 06), and two bytes cost little.
@@ -1671,7 +1681,7 @@ impl Endpoint {
             if !filled.wrote_any {
                 return None;
             }
-            data = filled.wrote_data;
+            data = filled.wrote_data && s.transport.send_ect();
             time_critical = filled.time_critical;
         }
         if w.len() == header_len {
@@ -1679,9 +1689,9 @@ impl Endpoint {
         }
         let n = w.len();
         if time_critical {
-            plain[0] |= 0x80;
-            self.tc_sent_any = Some(now);
+            plain[0] |= super::wire::header::flags::TC;
         }
+        self.tc_sent_any = tc.tc_sent_any;
         let s = self.session_mut(h)?;
         let len = s.cipher.seal(s.far_sid, &plain[..n], buf).ok()?;
         s.last_tx = now;

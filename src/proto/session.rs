@@ -294,6 +294,8 @@ pub struct Session {
     pub opening: Option<Box<Opening>>,
     pub far: Option<FarIdentity>,
     pub transport: Transport,
+    /// When a packet with TCR last arrived (spec 02 §14.5).
+    pub tcr_received: Option<Instant>,
     pub ts: Timestamps,
     pub liveness: Liveness,
     pub fihello_mode: FiHelloMode,
