@@ -89,7 +89,12 @@ pub struct ServeArgs {
 
     /// Identity key file; created on first run. Default: $XDG_DATA_HOME/rtmfp/server.key
     /// (or ~/.local/share/rtmfp/server.key).
-    #[arg(long, value_name = "FILE", conflicts_with = "ephemeral", env = "RTMFP_IDENTITY")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "ephemeral",
+        env = "RTMFP_IDENTITY"
+    )]
     pub identity: Option<PathBuf>,
 
     /// Use a fresh in-memory identity instead of a key file.
@@ -194,14 +199,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
-    let v: f64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 500ms, 5s, 2m)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (try 500ms, 5s, 2m)"))?;
     let secs = match unit {
         "ms" => v / 1000.0,
         "s" => v,
         "m" => v * 60.0,
         _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s or m)")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 {
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
         return Err(format!("duration out of range: {s:?}"));
     }
     Ok(Duration::from_secs_f64(secs))

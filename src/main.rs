@@ -7,7 +7,11 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             // clap prints help/version to stdout with success, errors to stderr.
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             std::process::exit(code);
         }

@@ -12,7 +12,9 @@ fn generated() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let cmd = Cli::command();
     let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut page).unwrap();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut page)
+        .unwrap();
     out.push(("man/rtmfp.1".to_string(), page));
     for sub in cmd.get_subcommands() {
         let name = format!("rtmfp-{}", sub.get_name());

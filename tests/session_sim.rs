@@ -67,13 +67,20 @@ fn handshake_opens_both_ends_and_agrees_on_peer_id() {
     assert_eq!(s_open[0].2, client_fp, "server sees the client's peer ID");
     assert_eq!(c_open, vec![(h, Role::Initiator, server_fp)]);
     // Two round trips: IHello/RHello and IIKeying/RIKeying, 10 ms each way.
-    assert!(net.now.saturating_since(rtmfp::proto::Instant::from_micros(1_000_000)) < Duration::from_millis(100));
+    assert!(
+        net.now
+            .saturating_since(rtmfp::proto::Instant::from_micros(1_000_000))
+            < Duration::from_millis(100)
+    );
     let c = net.nodes[1].ep.session(h).unwrap();
     let far = c.far.unwrap();
     let (sh, _, _) = s_open[0];
     let s = net.nodes[0].ep.session(sh).unwrap();
     let sfar = s.far.unwrap();
-    assert_eq!(far.near_nonce, sfar.far_nonce, "nonces agree across the session");
+    assert_eq!(
+        far.near_nonce, sfar.far_nonce,
+        "nonces agree across the session"
+    );
     assert_eq!(far.far_nonce, sfar.near_nonce);
     assert_eq!(s.state, State::Open);
 }
@@ -95,7 +102,10 @@ fn handshake_completes_under_30_percent_loss() {
         slowest = slowest.max(net.now.saturating_since(start));
         assert!(net.stats.lost > 0 || seed > 0);
     }
-    assert!(slowest < Duration::from_secs(60), "slowest handshake took {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(60),
+        "slowest handshake took {slowest:?}"
+    );
 }
 
 #[test]
@@ -121,7 +131,9 @@ fn abrupt_close_is_announced() {
     assert!(net.run_until(Duration::from_secs(5), both_open));
     let now = net.now;
     net.nodes[1].ep.close(now, h, false);
-    assert!(net.run_until(Duration::from_secs(2), |n| !closed(&n.nodes[0].events).is_empty()));
+    assert!(net.run_until(Duration::from_secs(2), |n| {
+        !closed(&n.nodes[0].events).is_empty()
+    }));
     assert_eq!(closed(&net.nodes[0].events), [CloseReason::Remote]);
 }
 
@@ -136,11 +148,16 @@ fn vanished_peer_times_out() {
     assert!(net.run_until(Duration::from_secs(5), both_open));
     net.nodes[0].down = true;
     let start = net.now;
-    assert!(net.run_until(Duration::from_secs(120), |n| !closed(&n.nodes[1].events).is_empty()));
+    assert!(net.run_until(Duration::from_secs(120), |n| {
+        !closed(&n.nodes[1].events).is_empty()
+    }));
     assert_eq!(closed(&net.nodes[1].events), [CloseReason::Timeout]);
     let took = net.now.saturating_since(start);
     // Keepalive after 5 s, then the 20 s retransmission limit.
-    assert!(took >= Duration::from_secs(25) && took < Duration::from_secs(40), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(25) && took < Duration::from_secs(40),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -151,9 +168,14 @@ fn idle_sessions_close_when_no_flows() {
     };
     let (mut net, _) = client_server(5, LinkConfig::default(), cfg);
     assert!(net.run_until(Duration::from_secs(5), both_open));
-    assert!(net.run_until(Duration::from_secs(30), |n| !closed(&n.nodes[1].events).is_empty()
-        || !closed(&n.nodes[0].events).is_empty()));
-    let all: Vec<_> = closed(&net.nodes[0].events).into_iter().chain(closed(&net.nodes[1].events)).collect();
+    assert!(net.run_until(
+        Duration::from_secs(30),
+        |n| !closed(&n.nodes[1].events).is_empty() && !closed(&n.nodes[0].events).is_empty()
+    ));
+    let all: Vec<_> = closed(&net.nodes[0].events)
+        .into_iter()
+        .chain(closed(&net.nodes[1].events))
+        .collect();
     assert!(all.contains(&CloseReason::Idle), "{all:?}");
 }
 
@@ -162,10 +184,12 @@ fn unanswered_connect_fails_after_ultimate_timeout() {
     let (mut net, h) = client_server(6, LinkConfig::default(), EndpointConfig::default());
     net.nodes[0].down = true;
     let start = net.now;
-    assert!(net.run_until(Duration::from_secs(200), |n| n.nodes[1]
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::OpenFailed { .. }))));
+    assert!(net.run_until(Duration::from_secs(200), |n| {
+        n.nodes[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::OpenFailed { .. }))
+    }));
     let took = net.now.saturating_since(start);
     assert_eq!(took, Duration::from_secs(95));
     assert!(net.nodes[1].ep.session(h).is_none());
@@ -185,8 +209,13 @@ fn p2p_introduction_through_a_forwarder() {
     let now = net.now;
     let _ha = net.nodes[a].ep.connect(now, &epd, &[server_addr]).unwrap();
     let hb = net.nodes[b].ep.connect(now, &epd, &[server_addr]).unwrap();
-    net.nodes[b].ep.set_fihello_mode(hb, FiHelloMode::SendRHello);
-    assert!(net.run_until(Duration::from_secs(5), |n| opened(&n.nodes[0].events).len() == 2));
+    net.nodes[b]
+        .ep
+        .set_fihello_mode(hb, FiHelloMode::SendRHello);
+    assert!(
+        net.run_until(Duration::from_secs(5), |n| opened(&n.nodes[0].events).len()
+            == 2)
+    );
     // A asks for B by peer ID, through the server.
     let b_id = net.nodes[b].ep.identity().fingerprint();
     let b_addr = net.nodes[b].addr;
@@ -200,7 +229,13 @@ fn p2p_introduction_through_a_forwarder() {
     let ok = net.run_until(Duration::from_secs(10), |n| {
         let evs = std::mem::take(&mut n.nodes[s].events);
         for e in &evs {
-            if let Event::UnmatchedIHello { iface, from, epd, tag } = e {
+            if let Event::UnmatchedIHello {
+                iface,
+                from,
+                epd,
+                tag,
+            } = e
+            {
                 let want = crypto::Epd::parse(epd).unwrap().fingerprint().unwrap();
                 let target = n.nodes[s]
                     .ep
@@ -219,15 +254,23 @@ fn p2p_introduction_through_a_forwarder() {
                 }
             }
         }
-        n.nodes[a].ep.session(to_b).is_some_and(|x| x.state == State::Open)
+        n.nodes[a]
+            .ep
+            .session(to_b)
+            .is_some_and(|x| x.state == State::Open)
     });
     assert!(ok && introduced);
     let sess = net.nodes[a].ep.session(to_b).unwrap();
-    assert_eq!(sess.far_addr, b_addr, "A talks to B directly, not through the server");
+    assert_eq!(
+        sess.far_addr, b_addr,
+        "A talks to B directly, not through the server"
+    );
     assert_eq!(sess.far.unwrap().fingerprint, b_id);
     let b_opened = opened(&net.nodes[b].events);
-    assert!(b_opened.iter().any(|(_, role, id)| *role == Role::Responder
-        && *id == net.nodes[a].ep.identity().fingerprint()));
+    assert!(
+        b_opened.iter().any(|(_, role, id)| *role == Role::Responder
+            && *id == net.nodes[a].ep.identity().fingerprint())
+    );
 }
 
 #[test]
@@ -242,14 +285,40 @@ fn glare_leaves_one_session() {
     );
     let (a_addr, b_addr) = (net.nodes[a].addr, net.nodes[b].addr);
     let now = net.now;
-    net.nodes[a].ep.connect(now, &crypto::epd_for_peer(&b_id), &[b_addr]).unwrap();
-    net.nodes[b].ep.connect(now, &crypto::epd_for_peer(&a_id), &[a_addr]).unwrap();
+    net.nodes[a]
+        .ep
+        .connect(now, &crypto::epd_for_peer(&b_id), &[b_addr])
+        .unwrap();
+    net.nodes[b]
+        .ep
+        .connect(now, &crypto::epd_for_peer(&a_id), &[a_addr])
+        .unwrap();
     net.run_for(Duration::from_secs(10));
-    let open_a = net.nodes[a].ep.sessions().filter(|(_, s)| s.state == State::Open).count();
-    let open_b = net.nodes[b].ep.sessions().filter(|(_, s)| s.state == State::Open).count();
-    assert_eq!((open_a, open_b), (1, 1), "exactly one session survives glare");
-    let (_, sa) = net.nodes[a].ep.sessions().find(|(_, s)| s.state == State::Open).unwrap();
-    let (_, sb) = net.nodes[b].ep.sessions().find(|(_, s)| s.state == State::Open).unwrap();
+    let open_a = net.nodes[a]
+        .ep
+        .sessions()
+        .filter(|(_, s)| s.state == State::Open)
+        .count();
+    let open_b = net.nodes[b]
+        .ep
+        .sessions()
+        .filter(|(_, s)| s.state == State::Open)
+        .count();
+    assert_eq!(
+        (open_a, open_b),
+        (1, 1),
+        "exactly one session survives glare"
+    );
+    let (_, sa) = net.nodes[a]
+        .ep
+        .sessions()
+        .find(|(_, s)| s.state == State::Open)
+        .unwrap();
+    let (_, sb) = net.nodes[b]
+        .ep
+        .sessions()
+        .find(|(_, s)| s.state == State::Open)
+        .unwrap();
     assert_ne!(sa.role, sb.role);
     assert_eq!(sa.local_sid, sb.far_sid);
 }
@@ -288,10 +357,12 @@ fn mobility_follows_a_peer_to_its_new_address() {
     assert!(net.run_until(Duration::from_secs(5), both_open));
     let new_addr = "192.0.2.88:50000".parse().unwrap();
     net.nodes[1].addr = new_addr;
-    assert!(net.run_until(Duration::from_secs(10), |n| n.nodes[0]
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::AddressChanged { addr, .. } if *addr == new_addr))));
+    assert!(net.run_until(Duration::from_secs(10), |n| {
+        n.nodes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::AddressChanged { addr, .. } if *addr == new_addr))
+    }));
     let (sh, _, _) = opened(&net.nodes[0].events)[0];
     assert_eq!(net.nodes[0].ep.session(sh).unwrap().far_addr, new_addr);
 }
@@ -300,7 +371,9 @@ fn mobility_follows_a_peer_to_its_new_address() {
 fn is_startup_chunk(data: &[u8], typ: u8) -> bool {
     let mut out = [0u8; 8192];
     let mut c = crypto::PacketCipher::default_key();
-    let Ok(plain) = c.open(data, &mut out) else { return false };
+    let Ok(plain) = c.open(data, &mut out) else {
+        return false;
+    };
     let Ok((hdr, area)) = rtmfp::proto::wire::header::PacketHeader::decode(plain) else {
         return false;
     };

@@ -131,13 +131,20 @@ impl<A: App> Driver<A> {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// Runs until the app says it is done, or `shutdown` resolves; then
     /// closes every session in order and lingers up to `grace` for the
     /// Close Acks.
-    pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>, grace: Duration) -> io::Result<()> {
+    pub async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) -> io::Result<()> {
         tokio::pin!(shutdown);
         let mut shutting_down: Option<Instant> = None;
         let mut last_stats = Instant::ZERO;
@@ -157,12 +164,14 @@ impl<A: App> Driver<A> {
             } else if self.app.done() {
                 return Ok(());
             }
-            let mut deadline = crate::proto::time::earliest(self.ep.poll_timeout(), self.app.timeout());
+            let mut deadline =
+                crate::proto::time::earliest(self.ep.poll_timeout(), self.app.timeout());
             if let Some(d) = shutting_down {
                 deadline = crate::proto::time::earliest(deadline, Some(d));
             }
             if self.stats_tx.is_some() {
-                deadline = crate::proto::time::earliest(deadline, Some(now + Duration::from_millis(250)));
+                deadline =
+                    crate::proto::time::earliest(deadline, Some(now + Duration::from_millis(250)));
             }
             let sleep_until = deadline
                 .map(|d| self.clock.to_std(d))
@@ -237,7 +246,9 @@ impl<A: App> Driver<A> {
             }
             while let Some(t) = self.ep.poll_transmit(now, &mut self.buf) {
                 progressed = true;
-                let Some(sock) = self.sockets.get(t.iface as usize) else { continue };
+                let Some(sock) = self.sockets.get(t.iface as usize) else {
+                    continue;
+                };
                 let mut sent = sock.try_send_to(&self.buf[..t.len], t.dst);
                 if matches!(&sent, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
                     sent = sock.send_to(&self.buf[..t.len], t.dst).await;

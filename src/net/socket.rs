@@ -12,7 +12,11 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// Binds `addr`; IPv6 sockets are IPv6-only so `0.0.0.0` and `[::]` can
 /// share a port. Must be called inside a tokio runtime.
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;

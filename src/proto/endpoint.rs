@@ -320,7 +320,13 @@ impl Endpoint {
     }
 
     /// Adds an address to an opening session's IHello targets, first send after `delay`.
-    pub fn add_candidate(&mut self, now: Instant, h: SessionHandle, addr: SocketAddr, delay: Duration) {
+    pub fn add_candidate(
+        &mut self,
+        now: Instant,
+        h: SessionHandle,
+        addr: SocketAddr,
+        delay: Duration,
+    ) {
         let Some(s) = self.session_mut(h) else { return };
         if s.state != State::IHelloSent {
             return;
@@ -348,10 +354,10 @@ impl Endpoint {
                         return Some(h);
                     }
                 }
-                State::IHelloSent | State::KeyingSent => {
-                    if s.opening.as_ref().is_some_and(|o| o.epd == epd) {
-                        opening = Some(h);
-                    }
+                State::IHelloSent | State::KeyingSent
+                    if s.opening.as_ref().is_some_and(|o| o.epd == epd) =>
+                {
+                    opening = Some(h);
                 }
                 _ => {}
             }
@@ -381,7 +387,9 @@ impl Endpoint {
     /// Measures one round trip with an RTMFP Ping; the answer arrives as
     /// [`Event::PingReply`]. Returns false if the session is not open.
     pub fn ping(&mut self, now: Instant, h: SessionHandle) -> bool {
-        let Some(s) = self.session_mut(h) else { return false };
+        let Some(s) = self.session_mut(h) else {
+            return false;
+        };
         if s.state != State::Open {
             return false;
         }
@@ -442,7 +450,14 @@ impl Endpoint {
     }
 
     /// Forwarder: sends `tag`'s initiator a Redirect listing `addrs`.
-    pub fn send_redirect(&mut self, now: Instant, iface: u16, to: SocketAddr, tag: &[u8], addrs: &[PeerAddress]) {
+    pub fn send_redirect(
+        &mut self,
+        now: Instant,
+        iface: u16,
+        to: SocketAddr,
+        tag: &[u8],
+        addrs: &[PeerAddress],
+    ) {
         let mut list = [0u8; REDIRECT_THRESHOLD * 19];
         let mut w = Writer::new(&mut list);
         for a in addrs.iter().take(REDIRECT_THRESHOLD) {
@@ -462,7 +477,13 @@ impl Endpoint {
 
     /// Forwarder: passes an IHello to the target over our session with it
     /// (spec 02 §15.1), so the target answers the initiator directly.
-    pub fn forward_ihello(&mut self, via: SessionHandle, epd: &[u8], reply_to: SocketAddr, tag: &[u8]) -> bool {
+    pub fn forward_ihello(
+        &mut self,
+        via: SessionHandle,
+        epd: &[u8],
+        reply_to: SocketAddr,
+        tag: &[u8],
+    ) -> bool {
         let c = chunk::FIHello {
             epd,
             reply_address: PeerAddress {
@@ -476,7 +497,9 @@ impl Endpoint {
         if c.encode(&mut w).is_err() {
             return false;
         }
-        let Some(s) = self.session_mut(via) else { return false };
+        let Some(s) = self.session_mut(via) else {
+            return false;
+        };
         if s.state != State::Open || !s.pending.push_fihello(bytes) {
             return false;
         }
@@ -493,7 +516,9 @@ impl Endpoint {
                 return Some(e);
             }
             let h = self.with_events.pop_front()?;
-            let Some(s) = self.session_mut(h) else { continue };
+            let Some(s) = self.session_mut(h) else {
+                continue;
+            };
             s.events_queued = false;
             if let Some(event) = s.transport.poll_event() {
                 s.events_queued = true;
@@ -523,7 +548,9 @@ impl Endpoint {
             }
             self.timers.pop();
             let h = SessionHandle(raw);
-            let Some(s) = self.session_mut(h) else { continue };
+            let Some(s) = self.session_mut(h) else {
+                continue;
+            };
             if s.scheduled != Some(t) {
                 continue;
             }
@@ -569,7 +596,9 @@ impl Endpoint {
             });
         }
         while let Some(h) = self.ready.pop_front() {
-            let Some(s) = self.session_mut(h) else { continue };
+            let Some(s) = self.session_mut(h) else {
+                continue;
+            };
             s.queued = false;
             if let Some(t) = self.session_transmit(now, h, buf) {
                 self.count_tx(t.len);
@@ -657,8 +686,12 @@ impl Endpoint {
     }
 
     fn remove_session(&mut self, h: SessionHandle) {
-        let Some((idx, generation)) = split_handle(h) else { return };
-        let Some(slot) = self.slots.get_mut(idx) else { return };
+        let Some((idx, generation)) = split_handle(h) else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
         if slot.generation != generation {
             return;
         }
@@ -758,7 +791,11 @@ impl Endpoint {
         let n = w.len();
         let mut out = vec![0u8; MAX_DATAGRAM];
         let sealed = ok
-            .then(|| self.default_cipher.seal(far_sid, &plain[..n], &mut out).ok())
+            .then(|| {
+                self.default_cipher
+                    .seal(far_sid, &plain[..n], &mut out)
+                    .ok()
+            })
             .flatten();
         self.tx_plain = plain;
         let Some(len) = sealed else { return false };
@@ -859,7 +896,9 @@ impl Endpoint {
         if s.state != State::IHelloSent {
             return;
         }
-        let Some(epd) = s.opening.as_ref().map(|o| o.epd.clone()) else { return };
+        let Some(epd) = s.opening.as_ref().map(|o| o.epd.clone()) else {
+            return;
+        };
         if !crypto::cert_selected_by(&cert, &epd) {
             self.stats.drop(DropReason::BadKeying);
             return;
@@ -895,7 +934,7 @@ impl Endpoint {
                 keying: Some(keying),
                 datagram: datagram.clone(),
                 schedule,
-            cookie_changed: false,
+                cookie_changed: false,
                 early: VecDeque::new(),
             });
         }
@@ -907,7 +946,13 @@ impl Endpoint {
         self.reschedule(h);
     }
 
-    fn seal_iikeying(&mut self, now: Instant, isid: [u8; 4], cookie: &[u8], skic: &[u8]) -> Option<Vec<u8>> {
+    fn seal_iikeying(
+        &mut self,
+        now: Instant,
+        isid: [u8; 4],
+        cookie: &[u8],
+        skic: &[u8],
+    ) -> Option<Vec<u8>> {
         let cert = self.identity.certificate().to_vec();
         let ik = chunk::IIKeying {
             isid,
@@ -949,7 +994,13 @@ impl Endpoint {
         }
     }
 
-    fn on_iikeying(&mut self, now: Instant, iface: u16, from: SocketAddr, ik: &chunk::IIKeying<'_>) {
+    fn on_iikeying(
+        &mut self,
+        now: Instant,
+        iface: u16,
+        from: SocketAddr,
+        ik: &chunk::IIKeying<'_>,
+    ) {
         match self.cookies.check(now, from, ik.cookie) {
             CookieCheck::Bad => {
                 self.stats.drop(DropReason::BadCookie);
@@ -1054,7 +1105,11 @@ impl Endpoint {
             self.remove_session(h);
             return;
         }
-        let cached = self.startup_out.back().map(|d| d.bytes.clone()).unwrap_or_default();
+        let cached = self
+            .startup_out
+            .back()
+            .map(|d| d.bytes.clone())
+            .unwrap_or_default();
         let s = self.session_mut(h).expect("just inserted");
         s.far_sid = ik.isid;
         s.far = Some(FarIdentity {
@@ -1121,14 +1176,22 @@ impl Endpoint {
     fn fail_opening(&mut self, h: SessionHandle, reason: OpenFailure) {
         if self.session(h).is_some_and(|s| s.is_opening()) {
             self.stats.sessions_failed += 1;
-            self.events.push_back(Event::OpenFailed { session: h, reason });
+            self.events
+                .push_back(Event::OpenFailed { session: h, reason });
             self.remove_session(h);
         }
     }
 
     // --------------------------------------------------------------- sessions
 
-    fn handle_session_datagram(&mut self, now: Instant, h: SessionHandle, iface: u16, from: SocketAddr, data: &[u8]) {
+    fn handle_session_datagram(
+        &mut self,
+        now: Instant,
+        h: SessionHandle,
+        iface: u16,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
         let mut plain_buf = std::mem::take(&mut self.rx_plain);
         let s = self.session_mut(h).expect("caller checked");
         match s.cipher.open(data, &mut plain_buf) {
@@ -1155,7 +1218,14 @@ impl Endpoint {
         self.rx_plain = plain_buf;
     }
 
-    fn handle_session_plain(&mut self, now: Instant, h: SessionHandle, iface: u16, from: SocketAddr, plain: &[u8]) {
+    fn handle_session_plain(
+        &mut self,
+        now: Instant,
+        h: SessionHandle,
+        iface: u16,
+        from: SocketAddr,
+        plain: &[u8],
+    ) {
         let Ok((hdr, area)) = PacketHeader::decode(plain) else {
             self.stats.drop(DropReason::Header);
             return;
@@ -1291,7 +1361,9 @@ impl Endpoint {
         let s = self.session_mut(h).expect("caller checked");
         let Some(o) = s.opening.as_mut() else { return };
         let Some(k) = o.keying.as_mut() else { return };
-        let Some(keying) = k.keying.take() else { return };
+        let Some(keying) = k.keying.take() else {
+            return;
+        };
         let _ = settings;
         let keys = match keying.finish(ri.skrc) {
             Ok(keys) => keys,
@@ -1346,17 +1418,25 @@ impl Endpoint {
 
     fn on_cookie_change(&mut self, now: Instant, h: SessionHandle, cc: &chunk::CookieChange<'_>) {
         let s = self.session_mut(h).expect("caller checked");
-        let Some(k) = s.opening.as_mut().and_then(|o| o.keying.as_mut()) else { return };
+        let Some(k) = s.opening.as_mut().and_then(|o| o.keying.as_mut()) else {
+            return;
+        };
         if k.cookie_changed || k.cookie != cc.old_cookie {
             return;
         }
-        let Some(skic) = k.keying.as_ref().map(|kk| kk.skic().to_vec()) else { return };
+        let Some(skic) = k.keying.as_ref().map(|kk| kk.skic().to_vec()) else {
+            return;
+        };
         let local_sid = s.local_sid;
         let (iface, far) = (s.iface, s.far_addr);
         let new_cookie = cc.new_cookie.to_vec();
-        let Some(datagram) = self.seal_iikeying(now, local_sid, &new_cookie, &skic) else { return };
+        let Some(datagram) = self.seal_iikeying(now, local_sid, &new_cookie, &skic) else {
+            return;
+        };
         let s = self.session_mut(h).expect("caller checked");
-        let Some(k) = s.opening.as_mut().and_then(|o| o.keying.as_mut()) else { return };
+        let Some(k) = s.opening.as_mut().and_then(|o| o.keying.as_mut()) else {
+            return;
+        };
         k.cookie_changed = true;
         k.cookie = new_cookie;
         k.datagram = datagram.clone();
@@ -1370,7 +1450,14 @@ impl Endpoint {
         self.reschedule(h);
     }
 
-    fn on_fihello(&mut self, now: Instant, h: SessionHandle, epd: &[u8], reply_to: SocketAddr, tag: &[u8]) {
+    fn on_fihello(
+        &mut self,
+        now: Instant,
+        h: SessionHandle,
+        epd: &[u8],
+        reply_to: SocketAddr,
+        tag: &[u8],
+    ) {
         let Some(s) = self.session(h) else { return };
         if !self.identity.selected_by(epd) {
             return;
@@ -1394,9 +1481,18 @@ impl Endpoint {
         }
     }
 
-    fn on_mobility_reply(&mut self, now: Instant, h: SessionHandle, iface: u16, from: SocketAddr, payload: &[u8]) {
+    fn on_mobility_reply(
+        &mut self,
+        now: Instant,
+        h: SessionHandle,
+        iface: u16,
+        from: SocketAddr,
+        payload: &[u8],
+    ) {
         let now_s = self.cookies.seconds(now);
-        let Some(ts) = mobility_timestamp(payload) else { return };
+        let Some(ts) = mobility_timestamp(payload) else {
+            return;
+        };
         let expected = mobility_payload(self.cookies.secret(), ts, iface, from);
         let s = self.session_mut(h).expect("caller checked");
         if s.last_mobility_ts.is_some_and(|last| ts <= last)
@@ -1608,7 +1704,12 @@ impl Endpoint {
     }
 
     /// Builds the session's next packet, if it has one.
-    fn session_transmit(&mut self, now: Instant, h: SessionHandle, buf: &mut [u8]) -> Option<Transmit> {
+    fn session_transmit(
+        &mut self,
+        now: Instant,
+        h: SessionHandle,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
         let ours = self.timestamp(now);
         let report_tcr = self.report_tcr(h, now);
         let tc = self.tc_context(self.session(h)?);
@@ -1618,6 +1719,7 @@ impl Endpoint {
         result
     }
 
+    #[allow(clippy::too_many_arguments)] // one call site; the arguments are the packet's inputs
     fn build_session_packet(
         &mut self,
         now: Instant,
@@ -1629,7 +1731,7 @@ impl Endpoint {
         buf: &mut [u8],
     ) -> Option<Transmit> {
         let s = self.session_mut(h)?;
-        if !s.is_established() && !(s.state == State::Closed && s.pending.close_ack) {
+        if !(s.is_established() || s.state == State::Closed && s.pending.close_ack) {
             return None;
         }
         let mut dst = (s.iface, s.far_addr);

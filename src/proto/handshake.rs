@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 
 use super::Instant;
 use super::rng::Rng;
-use super::wire::address::{AddressOrigin, PeerAddress};
 use super::wire::Writer;
+use super::wire::address::{AddressOrigin, PeerAddress};
 
 /// spec 02 §16 `MAX_COOKIE_LIFETIME`.
 pub const MAX_COOKIE_LIFETIME: Duration = Duration::from_secs(95);

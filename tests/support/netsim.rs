@@ -89,6 +89,9 @@ pub struct NetStats {
     pub delivered: u64,
 }
 
+/// Decides per datagram (from, to, bytes) whether the link carries it.
+pub type PacketFilter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>;
+
 pub struct Net {
     pub now: Instant,
     pub nodes: Vec<Node>,
@@ -100,7 +103,7 @@ pub struct Net {
     pub stats: NetStats,
     /// Called for every datagram put on the link (from, to, bytes); returning
     /// false drops it. Lets a test aim at one packet of a handshake.
-    pub filter: Option<Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>>,
+    pub filter: Option<PacketFilter>,
 }
 
 impl Net {
@@ -119,7 +122,11 @@ impl Net {
     }
 
     /// Adds an endpoint at 192.0.2.(n+1):1935 with one IPv4 interface.
-    pub fn add(&mut self, identity: rtmfp::proto::crypto::Identity, config: EndpointConfig) -> usize {
+    pub fn add(
+        &mut self,
+        identity: rtmfp::proto::crypto::Identity,
+        config: EndpointConfig,
+    ) -> usize {
         let n = self.nodes.len();
         let seed = self.rng.next_u64();
         let mut ep = Endpoint::new(identity, config, Box::new(SeededRng::new(seed)), self.now);
@@ -157,7 +164,9 @@ impl Net {
                 let data = self.buf[..t.len].to_vec();
                 self.stats.sent += 1;
                 let from = self.nodes[i].addr;
-                let Some(to) = self.node_by_addr(t.dst) else { continue };
+                let Some(to) = self.node_by_addr(t.dst) else {
+                    continue;
+                };
                 if let Some(f) = self.filter.as_mut()
                     && !f(from, t.dst, &data)
                 {
@@ -212,6 +221,11 @@ impl Net {
     /// Advances to the next delivery or timer and processes it. Returns false
     /// when nothing is left to happen.
     pub fn step(&mut self) -> bool {
+        self.step_until(Instant::NEVER)
+    }
+
+    /// As [`Net::step`], but never advances the clock past `limit`.
+    pub fn step_until(&mut self, limit: Instant) -> bool {
         self.flush();
         let next_packet = self.queue.peek().map(|Reverse(p)| p.at);
         let mut next_timer: Option<Instant> = None;
@@ -226,7 +240,7 @@ impl Net {
             (None, Some(b)) => b,
             (None, None) => return false,
         };
-        self.now = self.now.max(next);
+        self.now = self.now.max(next.min(limit));
         while let Some(Reverse(p)) = self.queue.peek() {
             if p.at > self.now {
                 break;
@@ -254,7 +268,7 @@ impl Net {
             if done(self) {
                 return true;
             }
-            if self.now >= end || !self.step() {
+            if self.now >= end || !self.step_until(end) {
                 return done(self);
             }
         }
