@@ -3,5 +3,8 @@
 //! The protocol core lives in [`proto`] and does no I/O; everything above it
 //! (the tokio edge, the Flash TC layer, the commands) builds on it.
 
+pub mod cli;
+pub mod cmd;
 pub mod flash;
+pub mod net;
 pub mod proto;

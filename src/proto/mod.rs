@@ -4,7 +4,11 @@
 //! this module touches a socket, a clock or a global RNG.
 
 pub mod crypto;
+pub mod endpoint;
+pub mod handshake;
 pub mod rng;
+pub mod session;
+pub mod stats;
 pub mod time;
 pub mod wire;
 

@@ -1,0 +1,62 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_rtmfp_global_optspecs
+    string join \n v/verbose q/quiet h/help V/version
+end
+
+function __fish_rtmfp_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_rtmfp_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_rtmfp_using_subcommand
+    set -l cmd (__fish_rtmfp_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "serve" -d 'Run the rendezvous server'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s l -l listen -d 'Address to listen on (repeatable). Default: 0.0.0.0:1935 and [::]:1935' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l identity -d 'Identity key file; created on first run. Default: $XDG_DATA_HOME/rtmfp/server.key (or ~/.local/share/rtmfp/server.key)' -r -F
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l max-sessions -d 'Most sessions at once; further handshakes are refused (and logged)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l handshake-rate -d 'Most new handshakes per second from one IP address (0 = unlimited)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keepalive -d 'Keepalive period sent to clients, in seconds' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l ephemeral -d 'Use a fresh in-memory identity instead of a key file'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l json -d 'Write one JSON object per event on stdout instead of log lines'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s t -l timeout -d 'Give up after this long without a connection (e.g. 5s, 500ms)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s c -l count -d 'Keep the session and report RTT this many times' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s i -l interval -d 'Time between RTT reports with --count' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l sessions -d 'Load test: open this many sessions and report setup-time percentiles' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l concurrency -d 'Sessions being set up at once with --sessions' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Diffie-Hellman group to offer' -r -f -a "auto\t'The strongest group both ends support'
+2\t'1024-bit MODP group 2, the only one Flash Player uses'
+5\t'1536-bit MODP group 5'
+14\t'2048-bit MODP group 14'
+16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l json -d 'Write the report as one JSON object per line'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "serve" -d 'Run the rendezvous server'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,265 @@
+//! The tokio edge (DESIGN.md "net"): UDP sockets, the wall clock and the OS
+//! random generator around one sans-IO [`Endpoint`]. One task owns the
+//! endpoint with `&mut` (no mutex); the application logic that sits on top
+//! (a server, a client command) runs inside that task through [`App`].
+
+mod socket;
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::proto::endpoint::{Endpoint, Event, MAX_DATAGRAM};
+use crate::proto::stats::EndpointStats;
+use crate::proto::{Instant, Rng};
+
+pub use socket::bind;
+
+/// The operating system's CSPRNG.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsRng;
+
+impl Rng for OsRng {
+    fn fill(&mut self, dst: &mut [u8]) {
+        // Without OS randomness no key or cookie is safe; there is no
+        // sensible way to continue.
+        getrandom::fill(dst).expect("operating system random generator failed");
+    }
+}
+
+/// Maps the monotonic wall clock onto the core's `Instant`.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: std::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Self {
+            base: std::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.base.elapsed().as_micros() as u64)
+    }
+
+    pub fn to_std(&self, t: Instant) -> std::time::Instant {
+        self.base + Duration::from_micros(t.as_micros())
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Application logic driven inside the endpoint's task.
+pub trait App {
+    /// Messages from outside the task (other tasks, the terminal).
+    type Command: Send + 'static;
+
+    fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event);
+
+    fn on_command(&mut self, _ep: &mut Endpoint, _now: Instant, _cmd: Self::Command) {}
+
+    /// The application's own next deadline, if any.
+    fn timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn on_timeout(&mut self, _ep: &mut Endpoint, _now: Instant) {}
+
+    /// True when the driver should stop.
+    fn done(&self) -> bool {
+        false
+    }
+}
+
+/// Counts of what the edge itself saw (the core counts the rest).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EdgeStats {
+    pub send_errors: u64,
+    pub recv_errors: u64,
+}
+
+/// Owns the endpoint and its sockets and runs them until the app is done
+/// or shutdown is requested.
+pub struct Driver<A: App> {
+    pub ep: Endpoint,
+    pub app: A,
+    sockets: Vec<UdpSocket>,
+    clock: Clock,
+    commands: Option<mpsc::Receiver<A::Command>>,
+    stats_tx: Option<watch::Sender<EndpointStats>>,
+    pub edge: EdgeStats,
+    buf: Vec<u8>,
+}
+
+/// Most datagrams read from one socket before looking at the others.
+const RECV_BURST: usize = 64;
+
+impl<A: App> Driver<A> {
+    /// `sockets[i]` must be registered in `ep` as interface `i`.
+    pub fn new(ep: Endpoint, app: A, sockets: Vec<UdpSocket>, clock: Clock) -> Self {
+        Self {
+            ep,
+            app,
+            sockets,
+            clock,
+            commands: None,
+            stats_tx: None,
+            edge: EdgeStats::default(),
+            buf: vec![0u8; MAX_DATAGRAM],
+        }
+    }
+
+    pub fn with_commands(mut self, rx: mpsc::Receiver<A::Command>) -> Self {
+        self.commands = Some(rx);
+        self
+    }
+
+    pub fn with_stats(mut self, tx: watch::Sender<EndpointStats>) -> Self {
+        self.stats_tx = Some(tx);
+        self
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Runs until the app says it is done, or `shutdown` resolves; then
+    /// closes every session in order and lingers up to `grace` for the
+    /// Close Acks.
+    pub async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) -> io::Result<()> {
+        tokio::pin!(shutdown);
+        let mut shutting_down: Option<Instant> = None;
+        let mut last_stats = Instant::ZERO;
+        loop {
+            let now = self.clock.now();
+            self.process(now).await;
+            if let Some(tx) = &self.stats_tx
+                && now.saturating_since(last_stats) >= Duration::from_millis(250)
+            {
+                last_stats = now;
+                tx.send_replace(self.ep.stats());
+            }
+            if let Some(deadline) = shutting_down {
+                if self.ep.session_count() == 0 || now >= deadline {
+                    return Ok(());
+                }
+            } else if self.app.done() {
+                return Ok(());
+            }
+            let mut deadline =
+                crate::proto::time::earliest(self.ep.poll_timeout(), self.app.timeout());
+            if let Some(d) = shutting_down {
+                deadline = crate::proto::time::earliest(deadline, Some(d));
+            }
+            if self.stats_tx.is_some() {
+                deadline =
+                    crate::proto::time::earliest(deadline, Some(now + Duration::from_millis(250)));
+            }
+            let sleep_until = deadline
+                .map(|d| self.clock.to_std(d))
+                .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600));
+            let sockets = &self.sockets;
+            let readable = poll_fn(|cx| {
+                for (i, s) in sockets.iter().enumerate() {
+                    if let Poll::Ready(r) = s.poll_recv_ready(cx) {
+                        return Poll::Ready((i, r));
+                    }
+                }
+                Poll::Pending
+            });
+            let commands = &mut self.commands;
+            let command = async {
+                match commands.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                (i, r) = readable => {
+                    if r.is_ok() {
+                        self.drain_socket(i);
+                    }
+                }
+                cmd = command => {
+                    match cmd {
+                        Some(c) => {
+                            let now = self.clock.now();
+                            self.app.on_command(&mut self.ep, now, c);
+                        }
+                        None => self.commands = None,
+                    }
+                }
+                _ = tokio::time::sleep_until(sleep_until.into()) => {}
+                _ = &mut shutdown, if shutting_down.is_none() => {
+                    let now = self.clock.now();
+                    self.ep.close_all(now);
+                    shutting_down = Some(now + grace);
+                }
+            }
+        }
+    }
+
+    fn drain_socket(&mut self, i: usize) {
+        for _ in 0..RECV_BURST {
+            match self.sockets[i].try_recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    let now = self.clock.now();
+                    self.ep.handle_datagram(now, i as u16, from, &self.buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // ICMP errors surface here on Linux (connection refused from
+                // an earlier send); they say nothing about this socket.
+                Err(_) => self.edge.recv_errors += 1,
+            }
+        }
+    }
+
+    /// Timers, transmits and events until the endpoint is quiet.
+    async fn process(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+        if self.app.timeout().is_some_and(|t| t <= now) {
+            self.app.on_timeout(&mut self.ep, now);
+        }
+        loop {
+            let mut progressed = false;
+            while let Some(e) = self.ep.poll_event() {
+                self.app.on_event(&mut self.ep, now, e);
+                progressed = true;
+            }
+            while let Some(t) = self.ep.poll_transmit(now, &mut self.buf) {
+                progressed = true;
+                let Some(sock) = self.sockets.get(t.iface as usize) else {
+                    continue;
+                };
+                let mut sent = sock.try_send_to(&self.buf[..t.len], t.dst);
+                if matches!(&sent, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                    sent = sock.send_to(&self.buf[..t.len], t.dst).await;
+                }
+                if sent.is_err() {
+                    self.edge.send_errors += 1;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+}
