@@ -1072,7 +1072,10 @@ impl Endpoint {
             self.by_addr.remove(&(iface, from));
         }
         // Glare (spec 02 §11): our own attempt to the same address.
-        let glare = self.sessions().find_map(|(h, s)| {
+        // Opening sessions are exactly those indexed by tag, so a server
+        // with thousands of open sessions scans none of them here.
+        let glare = self.by_tag.values().find_map(|&h| {
+            let s = self.session(h)?;
             let o = s.opening.as_ref()?;
             let hit = match s.state {
                 State::IHelloSent => o.candidates.iter().any(|c| c.addr == from),
