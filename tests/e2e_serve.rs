@@ -33,8 +33,13 @@ struct ServerProc {
 
 impl ServerProc {
     fn start(listen: &str) -> Self {
+        Self::start_with(listen, &[])
+    }
+
+    fn start_with(listen: &str, extra: &[&str]) -> Self {
         let mut child = Proc::new(env!("CARGO_BIN_EXE_rtmfp"))
             .args(["-q", "serve", "--ephemeral", "--json", "--listen", listen])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -125,6 +130,17 @@ impl Client {
         let mut rng = SeededRng::new(seed);
         let groups: &[DhGroup] = if flash { &[DhGroup::G2] } else { &DhGroup::ALL };
         let id = Identity::generate_static(groups, None, false, &mut rng).unwrap();
+        Self::with_identity(bind, seed, id, flash, fihello)
+    }
+
+    fn with_identity(
+        bind: &str,
+        seed: u64,
+        id: Identity,
+        flash: bool,
+        fihello: FiHelloMode,
+    ) -> Self {
+        let rng = SeededRng::new(seed);
         let cfg = EndpointConfig {
             crypto: if flash {
                 CryptoSettings::flash_player()
@@ -461,4 +477,80 @@ fn bind_and_identity_errors_exit_1() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad identity file"));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Resident memory per idle NetConnection (handshake, control flows,
+/// connect done, then silence). Load, so not run by default:
+/// `RTMFP_MEM_SESSIONS=10000 cargo test --release --test e2e_serve -- --ignored --nocapture`.
+#[test]
+#[ignore = "load test; run explicitly"]
+fn idle_session_memory() {
+    let n: usize = std::env::var("RTMFP_MEM_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let srv = ServerProc::start_with("127.0.0.1:0", &["--handshake-rate", "0"]);
+    let pid = srv.child.id();
+    // One identity for all clients (each has its own address, so the
+    // server keeps them all); key generation is not what we measure.
+    let id =
+        Identity::generate_static(&[DhGroup::G2], None, false, &mut SeededRng::new(99)).unwrap();
+    let mut clients: Vec<Client> = Vec::new();
+    // Warm up the allocator and the server's tables before the baseline.
+    let rss0 = rss_kib(pid);
+    let started = StdInstant::now();
+    for batch in 0..n.div_ceil(250) {
+        let mut fresh: Vec<Client> = (0..250.min(n - batch * 250))
+            .map(|i| {
+                Client::with_identity(
+                    "127.0.0.1:0",
+                    (batch * 250 + i) as u64,
+                    id.clone(),
+                    true,
+                    FiHelloMode::Ignore,
+                )
+            })
+            .collect();
+        let url = format!("rtmfp://{}/live", srv.addr);
+        for c in &mut fresh {
+            let now = c.clock.now();
+            c.ep.connect(now, &epd_for_uri(&url), &[srv.addr]).unwrap();
+        }
+        let mut refs: Vec<&mut Client> = fresh.iter_mut().collect();
+        assert!(pump(&mut refs, Duration::from_secs(60), |cs| cs
+            .iter()
+            .all(|c| opened(c).is_some())));
+        for c in &mut fresh {
+            let h = opened(c).unwrap();
+            let f =
+                c.ep.transport(h)
+                    .unwrap()
+                    .open_flow(&TcMetadata::new(0).to_bytes(), None, Priority::Immediate)
+                    .unwrap();
+            send(c, h, f, &Connect::new("live", url.clone()).to_command());
+        }
+        let mut refs: Vec<&mut Client> = fresh.iter_mut().collect();
+        assert!(pump(&mut refs, Duration::from_secs(60), |cs| cs
+            .iter()
+            .all(|c| connect_result(c).is_some())));
+        clients.extend(fresh);
+    }
+    let setup = started.elapsed();
+    // Let acks settle.
+    let mut refs: Vec<&mut Client> = clients.iter_mut().collect();
+    pump(&mut refs, Duration::from_millis(500), |_| false);
+    let rss1 = rss_kib(pid);
+    let per = (rss1.saturating_sub(rss0)) * 1024 / n as u64;
+    println!(
+        "{n} idle NetConnections: server RSS {rss0} KiB -> {rss1} KiB, {per} bytes per session; setup {setup:?}"
+    );
 }
