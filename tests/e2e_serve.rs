@@ -455,6 +455,64 @@ fn ipv6_loopback() {
 }
 
 #[test]
+fn identity_file_keeps_fingerprint_and_serves_flash_clients() {
+    let dir = std::env::temp_dir().join(format!("rtmfp-e2e-id-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let key = dir.join("nested").join("server.key");
+    let key_s = key.to_str().unwrap().to_owned();
+    let start = || {
+        let mut child = Proc::new(env!("CARGO_BIN_EXE_rtmfp"))
+            .args([
+                "-q",
+                "serve",
+                "--json",
+                "--listen",
+                "127.0.0.1:0",
+                "--identity",
+                &key_s,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut get = |kind: &str| loop {
+            let v: Json = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            if v["event"] == kind {
+                return v;
+            }
+        };
+        let id = get("identity");
+        let l = get("listening");
+        (
+            child,
+            id,
+            l["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap(),
+        )
+    };
+    let (mut first, id1, _) = start();
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(
+        id1["source"].as_str().unwrap().starts_with("created"),
+        "{id1}"
+    );
+    let (mut second, id2, addr) = start();
+    assert!(
+        id2["source"].as_str().unwrap().starts_with("loaded"),
+        "{id2}"
+    );
+    assert_eq!(id1["fingerprint"], id2["fingerprint"]);
+    // A static server keyed by a Flash-class client (group 2, no HMAC):
+    // the layout librtmfp parses, and it must key.
+    let mut c = Client::new("127.0.0.1:0", 12, true, FiHelloMode::Ignore);
+    connect(&mut c, addr, "live");
+    let _ = second.kill();
+    let _ = second.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bind_and_identity_errors_exit_1() {
     let busy = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().to_string();

@@ -289,12 +289,21 @@ impl Output {
                 error,
                 closed,
             } => {
-                info!(
-                    "session {} (peer {}): {error}{}",
-                    session.0,
-                    peer_id_hex(peer_id),
-                    if *closed { "; closed" } else { "" }
-                );
+                // Only closes are worth a line by default: a client can
+                // repeat a harmless mistake as often as it likes.
+                if *closed {
+                    info!(
+                        "session {} (peer {}): {error}; closed",
+                        session.0,
+                        peer_id_hex(peer_id)
+                    );
+                } else {
+                    debug!(
+                        "session {} (peer {}): {error}",
+                        session.0,
+                        peer_id_hex(peer_id)
+                    );
+                }
                 self.json(json!({"event": "error", "session": session.0,
                     "peer_id": peer_id_hex(peer_id), "error": error.to_string(), "closed": closed}));
             }
