@@ -48,6 +48,9 @@ pub const MAX_REPORTED_ADDRESSES: usize = 8;
 pub const MAX_STREAM_FLOWS: usize = 64;
 /// Events kept for the application when it does not drain them.
 const MAX_QUEUED_EVENTS: usize = 4096;
+/// Source IPs tracked by the introduction limiter; when full, the table is
+/// cleared (a flood of sources gets at most one fresh burst each).
+const MAX_INTRO_BUCKETS: usize = 16_384;
 /// Flow Exception code for flows we refuse (spec 02 §12.5; the reference
 /// uses 0 for "rejected").
 const REJECT_CODE: u64 = 0;
@@ -65,6 +68,12 @@ pub struct ServerConfig {
     pub max_message: usize,
     /// `description` in the connect `_result`.
     pub description: String,
+    /// Introductions (Redirect + forwarded IHello) per second per source
+    /// IP, burst twice that. A Redirect is several times bigger than the
+    /// IHello that asks for it, so a spoofed source must not get many;
+    /// a real initiator resends about once a second (spec 02 §3.1).
+    /// 0 = unlimited.
+    pub introduction_rate: u32,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +85,7 @@ impl Default for ServerConfig {
             max_streams: 32,
             max_message: 64 * 1024,
             description: "Connection succeeded.".to_owned(),
+            introduction_rate: 10,
         }
     }
 }
@@ -162,6 +172,8 @@ pub struct ServerStats {
     pub introductions: u64,
     /// Introduction IHellos for a peer we do not know (or that sent no setPeerInfo).
     pub unknown_targets: u64,
+    /// Introduction IHellos over `introduction_rate`, ignored.
+    pub introductions_limited: u64,
     pub flows_rejected: u64,
     pub bad_messages: u64,
     pub unknown_commands: u64,
@@ -230,6 +242,8 @@ pub struct Server {
     events: VecDeque<ServerEvent>,
     stats: ServerStats,
     limits: Limits,
+    /// Token buckets for `introduction_rate`: (tokens, last refill).
+    intro_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
 }
 
 impl Server {
@@ -248,6 +262,7 @@ impl Server {
             events: VecDeque::new(),
             stats: ServerStats::default(),
             limits,
+            intro_buckets: HashMap::new(),
         }
     }
 
@@ -400,6 +415,10 @@ impl Server {
                 });
             }
         }
+        if !self.introduction_allowed(now, from) {
+            self.stats.introductions_limited += 1;
+            return;
+        }
         ep.send_redirect(now, iface, from, tag, &addrs);
         ep.forward_ihello(session, epd, from, tag);
         self.stats.introductions += 1;
@@ -408,6 +427,30 @@ impl Server {
             target,
             addresses: addrs.len(),
         });
+    }
+
+    fn introduction_allowed(&mut self, now: Instant, from: SocketAddr) -> bool {
+        let rate = f64::from(self.cfg.introduction_rate);
+        if rate == 0.0 {
+            return true;
+        }
+        if self.intro_buckets.len() >= MAX_INTRO_BUCKETS
+            && !self.intro_buckets.contains_key(&from.ip())
+        {
+            self.intro_buckets.clear();
+        }
+        let (tokens, last) = self
+            .intro_buckets
+            .entry(from.ip())
+            .or_insert((2.0 * rate, now));
+        *tokens = (*tokens + now.saturating_since(*last).as_secs_f64() * rate).min(2.0 * rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     fn on_flow(&mut self, ep: &mut Endpoint, now: Instant, h: SessionHandle, ev: FlowEvent) {

@@ -529,3 +529,38 @@ fn closing_removes_the_peer() {
         }
     )));
 }
+
+#[test]
+fn introductions_are_rate_limited_per_source() {
+    let mut net = Net::new();
+    net.server.cfg.introduction_rate = 2;
+    let b = net.add_client(FiHelloMode::Ignore);
+    let (hb, fb) = net.connect(b);
+    net.cmd(b, hb, fb, Command::new("setPeerInfo", 0.0));
+    let target = net.clients[b].ep.identity().fingerprint();
+    let epd = epd_for_peer(&target);
+    let attacker = addr("198.51.100.1:9");
+    let intro = |net: &mut Net| {
+        let e = Event::UnmatchedIHello {
+            iface: 0,
+            from: attacker,
+            epd: epd.clone(),
+            tag: vec![7; 16],
+        };
+        let now = net.now;
+        net.server.handle_event(&mut net.server_ep, now, e);
+    };
+    for _ in 0..10 {
+        intro(&mut net);
+    }
+    // Burst of 2 × rate, the rest ignored.
+    assert_eq!(net.server.stats().introductions, 4);
+    assert_eq!(net.server.stats().introductions_limited, 6);
+    net.run(Duration::from_millis(1000));
+    intro(&mut net);
+    assert_eq!(
+        net.server.stats().introductions,
+        5,
+        "tokens refill with time"
+    );
+}
