@@ -429,6 +429,21 @@ fn sigterm_closes_sessions_in_order() {
         _ => None,
     });
     assert_eq!(reason, Some(CloseReason::Remote));
+    // tcserver-style notice before the close.
+    let notified = messages(&c)
+        .iter()
+        .any(|m| match Message::parse(m).map(|m| m.body) {
+            Ok(Body::Command { command, .. }) => {
+                command.name == "onStatus"
+                    && command
+                        .info_object()
+                        .and_then(|i| i.get("code"))
+                        .and_then(Value::as_str)
+                        == Some("NetConnection.Shutdown.Notify")
+            }
+            _ => false,
+        });
+    assert!(notified, "no Shutdown.Notify before the close");
     // Keep answering so the server's close handshake completes.
     pump(&mut [&mut c], Duration::from_millis(300), |_| false);
     assert_eq!(srv.wait_exit(Duration::from_secs(8)), Some(0));

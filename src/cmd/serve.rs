@@ -17,7 +17,7 @@ use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
 use crate::proto::flow::TransportConfig;
 use crate::proto::session::CloseReason;
-use crate::server::{Server, ServerConfig, ServerEvent};
+use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent};
 
 /// tcserver's liveness settings (spec 02 §8): ping after 10 s of silence,
 /// give up after 30 s of unanswered retransmission, close sessions that
@@ -29,6 +29,9 @@ const IDLE_LIMIT: Duration = Duration::from_secs(120);
 const PEER_KEEPALIVE: Duration = Duration::from_secs(10);
 /// How long shutdown waits for Close Acks.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long the Shutdown.Notify status gets to reach clients before the
+/// sessions are closed (closing aborts unsent flow data).
+const NOTIFY_GRACE: Duration = Duration::from_millis(200);
 /// Per-session flow caps: a TC client needs a control flow plus about
 /// three per stream (spec 04 §3); more is abuse, and flows cost memory.
 const MAX_RECV_FLOWS: usize = 64;
@@ -124,14 +127,21 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         fingerprint,
     );
     let app = ServeApp { server, out };
-    let mut driver = Driver::new(ep, app, sockets, clock);
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
+    let mut driver = Driver::new(ep, app, sockets, clock).with_commands(cmd_rx);
     let fp = peer_id_hex(&fingerprint);
     for a in driver.local_addrs() {
         info!("listening on {a}");
         out.json(json!({"event": "listening", "addr": a.to_string(), "fingerprint": fp}));
     }
 
-    let result = driver.run(shutdown_signal(out), SHUTDOWN_GRACE).await;
+    let shutdown = async move {
+        shutdown_signal(out).await;
+        if cmd_tx.send(ServerCommand::NotifyShutdown).await.is_ok() {
+            tokio::time::sleep(NOTIFY_GRACE).await;
+        }
+    };
+    let result = driver.run(shutdown, SHUTDOWN_GRACE).await;
     let stats = driver.ep.stats();
     let s = driver.app.server.stats();
     info!(
@@ -328,14 +338,25 @@ struct ServeApp {
     out: Output,
 }
 
-impl App for ServeApp {
-    type Command = std::convert::Infallible;
-
-    fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
-        self.server.handle_event(ep, now, event);
+impl ServeApp {
+    fn flush(&mut self) {
         while let Some(e) = self.server.poll_event() {
             self.out.event(&e);
         }
+    }
+}
+
+impl App for ServeApp {
+    type Command = ServerCommand;
+
+    fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
+        self.server.handle_event(ep, now, event);
+        self.flush();
+    }
+
+    fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
+        App::on_command(&mut self.server, ep, now, cmd);
+        self.flush();
     }
 }
 

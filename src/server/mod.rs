@@ -797,6 +797,23 @@ impl Server {
         ep.wake(h);
     }
 
+    /// Tells every connected client the server is going down
+    /// (`onStatus NetConnection.Shutdown.Notify`, as tcserver does), before
+    /// the sessions are closed.
+    pub fn notify_shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
+        let info = StatusInfo::new(Level::Status, code::SHUTDOWN_NOTIFY)
+            .description("Server shutting down");
+        let connected: Vec<SessionHandle> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_connected())
+            .map(|(h, _)| *h)
+            .collect();
+        for h in connected {
+            self.send_command(ep, now, h, Command::on_status(&info));
+        }
+    }
+
     fn send_command(&mut self, ep: &mut Endpoint, now: Instant, h: SessionHandle, cmd: Command) {
         match Message::command(0, cmd).to_vec() {
             Ok(bytes) => self.send_raw(ep, now, h, &bytes),
@@ -834,10 +851,23 @@ fn ms(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
+/// Requests from outside the endpoint's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerCommand {
+    /// [`Server::notify_shutdown`].
+    NotifyShutdown,
+}
+
 impl crate::net::App for Server {
-    type Command = std::convert::Infallible;
+    type Command = ServerCommand;
 
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
         self.handle_event(ep, now, event);
+    }
+
+    fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
+        match cmd {
+            ServerCommand::NotifyShutdown => self.notify_shutdown(ep, now),
+        }
     }
 }
