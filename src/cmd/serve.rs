@@ -219,10 +219,6 @@ impl Output {
     fn fatal(&self, msg: &str) {
         error!("{msg}");
         self.json(json!({"event": "error", "fatal": true, "error": msg}));
-        if self.json {
-            // Also say it where a human looks, even with -q.
-            eprintln!("rtmfp serve: {msg}");
-        }
     }
 
     fn event(&self, e: &ServerEvent) {
