@@ -8,3 +8,4 @@ pub mod cmd;
 pub mod flash;
 pub mod net;
 pub mod proto;
+pub mod server;

@@ -1054,12 +1054,16 @@ impl Endpoint {
                 && let Some((d, bytes)) = &s.rikeying
                 && *d == skic_digest
             {
-                let bytes = bytes.clone();
-                self.startup_out.push_back(StartupDatagram {
-                    iface,
-                    dst: from,
-                    bytes,
-                });
+                // Empty once the initiator has spoken in session mode: it
+                // has our RIKeying, so this is a stale duplicate.
+                if !bytes.is_empty() {
+                    let bytes = bytes.clone();
+                    self.startup_out.push_back(StartupDatagram {
+                        iface,
+                        dst: from,
+                        bytes,
+                    });
+                }
                 return;
             }
             // Override (spec 02 §11): only the same certificate may replace a
@@ -1279,6 +1283,14 @@ impl Endpoint {
             return;
         }
         s.last_rx = now;
+        // A packet under the session keys proves the initiator got our
+        // RIKeying: keep only the digest that recognises stale IIKeyings,
+        // not the datagram (memory per idle session).
+        if let Some((_, bytes)) = s.rikeying.as_mut()
+            && !bytes.is_empty()
+        {
+            *bytes = Vec::new();
+        }
         if s.state == State::Open {
             s.ts.on_receive(hdr.timestamp, now);
             if let Some(rtt) = s.ts.rtt_sample(hdr.timestamp_echo, ours) {

@@ -316,8 +316,10 @@ pub struct Transport {
     cfg: TransportConfig,
     rtt: RttEstimator,
     cc: CongestionController,
-    send: BTreeMap<u64, SendFlow>,
-    recv: BTreeMap<u64, RecvFlow>,
+    // Boxed: a B-tree leaf holds 11 values, so inline flows would cost
+    // ~2.7 KB per map even for one flow (idle server sessions, 10k of them).
+    send: BTreeMap<u64, Box<SendFlow>>,
+    recv: BTreeMap<u64, Box<RecvFlow>>,
     rr: [VecDeque<u64>; 8],
     events: VecDeque<FlowEvent>,
     scratch: Vec<FlowEvent>,
@@ -418,7 +420,7 @@ impl Transport {
         }
         let mut f = SendFlow::new(id, priority, opts);
         f.return_for = return_for;
-        self.send.insert(id, f);
+        self.send.insert(id, Box::new(f));
         self.rr[priority.index()].push_back(id);
         Ok(id)
     }
@@ -695,7 +697,7 @@ impl Transport {
             }),
             _ => rf.rejected = Some(0),
         }
-        self.recv.insert(flow, rf);
+        self.recv.insert(flow, Box::new(rf));
         true
     }
 
