@@ -8,25 +8,40 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use rtmfp::proto::crypto::{self, DhGroup};
+use std::time::Duration;
+
+use rtmfp::flash::command::Connect;
+use rtmfp::flash::message::encode_command;
+use rtmfp::flash::metadata::TcMetadata;
+use rtmfp::proto::crypto::{self, CryptoSettings, DhGroup};
 use rtmfp::proto::endpoint::{Endpoint, EndpointConfig, Event, MAX_DATAGRAM};
+use rtmfp::proto::flow::{Priority, WriteOptions};
 use rtmfp::proto::{Instant, SeededRng};
+use rtmfp::server::{Server, ServerConfig};
 
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static HIST: [AtomicIsize; 4097] = [const { AtomicIsize::new(0) }; 4097];
+fn hist_add(size: usize, d: isize) {
+    HIST[size.min(4096)].fetch_add(d, Ordering::Relaxed);
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        hist_add(l.size(), 1);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        hist_add(l.size(), -1);
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
+        hist_add(l.size(), -1);
+        hist_add(n, 1);
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -34,10 +49,14 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
+/// The counter is process-wide: measurements must not overlap.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const SESSIONS: usize = 10_000;
 
 #[test]
 fn idle_session_costs_under_4_kib() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::from_micros(1_000_000);
     let server_addr: SocketAddr = "192.0.2.1:1935".parse().unwrap();
     let mut server = Endpoint::new(
@@ -98,4 +117,126 @@ fn idle_session_costs_under_4_kib() {
         per_session < 4096.0,
         "{per_session:.0} bytes per idle session"
     );
+}
+
+/// Moves datagrams both ways until neither side has anything to send.
+fn shuttle(
+    now: Instant,
+    server: &mut Endpoint,
+    app: &mut Server,
+    client: &mut Endpoint,
+    from: SocketAddr,
+    server_addr: SocketAddr,
+    buf: &mut [u8],
+) {
+    for _ in 0..16 {
+        let mut moved = false;
+        server.handle_timeout(now);
+        client.handle_timeout(now);
+        while let Some(e) = server.poll_event() {
+            app.handle_event(server, now, e);
+        }
+        while app.poll_event().is_some() {}
+        while let Some(t) = server.poll_transmit(now, buf) {
+            client.handle_datagram(now, 0, server_addr, &buf[..t.len]);
+            moved = true;
+        }
+        while client.poll_event().is_some() {}
+        while let Some(t) = client.poll_transmit(now, buf) {
+            server.handle_datagram(now, 0, from, &buf[..t.len]);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+}
+
+/// The same budget for a whole idle NetConnection on the rendezvous server:
+/// session, both control flows, the TC connection record and registry.
+#[test]
+fn idle_tc_connection_costs_under_4_kib() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const N: usize = 2_000;
+    let mut now = Instant::from_micros(1_000_000);
+    let server_addr: SocketAddr = "192.0.2.1:1935".parse().unwrap();
+    let sid = support::server_identity(1, &[DhGroup::G2]);
+    let fp = sid.fingerprint();
+    let mut server = Endpoint::new(
+        sid,
+        EndpointConfig::default(),
+        Box::new(SeededRng::new(2)),
+        now,
+    );
+    server.add_interface(false);
+    let mut app = Server::new(ServerConfig::default(), fp);
+    let client_id = support::client_identity(3, &[DhGroup::G2]);
+    let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/live");
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut base = None;
+    let mut hist0 = vec![0isize; 4097];
+    for i in 0..N + 100 {
+        if i == 100 {
+            base = Some(LIVE.load(Ordering::Relaxed));
+            hist0 = HIST.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        }
+        let from: SocketAddr = format!("10.{}.{}.{}:40000", i >> 16 & 255, i >> 8 & 255, i & 255)
+            .parse()
+            .unwrap();
+        let cfg = EndpointConfig {
+            crypto: CryptoSettings::flash_player(),
+            ..EndpointConfig::default()
+        };
+        let mut client = Endpoint::new(
+            client_id.clone(),
+            cfg,
+            Box::new(SeededRng::new(i as u64)),
+            now,
+        );
+        client.add_interface(false);
+        let h = client.connect(now, &epd, &[server_addr]).unwrap();
+        shuttle(
+            now,
+            &mut server,
+            &mut app,
+            &mut client,
+            from,
+            server_addr,
+            &mut buf,
+        );
+        let t = client.transport(h).expect("session opened");
+        let f = t
+            .open_flow(&TcMetadata::new(0).to_bytes(), None, Priority::Immediate)
+            .unwrap();
+        let mut conn = Connect::flash("live", "rtmfp://192.0.2.1/live", "WIN 20,0,0,286");
+        conn.transaction_id = 1.0;
+        let bytes = encode_command(&conn.to_command()).unwrap();
+        t.write(f, &bytes, WriteOptions::default()).unwrap();
+        client.wake(h);
+        // Let delayed acks fire on both sides so nothing is in flight.
+        for _ in 0..3 {
+            shuttle(
+                now,
+                &mut server,
+                &mut app,
+                &mut client,
+                from,
+                server_addr,
+                &mut buf,
+            );
+            now += Duration::from_millis(250);
+        }
+    }
+    assert_eq!(app.connection_count(), N + 100, "every client connected");
+    let end: Vec<isize> = HIST.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+    for (size, (e, b)) in end.iter().zip(hist0.iter()).enumerate() {
+        let d = e - b;
+        if d > (N as isize) / 4 {
+            eprintln!("size {size}: {:.2} per conn", d as f64 / N as f64);
+        }
+    }
+    let grown = LIVE.load(Ordering::Relaxed) - base.unwrap();
+    let per = grown as f64 / N as f64;
+    eprintln!("server heap per idle TC connection: {per:.0} bytes");
+    assert!(per < 4096.0, "{per:.0} bytes per idle TC connection");
 }

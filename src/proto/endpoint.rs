@@ -1735,6 +1735,8 @@ impl Endpoint {
         }
         if s.transport.wants_to_send(now) {
             self.mark_ready(h);
+        } else if s.transport.stats().bytes_in_flight == 0 {
+            s.transport.compact();
         }
         self.mark_events(h);
     }

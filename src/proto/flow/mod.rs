@@ -23,6 +23,7 @@
 //! is reference-like (it sent an ECN Report, which only rtmfp-cpp does, or
 //! the session called [`Transport::set_peer_accepts_buffer_probe`]).
 
+mod map;
 mod recv;
 mod send;
 pub mod seqset;
@@ -33,12 +34,13 @@ mod tests;
 
 use crate::proto::wire::chunk;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use self::chunk::{Ack, BufferProbe, FlowException, NextUserData, UserData, data_flags};
+use self::map::FlowMap;
 use self::recv::RecvFlow;
 use self::send::{SendFlow, SendState};
 use super::cc::{self, AckSummary, CongestionController, TcState};
@@ -318,8 +320,8 @@ pub struct Transport {
     cc: CongestionController,
     // Boxed: a B-tree leaf holds 11 values, so inline flows would cost
     // ~2.7 KB per map even for one flow (idle server sessions, 10k of them).
-    send: BTreeMap<u64, Box<SendFlow>>,
-    recv: BTreeMap<u64, Box<RecvFlow>>,
+    send: FlowMap<Box<SendFlow>>,
+    recv: FlowMap<Box<RecvFlow>>,
     rr: [VecDeque<u64>; 8],
     events: VecDeque<FlowEvent>,
     scratch: Vec<FlowEvent>,
@@ -354,8 +356,8 @@ impl Transport {
             cfg,
             rtt: RttEstimator::new(),
             cc: CongestionController::new(),
-            send: BTreeMap::new(),
-            recv: BTreeMap::new(),
+            send: FlowMap::new(),
+            recv: FlowMap::new(),
             rr: Default::default(),
             events: VecDeque::new(),
             scratch: Vec::new(),
@@ -500,6 +502,33 @@ impl Transport {
     /// The session learned the peer accepts Buffer Probe chunks.
     pub fn set_peer_accepts_buffer_probe(&mut self, ok: bool) {
         self.peer_probe_ok = ok;
+    }
+
+    /// Gives back memory held from past bursts: emptied queues, tree roots
+    /// and spare capacity. Cheap enough for an idle timer; a server holding
+    /// thousands of quiet sessions keeps each one small this way.
+    pub fn compact(&mut self) {
+        fn reset<T>(q: &mut VecDeque<T>) {
+            if q.is_empty() {
+                *q = VecDeque::new();
+            }
+        }
+        for f in self.send.values_mut() {
+            f.compact();
+        }
+        for f in self.recv.values_mut() {
+            f.compact();
+        }
+        reset(&mut self.in_flight);
+        reset(&mut self.events);
+        for q in &mut self.rr {
+            reset(q);
+        }
+        self.scratch = Vec::new();
+        if self.ack_list.is_empty() {
+            self.ack_list = Vec::new();
+        }
+        self.pkt_acked_flows = Vec::new();
     }
 
     /// Per-flow snapshots, sending flows first.

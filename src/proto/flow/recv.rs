@@ -117,6 +117,18 @@ impl RecvFlow {
         f
     }
 
+    /// Frees reassembly structures left empty after a burst (tree roots
+    /// and vector capacity survive removals otherwise).
+    pub fn compact(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BTreeMap::new();
+            self.starts = BTreeSet::new();
+            self.ends = BTreeSet::new();
+        }
+        self.present.shrink();
+        self.seq.shrink();
+    }
+
     pub fn csn(&self) -> u64 {
         self.seq.cumulative().unwrap_or(0)
     }

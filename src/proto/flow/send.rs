@@ -93,6 +93,17 @@ pub(super) struct SendFlow {
 }
 
 impl SendFlow {
+    /// Frees queue capacity left over from a burst once everything is acknowledged.
+    pub fn compact(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+        if self.msgs.is_empty() {
+            self.msgs = VecDeque::new();
+        }
+        self.startup_opts.shrink_to_fit();
+    }
+
     pub fn new(id: u64, priority: Priority, startup_opts: Vec<u8>) -> Self {
         Self {
             id,

@@ -6,8 +6,6 @@
 //! retransmits). Every operation is O(log runs) plus the runs it merges, and
 //! each run is merged away at most once, so no input is quadratic.
 
-use std::collections::BTreeMap;
-
 /// Outcome of inserting one SN or run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
@@ -19,17 +17,21 @@ pub enum Insert {
     Refused,
 }
 
+/// Runs live in a sorted vector: a flow almost always has one or two runs,
+/// so this costs a few dozen bytes where a tree costs a 192-byte node, and
+/// the common in-order insert extends the last run in place without
+/// allocating. The cap bounds the vector, so shifting is bounded too.
 #[derive(Debug, Clone)]
 pub struct SeqSet {
-    /// start -> end (inclusive). Runs never overlap or touch.
-    runs: BTreeMap<u64, u64>,
+    /// (start, end) inclusive, ascending; runs never overlap or touch.
+    runs: Vec<(u64, u64)>,
     max_runs: usize,
 }
 
 impl SeqSet {
     pub fn new(max_runs: usize) -> Self {
         Self {
-            runs: BTreeMap::new(),
+            runs: Vec::new(),
             max_runs: max_runs.max(1),
         }
     }
@@ -42,17 +44,25 @@ impl SeqSet {
         self.runs.is_empty()
     }
 
+    /// Gives back memory after bursts (the set keeps what it holds).
+    pub fn shrink(&mut self) {
+        self.runs.shrink_to_fit();
+    }
+
     pub fn contains(&self, sn: u64) -> bool {
         self.run_containing(sn).is_some()
     }
 
+    /// Index of the last run starting at or before `sn`.
+    fn index_at_or_before(&self, sn: u64) -> Option<usize> {
+        self.runs.partition_point(|r| r.0 <= sn).checked_sub(1)
+    }
+
     /// The run holding `sn`, if any.
     pub fn run_containing(&self, sn: u64) -> Option<(u64, u64)> {
-        self.runs
-            .range(..=sn)
-            .next_back()
-            .filter(|(_, e)| **e >= sn)
-            .map(|(s, e)| (*s, *e))
+        let i = self.index_at_or_before(sn)?;
+        let r = self.runs[i];
+        (r.1 >= sn).then_some(r)
     }
 
     /// True if every SN in `[a, b]` is present.
@@ -62,27 +72,29 @@ impl SeqSet {
 
     /// End of the run that starts at 0 (the cumulative ack), if 0 is present.
     pub fn cumulative(&self) -> Option<u64> {
-        self.runs.get(&0).copied()
+        self.runs.first().filter(|r| r.0 == 0).map(|r| r.1)
     }
 
     pub fn first(&self) -> Option<(u64, u64)> {
-        self.runs.first_key_value().map(|(s, e)| (*s, *e))
+        self.runs.first().copied()
     }
 
     pub fn last(&self) -> Option<(u64, u64)> {
-        self.runs.last_key_value().map(|(s, e)| (*s, *e))
+        self.runs.last().copied()
     }
 
     /// Runs in ascending order.
     pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.runs.iter().map(|(s, e)| (*s, *e))
+        self.runs.iter().copied()
     }
 
     /// Runs that start after `sn`, ascending.
     pub fn runs_after(&self, sn: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let lo = sn.checked_add(1);
-        lo.into_iter()
-            .flat_map(move |lo| self.runs.range(lo..).map(|(s, e)| (*s, *e)))
+        let from = match sn.checked_add(1) {
+            Some(lo) => self.runs.partition_point(|r| r.0 < lo),
+            None => self.runs.len(),
+        };
+        self.runs[from..].iter().copied()
     }
 
     /// Removes every SN in `[a, b]`. Splitting a run may exceed the cap by
@@ -91,23 +103,17 @@ impl SeqSet {
         if a > b {
             return;
         }
-        let first = self
-            .runs
-            .range(..=a)
-            .next_back()
-            .filter(|(_, e)| **e >= a)
-            .map(|(s, _)| *s)
-            .unwrap_or(a);
-        let hit: Vec<(u64, u64)> = self.runs.range(first..=b).map(|(s, e)| (*s, *e)).collect();
-        for (s, e) in hit {
-            self.runs.remove(&s);
-            if s < a {
-                self.runs.insert(s, a - 1);
-            }
-            if e > b {
-                self.runs.insert(b + 1, e);
-            }
+        // Runs i..j overlap [a, b].
+        let i = self.runs.partition_point(|r| r.1 < a);
+        let j = self.runs.partition_point(|r| r.0 <= b);
+        if i >= j {
+            return;
         }
+        let (first_start, _) = self.runs[i];
+        let (_, last_end) = self.runs[j - 1];
+        let left = (first_start < a).then(|| (first_start, a - 1));
+        let right = (last_end > b).then(|| (b + 1, last_end));
+        self.runs.splice(i..j, left.into_iter().chain(right));
     }
 
     pub fn insert(&mut self, sn: u64) -> Insert {
@@ -122,28 +128,20 @@ impl SeqSet {
         if self.contains_range(a, b) {
             return Insert::Duplicate;
         }
-        let mut start = a;
-        let mut end = b;
-        // A run that starts at or before `a` and reaches `a - 1` or later merges.
-        if let Some((&s, &e)) = self.runs.range(..=a).next_back()
-            && e.saturating_add(1) >= a
-        {
-            start = s;
-            end = end.max(e);
+        // Runs i..j overlap or touch [a, b] and merge with it.
+        let i = self.runs.partition_point(|r| r.1.saturating_add(1) < a);
+        let j = self.runs.partition_point(|r| r.0 <= b.saturating_add(1));
+        if i >= j {
+            if self.runs.len() >= self.max_runs {
+                return Insert::Refused;
+            }
+            self.runs.insert(i, (a, b));
+            return Insert::Added;
         }
-        // Runs starting inside (start, b + 1] merge too.
-        let hi = b.saturating_add(1);
-        let swallowed: Vec<(u64, u64)> =
-            self.runs.range(start..=hi).map(|(s, e)| (*s, *e)).collect();
-        let merges = !swallowed.is_empty();
-        if !merges && self.runs.len() >= self.max_runs {
-            return Insert::Refused;
-        }
-        for (s, e) in swallowed {
-            self.runs.remove(&s);
-            end = end.max(e);
-        }
-        self.runs.insert(start, end);
+        let start = a.min(self.runs[i].0);
+        let end = b.max(self.runs[j - 1].1);
+        self.runs[i] = (start, end);
+        self.runs.drain(i + 1..j);
         Insert::Added
     }
 }
