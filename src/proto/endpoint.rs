@@ -401,6 +401,14 @@ impl Endpoint {
         true
     }
 
+    /// Changes one session's keepalive period, e.g. after a server's Set
+    /// Keepalive Timers (spec 04 §6.3); the caller applies the 5 s floor.
+    pub fn set_keepalive(&mut self, h: SessionHandle, period: Duration) {
+        let Some(s) = self.session_mut(h) else { return };
+        s.liveness.keepalive_period = period;
+        self.reschedule(h);
+    }
+
     /// Closes a session: orderly (Close / Close Ack exchange) or abrupt.
     pub fn close(&mut self, now: Instant, h: SessionHandle, orderly: bool) {
         self.close_with(now, h, orderly, CloseReason::Local);
