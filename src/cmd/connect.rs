@@ -214,8 +214,21 @@ async fn run_load(
     let clock = Clock::new();
     let mut tasks = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Servers key a NetConnection by peer ID (tcserver refuses the control
+    // flow of a second session with the same certificate), so each slot
+    // needs its own identity; made before the clock starts.
+    let mut identities = vec![identity.clone()];
+    for _ in 1..slots {
+        match Identity::generate_static(&crypto.groups, None, false, &mut OsRng) {
+            Ok(i) => identities.push(i),
+            Err(e) => {
+                eprintln!("rtmfp connect: cannot create identity: {e}");
+                return exit::FAILURE;
+            }
+        }
+    }
     let begin = std::time::Instant::now();
-    for _ in 0..slots {
+    for identity in &identities {
         let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
             Ok(x) => x,
             Err(e) => {
