@@ -27,7 +27,10 @@ use crate::proto::session::{OpenFailure, State};
 /// The outcome of one session setup.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SetupResult {
-    Ok { handshake: Duration, connect: Duration },
+    Ok {
+        handshake: Duration,
+        connect: Duration,
+    },
     Failed(Failure),
 }
 
@@ -129,9 +132,11 @@ impl LoadApp {
                         deadline: now + self.cfg.timeout,
                     })
                 }
-                Err(e) => self.shared.push(SetupResult::Failed(Failure::Protocol(format!(
-                    "cannot start session: {e:?}"
-                )))),
+                Err(e) => self
+                    .shared
+                    .push(SetupResult::Failed(Failure::Protocol(format!(
+                        "cannot start session: {e:?}"
+                    )))),
             }
         }
     }
@@ -162,8 +167,10 @@ impl App for LoadApp {
             Event::Opened { session, .. } if self.cur.as_ref().is_some_and(|c| c.h == session) => {
                 let cur = self.cur.as_mut().expect("checked");
                 cur.opened = Some(now);
-                let mut tc =
-                    TcClient::new(session, TcClient::flash_connect(&self.cfg.app, &self.cfg.url));
+                let mut tc = TcClient::new(
+                    session,
+                    TcClient::flash_connect(&self.cfg.app, &self.cfg.url),
+                );
                 let started = tc.start(ep);
                 cur.tc = Some(tc);
                 if let Err(e) = started {
@@ -182,7 +189,9 @@ impl App for LoadApp {
                 };
                 self.end_current(ep, now, SetupResult::Failed(f));
             }
-            Event::Closed { session, reason } if self.cur.as_ref().is_some_and(|c| c.h == session) => {
+            Event::Closed { session, reason }
+                if self.cur.as_ref().is_some_and(|c| c.h == session) =>
+            {
                 let f = Failure::Protocol(format!("session closed ({reason:?})"));
                 self.end_current(ep, now, SetupResult::Failed(f));
             }
@@ -423,7 +432,10 @@ mod tests {
         assert_eq!(p.p99, Duration::from_millis(99));
         assert_eq!(p.max, Duration::from_millis(100));
         let one = Percentiles::of(vec![Duration::from_millis(7)]).unwrap();
-        assert_eq!((one.p50, one.p99), (Duration::from_millis(7), Duration::from_millis(7)));
+        assert_eq!(
+            (one.p50, one.p99),
+            (Duration::from_millis(7), Duration::from_millis(7))
+        );
         assert!(Percentiles::of(Vec::new()).is_none());
     }
 

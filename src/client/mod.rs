@@ -2,7 +2,7 @@
 //! what happened, measure RTT, and generate load.
 //!
 //! Pure logic over `&mut Endpoint`, driven by [`crate::net::Driver`]:
-//! * [`url`]: `rtmfp://host[:port]/app[?query]`.
+//! * [`url`]: parsing `rtmfp://host[:port]/app[?query]` URLs.
 //! * [`tc`]: one NetConnection on an open session (control flow, `connect`,
 //!   `setPeerInfo`, Set Keepalive Timers; spec 04 §3, §5, §6.3).
 //! * [`probe`]: [`ConnectApp`], one connection with a report and optional RTT samples.

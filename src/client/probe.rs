@@ -16,6 +16,9 @@ use crate::proto::session::{OpenFailure, State};
 pub const CLOSE_GRACE: Duration = Duration::from_millis(1500);
 /// Longest wait for the one RTT probe that goes into the connect report.
 const REPORT_PING_WAIT: Duration = Duration::from_secs(2);
+/// The ping reply is an event of its own, delivered before the flow
+/// messages that came in the same or the next packet.
+const SETTLE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
@@ -48,10 +51,22 @@ enum Phase {
     /// Session open; `connect` sent.
     Connecting,
     /// Connected; waiting for the report's RTT probe.
-    ReportPing { until: Instant },
+    ReportPing {
+        until: Instant,
+    },
+    /// Probe answered; letting events from the same packets (a Set
+    /// Keepalive answering `setPeerInfo`) arrive before reporting.
+    Settle {
+        until: Instant,
+    },
     /// `--count`: probe `next` at `at`.
-    Pinging { next: u32, at: Instant },
-    Closing { until: Instant },
+    Pinging {
+        next: u32,
+        at: Instant,
+    },
+    Closing {
+        until: Instant,
+    },
     Done,
 }
 
@@ -138,7 +153,10 @@ impl ConnectApp {
             return;
         }
         self.finish();
-        match self.session.and_then(|h| ep.session(h).map(|s| (h, s.state))) {
+        match self
+            .session
+            .and_then(|h| ep.session(h).map(|s| (h, s.state)))
+        {
             Some((h, State::Open)) => {
                 if let Some(tc) = self.tc.as_mut() {
                     tc.close(ep);
@@ -264,10 +282,7 @@ impl ConnectApp {
                 "no answer from {} within {:?}",
                 self.cfg.url, self.cfg.timeout
             )),
-            _ => Failure::Protocol(format!(
-                "no reply to connect within {:?}",
-                self.cfg.timeout
-            )),
+            _ => Failure::Protocol(format!("no reply to connect within {:?}", self.cfg.timeout)),
         };
         self.fail(ep, now, f);
     }
@@ -325,12 +340,16 @@ impl App for ConnectApp {
                 match self.phase {
                     Phase::ReportPing { .. } => {
                         self.report_ping = Some(rtt);
-                        self.report(ep);
-                        self.after_report(ep, now);
+                        self.phase = Phase::Settle {
+                            until: now + SETTLE,
+                        };
                     }
                     Phase::Pinging { next, .. } => {
                         if let Some(seq) = self.outstanding.take() {
-                            let s = PingSample { seq, rtt: Some(rtt) };
+                            let s = PingSample {
+                                seq,
+                                rtt: Some(rtt),
+                            };
                             self.samples.push(s);
                             (self.out)(Output::Ping(s));
                         }
@@ -349,7 +368,9 @@ impl App for ConnectApp {
         match self.phase {
             Phase::Start => Some(Instant::ZERO),
             Phase::Handshake | Phase::Connecting => Some(self.deadline),
-            Phase::ReportPing { until } | Phase::Closing { until } => Some(until),
+            Phase::ReportPing { until } | Phase::Settle { until } | Phase::Closing { until } => {
+                Some(until)
+            }
             Phase::Pinging { at, .. } => Some(at),
             Phase::Done => None,
         }
@@ -361,7 +382,7 @@ impl App for ConnectApp {
             Phase::Handshake | Phase::Connecting if now >= self.deadline => {
                 self.on_deadline(ep, now)
             }
-            Phase::ReportPing { until } if now >= until => {
+            Phase::ReportPing { until } | Phase::Settle { until } if now >= until => {
                 self.report(ep);
                 self.after_report(ep, now);
             }
@@ -409,12 +430,21 @@ mod tests {
     fn summary_of_samples() {
         let ms = Duration::from_millis;
         let s = PingSummary::from_samples(&[
-            PingSample { seq: 1, rtt: Some(ms(10)) },
+            PingSample {
+                seq: 1,
+                rtt: Some(ms(10)),
+            },
             PingSample { seq: 2, rtt: None },
-            PingSample { seq: 3, rtt: Some(ms(30)) },
+            PingSample {
+                seq: 3,
+                rtt: Some(ms(30)),
+            },
         ]);
         assert_eq!((s.sent, s.received), (3, 2));
-        assert_eq!((s.min, s.avg, s.max), (Some(ms(10)), Some(ms(20)), Some(ms(30))));
+        assert_eq!(
+            (s.min, s.avg, s.max),
+            (Some(ms(10)), Some(ms(20)), Some(ms(30)))
+        );
         assert_eq!(PingSummary::from_samples(&[]).avg, None);
     }
 }

@@ -94,7 +94,11 @@ impl fmt::Display for ConnectReport {
             .unwrap_or_else(|| "(no info object)".to_owned());
         writeln!(f, "connected to {} ({})", self.url, self.far_address)?;
         writeln!(f, "  status:             {code}")?;
-        writeln!(f, "  server fingerprint: {}", peer_id_hex(&self.server_fingerprint))?;
+        writeln!(
+            f,
+            "  server fingerprint: {}",
+            peer_id_hex(&self.server_fingerprint)
+        )?;
         writeln!(f, "  our peer ID:        {}", peer_id_hex(&self.peer_id))?;
         let locals: Vec<String> = self.local_addresses.iter().map(|a| a.to_string()).collect();
         writeln!(f, "  local addresses:    {}", locals.join(" "))?;
@@ -265,7 +269,11 @@ impl fmt::Display for Failure {
                 Ok(())
             }
             Failure::Rejected { info: None, reason } => {
-                write!(f, "rejected: {}", reason.as_deref().unwrap_or("no reason given"))
+                write!(
+                    f,
+                    "rejected: {}",
+                    reason.as_deref().unwrap_or("no reason given")
+                )
             }
         }
     }

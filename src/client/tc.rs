@@ -145,7 +145,9 @@ impl TcClient {
             } => {
                 let md = TcMetadata::parse(&metadata).ok();
                 let answers_ours = return_for.is_some() && return_for == self.control;
-                if answers_ours && md.is_some_and(|m| m.is_control()) && self.server_control.is_none()
+                if answers_ours
+                    && md.is_some_and(|m| m.is_control())
+                    && self.server_control.is_none()
                 {
                     self.server_control = Some(flow);
                 } else {
@@ -232,7 +234,10 @@ impl TcClient {
                 if info.code.starts_with("NetConnection.Connect.") =>
             {
                 // Some servers report a refusal as a status event instead.
-                self.finish_with(TcEvent::Rejected { info: Some(info), reason: None })
+                self.finish_with(TcEvent::Rejected {
+                    info: Some(info),
+                    reason: None,
+                })
             }
             (TcState::Connected, Ok(NetCommand::OnStatus(info))) => Some(TcEvent::Status(info)),
             _ => None,

@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn parses_the_usual_forms() {
         let u = RtmfpUrl::parse("rtmfp://127.0.0.1/live").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.app.as_str()), ("127.0.0.1", 1935, "live"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.app.as_str()),
+            ("127.0.0.1", 1935, "live")
+        );
         assert_eq!(u.query, None);
         assert_eq!(u.original, "rtmfp://127.0.0.1/live");
 

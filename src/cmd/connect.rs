@@ -37,7 +37,10 @@ pub fn run(args: ConnectArgs) -> i32 {
             return exit::FAILURE;
         }
     };
-    rt.block_on(run_async(args, url))
+    let code = rt.block_on(run_async(args, url));
+    // A name lookup stuck in the resolver thread must not hold up the exit.
+    rt.shutdown_background();
+    code
 }
 
 fn groups(choice: DhChoice) -> Vec<DhGroup> {
