@@ -498,3 +498,15 @@ fn load_run_against_nothing_counts_no_answers() {
     assert!(l["handshake_ms"].is_null());
     assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
 }
+
+#[test]
+fn no_common_dh_group_exits_6_not_4() {
+    // The test server offers 14 and 2 only.
+    let server = TestServer::start(Mode::Accept);
+    let (out, _) = run(
+        &["connect", &server.url("live"), "--dh-group", "16", "--timeout", "1s"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(6), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("DH group"), "{}", stderr(&out));
+}

@@ -23,6 +23,7 @@ use crate::net::App;
 use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::session::{OpenFailure, State};
+use crate::proto::stats::DropReason;
 
 /// The outcome of one session setup.
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +243,9 @@ impl App for LoadApp {
                 (Some(_), _) => Failure::Protocol("no reply to connect".into()),
                 (None, Some(State::KeyingSent)) => {
                     Failure::Protocol("handshake did not complete".into())
+                }
+                (None, _) if ep.stats().dropped(DropReason::BadKeying) > 0 => {
+                    Failure::Protocol("unusable server certificate (no common DH group?)".into())
                 }
                 (None, _) => Failure::NoAnswer("no answer".into()),
             };

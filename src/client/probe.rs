@@ -11,6 +11,7 @@ use crate::net::App;
 use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::session::{OpenFailure, State};
+use crate::proto::stats::DropReason;
 
 /// How long we wait for the Close Ack of our orderly close.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(1500);
@@ -278,6 +279,14 @@ impl ConnectApp {
                 "the server answered but the handshake did not complete within {:?} (DH group or crypto mismatch?)",
                 self.cfg.timeout
             )),
+            // The endpoint drops an RHello whose certificate it cannot key
+            // with (e.g. no common DH group) and keeps waiting for a better one.
+            (Phase::Handshake, _) if ep.stats().dropped(DropReason::BadKeying) > 0 => {
+                Failure::Protocol(format!(
+                    "the server answered, but its certificate was unusable (no DH group in common with {:?}?)",
+                    ep.config().crypto.groups
+                ))
+            }
             (Phase::Handshake, _) => Failure::NoAnswer(format!(
                 "no answer from {} within {:?}",
                 self.cfg.url, self.cfg.timeout
