@@ -504,7 +504,14 @@ fn no_common_dh_group_exits_6_not_4() {
     // The test server offers 14 and 2 only.
     let server = TestServer::start(Mode::Accept);
     let (out, _) = run(
-        &["connect", &server.url("live"), "--dh-group", "16", "--timeout", "1s"],
+        &[
+            "connect",
+            &server.url("live"),
+            "--dh-group",
+            "16",
+            "--timeout",
+            "1s",
+        ],
         Duration::from_secs(20),
     );
     assert_eq!(out.status.code(), Some(6), "stderr: {}", stderr(&out));
