@@ -167,7 +167,7 @@ pub struct ConnectArgs {
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// Keep the session and report RTT this many times.
+    /// Keep the session and report RTT (RTMFP ping) this many times, then a min/avg/max summary.
     #[arg(short, long, value_name = "N")]
     pub count: Option<u32>,
 
@@ -175,15 +175,18 @@ pub struct ConnectArgs {
     #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
 
-    /// Load test: open this many sessions and report setup-time percentiles.
+    /// Load test: open this many sessions (handshake + connect, closed once answered) and report
+    /// setup-time percentiles, sessions per second and failures by kind.
     #[arg(long, value_name = "N", conflicts_with = "count")]
     pub sessions: Option<u32>,
 
-    /// Sessions being set up at once with --sessions.
+    /// Sessions being set up at once with --sessions. Each slot has its own UDP port and client
+    /// identity, since servers key connections by peer ID.
     #[arg(long, value_name = "C", default_value_t = 1, requires = "sessions")]
     pub concurrency: u32,
 
-    /// Diffie-Hellman group to offer.
+    /// Diffie-Hellman group to offer. MonaServer, Cumulus and other Flash-era servers need 2
+    /// (Flash Player's exact single-key certificate).
     #[arg(long, value_enum, default_value_t = DhChoice::Auto)]
     pub dh_group: DhChoice,
 

@@ -9,6 +9,7 @@ use super::tc::{TcClient, TcEvent, public_address};
 use crate::flash::{KeepalivePeriods, Value, command::code};
 use crate::net::App;
 use crate::proto::Instant;
+use crate::proto::crypto::DhGroup;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::session::{OpenFailure, State};
 use crate::proto::stats::DropReason;
@@ -291,7 +292,20 @@ impl ConnectApp {
                 "no answer from {} within {:?}",
                 self.cfg.url, self.cfg.timeout
             )),
-            _ => Failure::Protocol(format!("no reply to connect within {:?}", self.cfg.timeout)),
+            _ => {
+                // Mona/Cumulus-class servers compute group 2 whatever was
+                // negotiated and misread any certificate but Flash's
+                // single-key one, so nothing they send decrypts (spec 06).
+                let hint = if ep.config().crypto.groups == [DhGroup::G2] {
+                    String::new()
+                } else {
+                    " (MonaServer/Cumulus-class servers need --dh-group 2)".to_owned()
+                };
+                Failure::Protocol(format!(
+                    "no reply to connect within {:?}{hint}",
+                    self.cfg.timeout
+                ))
+            }
         };
         self.fail(ep, now, f);
     }
@@ -319,9 +333,10 @@ impl App for ConnectApp {
                     OpenFailure::Timeout | OpenFailure::Unreachable => {
                         Failure::NoAnswer(format!("no answer from {}", self.cfg.url))
                     }
-                    OpenFailure::Keying => Failure::Protocol(
-                        "handshake failed: the server's keying could not be completed".into(),
-                    ),
+                    OpenFailure::Keying => Failure::Protocol(format!(
+                        "handshake failed: the server's keying could not be completed (offered DH groups {:?}; MonaServer/Cumulus-class servers need --dh-group 2)",
+                        ep.config().crypto.groups
+                    )),
                     OpenFailure::Glare | OpenFailure::Cancelled => {
                         Failure::Protocol(format!("session opening ended: {reason:?}"))
                     }
