@@ -11,14 +11,13 @@ use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::proto::endpoint::{Endpoint, Event, MAX_DATAGRAM};
 use crate::proto::stats::EndpointStats;
 use crate::proto::{Instant, Rng};
 
-pub use socket::bind;
+pub use socket::{RecvBuffers, UdpSocket, bind};
 
 /// The operating system's CSPRNG.
 #[derive(Debug, Default, Clone, Copy)]
@@ -87,6 +86,9 @@ pub trait App {
 pub struct EdgeStats {
     pub send_errors: u64,
     pub recv_errors: u64,
+    /// System calls that sent more than one datagram (GSO).
+    pub batched_sends: u64,
+    pub datagrams_sent: u64,
 }
 
 /// Owns the endpoint and its sockets and runs them until the app is done
@@ -99,11 +101,15 @@ pub struct Driver<A: App> {
     commands: Option<mpsc::Receiver<A::Command>>,
     stats_tx: Option<watch::Sender<EndpointStats>>,
     pub edge: EdgeStats,
-    buf: Vec<u8>,
+    rx: RecvBuffers,
+    /// Outgoing datagrams being coalesced for one GSO send.
+    tx: Vec<u8>,
 }
 
-/// Most datagrams read from one socket before looking at the others.
-const RECV_BURST: usize = 64;
+/// Receive batches taken from one socket before looking at the others.
+const RECV_BURSTS: usize = 4;
+/// Most datagrams coalesced into one send.
+const MAX_SEGMENTS: usize = 32;
 
 impl<A: App> Driver<A> {
     /// `sockets[i]` must be registered in `ep` as interface `i`.
@@ -116,7 +122,8 @@ impl<A: App> Driver<A> {
             commands: None,
             stats_tx: None,
             edge: EdgeStats::default(),
-            buf: vec![0u8; MAX_DATAGRAM],
+            rx: RecvBuffers::default(),
+            tx: vec![0u8; MAX_SEGMENTS * MAX_DATAGRAM],
         }
     }
 
@@ -218,16 +225,25 @@ impl<A: App> Driver<A> {
     }
 
     fn drain_socket(&mut self, i: usize) {
-        for _ in 0..RECV_BURST {
-            match self.sockets[i].try_recv_from(&mut self.buf) {
-                Ok((n, from)) => {
-                    let now = self.clock.now();
-                    self.ep.handle_datagram(now, i as u16, from, &self.buf[..n]);
-                }
+        let Self {
+            ep,
+            sockets,
+            rx,
+            clock,
+            edge,
+            ..
+        } = self;
+        for _ in 0..RECV_BURSTS {
+            let now = clock.now();
+            let r = sockets[i].recv_batch(rx, |from, data, ecn| {
+                ep.handle_datagram_ecn(now, i as u16, from, data, ecn);
+            });
+            match r {
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // ICMP errors surface here on Linux (connection refused from
+                // ICMP errors surface here on Linux (port unreachable from
                 // an earlier send); they say nothing about this socket.
-                Err(_) => self.edge.recv_errors += 1,
+                Err(_) => edge.recv_errors += 1,
             }
         }
     }
@@ -244,22 +260,96 @@ impl<A: App> Driver<A> {
                 self.app.on_event(&mut self.ep, now, e);
                 progressed = true;
             }
-            while let Some(t) = self.ep.poll_transmit(now, &mut self.buf) {
+            if self.flush_transmits(now).await {
                 progressed = true;
-                let Some(sock) = self.sockets.get(t.iface as usize) else {
-                    continue;
-                };
-                let mut sent = sock.try_send_to(&self.buf[..t.len], t.dst);
-                if matches!(&sent, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-                    sent = sock.send_to(&self.buf[..t.len], t.dst).await;
-                }
-                if sent.is_err() {
-                    self.edge.send_errors += 1;
-                }
             }
             if !progressed {
                 break;
             }
+        }
+    }
+
+    /// Drains the endpoint's transmits, coalescing runs of equal-sized
+    /// datagrams to the same destination into one GSO send. Returns whether
+    /// anything was sent.
+    async fn flush_transmits(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        // The batch being built: first datagram's (iface, dst, ecn, size),
+        // bytes used and segment count.
+        let mut batch: Option<(u16, SocketAddr, bool, usize)> = None;
+        let mut used = 0;
+        let mut segs = 0;
+        loop {
+            let room = &mut self.tx[used..used + MAX_DATAGRAM];
+            let Some(t) = self.ep.poll_transmit(now, room) else {
+                break;
+            };
+            any = true;
+            let limit = self
+                .sockets
+                .get(t.iface as usize)
+                .map_or(1, |s| s.max_gso_segments().min(MAX_SEGMENTS));
+            let fits = match batch {
+                Some((iface, dst, ecn, size)) => {
+                    iface == t.iface
+                        && dst == t.dst
+                        && ecn == t.ecn
+                        && t.len <= size
+                        && segs < limit
+                }
+                None => false,
+            };
+            if batch.is_some() && !fits {
+                // Send what we have, then move the new datagram to the front.
+                self.send_batch(batch.take().expect("checked"), used, segs)
+                    .await;
+                self.tx.copy_within(used..used + t.len, 0);
+                used = 0;
+                segs = 0;
+            }
+            if batch.is_none() {
+                batch = Some((t.iface, t.dst, t.ecn, t.len));
+            }
+            used += t.len;
+            segs += 1;
+            // A shorter datagram can only end a GSO batch.
+            let short = batch.is_some_and(|(_, _, _, size)| t.len < size);
+            if short || segs >= limit || used + MAX_DATAGRAM > self.tx.len() {
+                self.send_batch(batch.take().expect("set above"), used, segs)
+                    .await;
+                used = 0;
+                segs = 0;
+            }
+        }
+        if let Some(b) = batch {
+            self.send_batch(b, used, segs).await;
+        }
+        any
+    }
+
+    async fn send_batch(&mut self, batch: (u16, SocketAddr, bool, usize), len: usize, segs: usize) {
+        let (iface, dst, ecn, size) = batch;
+        let Some(sock) = self.sockets.get(iface as usize) else {
+            return;
+        };
+        let segment = (segs > 1).then_some(size);
+        let contents = &self.tx[..len];
+        let mut r = sock.try_send(dst, contents, segment, ecn);
+        while matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            if sock.writable().await.is_err() {
+                break;
+            }
+            r = sock.try_send(dst, contents, segment, ecn);
+        }
+        match r {
+            Ok(()) => {
+                self.edge.datagrams_sent += segs as u64;
+                if segs > 1 {
+                    self.edge.batched_sends += 1;
+                }
+            }
+            // Lost like any datagram; the protocol retransmits.
+            Err(_) => self.edge.send_errors += 1,
         }
     }
 }

@@ -179,6 +179,8 @@ pub struct Endpoint {
     /// Per-IP token buckets for `handshake_rate`: (tokens, last refill).
     handshake_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
     last_refused: [Option<Instant>; 2],
+    /// ECN code point of the datagram being processed.
+    rx_ecn: u8,
 }
 
 /// IPs tracked for handshake rate limiting, at most; stale ones are
@@ -218,6 +220,7 @@ impl Endpoint {
             tc_sent_any: None,
             handshake_buckets: HashMap::new(),
             last_refused: [None; 2],
+            rx_ecn: 0,
         }
     }
 
@@ -569,6 +572,20 @@ impl Endpoint {
     }
 
     pub fn handle_datagram(&mut self, now: Instant, iface: u16, from: SocketAddr, data: &[u8]) {
+        self.handle_datagram_ecn(now, iface, from, data, 0);
+    }
+
+    /// As [`Endpoint::handle_datagram`], with the IP ECN code point the
+    /// datagram arrived with (low two bits of the TOS byte).
+    pub fn handle_datagram_ecn(
+        &mut self,
+        now: Instant,
+        iface: u16,
+        from: SocketAddr,
+        data: &[u8],
+        ecn: u8,
+    ) {
+        self.rx_ecn = ecn;
         self.stats.rx_datagrams += 1;
         self.stats.rx_bytes += data.len() as u64;
         // SSID + one cipher block is the least the Flash profile produces.
@@ -1280,12 +1297,16 @@ impl Endpoint {
             }
             self.tc_rx_latest = Some((h, now));
         }
+        let rx_ecn = self.rx_ecn;
         let s = self.session_mut(h).expect("caller checked");
         if hdr.time_critical_reverse {
             s.tcr_received = Some(now);
         }
         let mut chunks_ok = true;
         s.transport.begin_packet(now);
+        if s.state == State::Open {
+            s.transport.on_packet_ecn(rx_ecn);
+        }
         let mut close_requested = false;
         let mut close_acked = false;
         let mut fihellos: Vec<(Vec<u8>, SocketAddr, Vec<u8>)> = Vec::new();
