@@ -10,7 +10,7 @@ use crate::client::{
     ConnectApp, LoadApp, LoadConfig, LoadShared, LoadSummary, Output, ProbeConfig, RtmfpUrl,
     reportable_local_addr,
 };
-use crate::net::{Clock, Driver, OsRng, bind};
+use crate::net::{Clock, Driver, OsRng, UdpSocket, bind};
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity};
 use crate::proto::endpoint::{Endpoint, EndpointConfig};
 
@@ -89,7 +89,7 @@ fn endpoint(
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
     clock: &Clock,
-) -> std::io::Result<(Endpoint, Vec<tokio::net::UdpSocket>, Vec<SocketAddr>)> {
+) -> std::io::Result<(Endpoint, Vec<UdpSocket>, Vec<SocketAddr>)> {
     let config = EndpointConfig {
         crypto: crypto.clone(),
         keepalive_period: CLIENT_KEEPALIVE,
