@@ -250,3 +250,199 @@ impl TcClient {
 pub fn public_address(info: &Value) -> Option<SocketAddr> {
     info.get("publicAddress")?.to_text()?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flash::Level;
+    use crate::proto::Instant;
+    use crate::proto::crypto::{DhGroup, Identity};
+    use crate::proto::endpoint::EndpointConfig;
+    use crate::proto::rng::SeededRng;
+    use std::time::Duration;
+
+    const OURS: u64 = 1;
+    const THEIRS: u64 = 7;
+
+    /// An endpoint without sessions: the client only needs it to reject
+    /// flows or apply keepalives, which a missing session ignores.
+    fn endpoint() -> Endpoint {
+        let mut rng = SeededRng::new(1);
+        let id = Identity::generate_static(&[DhGroup::G2], None, false, &mut rng).unwrap();
+        Endpoint::new(
+            id,
+            EndpointConfig::default(),
+            Box::new(SeededRng::new(2)),
+            Instant::ZERO,
+        )
+    }
+
+    /// A client whose control flow (1) is open and whose server flow (7) was accepted.
+    fn connecting(ep: &mut Endpoint) -> TcClient {
+        let mut c = TcClient::new(
+            SessionHandle(1),
+            TcClient::flash_connect("live", "rtmfp://h/live"),
+        );
+        c.control = Some(OURS);
+        let e = c.on_flow_event(
+            ep,
+            FlowEvent::NewFlow {
+                flow: THEIRS,
+                metadata: TcMetadata::new(0).to_bytes(),
+                return_for: Some(OURS),
+            },
+        );
+        assert_eq!(e, None);
+        assert_eq!(c.server_control, Some(THEIRS));
+        c
+    }
+
+    fn msg(flow: u64, cmd: Command) -> FlowEvent {
+        FlowEvent::Message {
+            flow,
+            data: encode_command(&cmd).unwrap(),
+        }
+    }
+
+    #[test]
+    fn connect_object_is_flashs_with_amf0() {
+        let c = TcClient::flash_connect("live", "rtmfp://h/live");
+        assert_eq!(c.transaction_id, 1.0);
+        assert_eq!(c.object_encoding, Some(0.0));
+        assert_eq!(c.flash_ver.as_deref(), Some(FLASH_VER));
+        assert_eq!(c.fpad, Some(false));
+        assert_eq!(c.app.as_deref(), Some("live"));
+        assert_eq!(c.tc_url.as_deref(), Some("rtmfp://h/live"));
+        assert!(c.capabilities.is_some() && c.audio_codecs.is_some() && c.video_codecs.is_some());
+    }
+
+    #[test]
+    fn first_result_is_the_connect_reply_whatever_its_tid() {
+        let mut ep = endpoint();
+        let mut c = connecting(&mut ep);
+        let info = StatusInfo::connect_success("hi", 0.0).to_value();
+        // MonaServer/librtmfp style: tid 0.
+        let e = c.on_flow_event(&mut ep, msg(THEIRS, Command::result(0.0, [info.clone()])));
+        assert_eq!(e, Some(TcEvent::Connected { info }));
+        assert_eq!(c.state(), TcState::Connected);
+        // A later `_result` is not another connect reply.
+        let e = c.on_flow_event(&mut ep, msg(THEIRS, Command::result(1.0, [])));
+        assert_eq!(e, None);
+    }
+
+    #[test]
+    fn error_is_a_rejection_with_its_status() {
+        let mut ep = endpoint();
+        let mut c = connecting(&mut ep);
+        let cmd = Command::error(1.0, &StatusInfo::connect_rejected("no"));
+        match c.on_flow_event(&mut ep, msg(THEIRS, cmd)) {
+            Some(TcEvent::Rejected {
+                info: Some(i),
+                reason: None,
+            }) => {
+                assert_eq!(i.code, "NetConnection.Connect.Rejected");
+                assert_eq!(i.level, Level::Error);
+                assert_eq!(i.description.as_deref(), Some("no"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.state(), TcState::Finished);
+    }
+
+    #[test]
+    fn messages_on_other_flows_are_not_replies() {
+        let mut ep = endpoint();
+        let mut c = connecting(&mut ep);
+        let e = c.on_flow_event(&mut ep, msg(THEIRS + 1, Command::result(1.0, [])));
+        assert_eq!(e, None);
+        assert_eq!(c.state(), TcState::Connecting);
+    }
+
+    #[test]
+    fn unassociated_or_non_tc_flows_are_not_taken() {
+        let mut ep = endpoint();
+        let mut c = TcClient::new(SessionHandle(1), Connect::new("a", "rtmfp://h/a"));
+        c.control = Some(OURS);
+        for (md, ret) in [
+            (TcMetadata::new(0).to_bytes(), None),
+            (TcMetadata::new(0).to_bytes(), Some(OURS + 1)),
+            (b"GR\x01".to_vec(), Some(OURS)),
+            (TcMetadata::new(3).to_bytes(), Some(OURS)),
+        ] {
+            c.on_flow_event(
+                &mut ep,
+                FlowEvent::NewFlow {
+                    flow: THEIRS,
+                    metadata: md,
+                    return_for: ret,
+                },
+            );
+            assert_eq!(c.server_control, None);
+        }
+    }
+
+    #[test]
+    fn malformed_reply_while_connecting_fails() {
+        let mut ep = endpoint();
+        let mut c = connecting(&mut ep);
+        let e = c.on_flow_event(
+            &mut ep,
+            FlowEvent::Message {
+                flow: THEIRS,
+                data: vec![0x14, 0, 0, 0, 0, 0x02, 0x00],
+            },
+        );
+        assert!(matches!(e, Some(TcEvent::Failed(_))), "{e:?}");
+    }
+
+    #[test]
+    fn set_keepalive_is_floored_and_reported() {
+        let mut ep = endpoint();
+        let mut c = connecting(&mut ep);
+        let uc = UserControl::SetKeepalive {
+            server_ms: 1000,
+            peer_ms: 20_000,
+        };
+        let e = c.on_flow_event(
+            &mut ep,
+            FlowEvent::Message {
+                flow: THEIRS,
+                data: uc.to_message(),
+            },
+        );
+        assert_eq!(
+            e,
+            Some(TcEvent::Keepalive(KeepalivePeriods {
+                server: Duration::from_secs(5),
+                peer: Duration::from_secs(20),
+            }))
+        );
+    }
+
+    #[test]
+    fn refused_control_flow_is_a_rejection_and_a_closed_one_a_failure() {
+        let mut ep = endpoint();
+        let mut c = connecting(&mut ep);
+        let e = c.on_flow_event(
+            &mut ep,
+            FlowEvent::Exception {
+                flow: OURS,
+                code: 3,
+            },
+        );
+        assert!(
+            matches!(&e, Some(TcEvent::Rejected { info: None, reason: Some(r) }) if r.contains("code 3")),
+            "{e:?}"
+        );
+        let mut c = connecting(&mut ep);
+        let e = c.on_flow_event(&mut ep, FlowEvent::FlowComplete { flow: THEIRS });
+        assert!(matches!(e, Some(TcEvent::Failed(_))), "{e:?}");
+    }
+
+    #[test]
+    fn public_address_is_read_from_info() {
+        let v = Value::object([("publicAddress", Value::str("192.0.2.1:5000"))]);
+        assert_eq!(public_address(&v), Some("192.0.2.1:5000".parse().unwrap()));
+        assert_eq!(public_address(&Value::Null), None);
+    }
+}
