@@ -517,3 +517,44 @@ fn no_common_dh_group_exits_6_not_4() {
     assert_eq!(out.status.code(), Some(6), "stderr: {}", stderr(&out));
     assert!(stderr(&out).contains("DH group"), "{}", stderr(&out));
 }
+
+#[test]
+fn interrupt_during_count_prints_the_summary_and_exits_0() {
+    let server = TestServer::start(Mode::Accept);
+    let start = StdInstant::now();
+    let child = Command::new(BIN)
+        .args([
+            "connect",
+            &server.url("live"),
+            "--json",
+            "--count",
+            "1000",
+            "--interval",
+            "100ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("exits soon after SIGINT")
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let lines = json_lines(&out);
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "ping_summary", "{lines:?}");
+    assert!(last["received"].as_u64().unwrap() >= 1);
+    assert!(lines.iter().all(|l| l["type"] != "error"), "{lines:?}");
+}

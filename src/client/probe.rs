@@ -11,7 +11,7 @@ use crate::net::App;
 use crate::proto::Instant;
 use crate::proto::crypto::DhGroup;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
-use crate::proto::session::{OpenFailure, State};
+use crate::proto::session::{CloseReason, OpenFailure, State};
 use crate::proto::stats::DropReason;
 
 /// How long we wait for the Close Ack of our orderly close.
@@ -341,13 +341,16 @@ impl App for ConnectApp {
                         Failure::Protocol(format!("session opening ended: {reason:?}"))
                     }
                 };
-                if self.phase != Phase::Done {
+                // Cancelled: we (or an interrupt) gave up; the cause is already recorded.
+                if self.phase != Phase::Done && reason != OpenFailure::Cancelled {
                     self.failure.get_or_insert(f);
-                    self.phase = Phase::Done;
                 }
+                self.phase = Phase::Done;
             }
             Event::Closed { session, reason } if Some(session) == self.session => {
-                if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                // Shutdown: the driver closed it on an interrupt; not a failure.
+                let ours = matches!(reason, CloseReason::Shutdown | CloseReason::Local);
+                if !ours && !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
                     let f = Failure::Protocol(format!("session closed ({reason:?})"));
                     self.failure.get_or_insert(f);
                     self.finish();
