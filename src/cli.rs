@@ -142,7 +142,17 @@ pub enum DhChoice {
 /// Performs the handshake and a Flash NetConnection `connect` to the app in the URL, sends `setPeerInfo`
 /// with this host's addresses, and reports: our peer ID, the server's fingerprint, the far address, our
 /// local and reflexive addresses, RTT, handshake and connect times, the DH group, whether HMAC and
-/// session sequence numbers were negotiated, and the server's info object.
+/// session sequence numbers were negotiated, and the server's info object. Then it closes the session
+/// in order.
+///
+/// With --json every line is one object with a `type` (times in milliseconds): `connect` (url,
+/// far_address, local_addresses, observed_address, peer_id, server_fingerprint, dh_group,
+/// hmac{send,recv}, sseq{send,recv}, handshake_ms, connect_ms, srtt_ms, ping_ms,
+/// keepalive{server_ms,peer_ms}, server_info), `ping` (seq, rtt_ms, lost), `ping_summary` (sent,
+/// received, min_ms, avg_ms, max_ms), `load` (sessions, concurrency, succeeded, failed,
+/// failures{no_answer,rejected,protocol}, elapsed_s, sessions_per_s, handshake_ms and connect_ms as
+/// {p50,p90,p99,max}), and `error` (kind: resolve, no_answer, rejected or protocol; message; for
+/// rejections also code, description and info).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
