@@ -195,6 +195,11 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "C", default_value_t = 1, requires = "sessions")]
     pub concurrency: u32,
 
+    /// With --sessions: keep every connected session open (one UDP port and identity each) until
+    /// interrupted, e.g. to measure server memory; the summary is printed once all are set up.
+    #[arg(long, requires = "sessions")]
+    pub hold: bool,
+
     /// Diffie-Hellman group to offer. MonaServer, Cumulus and other Flash-era servers need 2
     /// (Flash Player's exact single-key certificate).
     #[arg(long, value_enum, default_value_t = DhChoice::Auto)]

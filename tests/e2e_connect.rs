@@ -558,3 +558,65 @@ fn interrupt_during_count_prints_the_summary_and_exits_0() {
     assert!(last["received"].as_u64().unwrap() >= 1);
     assert!(lines.iter().all(|l| l["type"] != "error"), "{lines:?}");
 }
+
+#[test]
+fn hold_keeps_sessions_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let server = TestServer::start(Mode::Accept);
+    let mut child = Command::new(BIN)
+        .args([
+            "connect",
+            &server.url("live"),
+            "--json",
+            "--sessions",
+            "4",
+            "--concurrency",
+            "2",
+            "--hold",
+            "--dh-group",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(l) => l,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("no summary within 20 s");
+        }
+    };
+    let l: Json = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (l["succeeded"].as_u64(), l["failed"].as_u64()),
+        (Some(4), Some(0)),
+        "{l}"
+    );
+    // Still holding after the summary.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "exited while holding");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let start = StdInstant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}

@@ -79,6 +79,10 @@ pub struct LoadConfig {
     pub local_addrs: Vec<SocketAddr>,
     /// Per session setup.
     pub timeout: Duration,
+    /// Keep a connected session open instead of closing it, and set up at
+    /// most one session (`--hold`: one endpoint, port and identity per
+    /// session, as servers key connections by peer ID).
+    pub hold: bool,
 }
 
 struct Current {
@@ -99,6 +103,11 @@ pub struct LoadApp {
     closing: HashSet<SessionHandle>,
     linger_until: Option<Instant>,
     finished: bool,
+    /// A place in the run's concurrency limit, given back once set up.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// With `hold`: the connected session kept open.
+    held: Option<SessionHandle>,
+    started_one: bool,
 }
 
 impl LoadApp {
@@ -113,16 +122,31 @@ impl LoadApp {
             closing: HashSet::new(),
             linger_until: None,
             finished: false,
+            permit: None,
+            held: None,
+            started_one: false,
         }
+    }
+
+    /// Holds `permit` until this slot's setup ends.
+    pub fn with_permit(mut self, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        self.permit = Some(permit);
+        self
+    }
+
+    /// With `hold`: whether the connected session is still open.
+    pub fn holding(&self) -> bool {
+        self.held.is_some()
     }
 
     fn start_next(&mut self, ep: &mut Endpoint, now: Instant) {
         while self.cur.is_none() && !self.exhausted {
-            if !self.shared.take_ticket() {
+            if (self.cfg.hold && self.started_one) || !self.shared.take_ticket() {
                 self.exhausted = true;
                 self.linger_until = Some(now + CLOSE_GRACE);
                 break;
             }
+            self.started_one = true;
             match ep.connect(now, &self.epd, &self.cfg.candidates) {
                 Ok(h) => {
                     self.cur = Some(Current {
@@ -145,7 +169,15 @@ impl LoadApp {
     /// Records the current setup's result and closes its session.
     fn end_current(&mut self, ep: &mut Endpoint, now: Instant, r: SetupResult) {
         let Some(cur) = self.cur.take() else { return };
+        let keep = self.cfg.hold && matches!(r, SetupResult::Ok { .. });
         self.shared.push(r);
+        // After the push: a returned permit tells the run this result is in.
+        self.permit = None;
+        if keep {
+            self.held = Some(cur.h);
+            self.exhausted = true;
+            return;
+        }
         match ep.session(cur.h).map(|s| s.state) {
             Some(State::Open) => {
                 ep.close(now, cur.h, true);
@@ -164,6 +196,7 @@ impl App for LoadApp {
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
         match event {
             Event::Closed { session, .. } if self.closing.remove(&session) => {}
+            Event::Closed { session, .. } if self.held == Some(session) => self.held = None,
             _ if self.cur.is_none() => {}
             Event::Opened { session, .. } if self.cur.as_ref().is_some_and(|c| c.h == session) => {
                 let cur = self.cur.as_mut().expect("checked");
@@ -225,7 +258,7 @@ impl App for LoadApp {
     }
 
     fn timeout(&self) -> Option<Instant> {
-        if self.finished {
+        if self.finished || (self.cfg.hold && self.exhausted && self.cur.is_none()) {
             return None;
         }
         match (&self.cur, self.exhausted) {
@@ -261,6 +294,13 @@ impl App for LoadApp {
     }
 
     fn done(&self) -> bool {
+        if self.cfg.hold {
+            // Held sessions stay until the driver is told to shut down.
+            return self.exhausted
+                && self.cur.is_none()
+                && self.held.is_none()
+                && self.closing.is_empty();
+        }
         self.finished || (self.exhausted && self.cur.is_none() && self.closing.is_empty())
     }
 }

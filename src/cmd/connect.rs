@@ -147,6 +147,7 @@ async fn run_async(args: ConnectArgs, url: RtmfpUrl) -> i32 {
         ..CryptoSettings::default()
     };
     match args.sessions {
+        Some(n) if args.hold => run_hold(&args, &url, n, &crypto, &candidates).await,
         Some(n) => run_load(&args, &url, n, &identity, &crypto, &candidates).await,
         None => run_probe(&args, &url, &identity, &crypto, &candidates).await,
     }
@@ -245,6 +246,7 @@ async fn run_load(
             candidates: candidates.to_vec(),
             local_addrs: locals,
             timeout: args.timeout,
+            hold: false,
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared));
         let mut driver = Driver::new(ep, app, sockets, clock);
@@ -281,7 +283,113 @@ async fn run_load(
     if interrupted {
         return exit::FAILURE;
     }
-    // Exit with the most telling failure kind, if any session failed.
+    load_exit(&summary)
+}
+
+/// `--sessions N --hold`: one endpoint (port, identity) per session, at most
+/// `--concurrency` in setup at once, all kept open until interrupted.
+async fn run_hold(
+    args: &ConnectArgs,
+    url: &RtmfpUrl,
+    sessions: u32,
+    crypto: &CryptoSettings,
+    candidates: &[SocketAddr],
+) -> i32 {
+    // Servers key connections by peer ID, so each held session needs its
+    // own identity; made before the clock starts.
+    let mut identities = Vec::with_capacity(sessions as usize);
+    for _ in 0..sessions {
+        match Identity::generate_static(&crypto.groups, None, false, &mut OsRng) {
+            Ok(i) => identities.push(i),
+            Err(e) => {
+                eprintln!("rtmfp connect: cannot create identity: {e}");
+                return exit::FAILURE;
+            }
+        }
+    }
+    let shared = LoadShared::new(sessions);
+    let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
+    let clock = Clock::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let begin = std::time::Instant::now();
+    let mut interrupted = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    for identity in &identities {
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut ctrl_c => {
+                interrupted = true;
+                break;
+            }
+        };
+        let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("rtmfp connect: cannot bind: {e}");
+                interrupted = true;
+                break;
+            }
+        };
+        let cfg = LoadConfig {
+            url: url.original.clone(),
+            app: url.app.clone(),
+            candidates: candidates.to_vec(),
+            local_addrs: locals,
+            timeout: args.timeout,
+            hold: true,
+        };
+        let app = LoadApp::new(cfg, Arc::clone(&shared)).with_permit(permit);
+        let mut driver = Driver::new(ep, app, sockets, clock);
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let _ = driver.run(stopped, Duration::from_secs(2)).await;
+            driver.app.holding()
+        }));
+    }
+    // Every setup has ended once all permits are back.
+    if !interrupted {
+        tokio::select! {
+            _ = permits.acquire_many(args.concurrency) => {}
+            _ = &mut ctrl_c => interrupted = true,
+        }
+    }
+    let results = shared.results();
+    let summary = LoadSummary::new(sessions, args.concurrency, &results, begin.elapsed());
+    if args.json {
+        println!("{}", summary.to_json());
+    } else {
+        print!("{summary}");
+    }
+    if !interrupted {
+        eprintln!(
+            "rtmfp connect: holding {} sessions; interrupt (Ctrl-C) to close them",
+            summary.succeeded
+        );
+        let _ = (&mut ctrl_c).await;
+    }
+    let _ = stop_tx.send(true);
+    let mut still_open = 0u32;
+    for t in tasks {
+        if let Ok(true) = t.await {
+            still_open += 1;
+        }
+    }
+    if still_open > 0 {
+        eprintln!("rtmfp connect: {still_open} sessions did not close in time");
+    }
+    load_exit(&summary)
+}
+
+/// The most telling failure kind's exit code, or OK.
+fn load_exit(summary: &LoadSummary) -> i32 {
     for (kind, code) in [
         ("protocol", exit::PROTOCOL),
         ("rejected", exit::REJECTED),
