@@ -296,17 +296,30 @@ async fn run_hold(
     candidates: &[SocketAddr],
 ) -> i32 {
     // Servers key connections by peer ID, so each held session needs its
-    // own identity; made before the clock starts.
-    let mut identities = Vec::with_capacity(sessions as usize);
-    for _ in 0..sessions {
-        match Identity::generate_static(&crypto.groups, None, false, &mut OsRng) {
-            Ok(i) => identities.push(i),
-            Err(e) => {
+    // own identity; made before the clock starts, off the runtime so that
+    // an interrupt during a long key generation is heard.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let groups = crypto.groups.clone();
+    let keygen = tokio::task::spawn_blocking(move || {
+        (0..sessions)
+            .map(|_| Identity::generate_static(&groups, None, false, &mut OsRng))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let identities = tokio::select! {
+        r = keygen => match r {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(e)) => {
                 eprintln!("rtmfp connect: cannot create identity: {e}");
                 return exit::FAILURE;
             }
-        }
-    }
+            Err(e) => {
+                eprintln!("rtmfp connect: key generation failed: {e}");
+                return exit::FAILURE;
+            }
+        },
+        _ = &mut ctrl_c => return exit::FAILURE,
+    };
     let shared = LoadShared::new(sessions);
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
     let clock = Clock::new();
@@ -314,8 +327,6 @@ async fn run_hold(
     let mut tasks = Vec::new();
     let begin = std::time::Instant::now();
     let mut interrupted = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     for identity in &identities {
         let permit = tokio::select! {
             p = Arc::clone(&permits).acquire_owned() => match p {
