@@ -113,7 +113,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub keepalive: u64,
 
-    /// Write one JSON object per event on stdout instead of log lines.
+    /// Write one JSON object per event on stdout (logs stay on stderr).
+    ///
+    /// Every object has an "event" field: identity (fingerprint, source), listening (addr,
+    /// fingerprint), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
+    /// tc_url, object_encoding), set_peer_info (session, peer_id, addresses), introduction (from,
+    /// target, addresses), session_closed (session, peer_id, reason), refused (from, reason), error
+    /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters).
     #[arg(long)]
     pub json: bool,
 }

@@ -9,3 +9,4 @@ pub mod cmd;
 pub mod flash;
 pub mod net;
 pub mod proto;
+pub mod server;

@@ -379,3 +379,34 @@ fn is_startup_chunk(data: &[u8], typ: u8) -> bool {
     };
     hdr.mode == rtmfp::proto::wire::header::Mode::Startup && area.first() == Some(&typ)
 }
+
+#[test]
+fn per_flow_stats_snapshot_both_directions() {
+    use rtmfp::proto::flow::{Priority, WriteOptions};
+    let (mut net, h) = client_server(11, LinkConfig::default(), EndpointConfig::default());
+    assert!(net.run_until(Duration::from_secs(5), both_open));
+    let t = net.nodes[1].ep.transport(h).unwrap();
+    let f = t
+        .open_flow(b"TC\x04\x00", None, Priority::Immediate)
+        .unwrap();
+    t.write(f, &[7u8; 3000], WriteOptions::default()).unwrap();
+    net.nodes[1].ep.wake(h);
+    net.run_for(Duration::from_secs(1));
+    let c = net.nodes[1].ep.session(h).unwrap();
+    let sent: Vec<_> = c.transport.flow_stats().collect();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].sending && sent[0].id == f);
+    assert_eq!(sent[0].priority, Some(Priority::Immediate));
+    // 3000 bytes take 3 fragments: SNs 1..=3, next 4; all acknowledged.
+    assert_eq!(sent[0].sequence, 4);
+    assert_eq!(sent[0].in_flight_or_buffered, 0);
+    let (sh, _, _) = opened(&net.nodes[0].events)[0];
+    let s = net.nodes[0].ep.session(sh).unwrap();
+    let recv: Vec<_> = s.transport.flow_stats().collect();
+    assert_eq!(recv.len(), 1);
+    assert!(!recv[0].sending);
+    assert_eq!(
+        recv[0].sequence, 3,
+        "cumulative ack covers all three fragments"
+    );
+}

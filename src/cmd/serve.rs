@@ -1,8 +1,477 @@
-//! `rtmfp serve`.
+//! `rtmfp serve`: the rendezvous server ([`crate::server`]) on real sockets,
+//! with a key-file identity, human or JSON event output and an orderly
+//! shutdown on SIGINT/SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+use tracing::{debug, error, info, warn};
 
 use crate::cli::{ServeArgs, exit};
+use crate::net::{App, Clock, Driver, OsRng};
+use crate::proto::Instant;
+use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
+use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
+use crate::proto::flow::TransportConfig;
+use crate::proto::session::CloseReason;
+use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent};
 
-pub fn run(_args: ServeArgs) -> i32 {
-    eprintln!("rtmfp serve: not implemented yet");
-    exit::FAILURE
+/// tcserver's liveness settings (spec 02 §8): ping after 10 s of silence,
+/// give up after 30 s of unanswered retransmission, close sessions that
+/// never opened a flow after 120 s.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+const RETRANSMIT_LIMIT: Duration = Duration::from_secs(30);
+const IDLE_LIMIT: Duration = Duration::from_secs(120);
+/// Peer keepalive sent in Set Keepalive (spec 04 §6.3, Cumulus's value).
+const PEER_KEEPALIVE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for Close Acks.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long the Shutdown.Notify status gets to reach clients before the
+/// sessions are closed (closing aborts unsent flow data).
+const NOTIFY_GRACE: Duration = Duration::from_millis(200);
+/// Per-session flow caps: a TC client needs a control flow plus about
+/// three per stream (spec 04 §3); more is abuse, and flows cost memory.
+const MAX_RECV_FLOWS: usize = 64;
+const MAX_SEND_FLOWS: usize = 4;
+/// Receive buffer per flow: control messages are small, and a rendezvous
+/// server discards media.
+const RECV_BUFFER: usize = 64 * 1024;
+/// Identity generation retries until the group-2 key has full length: the
+/// Flash SKRC layout librtmfp parses needs exactly 128 bytes (spec 06), and a
+/// static key with a leading zero byte would fail it on every connection.
+const MAX_IDENTITY_TRIES: usize = 64;
+
+pub fn run(args: ServeArgs) -> i32 {
+    let out = Output { json: args.json };
+    let (identity, source) = match load_identity(&args) {
+        Ok(v) => v,
+        Err(msg) => {
+            out.fatal(&msg);
+            return exit::FAILURE;
+        }
+    };
+    let fp = peer_id_hex(&identity.fingerprint());
+    info!("server fingerprint {fp} ({source})");
+    out.json(json!({"event": "identity", "fingerprint": fp, "source": source}));
+
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.fatal(&format!("cannot start the runtime: {e}"));
+            return exit::FAILURE;
+        }
+    };
+    rt.block_on(serve(args, identity, out))
+}
+
+async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
+    let defaults = args.listen.is_empty();
+    let listen = if defaults {
+        vec![
+            SocketAddr::from(([0, 0, 0, 0], 1935)),
+            SocketAddr::from(([0u16; 8], 1935)),
+        ]
+    } else {
+        args.listen.clone()
+    };
+    let mut sockets = Vec::new();
+    for a in &listen {
+        match crate::net::bind(*a) {
+            Ok(s) => sockets.push(s),
+            // The default IPv6 socket is optional: many hosts have no IPv6.
+            Err(e) if defaults && a.is_ipv6() => {
+                warn!("cannot listen on {a}: {e}; continuing with IPv4 only")
+            }
+            Err(e) => {
+                out.fatal(&format!("cannot listen on {a}: {e}"));
+                return exit::FAILURE;
+            }
+        }
+    }
+    if sockets.is_empty() {
+        out.fatal("no address to listen on");
+        return exit::FAILURE;
+    }
+
+    let clock = Clock::new();
+    let config = EndpointConfig {
+        crypto: CryptoSettings::default(),
+        keepalive_period: KEEPALIVE,
+        retransmit_limit: RETRANSMIT_LIMIT,
+        idle_limit: Some(IDLE_LIMIT),
+        max_sessions: args.max_sessions,
+        transport: TransportConfig {
+            recv_buffer: RECV_BUFFER,
+            max_recv_flows: MAX_RECV_FLOWS,
+            max_send_flows: MAX_SEND_FLOWS,
+            ..TransportConfig::default()
+        },
+        handshake_rate: args.handshake_rate,
+        ..EndpointConfig::default()
+    };
+    let fingerprint = identity.fingerprint();
+    let mut ep = Endpoint::new(identity, config, Box::new(OsRng), clock.now());
+    for s in &sockets {
+        let v6 = s.local_addr().is_ok_and(|a| a.is_ipv6());
+        ep.add_interface(v6);
+    }
+    let server = Server::new(
+        ServerConfig {
+            keepalive_server: Duration::from_secs(args.keepalive),
+            keepalive_peer: PEER_KEEPALIVE,
+            ..ServerConfig::default()
+        },
+        fingerprint,
+    );
+    let app = ServeApp { server, out };
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
+    let mut driver = Driver::new(ep, app, sockets, clock).with_commands(cmd_rx);
+    let fp = peer_id_hex(&fingerprint);
+    for a in driver.local_addrs() {
+        info!("listening on {a}");
+        out.json(json!({"event": "listening", "addr": a.to_string(), "fingerprint": fp}));
+    }
+
+    let shutdown = async move {
+        shutdown_signal(out).await;
+        if cmd_tx.send(ServerCommand::NotifyShutdown).await.is_ok() {
+            tokio::time::sleep(NOTIFY_GRACE).await;
+        }
+    };
+    let result = driver.run(shutdown, SHUTDOWN_GRACE).await;
+    let stats = driver.ep.stats();
+    let s = driver.app.server.stats();
+    info!(
+        "stopped: {} sessions opened, {} connects, {} introductions, {} sessions still open",
+        s.sessions_opened,
+        s.connects,
+        s.introductions,
+        driver.ep.session_count()
+    );
+    out.json(json!({
+        "event": "stopped",
+        "sessions_opened": s.sessions_opened,
+        "connects": s.connects,
+        "introductions": s.introductions,
+        "flows_rejected": s.flows_rejected,
+        "bad_messages": s.bad_messages,
+        "refused": s.refused,
+        "rx_datagrams": stats.rx_datagrams,
+        "dropped_datagrams": stats.total_drops(),
+        "sessions_left": driver.ep.session_count(),
+    }));
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            out.fatal(&format!("socket error: {e}"));
+            exit::FAILURE
+        }
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives (or never, if signals cannot be
+/// watched: then the process is killed the hard way, as before).
+async fn shutdown_signal(out: Output) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            warn!("cannot watch SIGINT/SIGTERM");
+            return std::future::pending().await;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!("{name}: closing all sessions");
+        out.json(json!({"event": "shutdown", "signal": name}));
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        info!("interrupted: closing all sessions");
+        out.json(json!({"event": "shutdown", "signal": "SIGINT"}));
+    }
+}
+
+/// Where events go: JSON lines on stdout, or tracing on stderr.
+#[derive(Debug, Clone, Copy)]
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn json(&self, v: Json) {
+        if self.json {
+            let mut so = std::io::stdout().lock();
+            // A closed stdout must not take the server down.
+            let _ = writeln!(so, "{v}");
+            let _ = so.flush();
+        }
+    }
+
+    fn fatal(&self, msg: &str) {
+        error!("{msg}");
+        self.json(json!({"event": "error", "fatal": true, "error": msg}));
+    }
+
+    fn event(&self, e: &ServerEvent) {
+        match e {
+            ServerEvent::SessionOpened {
+                session,
+                peer_id,
+                addr,
+            } => {
+                debug!("session {} opened from {addr}", session.0);
+                self.json(json!({"event": "session_opened", "session": session.0,
+                    "peer_id": peer_id_hex(peer_id), "addr": addr.to_string()}));
+            }
+            ServerEvent::Connect {
+                session,
+                peer_id,
+                addr,
+                app,
+                tc_url,
+                object_encoding,
+            } => {
+                info!(
+                    "connect from {addr}: app {app:?}, peer {}",
+                    peer_id_hex(peer_id)
+                );
+                self.json(json!({"event": "connect", "session": session.0,
+                    "peer_id": peer_id_hex(peer_id), "addr": addr.to_string(), "app": app,
+                    "tc_url": tc_url, "object_encoding": object_encoding}));
+            }
+            ServerEvent::SetPeerInfo {
+                session,
+                peer_id,
+                addresses,
+            } => {
+                let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+                debug!(
+                    "setPeerInfo from {}: {}",
+                    peer_id_hex(peer_id),
+                    list.join(" ")
+                );
+                self.json(json!({"event": "set_peer_info", "session": session.0,
+                    "peer_id": peer_id_hex(peer_id), "addresses": list}));
+            }
+            ServerEvent::Introduction {
+                from,
+                target,
+                addresses,
+            } => {
+                debug!("introducing {from} to {}", peer_id_hex(target));
+                self.json(json!({"event": "introduction", "from": from.to_string(),
+                    "target": peer_id_hex(target), "addresses": addresses}));
+            }
+            ServerEvent::SessionClosed {
+                session,
+                peer_id,
+                reason,
+            } => {
+                let reason = close_reason(*reason);
+                debug!("session {} closed ({reason})", session.0);
+                self.json(json!({"event": "session_closed", "session": session.0,
+                    "peer_id": peer_id.as_ref().map(peer_id_hex), "reason": reason}));
+            }
+            ServerEvent::Refused { from, reason } => {
+                let reason = match reason {
+                    RefuseReason::SessionLimit => "session_limit",
+                    RefuseReason::HandshakeRate => "handshake_rate",
+                };
+                warn!("refusing handshakes from {from}: {reason}");
+                self.json(json!({"event": "refused", "from": from.to_string(), "reason": reason}));
+            }
+            ServerEvent::Error {
+                session,
+                peer_id,
+                error,
+                closed,
+            } => {
+                // Only closes are worth a line by default: a client can
+                // repeat a harmless mistake as often as it likes.
+                if *closed {
+                    info!(
+                        "session {} (peer {}): {error}; closed",
+                        session.0,
+                        peer_id_hex(peer_id)
+                    );
+                } else {
+                    debug!(
+                        "session {} (peer {}): {error}",
+                        session.0,
+                        peer_id_hex(peer_id)
+                    );
+                }
+                self.json(json!({"event": "error", "session": session.0,
+                    "peer_id": peer_id_hex(peer_id), "error": error.to_string(), "closed": closed}));
+            }
+        }
+    }
+}
+
+fn close_reason(r: CloseReason) -> &'static str {
+    match r {
+        CloseReason::Local => "local",
+        CloseReason::Remote => "remote",
+        CloseReason::Timeout => "timeout",
+        CloseReason::Idle => "idle",
+        CloseReason::Superseded => "superseded",
+        CloseReason::Shutdown => "shutdown",
+    }
+}
+
+/// The server plus its output, driven by [`Driver`].
+struct ServeApp {
+    server: Server,
+    out: Output,
+}
+
+impl ServeApp {
+    fn flush(&mut self) {
+        while let Some(e) = self.server.poll_event() {
+            self.out.event(&e);
+        }
+    }
+}
+
+impl App for ServeApp {
+    type Command = ServerCommand;
+
+    fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
+        self.server.handle_event(ep, now, event);
+        self.flush();
+    }
+
+    fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
+        App::on_command(&mut self.server, ep, now, cmd);
+        self.flush();
+    }
+}
+
+// ------------------------------------------------------------- identity
+
+/// The identity to serve with and a word on where it came from.
+fn load_identity(args: &ServeArgs) -> Result<(Identity, String), String> {
+    if args.ephemeral {
+        // Nothing to keep stable, so take ephemeral DH (forward secrecy per
+        // session), like tcserver without -x.
+        let id = Identity::generate_ephemeral_server(&DhGroup::ALL, &mut OsRng)
+            .map_err(|e| format!("cannot generate an identity: {e}"))?;
+        return Ok((id, "ephemeral".to_owned()));
+    }
+    let path = match &args.identity {
+        Some(p) => p.clone(),
+        None => default_identity_path()
+            .ok_or("no identity file given and neither XDG_DATA_HOME nor HOME is set (use --identity FILE or --ephemeral)")?,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let id = Identity::from_key_file_bytes(&bytes)
+                .map_err(|e| format!("bad identity file {}: {e}", path.display()))?;
+            Ok((id, format!("loaded from {}", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = new_identity()?;
+            write_key_file(&path, &id.to_key_file_bytes())
+                .map_err(|e| format!("cannot write identity file {}: {e}", path.display()))?;
+            Ok((id, format!("created {}", path.display())))
+        }
+        Err(e) => Err(format!("cannot read identity file {}: {e}", path.display())),
+    }
+}
+
+/// A static server identity over every group we support, strongest first
+/// (crypto defaults), whose group-2 key has the full 128 bytes.
+fn new_identity() -> Result<Identity, String> {
+    for _ in 0..MAX_IDENTITY_TRIES {
+        let id = Identity::generate_static(&DhGroup::ALL, None, true, &mut OsRng)
+            .map_err(|e| format!("cannot generate an identity: {e}"))?;
+        let full = id
+            .static_key(DhGroup::G2)
+            .is_some_and(|k| k.public_key().len() == DhGroup::G2.prime_len());
+        if full {
+            return Ok(id);
+        }
+    }
+    Err("cannot generate an identity with a full-length group-2 key".to_owned())
+}
+
+fn default_identity_path() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?)
+            .join(".local")
+            .join("share"),
+    };
+    Some(base.join("rtmfp").join("server.key"))
+}
+
+/// Creates the file (and its directories) readable by the owner only; never
+/// overwrites an existing file.
+fn write_key_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_created_private_and_reloaded() {
+        let dir = std::env::temp_dir().join(format!("rtmfp-serve-test-{}", std::process::id()));
+        let path = dir.join("sub").join("server.key");
+        let _ = std::fs::remove_dir_all(&dir);
+        let args = |p: &Path| ServeArgs {
+            listen: vec![],
+            identity: Some(p.to_path_buf()),
+            ephemeral: false,
+            max_sessions: 10,
+            handshake_rate: 0,
+            keepalive: 15,
+            json: false,
+        };
+        let (a, how) = load_identity(&args(&path)).unwrap();
+        assert!(how.starts_with("created"), "{how}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (b, how) = load_identity(&args(&path)).unwrap();
+        assert!(how.starts_with("loaded"), "{how}");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert!(b.is_static() && b.parsed().accepts_ancillary());
+        assert_eq!(
+            b.static_key(DhGroup::G2).unwrap().public_key().len(),
+            DhGroup::G2.prime_len()
+        );
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(
+            load_identity(&args(&path))
+                .unwrap_err()
+                .contains("bad identity file")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1063,12 +1063,16 @@ impl Endpoint {
                 && let Some((d, bytes)) = &s.rikeying
                 && *d == skic_digest
             {
-                let bytes = bytes.clone();
-                self.startup_out.push_back(StartupDatagram {
-                    iface,
-                    dst: from,
-                    bytes,
-                });
+                // Empty once the initiator has spoken in session mode: it
+                // has our RIKeying, so this is a stale duplicate.
+                if !bytes.is_empty() {
+                    let bytes = bytes.clone();
+                    self.startup_out.push_back(StartupDatagram {
+                        iface,
+                        dst: from,
+                        bytes,
+                    });
+                }
                 return;
             }
             // Override (spec 02 §11): only the same certificate may replace a
@@ -1081,7 +1085,10 @@ impl Endpoint {
             self.by_addr.remove(&(iface, from));
         }
         // Glare (spec 02 §11): our own attempt to the same address.
-        let glare = self.sessions().find_map(|(h, s)| {
+        // Opening sessions are exactly those indexed by tag, so a server
+        // with thousands of open sessions scans none of them here.
+        let glare = self.by_tag.values().find_map(|&h| {
+            let s = self.session(h)?;
             let o = s.opening.as_ref()?;
             let hit = match s.state {
                 State::IHelloSent => o.candidates.iter().any(|c| c.addr == from),
@@ -1285,6 +1292,14 @@ impl Endpoint {
             return;
         }
         s.last_rx = now;
+        // A packet under the session keys proves the initiator got our
+        // RIKeying: keep only the digest that recognises stale IIKeyings,
+        // not the datagram (memory per idle session).
+        if let Some((_, bytes)) = s.rikeying.as_mut()
+            && !bytes.is_empty()
+        {
+            *bytes = Vec::new();
+        }
         if s.state == State::Open {
             s.ts.on_receive(hdr.timestamp, now);
             if let Some(rtt) = s.ts.rtt_sample(hdr.timestamp_echo, ours) {

@@ -54,7 +54,8 @@ pub struct CryptoSettings {
     pub groups: Vec<DhGroup>,
     /// As responder, answer Flash-class keying (group 2, no HMAC, no sequence
     /// numbers after negotiation) in the exact layout librtmfp requires:
-    /// `03 1a 00 00 02 1e 00` then `81 02 0d 02 <128 B>` or `41 0e <64 B>` (spec 06).
+    /// `03 1a 00 00 02 1e 00` then `81 02 0d 02 <128 B>` (servers, static or
+    /// ephemeral) or `41 0e <64 B>` (static P2P peers) (spec 06).
     pub librtmfp_compatible_skrc: bool,
 }
 
@@ -447,11 +448,22 @@ pub fn respond(
         // 1e · 1a (reference order, spec 03 §9.4).
         neg_options(&mut skrc, hmac, settings.hmac_len, sseq, true);
     }
-    if identity.is_static() {
+    // A static *server* facing a Flash-class client must still hand out its
+    // key in SKRC (see below); a static *peer* must not: librtmfp's P2P
+    // initiator takes the key from the certificate and wants exactly
+    // `41 0e <64 B>` here (spec 06).
+    let static_server = identity.is_static() && identity.parsed().accepts_ancillary();
+    if identity.is_static() && !(flash_class && static_server) {
         let mut r = [0u8; COMPONENT_RANDOMNESS];
         rng.fill(&mut r);
         push(&mut skrc, comp_opt::EXTRA_RANDOMNESS, &r);
     } else {
+        // Flash-class initiators (librtmfp, Flash Player) never read our
+        // certificate: they take the DH key from SKRC offset 11 whatever we
+        // are (spec 06). A static responder therefore repeats its static
+        // key here; initiators that keyed with the certificate's copy
+        // ignore this option (the reference only reads it when it needs a
+        // key), so both readings compute the same secret.
         let mut v = vec![group.id()];
         v.extend_from_slice(ours.public_key());
         push(&mut skrc, comp_opt::EPHEMERAL_KEY, &v);

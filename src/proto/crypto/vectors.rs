@@ -611,6 +611,33 @@ fn librtmfp_compatible_skrc_layouts() {
     let mut ikeys = ik.finish(&skrc).unwrap();
     cross_check(&mut ikeys, &mut rkeys);
 
+    // Static *server* (stable fingerprint): librtmfp connecting to a server
+    // reads the key at SKRC offset 11 and needs 139 bytes, so the static
+    // group-2 key is repeated there; our initiator keys with the
+    // certificate's copy and must agree.
+    let sserver = Identity::generate_static(&DhGroup::ALL, None, true, &mut rng).unwrap();
+    let ik = InitiatorKeying::new(
+        &flash,
+        &CryptoSettings::flash_player(),
+        sserver.certificate(),
+        &mut rng,
+    )
+    .unwrap();
+    let (skrc, mut rkeys) = respond(
+        &sserver,
+        &settings,
+        flash.certificate(),
+        ik.skic(),
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(skrc.len(), 139);
+    assert_eq!(skrc[..11], h("031a0000021e0081020d02"));
+    let g2 = sserver.static_key(DhGroup::G2).unwrap().public_key();
+    assert_eq!(&skrc[11..], g2);
+    let mut ikeys = ik.finish(&skrc).unwrap();
+    cross_check(&mut ikeys, &mut rkeys);
+
     // A Flash-like initiator that requests HMAC gets the reference layout.
     let req = CryptoSettings {
         hmac_recv_required: true,
