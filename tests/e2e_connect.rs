@@ -620,3 +620,98 @@ fn hold_keeps_sessions_until_interrupted() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// `rtmfp serve` on a free loopback port, killed (SIGINT) on drop.
+struct Serve(std::process::Child, SocketAddr);
+
+impl Serve {
+    fn start() -> Self {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &addr.to_string(),
+                "--ephemeral",
+                "--quiet",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Serve(child, addr)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let start = StdInstant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn connects_to_our_own_serve() {
+    let serve = Serve::start();
+    let url = format!("rtmfp://{}/live", serve.1);
+    // IHellos are repeated, so a server still starting up is fine.
+    let (out, _) = run(
+        &[
+            "connect",
+            &url,
+            "--json",
+            "--dh-group",
+            "2",
+            "--timeout",
+            "5s",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let r = &json_lines(&out)[0];
+    assert_eq!(r["dh_group"], 2);
+    assert_eq!(r["server_info"]["code"], "NetConnection.Connect.Success");
+    assert_eq!(r["server_info"]["connectionID"], r["peer_id"]);
+    assert_eq!(
+        r["server_info"]["serverFingerprint"],
+        r["server_fingerprint"]
+    );
+    assert!(r["keepalive"]["server_ms"].as_u64().unwrap() >= 5000, "{r}");
+
+    let (out, _) = run(
+        &[
+            "connect",
+            &url,
+            "--json",
+            "--sessions",
+            "12",
+            "--concurrency",
+            "4",
+            "--dh-group",
+            "2",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let l = &json_lines(&out)[0];
+    assert_eq!(
+        (l["succeeded"].as_u64(), l["failed"].as_u64()),
+        (Some(12), Some(0)),
+        "{l}"
+    );
+}
