@@ -55,7 +55,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__connect)
-            opts="-t -c -i -v -q -h -V --timeout --count --interval --sessions --concurrency --dh-group --json --verbose --quiet --help --version"
+            opts="-t -c -i -v -q -h -V --timeout --count --interval --sessions --concurrency --hold --dh-group --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

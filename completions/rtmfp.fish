@@ -43,15 +43,16 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s q -l quiet -d 'Onl
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s t -l timeout -d 'Give up after this long without a connection (e.g. 5s, 500ms)' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s c -l count -d 'Keep the session and report RTT this many times' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s c -l count -d 'Keep the session and report RTT (RTMFP ping) this many times, then a min/avg/max summary' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s i -l interval -d 'Time between RTT reports with --count' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l sessions -d 'Load test: open this many sessions and report setup-time percentiles' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l concurrency -d 'Sessions being set up at once with --sessions' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Diffie-Hellman group to offer' -r -f -a "auto\t'The strongest group both ends support'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l sessions -d 'Load test: open this many sessions (handshake + connect, closed once answered) and report setup-time percentiles, sessions per second and failures by kind' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l concurrency -d 'Sessions being set up at once with --sessions. Each slot has its own UDP port and client identity, since servers key connections by peer ID' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Diffie-Hellman group to offer. MonaServer, Cumulus and other Flash-era servers need 2 (Flash Player\'s exact single-key certificate)' -r -f -a "auto\t'The strongest group both ends support'
 2\t'1024-bit MODP group 2, the only one Flash Player uses'
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l json -d 'Write the report as one JSON object per line'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s q -l quiet -d 'Only errors on stderr'

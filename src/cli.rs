@@ -148,7 +148,17 @@ pub enum DhChoice {
 /// Performs the handshake and a Flash NetConnection `connect` to the app in the URL, sends `setPeerInfo`
 /// with this host's addresses, and reports: our peer ID, the server's fingerprint, the far address, our
 /// local and reflexive addresses, RTT, handshake and connect times, the DH group, whether HMAC and
-/// session sequence numbers were negotiated, and the server's info object.
+/// session sequence numbers were negotiated, and the server's info object. Then it closes the session
+/// in order.
+///
+/// With --json every line is one object with a `type` (times in milliseconds): `connect` (url,
+/// far_address, local_addresses, observed_address, peer_id, server_fingerprint, dh_group,
+/// hmac{send,recv}, sseq{send,recv}, handshake_ms, connect_ms, srtt_ms, ping_ms,
+/// keepalive{server_ms,peer_ms}, server_info), `ping` (seq, rtt_ms, lost), `ping_summary` (sent,
+/// received, min_ms, avg_ms, max_ms), `load` (sessions, concurrency, succeeded, failed,
+/// failures{no_answer,rejected,protocol}, elapsed_s, sessions_per_s, handshake_ms and connect_ms as
+/// {p50,p90,p99,max}), and `error` (kind: resolve, no_answer, rejected or protocol; message; for
+/// rejections also code, description and info).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
@@ -173,7 +183,7 @@ pub struct ConnectArgs {
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// Keep the session and report RTT this many times.
+    /// Keep the session and report RTT (RTMFP ping) this many times, then a min/avg/max summary.
     #[arg(short, long, value_name = "N")]
     pub count: Option<u32>,
 
@@ -181,15 +191,23 @@ pub struct ConnectArgs {
     #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
 
-    /// Load test: open this many sessions and report setup-time percentiles.
+    /// Load test: open this many sessions (handshake + connect, closed once answered) and report
+    /// setup-time percentiles, sessions per second and failures by kind.
     #[arg(long, value_name = "N", conflicts_with = "count")]
     pub sessions: Option<u32>,
 
-    /// Sessions being set up at once with --sessions.
+    /// Sessions being set up at once with --sessions. Each slot has its own UDP port and client
+    /// identity, since servers key connections by peer ID.
     #[arg(long, value_name = "C", default_value_t = 1, requires = "sessions")]
     pub concurrency: u32,
 
-    /// Diffie-Hellman group to offer.
+    /// With --sessions: keep every connected session open (one UDP port and identity each) until
+    /// interrupted, e.g. to measure server memory; the summary is printed once all are set up.
+    #[arg(long, requires = "sessions")]
+    pub hold: bool,
+
+    /// Diffie-Hellman group to offer. MonaServer, Cumulus and other Flash-era servers need 2
+    /// (Flash Player's exact single-key certificate).
     #[arg(long, value_enum, default_value_t = DhChoice::Auto)]
     pub dh_group: DhChoice,
 

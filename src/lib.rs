@@ -4,6 +4,7 @@
 //! (the tokio edge, the Flash TC layer, the commands) builds on it.
 
 pub mod cli;
+pub mod client;
 pub mod cmd;
 pub mod flash;
 pub mod net;

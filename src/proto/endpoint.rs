@@ -404,6 +404,14 @@ impl Endpoint {
         true
     }
 
+    /// Changes one session's keepalive period, e.g. after a server's Set
+    /// Keepalive Timers (spec 04 §6.3); the caller applies the 5 s floor.
+    pub fn set_keepalive(&mut self, h: SessionHandle, period: Duration) {
+        let Some(s) = self.session_mut(h) else { return };
+        s.liveness.keepalive_period = period;
+        self.reschedule(h);
+    }
+
     /// Closes a session: orderly (Close / Close Ack exchange) or abrupt.
     pub fn close(&mut self, now: Instant, h: SessionHandle, orderly: bool) {
         self.close_with(now, h, orderly, CloseReason::Local);
@@ -694,6 +702,7 @@ impl Endpoint {
             last_mobility_ts: None,
             rikeying: None,
             counters: SessionCounters::default(),
+            probe_sent: None,
             scheduled: None,
             queued: false,
             events_queued: false,
@@ -1334,6 +1343,13 @@ impl Endpoint {
                     {
                         let sent = Instant::from_micros(u64::from_be_bytes(t));
                         probe_rtt = Some(now.saturating_since(sent));
+                        s.probe_sent = None;
+                    } else if msg.is_empty()
+                        && let Some(sent) = s.probe_sent.take()
+                    {
+                        // A Mona-class peer's echo-less reply (spec 06); it may
+                        // answer a keepalive instead, which is close enough.
+                        probe_rtt = Some(now.saturating_since(sent));
                     }
                 }
                 Chunk::UserData(d) if open => s.transport.on_user_data(now, &d),
@@ -1797,6 +1813,7 @@ impl Endpoint {
         let header_len = w.len();
         let mut data = false;
         let mut time_critical = false;
+        let mut sent_probe = false;
         let p = &mut s.pending;
         if p.close_ack {
             p.close_ack = false;
@@ -1811,6 +1828,7 @@ impl Endpoint {
             chunk::encode_ping(&mut w, &payload).ok()?;
         } else if let Some(probe) = p.probe.take() {
             chunk::encode_ping(&mut w, &probe).ok()?;
+            sent_probe = true;
         } else if p.keepalive_ping {
             p.keepalive_ping = false;
             chunk::encode_ping(&mut w, &[]).ok()?;
@@ -1834,6 +1852,9 @@ impl Endpoint {
         self.tc_sent_any = tc.tc_sent_any;
         let s = self.session_mut(h)?;
         let len = s.cipher.seal(s.far_sid, &plain[..n], buf).ok()?;
+        if sent_probe {
+            s.probe_sent = Some(now);
+        }
         s.last_tx = now;
         s.counters.tx_packets += 1;
         s.counters.tx_bytes += len as u64;

@@ -317,6 +317,9 @@ pub struct Session {
     /// to resend without key work when the IIKeying is repeated.
     pub rikeying: Option<([u8; 32], Vec<u8>)>,
     pub counters: SessionCounters,
+    /// When our last RTT probe left, unanswered: MonaServer and Cumulus
+    /// answer every Ping with an empty Ping Reply instead of an echo (spec 06).
+    pub probe_sent: Option<Instant>,
     /// The timer deadline currently registered with the endpoint.
     pub scheduled: Option<Instant>,
     /// Whether the session is in the endpoint's ready-to-send queue.

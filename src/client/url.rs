@@ -1,0 +1,177 @@
+//! `rtmfp://host[:port]/app[?query]` URLs.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+
+use thiserror::Error;
+
+/// Port RTMFP servers listen on unless told otherwise (Flash's default, as RTMP).
+pub const DEFAULT_PORT: u16 = 1935;
+
+/// A parsed server URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtmfpUrl {
+    /// Host name or IP literal, without brackets.
+    pub host: String,
+    pub port: u16,
+    /// Path without its leading `/` (the Flash `app`), without the query.
+    pub app: String,
+    /// The query after `?`, if any (without the `?`).
+    pub query: Option<String>,
+    /// The URL as given (minus any fragment): Flash's `tcUrl` and EPD.
+    pub original: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UrlError {
+    #[error("URL must start with rtmfp:// (got {0:?})")]
+    Scheme(String),
+    #[error("URL has no host")]
+    EmptyHost,
+    #[error("bad IPv6 literal {0:?} (write it as rtmfp://[2001:db8::1]:1935/app)")]
+    BadIpv6(String),
+    #[error("bad port {0:?} (1-65535)")]
+    BadPort(String),
+    #[error("user names and tokens in the URL are not supported")]
+    UserInfo,
+    #[error("bad character {0:?} in host")]
+    BadHost(char),
+}
+
+impl RtmfpUrl {
+    pub fn parse(s: &str) -> Result<Self, UrlError> {
+        let s = s.trim();
+        let original = s.split('#').next().unwrap_or(s).to_owned();
+        let (scheme, rest) = original
+            .split_once("://")
+            .ok_or_else(|| UrlError::Scheme(original.clone()))?;
+        if !scheme.eq_ignore_ascii_case("rtmfp") {
+            return Err(UrlError::Scheme(scheme.to_owned()));
+        }
+        let (authority, path_query) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(UrlError::UserInfo);
+        }
+        let (host, port) = split_host_port(authority)?;
+        let (path, query) = match path_query.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_owned())),
+            None => (path_query, None),
+        };
+        Ok(Self {
+            host,
+            port,
+            app: path.strip_prefix('/').unwrap_or(path).to_owned(),
+            query,
+            original,
+        })
+    }
+
+    /// The host as an IP literal, if it is one (no resolution needed).
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+impl fmt::Display for RtmfpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
+fn split_host_port(authority: &str) -> Result<(String, u16), UrlError> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (lit, after) = rest
+            .split_once(']')
+            .ok_or_else(|| UrlError::BadIpv6(authority.to_owned()))?;
+        if lit.parse::<Ipv6Addr>().is_err() {
+            return Err(UrlError::BadIpv6(lit.to_owned()));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| UrlError::BadPort(p.to_owned()))?,
+            ),
+        };
+        (lit, port)
+    } else {
+        if authority.matches(':').count() > 1 {
+            // An unbracketed IPv6 literal: the port would be ambiguous.
+            return Err(UrlError::BadIpv6(authority.to_owned()));
+        }
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(UrlError::EmptyHost);
+    }
+    if !authority.starts_with('[')
+        && let Some(c) = host
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(UrlError::BadHost(c));
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n != 0 => n,
+            _ => return Err(UrlError::BadPort(p.to_owned())),
+        },
+    };
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_usual_forms() {
+        let u = RtmfpUrl::parse("rtmfp://127.0.0.1/live").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.app.as_str()),
+            ("127.0.0.1", 1935, "live")
+        );
+        assert_eq!(u.query, None);
+        assert_eq!(u.original, "rtmfp://127.0.0.1/live");
+
+        let u = RtmfpUrl::parse("RTMFP://example.net:19350/app/inst?token=x#frag").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("example.net", 19350));
+        assert_eq!(u.app, "app/inst");
+        assert_eq!(u.query.as_deref(), Some("token=x"));
+        assert_eq!(u.original, "RTMFP://example.net:19350/app/inst?token=x");
+
+        let u = RtmfpUrl::parse("rtmfp://[::1]:19350/live").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 19350));
+        assert_eq!(u.ip(), Some("::1".parse().unwrap()));
+
+        let u = RtmfpUrl::parse("rtmfp://[2001:db8::1]").unwrap();
+        assert_eq!((u.port, u.app.as_str()), (1935, ""));
+
+        let u = RtmfpUrl::parse("rtmfp://host?x=1").unwrap();
+        assert_eq!((u.app.as_str(), u.query.as_deref()), ("", Some("x=1")));
+    }
+
+    #[test]
+    fn rejects_bad_urls_clearly() {
+        let e = |s| RtmfpUrl::parse(s).unwrap_err();
+        assert_eq!(e("http://x/app"), UrlError::Scheme("http".into()));
+        assert!(matches!(e("127.0.0.1/live"), UrlError::Scheme(_)));
+        assert_eq!(e("rtmfp:///live"), UrlError::EmptyHost);
+        assert_eq!(e("rtmfp://h:0/a"), UrlError::BadPort("0".into()));
+        assert_eq!(e("rtmfp://h:70000/a"), UrlError::BadPort("70000".into()));
+        assert_eq!(e("rtmfp://h:/a"), UrlError::BadPort("".into()));
+        assert!(matches!(e("rtmfp://::1/a"), UrlError::BadIpv6(_)));
+        assert!(matches!(e("rtmfp://[::g]/a"), UrlError::BadIpv6(_)));
+        assert!(matches!(e("rtmfp://[::1/a"), UrlError::BadIpv6(_)));
+        assert!(matches!(e("rtmfp://[::1]x/a"), UrlError::BadPort(_)));
+        assert_eq!(e("rtmfp://u:t@h/a"), UrlError::UserInfo);
+        assert_eq!(e("rtmfp://h st/a"), UrlError::BadHost(' '));
+    }
+}
