@@ -57,6 +57,10 @@ pub struct CryptoSettings {
     /// `03 1a 00 00 02 1e 00` then `81 02 0d 02 <128 B>` (servers, static or
     /// ephemeral) or `41 0e <64 B>` (static P2P peers) (spec 06).
     pub librtmfp_compatible_skrc: bool,
+    /// Use the reference implementation's ephemeral exponent lengths
+    /// ([`DhGroup::reference_exponent_bits`]) instead of our shorter group-2
+    /// exponents; only needed to reproduce its byte-exact vectors.
+    pub reference_exponents: bool,
 }
 
 impl Default for CryptoSettings {
@@ -71,8 +75,23 @@ impl Default for CryptoSettings {
             sseq_recv_required: false,
             groups: DhGroup::ALL.to_vec(),
             librtmfp_compatible_skrc: true,
+            reference_exponents: false,
         }
     }
+}
+
+/// A fresh per-session key with the exponent length the settings ask for.
+fn ephemeral_key(
+    settings: &CryptoSettings,
+    group: DhGroup,
+    rng: &mut dyn Rng,
+) -> Result<DhPrivateKey, CryptoError> {
+    let bits = if settings.reference_exponents {
+        group.reference_exponent_bits()
+    } else {
+        group.exponent_bits()
+    };
+    DhPrivateKey::generate_with_bits(group, bits, rng)
 }
 
 impl CryptoSettings {
@@ -330,7 +349,7 @@ impl InitiatorKeying {
                     .iter()
                     .find(common)
                     .ok_or(CryptoError::NoCommonGroup)?;
-                (g, DhPrivateKey::generate(g, rng)?, false)
+                (g, ephemeral_key(settings, g, rng)?, false)
             }
         };
         let (hmac, sseq) = initial_neg(settings);
@@ -431,7 +450,7 @@ pub fn respond(
     let ours = match identity.static_key(group) {
         Some(k) => k,
         None => {
-            ephemeral = DhPrivateKey::generate(group, rng)?;
+            ephemeral = ephemeral_key(settings, group, rng)?;
             &ephemeral
         }
     };

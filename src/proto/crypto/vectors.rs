@@ -137,6 +137,7 @@ fn variant_a_settings() -> CryptoSettings {
     // "The responder like the reference with defaults": reference SKRC layout.
     CryptoSettings {
         librtmfp_compatible_skrc: false,
+        reference_exponents: true,
         ..CryptoSettings::default()
     }
 }
@@ -306,7 +307,10 @@ fn example_a2_default_key_ihello() {
 
 #[test]
 fn variant_b_requires_hmac_and_sseq() {
-    let mut w = worked(CryptoSettings::require_all());
+    let mut w = worked(CryptoSettings {
+        reference_exponents: true,
+        ..CryptoSettings::require_all()
+    });
     assert_eq!(w.skrc, [h("021e07031a071081020d02"), h(B_PUB)].concat());
     let k = h(K_SHARED);
     let i2r = hmac(&k, &*hmac(&w.skrc, &w.skic));
