@@ -15,8 +15,11 @@ use rtmfp::proto::{Instant, SeededRng};
 
 fn identity() -> Identity {
     static ID: OnceLock<Identity> = OnceLock::new();
-    ID.get_or_init(|| Identity::generate_ephemeral_server(&[DhGroup::G2], &mut SeededRng::new(7)))
-        .clone()
+    ID.get_or_init(|| {
+        Identity::generate_ephemeral_server(&[DhGroup::G2], &mut SeededRng::new(7))
+            .expect("a seeded rng always yields a key")
+    })
+    .clone()
 }
 
 fuzz_target!(|data: &[u8]| {
