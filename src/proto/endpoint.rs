@@ -420,6 +420,7 @@ impl Endpoint {
                 s.pending.close = true;
                 s.close_deadline = now + super::session::NEARCLOSE_PERIOD;
                 s.close_rtx_at = now + super::session::NEARCLOSE_RTX_PERIOD;
+                self.flush_flow_events(h);
             }
             State::Open | State::NearClose | State::FarCloseLinger => {
                 // An abrupt close is announced with a lone Close Ack (spec 02 §10).
@@ -431,6 +432,7 @@ impl Endpoint {
                 s.pending = Pending::default();
                 s.pending.close_ack = true;
                 s.state = State::Closed;
+                self.flush_flow_events(h);
                 if notify {
                     self.emit_closed(h, reason);
                 }
@@ -1527,6 +1529,7 @@ impl Endpoint {
                 s.transport.abort();
                 s.pending.close_ack = true;
                 s.close_deadline = now + super::session::FARCLOSE_LINGER_PERIOD;
+                self.flush_flow_events(h);
                 self.events.push_back(Event::Closed {
                     session: h,
                     reason: CloseReason::Remote,
@@ -1546,6 +1549,7 @@ impl Endpoint {
                 s.pending = Pending::default();
                 s.pending.close_ack = true;
                 s.state = State::Closed;
+                self.flush_flow_events(h);
                 self.emit_closed(h, CloseReason::Remote);
             }
             State::NearClose => {
@@ -1560,6 +1564,20 @@ impl Endpoint {
             }
             _ => {}
         }
+    }
+
+    /// Moves a session's pending flow events (the exceptions
+    /// `Transport::abort` raises, unread messages) to the endpoint queue: a
+    /// closed session can be reaped before the application polls it, and the
+    /// ends of its flows must not vanish with it.
+    fn flush_flow_events(&mut self, h: SessionHandle) {
+        let Some(s) = self.session_mut(h) else { return };
+        let events: Vec<_> = std::iter::from_fn(|| s.transport.poll_event()).collect();
+        self.events.extend(
+            events
+                .into_iter()
+                .map(|event| Event::Flow { session: h, event }),
+        );
     }
 
     fn emit_closed(&mut self, h: SessionHandle, reason: CloseReason) {
@@ -1669,6 +1687,7 @@ impl Endpoint {
             s.transport.abort();
             s.pending = Pending::default();
             s.state = State::Closed;
+            self.flush_flow_events(h);
             self.emit_closed(h, CloseReason::Timeout);
             return;
         }
