@@ -387,7 +387,7 @@ fn mean_cwnd(net: &mut Net, src: &mut Source, span: Duration) -> f64 {
                 .stats()
                 .cwnd as f64;
             count += 1;
-            next = next + Duration::from_millis(100);
+            next += Duration::from_millis(100);
         }
         n.now >= end
     });

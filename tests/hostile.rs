@@ -344,7 +344,7 @@ fn hundred_thousand_garbage_datagrams_leave_nothing_behind() {
                     0x30, 0x0f, 0x70, 0x71, 0x79, 0x38, 0x78, 0x01, 0x10, 0x51, 0x0c, 0x7f,
                 ];
                 let mut plain = Vec::with_capacity(700);
-                let flags = if r % 8 == 0 {
+                let flags = if r.is_multiple_of(8) {
                     rng.next_u32() as u8
                 } else {
                     0x0b
