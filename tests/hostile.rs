@@ -288,6 +288,48 @@ proptest! {
     }
 }
 
+/// A server with one open session (from the captured IIKeying) and that
+/// session's ID.
+fn server_with_session() -> (Endpoint, [u8; 4]) {
+    let c = captured();
+    let mut srv = server(&c.server_id);
+    assert_eq!(feed(&mut srv, &c.iikeying), 1);
+    let (h, _) = srv
+        .sessions()
+        .next()
+        .expect("the IIKeying opened a session");
+    (srv, h.0.to_be_bytes())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Garbage addressed to a live session (its SSID scrambled correctly)
+    /// fails the session key's checks: dropped as a decryption failure,
+    /// never answered, and the session is untouched.
+    #[test]
+    fn garbage_for_an_open_session_is_dropped_silently(
+        mut data in proptest::collection::vec(any::<u8>(), 20..1500),
+        from_peer in any::<bool>(),
+    ) {
+        let (mut srv, sid) = server_with_session();
+        let ssid = scramble_sid(sid, &data[4..]);
+        data[..4].copy_from_slice(&ssid);
+        let before = srv.stats();
+        let from = if from_peer { client_addr() } else { "203.0.113.5:999".parse().unwrap() };
+        srv.handle_datagram(t0(), 0, from, &data);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        prop_assert!(srv.poll_transmit(t0(), &mut buf).is_none(), "answered garbage");
+        prop_assert!(srv.poll_event().is_none());
+        let after = srv.stats();
+        prop_assert_eq!(after.dropped(DropReason::Decrypt), before.dropped(DropReason::Decrypt) + 1);
+        prop_assert_eq!(after.total_drops(), before.total_drops() + 1);
+        prop_assert_eq!(srv.session_count(), 1);
+        let (_, sess) = srv.sessions().next().unwrap();
+        prop_assert_eq!(sess.far_addr, client_addr(), "garbage moved the session");
+    }
+}
+
 /// 100 000 garbage datagrams of every kind. Afterwards nothing is left: no
 /// sessions, no queued transmits, events or timers; only the datagrams that
 /// verified and carried an IHello selecting us were answered; and each kind
