@@ -575,3 +575,75 @@ fn receiver_abort_with_data_in_flight() {
     assert_eq!(net.nodes[CLIENT].ep.session_count(), 0);
     assert_eq!(net.nodes[SERVER].ep.session_count(), 0);
 }
+
+/// (e) Two sessions share the server's uplink: the server sends to two
+/// clients at once over a 1 MB/s link that is the bottleneck (no random
+/// loss; drops come from its queue). Both sessions progress, together they
+/// fill the link, and they split it roughly evenly though each has its own
+/// congestion control.
+#[test]
+fn two_sessions_share_the_senders_link() {
+    let link = LinkConfig {
+        bandwidth: Some(1_000_000),
+        ..clean_link()
+    };
+    let mut net = Net::new(19, link);
+    net.add(server_identity(19, G2), EndpointConfig::default());
+    net.add(client_identity(20, G2), EndpointConfig::default());
+    net.add(client_identity(21, G2), EndpointConfig::default());
+    let server_addr = net.nodes[SERVER].addr;
+    let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
+    let now = net.now;
+    for c in [1, 2] {
+        net.nodes[c].ep.connect(now, &epd, &[server_addr]).unwrap();
+    }
+    let mut opened = Vec::new();
+    assert!(net.run_until(Duration::from_secs(30), |n| {
+        for e in n.take_events(SERVER) {
+            if let Event::Opened {
+                session, far_addr, ..
+            } = e
+            {
+                opened.push((session, far_addr));
+            }
+        }
+        opened.len() == 2
+    }));
+    // One source per session, keyed by the client node it reaches.
+    let mut sources: Vec<(usize, Source)> = opened
+        .iter()
+        .map(|&(h, addr)| {
+            let node = net.nodes.iter().position(|n| n.addr == addr).unwrap();
+            (
+                node,
+                Source::open(&mut net, SERVER, h, Priority::Routine, u64::MAX, 1000),
+            )
+        })
+        .collect();
+    let mut bytes = [0u64; 3];
+    let end = net.now + Duration::from_secs(10);
+    net.run_until(Duration::from_secs(10), |n| {
+        for (node, src) in sources.iter_mut() {
+            src.top_up(n, |_| WriteOptions::default());
+            drain_messages(n, *node, |_, data| {
+                check(&data, 1000);
+                bytes[*node] += 1000;
+            });
+            n.nodes[*node].events.clear();
+        }
+        n.now >= end
+    });
+    let (a, b) = (bytes[1], bytes[2]);
+    eprintln!(
+        "two sessions: {a} and {b} bytes in 10 s; net {:?}",
+        net.stats
+    );
+    assert!(a > 50_000 && b > 50_000, "both progress: {a} {b}");
+    assert!(
+        a + b > 8_000_000,
+        "the pair should fill the 1 MB/s link: {}",
+        a + b
+    );
+    let ratio = a as f64 / b as f64;
+    assert!((0.5..2.0).contains(&ratio), "unfair split {a}:{b}");
+}
