@@ -578,8 +578,9 @@ fn receiver_abort_with_data_in_flight() {
 
 /// (e) Two sessions share the server's uplink: the server sends to two
 /// clients at once over a 1 MB/s link that is the bottleneck (no random
-/// loss; drops come from its queue). Both sessions progress, together they
-/// fill the link, and they split it roughly evenly though each has its own
+/// loss: each session's window would carry 1.6 MB/s, so the link's
+/// serialisation queue decides). Both sessions progress, together they fill
+/// the link, and they split it roughly evenly though each has its own
 /// congestion control.
 #[test]
 fn two_sessions_share_the_senders_link() {
