@@ -836,7 +836,8 @@ impl Endpoint {
             return;
         }
         let mut seen_ihello = false;
-        for c in Chunks::new(area) {
+        let mut chunks = Chunks::new(area);
+        for c in chunks.by_ref() {
             match c {
                 Chunk::IHello(ih) => {
                     // spec 01 §8: only the first IHello of a packet counts.
@@ -852,6 +853,11 @@ impl Endpoint {
                 Chunk::Unknown { .. } => {}
                 _ => self.stats.drop(DropReason::WrongState),
             }
+        }
+        // A chunk claiming more bytes than the packet holds ends the parse;
+        // count it, or a flood of such packets is invisible in the stats.
+        if chunks.ended_truncated() {
+            self.stats.drop(DropReason::MalformedChunk);
         }
     }
 
@@ -1284,7 +1290,8 @@ impl Endpoint {
         let mut fihellos: Vec<(Vec<u8>, SocketAddr, Vec<u8>)> = Vec::new();
         let mut mobility_reply: Option<Vec<u8>> = None;
         let mut probe_rtt: Option<Duration> = None;
-        for c in Chunks::new(area) {
+        let mut chunks = Chunks::new(area);
+        for c in chunks.by_ref() {
             let open = s.state == State::Open;
             match c {
                 Chunk::Ping(msg) if open => {
@@ -1318,7 +1325,7 @@ impl Endpoint {
                 _ => {}
             }
         }
-        if !chunks_ok {
+        if !chunks_ok || chunks.ended_truncated() {
             self.stats.drop(DropReason::MalformedChunk);
         }
         let tc_ctx = self.tc_context(self.session(h).expect("caller checked"));
