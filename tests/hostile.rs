@@ -478,3 +478,19 @@ fn c_id() -> &'static Identity {
 fn c_selects(id: &Identity, epd: &[u8]) -> bool {
     id.selected_by(epd)
 }
+
+/// A verified startup packet whose chunk claims more bytes than the packet
+/// holds is dropped and counted as a malformed chunk (a flood of them must
+/// show up in the stats), and is not answered.
+#[test]
+fn chunk_longer_than_its_packet_is_counted() {
+    let mut srv = server(&captured().server_id);
+    // Startup header with timestamp, then an IHello claiming 200 bytes of 3.
+    let plain = [0x0b, 0x00, 0x01, 0x30, 0x00, 0xc8, 0x01, 0x0a, 0x00];
+    let d = seal_startup(&plain);
+    assert!(verifies(&d));
+    assert_eq!(feed(&mut srv, &d), 0);
+    let s = srv.stats();
+    assert_eq!(s.dropped(DropReason::MalformedChunk), 1, "{:?}", s.drops);
+    assert_eq!(s.total_drops(), 1);
+}
