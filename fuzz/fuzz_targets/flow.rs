@@ -39,9 +39,12 @@ fuzz_target!(|data: &[u8]| {
     let mut ctx = TcContext::default();
     let mut out = vec![0u8; 1200];
     // Outstanding data of our own, so acks and exceptions have something to hit.
-    let f = t.open_flow(b"fuzz", None, Priority::Routine).expect("first flow");
+    let f = t
+        .open_flow(b"fuzz", None, Priority::Routine)
+        .expect("first flow");
     for i in 0..8u8 {
-        t.write(f, &[i; 3000], WriteOptions::default()).expect("room for 24 KB");
+        t.write(f, &[i; 3000], WriteOptions::default())
+            .expect("room for 24 KB");
     }
     drive(&mut t, now, &mut ctx, &mut out);
 
@@ -67,7 +70,11 @@ fuzz_target!(|data: &[u8]| {
             drive(&mut t, now, &mut ctx, &mut out);
         }
         let s = t.stats();
-        assert!(s.recv_flows <= 8, "receiving flows exceed the cap: {}", s.recv_flows);
+        assert!(
+            s.recv_flows <= 8,
+            "receiving flows exceed the cap: {}",
+            s.recv_flows
+        );
         // One buffer per flow, plus at most a packet's worth accepted at the edge.
         assert!(
             s.recv_buffered <= 8 * (RECV_BUFFER + 1200),

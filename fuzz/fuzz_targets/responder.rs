@@ -43,7 +43,12 @@ fn from() -> SocketAddr {
 
 fn server(id: &Identity) -> Endpoint {
     // Same seed and start time every run: the same cookie secret.
-    let mut ep = Endpoint::new(id.clone(), EndpointConfig::default(), Box::new(SeededRng::new(1)), now());
+    let mut ep = Endpoint::new(
+        id.clone(),
+        EndpointConfig::default(),
+        Box::new(SeededRng::new(1)),
+        now(),
+    );
     ep.add_interface(false);
     ep
 }
@@ -53,13 +58,23 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let server_id = Identity::generate_ephemeral_server(&[DhGroup::G2], &mut SeededRng::new(7))
             .expect("a seeded rng always yields a key");
-        let client_id = Identity::generate_static(&[DhGroup::G2], None, false, &mut SeededRng::new(8))
-            .expect("a seeded rng always yields a key");
-        let mut client = Endpoint::new(client_id.clone(), EndpointConfig::default(), Box::new(SeededRng::new(9)), now());
+        let client_id =
+            Identity::generate_static(&[DhGroup::G2], None, false, &mut SeededRng::new(8))
+                .expect("a seeded rng always yields a key");
+        let mut client = Endpoint::new(
+            client_id.clone(),
+            EndpointConfig::default(),
+            Box::new(SeededRng::new(9)),
+            now(),
+        );
         client.add_interface(false);
         let server_addr: SocketAddr = "192.0.2.1:1935".parse().expect("literal address");
         client
-            .connect(now(), &crypto::epd_for_uri("rtmfp://192.0.2.1/app"), &[server_addr])
+            .connect(
+                now(),
+                &crypto::epd_for_uri("rtmfp://192.0.2.1/app"),
+                &[server_addr],
+            )
             .expect("valid EPD");
         client.handle_timeout(now());
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -68,7 +83,9 @@ fn fixture() -> &'static Fixture {
         srv.handle_datagram(now(), 0, from(), &buf[..t.len]);
         let t = srv.poll_transmit(now(), &mut buf).expect("RHello");
         let mut plain = vec![0u8; MAX_DATAGRAM];
-        let p = PacketCipher::default_key().open(&buf[..t.len], &mut plain).expect("our own RHello");
+        let p = PacketCipher::default_key()
+            .open(&buf[..t.len], &mut plain)
+            .expect("our own RHello");
         let (_, area) = PacketHeader::decode(p).expect("our own header");
         let cookie = Chunks::new(area)
             .find_map(|c| match c {
@@ -134,7 +151,11 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(n) = PacketCipher::default_key().seal([0; 4], plain, &mut sealed) {
                 feed(&mut ep, &sealed[..n], &mut sent);
             }
-            assert_eq!(ep.session_count(), 0, "no session without a cookie we issued");
+            assert_eq!(
+                ep.session_count(),
+                0,
+                "no session without a cookie we issued"
+            );
         }
         m => {
             if body.len() < 4 {
@@ -150,5 +171,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(ep.session_count() <= 1, "one IIKeying, one session at most");
         }
     }
-    assert!(sent <= fed, "at most one answer per datagram: {sent} for {fed}");
+    assert!(
+        sent <= fed,
+        "at most one answer per datagram: {sent} for {fed}"
+    );
 });
