@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
         if encoded {
             let again: Vec<_> = Chunks::new(w.written()).collect();
             assert_eq!(again.len(), 1, "re-encoded chunk must decode alone");
-            assert_eq!(again[0], c, "re-encoded chunk must decode to the same value");
+            assert_eq!(
+                again[0], c,
+                "re-encoded chunk must decode to the same value"
+            );
         }
     }
 });

@@ -431,6 +431,7 @@ impl Endpoint {
                 s.pending.close = true;
                 s.close_deadline = now + super::session::NEARCLOSE_PERIOD;
                 s.close_rtx_at = now + super::session::NEARCLOSE_RTX_PERIOD;
+                self.flush_flow_events(h);
             }
             State::Open | State::NearClose | State::FarCloseLinger => {
                 // An abrupt close is announced with a lone Close Ack (spec 02 §10).
@@ -442,6 +443,7 @@ impl Endpoint {
                 s.pending = Pending::default();
                 s.pending.close_ack = true;
                 s.state = State::Closed;
+                self.flush_flow_events(h);
                 if notify {
                     self.emit_closed(h, reason);
                 }
@@ -860,7 +862,8 @@ impl Endpoint {
             return;
         }
         let mut seen_ihello = false;
-        for c in Chunks::new(area) {
+        let mut chunks = Chunks::new(area);
+        for c in chunks.by_ref() {
             match c {
                 Chunk::IHello(ih) => {
                     // spec 01 §8: only the first IHello of a packet counts.
@@ -876,6 +879,11 @@ impl Endpoint {
                 Chunk::Unknown { .. } => {}
                 _ => self.stats.drop(DropReason::WrongState),
             }
+        }
+        // A chunk claiming more bytes than the packet holds ends the parse;
+        // count it, or a flood of such packets is invisible in the stats.
+        if chunks.ended_truncated() {
+            self.stats.drop(DropReason::MalformedChunk);
         }
     }
 
@@ -1327,7 +1335,8 @@ impl Endpoint {
         let mut fihellos: Vec<(Vec<u8>, SocketAddr, Vec<u8>)> = Vec::new();
         let mut mobility_reply: Option<Vec<u8>> = None;
         let mut probe_rtt: Option<Duration> = None;
-        for c in Chunks::new(area) {
+        let mut chunks = Chunks::new(area);
+        for c in chunks.by_ref() {
             let open = s.state == State::Open;
             match c {
                 Chunk::Ping(msg) if open => {
@@ -1368,7 +1377,7 @@ impl Endpoint {
                 _ => {}
             }
         }
-        if !chunks_ok {
+        if !chunks_ok || chunks.ended_truncated() {
             self.stats.drop(DropReason::MalformedChunk);
         }
         let tc_ctx = self.tc_context(self.session(h).expect("caller checked"));
@@ -1579,6 +1588,7 @@ impl Endpoint {
                 s.transport.abort();
                 s.pending.close_ack = true;
                 s.close_deadline = now + super::session::FARCLOSE_LINGER_PERIOD;
+                self.flush_flow_events(h);
                 self.events.push_back(Event::Closed {
                     session: h,
                     reason: CloseReason::Remote,
@@ -1598,6 +1608,7 @@ impl Endpoint {
                 s.pending = Pending::default();
                 s.pending.close_ack = true;
                 s.state = State::Closed;
+                self.flush_flow_events(h);
                 self.emit_closed(h, CloseReason::Remote);
             }
             State::NearClose => {
@@ -1612,6 +1623,20 @@ impl Endpoint {
             }
             _ => {}
         }
+    }
+
+    /// Moves a session's pending flow events (the exceptions
+    /// `Transport::abort` raises, unread messages) to the endpoint queue: a
+    /// closed session can be reaped before the application polls it, and the
+    /// ends of its flows must not vanish with it.
+    fn flush_flow_events(&mut self, h: SessionHandle) {
+        let Some(s) = self.session_mut(h) else { return };
+        let events: Vec<_> = std::iter::from_fn(|| s.transport.poll_event()).collect();
+        self.events.extend(
+            events
+                .into_iter()
+                .map(|event| Event::Flow { session: h, event }),
+        );
     }
 
     fn emit_closed(&mut self, h: SessionHandle, reason: CloseReason) {
@@ -1721,6 +1746,7 @@ impl Endpoint {
             s.transport.abort();
             s.pending = Pending::default();
             s.state = State::Closed;
+            self.flush_flow_events(h);
             self.emit_closed(h, CloseReason::Timeout);
             return;
         }
