@@ -246,7 +246,14 @@ impl ConnectApp {
                 }
             }
             TcEvent::Ended => {
-                if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                // Flows also end when the session itself is closing (our
+                // interrupt, or the far end's Close); its Closed event says
+                // which, so only a live session's ended connection is a failure.
+                let session_open = self
+                    .session
+                    .and_then(|h| ep.session(h))
+                    .is_some_and(|s| s.state == crate::proto::session::State::Open);
+                if session_open && !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
                     self.fail(
                         ep,
                         now,
