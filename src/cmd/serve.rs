@@ -57,7 +57,7 @@ pub fn run(args: ServeArgs) -> i32 {
     info!("server fingerprint {fp} ({source})");
     out.json(json!({"event": "identity", "fingerprint": fp, "source": source}));
 
-    let rt = match super::runtime() {
+    let rt = match super::runtime_single() {
         Ok(rt) => rt,
         Err(e) => {
             out.fatal(&format!("cannot start the runtime: {e}"));
