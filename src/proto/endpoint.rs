@@ -913,13 +913,20 @@ impl Endpoint {
         }
     }
 
+    /// The opening session an RHello or Redirect answers, by its tag echo;
+    /// anything else is counted as unmatched.
+    fn opening_for_tag(&mut self, tag: &[u8]) -> Option<SessionHandle> {
+        let h = <[u8; TAG_LENGTH]>::try_from(tag)
+            .ok()
+            .and_then(|t| self.by_tag.get(&t).copied());
+        if h.is_none() {
+            self.stats.drop(DropReason::Unmatched);
+        }
+        h
+    }
+
     fn on_rhello(&mut self, now: Instant, iface: u16, from: SocketAddr, rh: &chunk::RHello<'_>) {
-        let Ok(tag) = <[u8; TAG_LENGTH]>::try_from(rh.tag) else {
-            self.stats.drop(DropReason::Unmatched);
-            return;
-        };
-        let Some(&h) = self.by_tag.get(&tag) else {
-            self.stats.drop(DropReason::Unmatched);
+        let Some(h) = self.opening_for_tag(rh.tag) else {
             return;
         };
         let Ok(cert) = Certificate::parse(rh.certificate) else {
@@ -1005,12 +1012,7 @@ impl Endpoint {
     }
 
     fn on_redirect(&mut self, now: Instant, from: SocketAddr, rd: &chunk::Redirect<'_>) {
-        let Ok(tag) = <[u8; TAG_LENGTH]>::try_from(rd.tag) else {
-            self.stats.drop(DropReason::Unmatched);
-            return;
-        };
-        let Some(&h) = self.by_tag.get(&tag) else {
-            self.stats.drop(DropReason::Unmatched);
+        let Some(h) = self.opening_for_tag(rd.tag) else {
             return;
         };
         let mut any = false;
