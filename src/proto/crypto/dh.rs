@@ -90,20 +90,19 @@ impl DhGroup {
         self.bits() as usize / 8
     }
 
-    /// Private exponent length: twice the group's estimated security
-    /// strength (RFC 3526 §8 / NIST SP 800-57: about 80, 90-120, 112-160 and
-    /// 150-240 bits), so that short-exponent attacks cost no less than the
-    /// discrete log itself. Group 2 uses exactly 2 x 80: every estimate puts
-    /// 1024-bit MODP at 80 bits, and the exponentiation is most of a
-    /// server's per-session CPU with Flash-class clients (the reference uses
-    /// 224). The larger groups take twice the *upper* estimate: 256 bits for
-    /// group 5, and the reference's 320 and 480 for groups 14 and 16.
+    /// Private exponent length: twice the group's security strength per NIST
+    /// SP 800-57 (80, 96, 112 and 152 bits for 1024-, 1536-, 2048- and
+    /// 4096-bit MODP), so that short-exponent attacks cost no less than the
+    /// discrete log itself; the same rule OpenSSL applies to its FFDHE groups.
+    /// The exponentiation is most of a handshake's CPU, and the reference's
+    /// longer exponents (224/320/480 bits) buy no extra strength against the
+    /// discrete log of the group itself.
     pub fn exponent_bits(self) -> u32 {
         match self {
             DhGroup::G2 => 160,
-            DhGroup::G5 => 256,
-            DhGroup::G14 => 320,
-            DhGroup::G16 => 480,
+            DhGroup::G5 => 192,
+            DhGroup::G14 => 224,
+            DhGroup::G16 => 304,
         }
     }
 
@@ -112,7 +111,9 @@ impl DhGroup {
     pub fn reference_exponent_bits(self) -> u32 {
         match self {
             DhGroup::G2 => 224,
-            other => other.exponent_bits(),
+            DhGroup::G5 => 256,
+            DhGroup::G14 => 320,
+            DhGroup::G16 => 480,
         }
     }
 
