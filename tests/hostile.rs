@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use proptest::prelude::*;
 use rtmfp::proto::crypto::{self, DhGroup, Identity, PacketCipher};
-use rtmfp::proto::endpoint::{Endpoint, EndpointConfig, MAX_DATAGRAM};
+use rtmfp::proto::endpoint::{Endpoint, EndpointConfig, Event, MAX_DATAGRAM};
 use rtmfp::proto::stats::DropReason;
 use rtmfp::proto::wire::chunk::{Chunk, Chunks};
 use rtmfp::proto::wire::header::{Mode, PacketHeader, scramble_sid};
@@ -294,6 +294,11 @@ fn server_with_session() -> (Endpoint, [u8; 4]) {
     let c = captured();
     let mut srv = server(&c.server_id);
     assert_eq!(feed(&mut srv, &c.iikeying), 1);
+    // The RIKeying has left; the deferred key computation runs on the next
+    // timer pass, which reports the session open.
+    srv.handle_timeout(t0());
+    assert!(matches!(srv.poll_event(), Some(Event::Opened { .. })));
+    assert!(srv.poll_event().is_none());
     let (h, _) = srv
         .sessions()
         .next()

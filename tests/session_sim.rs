@@ -410,3 +410,59 @@ fn per_flow_stats_snapshot_both_directions() {
         "cumulative ack covers all three fragments"
     );
 }
+
+/// The responder hands out its RIKeying before doing the Diffie-Hellman
+/// step, so both ends compute at the same time; the session reports open
+/// once that step is done, on the next timer pass.
+#[test]
+fn responder_sends_rikeying_before_its_key_computation() {
+    use rtmfp::proto::endpoint::{Endpoint, MAX_DATAGRAM};
+    use rtmfp::proto::{Instant, SeededRng};
+    let now = Instant::from_micros(1_000_000);
+    let server_addr = "192.0.2.1:1935".parse().unwrap();
+    let client_addr = "192.0.2.2:1935".parse().unwrap();
+    let mut c = Endpoint::new(
+        client_identity(1, G2),
+        EndpointConfig::default(),
+        Box::new(SeededRng::new(2)),
+        now,
+    );
+    c.add_interface(false);
+    let mut s = Endpoint::new(
+        server_identity(3, G2),
+        EndpointConfig::default(),
+        Box::new(SeededRng::new(4)),
+        now,
+    );
+    s.add_interface(false);
+    c.connect(
+        now,
+        &crypto::epd_for_uri("rtmfp://192.0.2.1/app"),
+        &[server_addr],
+    )
+    .unwrap();
+    c.handle_timeout(now);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    // IHello -> RHello -> IIKeying.
+    let t = c.poll_transmit(now, &mut buf).unwrap();
+    s.handle_datagram(now, 0, client_addr, &buf[..t.len]);
+    let t = s.poll_transmit(now, &mut buf).unwrap();
+    c.handle_datagram(now, 0, server_addr, &buf[..t.len]);
+    let t = c.poll_transmit(now, &mut buf).unwrap();
+    s.handle_datagram(now, 0, client_addr, &buf[..t.len]);
+    // The session exists, keys still pending, nothing reported yet.
+    let (h, sess) = s.sessions().next().expect("IIKeying created the session");
+    assert!(sess.pending_keys.is_some() && sess.far.is_none());
+    assert!(s.poll_event().is_none());
+    // The RIKeying leaves first...
+    let ri = s.poll_transmit(now, &mut buf).expect("RIKeying");
+    assert!(s.session(h).unwrap().pending_keys.is_some());
+    assert_eq!(s.poll_timeout(), Some(now), "the key step is due at once");
+    // ...then a timer pass completes the keys and reports the session.
+    s.handle_timeout(now);
+    assert!(matches!(s.poll_event(), Some(Event::Opened { session, .. }) if session == h));
+    assert!(s.session(h).unwrap().far.is_some());
+    // And the initiator opens with the RIKeying it got.
+    c.handle_datagram(now, 0, server_addr, &buf[..ri.len]);
+    assert!(matches!(c.poll_event(), Some(Event::Opened { .. })));
+}

@@ -147,6 +147,8 @@ struct StartupDatagram {
     iface: u16,
     dst: SocketAddr,
     bytes: Vec<u8>,
+    /// The responder session whose keys wait for this RIKeying to leave.
+    keys_for: Option<SessionHandle>,
 }
 
 pub struct Endpoint {
@@ -418,6 +420,8 @@ impl Endpoint {
     }
 
     fn close_with(&mut self, now: Instant, h: SessionHandle, orderly: bool, reason: CloseReason) {
+        // A Close must go out under the session keys.
+        self.finish_keys(h);
         let Some(s) = self.session_mut(h) else { return };
         match s.state {
             State::IHelloSent | State::KeyingSent => {
@@ -615,6 +619,12 @@ impl Endpoint {
             let len = d.bytes.len().min(buf.len());
             buf[..len].copy_from_slice(&d.bytes[..len]);
             self.count_tx(len);
+            if let Some(h) = d.keys_for
+                && let Some(s) = self.session_mut(h)
+            {
+                s.keys_handed = true;
+                self.reschedule(h);
+            }
             return Some(Transmit {
                 iface: d.iface,
                 dst: d.dst,
@@ -702,6 +712,8 @@ impl Endpoint {
             close_reason: None,
             last_mobility_check_s: None,
             last_mobility_ts: None,
+            pending_keys: None,
+            keys_handed: false,
             rikeying: None,
             counters: SessionCounters::default(),
             probe_sent: None,
@@ -832,6 +844,7 @@ impl Endpoint {
             iface,
             dst,
             bytes: out,
+            keys_for: None,
         });
         true
     }
@@ -983,6 +996,7 @@ impl Endpoint {
             iface,
             dst: from,
             bytes: datagram,
+            keys_for: None,
         });
         self.reschedule(h);
     }
@@ -1081,6 +1095,7 @@ impl Endpoint {
                         iface,
                         dst: from,
                         bytes,
+                        keys_for: None,
                     });
                 }
                 return;
@@ -1123,7 +1138,7 @@ impl Endpoint {
             self.refuse(now, from, RefuseReason::HandshakeRate);
             return;
         }
-        let (skrc, keys) = match crypto::respond(
+        let (skrc, pending) = match crypto::respond_deferred(
             &self.identity,
             &self.config.crypto,
             ik.certificate,
@@ -1148,13 +1163,39 @@ impl Endpoint {
             self.remove_session(h);
             return;
         }
-        let cached = self
-            .startup_out
-            .back()
-            .map(|d| d.bytes.clone())
-            .unwrap_or_default();
+        // The DH step waits until this RIKeying has left (poll_transmit),
+        // so the initiator's key computation runs alongside ours.
+        let cached = match self.startup_out.back_mut() {
+            Some(d) => {
+                d.keys_for = Some(h);
+                d.bytes.clone()
+            }
+            None => Vec::new(),
+        };
         let s = self.session_mut(h).expect("just inserted");
         s.far_sid = ik.isid;
+        s.pending_keys = Some(Box::new((pending, fingerprint)));
+        s.rikeying = Some((skic_digest, cached));
+        self.by_addr.insert((iface, from), h);
+        self.reschedule(h);
+    }
+
+    /// Completes a responder session's keys (the deferred DH step) and
+    /// reports it open.
+    fn finish_keys(&mut self, h: SessionHandle) {
+        let Some(s) = self.session_mut(h) else { return };
+        let Some(boxed) = s.pending_keys.take() else {
+            return;
+        };
+        let (pending, fingerprint) = *boxed;
+        let keys = match pending.finish() {
+            Ok(k) => k,
+            Err(_) => {
+                self.stats.drop(DropReason::BadKeying);
+                self.remove_session(h);
+                return;
+            }
+        };
         s.far = Some(FarIdentity {
             fingerprint,
             near_nonce: keys.near_nonce,
@@ -1166,13 +1207,12 @@ impl Endpoint {
             sseq_rx: keys.sseq_rx,
         });
         s.cipher = keys.cipher;
-        s.rikeying = Some((skic_digest, cached));
-        self.by_addr.insert((iface, from), h);
+        let far_addr = s.far_addr;
         self.stats.sessions_opened += 1;
         self.events.push_back(Event::Opened {
             session: h,
             role: Role::Responder,
-            far_addr: from,
+            far_addr,
             peer_id: fingerprint,
         });
         self.reschedule(h);
@@ -1235,6 +1275,13 @@ impl Endpoint {
         from: SocketAddr,
         data: &[u8],
     ) {
+        // The initiator answered our RIKeying: the keys are needed now.
+        if self.session(h).is_some_and(|s| s.pending_keys.is_some()) {
+            self.finish_keys(h);
+            if self.session(h).is_none() {
+                return;
+            }
+        }
         let mut plain_buf = std::mem::take(&mut self.rx_plain);
         let s = self.session_mut(h).expect("caller checked");
         match s.cipher.open(data, &mut plain_buf) {
@@ -1509,6 +1556,7 @@ impl Endpoint {
             iface,
             dst: far,
             bytes: datagram,
+            keys_for: None,
         });
         self.reschedule(h);
     }
@@ -1670,6 +1718,11 @@ impl Endpoint {
         let Some(s) = self.session_mut(h) else { return };
         match s.state {
             State::IHelloSent | State::KeyingSent => self.opening_timeout(now, h),
+            State::Open if s.pending_keys.is_some() => {
+                if s.keys_handed {
+                    self.finish_keys(h);
+                }
+            }
             State::Open => self.open_timeout(now, h),
             State::NearClose => {
                 if now >= s.close_deadline {
@@ -1708,6 +1761,7 @@ impl Endpoint {
                     iface: s.iface,
                     dst: s.far_addr,
                     bytes: k.datagram.clone(),
+                    keys_for: None,
                 };
                 self.startup_out.push_back(d);
             }

@@ -313,6 +313,11 @@ pub struct Session {
     pub close_reason: Option<CloseReason>,
     pub last_mobility_check_s: Option<u64>,
     pub last_mobility_ts: Option<u64>,
+    /// Responder: the DH step still to do (and the far peer ID), finished
+    /// once our RIKeying has been handed out, so both ends compute at once.
+    pub pending_keys: Option<Box<(super::crypto::PendingResponse, [u8; 32])>>,
+    /// Our RIKeying has left through `poll_transmit`.
+    pub keys_handed: bool,
     /// Responder: the sealed RIKeying and a digest of the SKIC it answered,
     /// to resend without key work when the IIKeying is repeated.
     pub rikeying: Option<([u8; 32], Vec<u8>)>,
@@ -379,6 +384,9 @@ impl Session {
                     }
                 }
                 Some(d)
+            }
+            State::Open if self.pending_keys.is_some() => {
+                self.keys_handed.then_some(self.opened_at)
             }
             State::Open => {
                 let mut d = self.transport.poll_timeout();

@@ -415,16 +415,16 @@ impl InitiatorKeying {
     }
 }
 
-/// The responder's half (spec 03 §9.4, §10): negotiate on the SKIC before any
-/// DH work, check the group, compute K, build the SKRC, derive with
-/// SKNC = SKRC, SKFC = SKIC. Returns the SKRC to put in RIKeying.
-pub fn respond(
+/// The responder's half up to the SKRC (spec 03 §9.4, §10): negotiate on the
+/// SKIC before any DH work, check the group and the far key, build the SKRC.
+/// Returns the SKRC to put in RIKeying and the DH step still to do.
+pub fn respond_deferred(
     identity: &Identity,
     settings: &CryptoSettings,
     initiator_cert: &[u8],
     skic: &[u8],
     rng: &mut dyn Rng,
-) -> Result<(Vec<u8>, SessionKeys), CryptoError> {
+) -> Result<(Vec<u8>, PendingResponse), CryptoError> {
     settings.check()?;
     let cert = Certificate::parse(initiator_cert)?;
     let c = parse_component(skic)?;
@@ -446,15 +446,10 @@ pub fn respond(
     }
     validate_public_key(group, far_key)?;
 
-    let ephemeral;
     let ours = match identity.static_key(group) {
-        Some(k) => k,
-        None => {
-            ephemeral = ephemeral_key(settings, group, rng)?;
-            &ephemeral
-        }
+        Some(k) => k.clone(),
+        None => ephemeral_key(settings, group, rng)?,
     };
-    let k = ours.shared_secret(far_key)?;
 
     let flash_class = settings.librtmfp_compatible_skrc
         && group == DhGroup::G2
@@ -487,17 +482,64 @@ pub fn respond(
         v.extend_from_slice(ours.public_key());
         push(&mut skrc, comp_opt::EPHEMERAL_KEY, &v);
     }
-    let keys = derive(
-        &k,
-        &skrc,
-        skic,
+    let pending = PendingResponse {
+        ours,
+        far_key: far_key.to_vec(),
+        skrc: skrc.clone(),
+        skic: skic.to_vec(),
         group,
         hmac,
         sseq,
-        usize::from(settings.hmac_len),
+        tx_tag: usize::from(settings.hmac_len),
         rx_tag,
-    );
-    Ok((skrc, keys))
+    };
+    Ok((skrc, pending))
+}
+
+/// The responder's keying with the Diffie-Hellman step still to do: the
+/// SKRC does not depend on the shared secret, so a server can send its
+/// RIKeying first and compute while the initiator computes too.
+pub struct PendingResponse {
+    ours: DhPrivateKey,
+    far_key: Vec<u8>,
+    skrc: Vec<u8>,
+    skic: Vec<u8>,
+    group: DhGroup,
+    hmac: Neg,
+    sseq: Neg,
+    tx_tag: usize,
+    rx_tag: usize,
+}
+
+impl PendingResponse {
+    /// The shared secret and the session keys (spec 03 §10–§11).
+    pub fn finish(self) -> Result<SessionKeys, CryptoError> {
+        let k = self.ours.shared_secret(&self.far_key)?;
+        Ok(derive(
+            &k,
+            &self.skrc,
+            &self.skic,
+            self.group,
+            self.hmac,
+            self.sseq,
+            self.tx_tag,
+            self.rx_tag,
+        ))
+    }
+}
+
+/// The responder's half (spec 03 §9.4, §10): negotiate on the SKIC before any
+/// DH work, check the group, compute K, build the SKRC, derive with
+/// SKNC = SKRC, SKFC = SKIC. Returns the SKRC to put in RIKeying.
+pub fn respond(
+    identity: &Identity,
+    settings: &CryptoSettings,
+    initiator_cert: &[u8],
+    skic: &[u8],
+    rng: &mut dyn Rng,
+) -> Result<(Vec<u8>, SessionKeys), CryptoError> {
+    let (skrc, pending) = respond_deferred(identity, settings, initiator_cert, skic, rng)?;
+    Ok((skrc, pending.finish()?))
 }
 
 /// Peer ID of a certificate's owner, or an error for an invalid certificate.

@@ -27,7 +27,8 @@ pub use epd::{Epd, epd_for_peer, epd_for_uri, make_epd};
 pub use error::CryptoError;
 pub use identity::Identity;
 pub use keying::{
-    CryptoSettings, InitiatorKeying, NEG_REQ, NEG_SND, NEG_SOR, SessionKeys, peer_id, respond,
+    CryptoSettings, InitiatorKeying, NEG_REQ, NEG_SND, NEG_SOR, PendingResponse, SessionKeys,
+    peer_id, respond, respond_deferred,
 };
 
 /// The signature every Flash endpoint sends in IIKeying/RIKeying: the single
