@@ -466,3 +466,157 @@ fn responder_sends_rikeying_before_its_key_computation() {
     c.handle_datagram(now, 0, server_addr, &buf[..ri.len]);
     assert!(matches!(c.poll_event(), Some(Event::Opened { .. })));
 }
+
+/// A client closes in order and exits; a new client with another identity
+/// gets the same UDP port (the OS hands out ephemeral ports again) while the
+/// server still lingers on the old session (19 s, spec 02 §10). The lingering
+/// session is not *open* (spec 02 §11), so it must not keep the new one from
+/// opening: the handshake completes in round trips, not after the linger.
+#[test]
+fn reused_port_handshakes_while_old_session_lingers() {
+    let (mut net, h) = client_server(12, LinkConfig::default(), EndpointConfig::default());
+    assert!(net.run_until(Duration::from_secs(5), both_open));
+    let now = net.now;
+    net.nodes[1].ep.close(now, h, true);
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        !closed(&n.nodes[0].events).is_empty() && !closed(&n.nodes[1].events).is_empty()
+    }));
+    let (old_sh, _, _) = opened(&net.nodes[0].events)[0];
+    assert_eq!(
+        net.nodes[0].ep.session(old_sh).map(|s| s.state),
+        Some(State::FarCloseLinger),
+        "the server lingers on the closed session"
+    );
+    // The old process is gone; a new one (new certificate) has its port.
+    net.nodes[1].down = true;
+    let reused = net.nodes[1].addr;
+    let c2 = net.add(client_identity(2012, G2), EndpointConfig::default());
+    net.nodes[c2].addr = reused;
+    net.take_events(0);
+    let server_addr = net.nodes[0].addr;
+    let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
+    let start = net.now;
+    let h2 = net.nodes[c2]
+        .ep
+        .connect(start, &epd, &[server_addr])
+        .unwrap();
+    let opened_both = |n: &mut Net| {
+        !opened(&n.nodes[0].events).is_empty() && !opened(&n.nodes[c2].events).is_empty()
+    };
+    assert!(
+        net.run_until(Duration::from_secs(30), opened_both),
+        "the new client never got a session"
+    );
+    let took = net.now.saturating_since(start);
+    assert!(
+        took < Duration::from_millis(500),
+        "handshake from a reused port waited {took:?} for the old session's linger"
+    );
+    let c2_id = net.nodes[c2].ep.identity().fingerprint();
+    assert_eq!(opened(&net.nodes[0].events)[0].2, c2_id);
+    assert_eq!(
+        net.nodes[c2].ep.session(h2).map(|s| s.state),
+        Some(State::Open)
+    );
+}
+
+/// A client is killed with its session open; a new client with another
+/// identity gets the same UDP port. The server must not ignore it until
+/// the old session's retransmission limit (120 s): a keepalive to the old
+/// session goes unanswered (nobody there has those keys), the stale session
+/// is aborted, and the new handshake completes on its next IIKeying.
+#[test]
+fn reused_port_of_killed_client_gets_a_session() {
+    let (mut net, _) = client_server(13, LinkConfig::default(), EndpointConfig::default());
+    assert!(net.run_until(Duration::from_secs(5), both_open));
+    let (old_sh, _, _) = opened(&net.nodes[0].events)[0];
+    net.nodes[1].down = true;
+    let reused = net.nodes[1].addr;
+    let c2 = net.add(client_identity(2013, G2), EndpointConfig::default());
+    net.nodes[c2].addr = reused;
+    net.take_events(0);
+    let server_addr = net.nodes[0].addr;
+    let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
+    let start = net.now;
+    net.nodes[c2]
+        .ep
+        .connect(start, &epd, &[server_addr])
+        .unwrap();
+    let opened_both = |n: &mut Net| {
+        !opened(&n.nodes[0].events).is_empty() && !opened(&n.nodes[c2].events).is_empty()
+    };
+    assert!(
+        net.run_until(Duration::from_secs(60), opened_both),
+        "the new client never got a session"
+    );
+    let took = net.now.saturating_since(start);
+    assert!(
+        took < Duration::from_secs(5),
+        "handshake from a reused port took {took:?}"
+    );
+    assert_eq!(closed(&net.nodes[0].events), [CloseReason::Timeout]);
+    assert!(net.nodes[0].ep.session(old_sh).is_none());
+    assert_eq!(net.nodes[0].ep.stats().stale_checks, 1);
+}
+
+/// The stale check never ends a live session: a stranger that handshakes
+/// from a live client's address (here: its datagrams injected as if from
+/// there) gets no session, and the client, which answers the keepalive,
+/// keeps its own.
+#[test]
+fn stale_check_keeps_a_live_session() {
+    use rtmfp::proto::SeededRng;
+    use rtmfp::proto::endpoint::Endpoint;
+    let (mut net, h) = client_server(14, LinkConfig::default(), EndpointConfig::default());
+    assert!(net.run_until(Duration::from_secs(5), both_open));
+    let (sh, _, _) = opened(&net.nodes[0].events)[0];
+    net.take_events(0);
+    let server_addr = net.nodes[0].addr;
+    let live_addr = net.nodes[1].addr;
+    let mut stranger = Endpoint::new(
+        client_identity(2014, G2),
+        EndpointConfig::default(),
+        Box::new(SeededRng::new(2014)),
+        net.now,
+    );
+    stranger.add_interface(false);
+    let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
+    let now = net.now;
+    stranger.connect(now, &epd, &[server_addr]).unwrap();
+    stranger.handle_timeout(now);
+    let mut buf = vec![0u8; rtmfp::proto::endpoint::MAX_DATAGRAM];
+    // IHello -> RHello -> IIKeying, by hand, the stranger posing as live_addr.
+    let t = stranger.poll_transmit(now, &mut buf).expect("IHello");
+    net.nodes[0]
+        .ep
+        .handle_datagram(now, 0, live_addr, &buf[..t.len]);
+    let t = net.nodes[0]
+        .ep
+        .poll_transmit(now, &mut buf)
+        .expect("RHello");
+    assert_eq!(t.dst, live_addr);
+    stranger.handle_datagram(now, 0, server_addr, &buf[..t.len]);
+    let t = stranger.poll_transmit(now, &mut buf).expect("IIKeying");
+    assert!(is_startup_chunk(&buf[..t.len], 0x38));
+    net.nodes[0]
+        .ep
+        .handle_datagram(now, 0, live_addr, &buf[..t.len]);
+    assert_eq!(net.nodes[0].ep.stats().stale_checks, 1);
+    net.run_for(Duration::from_secs(10));
+    assert!(
+        opened(&net.nodes[0].events).is_empty(),
+        "stranger got a session"
+    );
+    assert!(
+        closed(&net.nodes[0].events).is_empty(),
+        "live session ended"
+    );
+    assert_eq!(
+        net.nodes[0].ep.session(sh).map(|s| s.state),
+        Some(State::Open)
+    );
+    assert_eq!(
+        net.nodes[1].ep.session(h).map(|s| s.state),
+        Some(State::Open)
+    );
+}

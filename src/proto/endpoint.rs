@@ -33,6 +33,9 @@ pub const MAX_DATAGRAM: usize = 8192;
 pub const REDIRECT_THRESHOLD: usize = 24;
 /// Sealed startup packets waiting to be sent, at most.
 const MAX_STARTUP_QUEUE: usize = 4096;
+/// Longest wait for a keepalive reply before a session whose address
+/// another certificate handshakes from is deemed stale (see `check_stale`).
+const STALE_CHECK_MAX_WAIT: Duration = Duration::from_secs(2);
 /// spec 02 §14.5 `TIMECRITICAL_TIMEOUT`.
 const TIMECRITICAL_TIMEOUT: Duration = Duration::from_millis(800);
 /// Flash signatures are the single byte 'X' (spec 03 §7).
@@ -717,6 +720,7 @@ impl Endpoint {
             rikeying: None,
             counters: SessionCounters::default(),
             probe_sent: None,
+            stale_check: None,
             scheduled: None,
             queued: false,
             events_queued: false,
@@ -1100,10 +1104,19 @@ impl Endpoint {
                 }
                 return;
             }
-            // Override (spec 02 §11): only the same certificate may replace a
-            // live session from this address.
-            if s.far.map(|f| f.fingerprint) != Some(fingerprint) {
+            // Override (spec 02 §11): only the same certificate may replace an
+            // *open* session from this address. A closing one (lingering up
+            // to 19 s after the far end's Close) is no obstacle: its peer has
+            // gone, and the OS may already have given its UDP port to a new
+            // process with another identity, whose handshake would otherwise
+            // be ignored until the linger ends.
+            let far_fp = s
+                .far
+                .map(|f| f.fingerprint)
+                .or_else(|| s.pending_keys.as_ref().map(|p| p.1));
+            if s.state == State::Open && far_fp != Some(fingerprint) {
                 self.stats.drop(DropReason::BadKeying);
+                self.check_stale(now, existing);
                 return;
             }
             self.close_with(now, existing, false, CloseReason::Superseded);
@@ -1215,6 +1228,31 @@ impl Endpoint {
             far_addr,
             peer_id: fingerprint,
         });
+        self.reschedule(h);
+    }
+
+    /// An IIKeying with a valid cookie (the sender receives at this address)
+    /// but another certificate came from an open session's address. Either
+    /// someone shares the address, or the session's endpoint is gone and
+    /// the OS gave its UDP port to a new process (a killed client): then
+    /// the session would block that address until the retransmission limit
+    /// (120 s). Ask the far end with a keepalive; a live one answers and
+    /// keeps its session (spec 02 §11 still ignores the stranger), a stale
+    /// one is aborted so the initiator's next IIKeying (resent after 1 s)
+    /// gets a session.
+    fn check_stale(&mut self, now: Instant, h: SessionHandle) {
+        let Some(s) = self.session_mut(h) else { return };
+        if s.stale_check.is_some() {
+            return;
+        }
+        // Two ERTOs, so one late reply does not end a live session; at most
+        // 2 s, so the initiator's IIKeying resent 3.5 s after its first
+        // (spec 02 §3.1) finds the address free.
+        let wait = (s.transport.rtt().erto() * 2).min(STALE_CHECK_MAX_WAIT);
+        s.stale_check = Some(now + wait);
+        s.pending.keepalive_ping = true;
+        self.stats.stale_checks += 1;
+        self.mark_ready(h);
         self.reschedule(h);
     }
 
@@ -1349,6 +1387,8 @@ impl Endpoint {
             return;
         }
         s.last_rx = now;
+        // Any authentic packet answers a stale check: the far end is alive.
+        s.stale_check = None;
         // A packet under the session keys proves the initiator got our
         // RIKeying: keep only the digest that recognises stale IIKeyings,
         // not the datagram (memory per idle session).
@@ -1798,6 +1838,15 @@ impl Endpoint {
         let keepalive_expired = s
             .retransmit_epoch
             .is_some_and(|epoch| now >= epoch + s.liveness.retransmit_limit);
+        let stale = s.stale_check.is_some_and(|t| now >= t);
+        if stale {
+            s.transport.abort();
+            s.pending = Pending::default();
+            s.state = State::Closed;
+            self.flush_flow_events(h);
+            self.emit_closed(h, CloseReason::Timeout);
+            return;
+        }
         if outcome.give_up || keepalive_expired {
             s.transport.abort();
             s.pending = Pending::default();
@@ -1868,6 +1917,11 @@ impl Endpoint {
     ) -> Option<Transmit> {
         let s = self.session_mut(h)?;
         if !(s.is_established() || s.state == State::Closed && s.pending.close_ack) {
+            return None;
+        }
+        // Nothing goes out before the session keys exist (the responder's
+        // DH step runs right after its RIKeying has left).
+        if s.pending_keys.is_some() {
             return None;
         }
         let mut dst = (s.iface, s.far_addr);

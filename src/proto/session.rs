@@ -325,6 +325,10 @@ pub struct Session {
     /// When our last RTT probe left, unanswered: MonaServer and Cumulus
     /// answer every Ping with an empty Ping Reply instead of an echo (spec 06).
     pub probe_sent: Option<Instant>,
+    /// Responder: an IIKeying with another certificate came from this
+    /// session's address; a keepalive went out, and unless the far end
+    /// answers by this deadline the session is stale and is aborted.
+    pub stale_check: Option<Instant>,
     /// The timer deadline currently registered with the endpoint.
     pub scheduled: Option<Instant>,
     /// Whether the session is in the endpoint's ready-to-send queue.
@@ -396,6 +400,7 @@ impl Session {
                     self.keepalive_deadline()
                 };
                 d = super::time::earliest(d, Some(ka));
+                d = super::time::earliest(d, self.stale_check);
                 if let Some(idle) = self.liveness.idle_limit {
                     d = super::time::earliest(d, Some(self.last_idle + idle));
                 }

@@ -77,6 +77,9 @@ pub struct EndpointStats {
     pub sessions_current: u64,
     pub handshakes_answered: u64,
     pub cookie_changes: u64,
+    /// Open sessions probed because another certificate handshook from
+    /// their address (a reused port, see `Endpoint::check_stale`).
+    pub stale_checks: u64,
     pub redirects_sent: u64,
     pub forwarded_hellos: u64,
 }

@@ -146,8 +146,10 @@ impl Net {
         p > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < p
     }
 
+    /// The live node at `a`: a stopped node's address may be taken over by
+    /// a new one (a process that got the same UDP port).
     fn node_by_addr(&self, a: SocketAddr) -> Option<usize> {
-        self.nodes.iter().position(|n| n.addr == a)
+        self.nodes.iter().position(|n| n.addr == a && !n.down)
     }
 
     /// Moves every pending transmit onto the link and every event into its node.
