@@ -434,11 +434,10 @@ impl Endpoint {
             State::Open if orderly => {
                 s.state = State::NearClose;
                 s.close_reason = Some(reason);
-                s.transport.abort();
                 s.pending.close = true;
                 s.close_deadline = now + super::session::NEARCLOSE_PERIOD;
                 s.close_rtx_at = now + super::session::NEARCLOSE_RTX_PERIOD;
-                self.flush_flow_events(h);
+                self.end_flows(h);
             }
             State::Open | State::NearClose | State::FarCloseLinger => {
                 // An abrupt close is announced with a lone Close Ack (spec 02 §10).
@@ -446,14 +445,7 @@ impl Endpoint {
                 // a lingering one already said "closed by the far end".
                 let notify = matches!(s.state, State::Open | State::NearClose);
                 s.close_reason = Some(reason);
-                s.transport.abort();
-                s.pending = Pending::default();
-                s.pending.close_ack = true;
-                s.state = State::Closed;
-                self.flush_flow_events(h);
-                if notify {
-                    self.emit_closed(h, reason);
-                }
+                self.abort_session(h, true, notify.then_some(reason));
             }
             State::Closed => return,
         }
@@ -1507,14 +1499,12 @@ impl Endpoint {
     }
 
     fn on_rikeying(&mut self, now: Instant, h: SessionHandle, ri: &chunk::RIKeying<'_>) {
-        let settings = self.config.crypto.clone();
         let s = self.session_mut(h).expect("caller checked");
         let Some(o) = s.opening.as_mut() else { return };
         let Some(k) = o.keying.as_mut() else { return };
         let Some(keying) = k.keying.take() else {
             return;
         };
-        let _ = settings;
         let keys = match keying.finish(ri.skrc) {
             Ok(keys) => keys,
             Err(_) => {
@@ -1675,15 +1665,10 @@ impl Endpoint {
             State::Open => {
                 s.state = State::FarCloseLinger;
                 s.close_reason = Some(CloseReason::Remote);
-                s.transport.abort();
                 s.pending.close_ack = true;
                 s.close_deadline = now + super::session::FARCLOSE_LINGER_PERIOD;
-                self.flush_flow_events(h);
-                self.events.push_back(Event::Closed {
-                    session: h,
-                    reason: CloseReason::Remote,
-                });
-                self.stats.sessions_closed += 1;
+                self.end_flows(h);
+                self.emit_closed(h, CloseReason::Remote);
             }
             State::NearClose | State::FarCloseLinger => s.pending.close_ack = true,
             _ => {}
@@ -1693,14 +1678,7 @@ impl Endpoint {
     fn on_close_ack(&mut self, _now: Instant, h: SessionHandle) {
         let s = self.session_mut(h).expect("caller checked");
         match s.state {
-            State::Open => {
-                s.transport.abort();
-                s.pending = Pending::default();
-                s.pending.close_ack = true;
-                s.state = State::Closed;
-                self.flush_flow_events(h);
-                self.emit_closed(h, CloseReason::Remote);
-            }
+            State::Open => self.abort_session(h, true, Some(CloseReason::Remote)),
             State::NearClose => {
                 s.pending = Pending::default();
                 s.state = State::Closed;
@@ -1712,6 +1690,28 @@ impl Endpoint {
                 s.state = State::Closed;
             }
             _ => {}
+        }
+    }
+
+    /// Ends every flow of `h` and hands their last events to the
+    /// application at once (see `flush_flow_events`).
+    fn end_flows(&mut self, h: SessionHandle) {
+        if let Some(s) = self.session_mut(h) {
+            s.transport.abort();
+        }
+        self.flush_flow_events(h);
+    }
+
+    /// An abrupt end (spec 02 §10): flows ended, nothing left to send but a
+    /// lone Close Ack when `announce`, state Closed; reported as `report`.
+    fn abort_session(&mut self, h: SessionHandle, announce: bool, report: Option<CloseReason>) {
+        self.end_flows(h);
+        let Some(s) = self.session_mut(h) else { return };
+        s.pending = Pending::default();
+        s.pending.close_ack = announce;
+        s.state = State::Closed;
+        if let Some(reason) = report {
+            self.emit_closed(h, reason);
         }
     }
 
@@ -1838,21 +1838,10 @@ impl Endpoint {
         let keepalive_expired = s
             .retransmit_epoch
             .is_some_and(|epoch| now >= epoch + s.liveness.retransmit_limit);
+        // A stale check (see `check_stale`) that got no answer ends it too.
         let stale = s.stale_check.is_some_and(|t| now >= t);
-        if stale {
-            s.transport.abort();
-            s.pending = Pending::default();
-            s.state = State::Closed;
-            self.flush_flow_events(h);
-            self.emit_closed(h, CloseReason::Timeout);
-            return;
-        }
-        if outcome.give_up || keepalive_expired {
-            s.transport.abort();
-            s.pending = Pending::default();
-            s.state = State::Closed;
-            self.flush_flow_events(h);
-            self.emit_closed(h, CloseReason::Timeout);
+        if stale || outcome.give_up || keepalive_expired {
+            self.abort_session(h, false, Some(CloseReason::Timeout));
             return;
         }
         if s.keepalive_outstanding {
@@ -1862,7 +1851,7 @@ impl Endpoint {
                 s.pending.keepalive_ping = true;
                 self.mark_ready(h);
             }
-        } else if now >= s.keepalive_deadline() && s.transport.stats().bytes_in_flight == 0 {
+        } else if now >= s.keepalive_deadline() && s.transport.bytes_in_flight() == 0 {
             s.keepalive_outstanding = true;
             s.keepalive_rtx_at = now + s.transport.rtt().erto();
             s.arm_retransmit_epoch(now);
@@ -1882,7 +1871,7 @@ impl Endpoint {
         }
         if s.transport.wants_to_send(now) {
             self.mark_ready(h);
-        } else if s.transport.stats().bytes_in_flight == 0 {
+        } else if s.transport.bytes_in_flight() == 0 {
             s.transport.compact();
         }
         self.mark_events(h);

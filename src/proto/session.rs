@@ -182,7 +182,6 @@ pub struct Liveness {
 pub struct Timestamps {
     /// Last timestamp received and when.
     pub rx: Option<(u16, Instant)>,
-    pub last_sent: Option<u16>,
     pub last_echo_sent: Option<u16>,
     pub last_echo_rx: Option<u16>,
 }
@@ -194,15 +193,6 @@ impl Timestamps {
         {
             self.rx = Some((ts, now));
         }
-    }
-
-    /// The timestamp to send now, if it differs from the last one sent.
-    pub fn timestamp_if_new(&mut self, ours: u16) -> Option<u16> {
-        if self.last_sent == Some(ours) {
-            return None;
-        }
-        self.last_sent = Some(ours);
-        Some(ours)
     }
 
     /// The echo to send now: the far timestamp advanced by how long we held it.

@@ -504,6 +504,11 @@ impl Transport {
         self.peer_probe_ok = ok;
     }
 
+    /// Bytes sent and not yet acknowledged or declared lost.
+    pub fn bytes_in_flight(&self) -> usize {
+        self.bytes_in_flight
+    }
+
     /// Gives back memory held from past bursts: emptied queues, tree roots
     /// and spare capacity. Cheap enough for an idle timer; a server holding
     /// thousands of quiet sessions keeps each one small this way.
