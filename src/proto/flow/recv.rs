@@ -290,15 +290,20 @@ impl RecvFlow {
     }
 
     /// Removes `[a, b]` from the buffer, returning the concatenated payload.
+    /// The first fragment's buffer becomes the message, so a one-fragment
+    /// message (the common case) is handed over without another copy.
     fn extract(&mut self, a: u64, b: u64) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out: Option<Vec<u8>> = None;
         for sn in a..=b {
             if let Some(f) = self.take(sn) {
-                out.extend_from_slice(&f.data);
+                match out.as_mut() {
+                    None => out = Some(f.data),
+                    Some(o) => o.extend_from_slice(&f.data),
+                }
             }
         }
         self.present.remove_range(a, b);
-        out
+        out.unwrap_or_default()
     }
 
     fn emit(&mut self, data: Vec<u8>, events: &mut Vec<FlowEvent>) {
