@@ -10,3 +10,4 @@ pub mod flash;
 pub mod net;
 pub mod proto;
 pub mod server;
+pub mod tui;
