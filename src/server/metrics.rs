@@ -26,6 +26,9 @@ use crate::proto::stats::DropReason;
 pub const SCRAPE_SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 /// Largest request head read; larger requests get 431.
 const MAX_REQUEST: usize = 8 * 1024;
+/// The request head must arrive within this: a client that connects and
+/// says nothing gives its slot back soon.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(3);
 /// Everything (request and response) must be done within this.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(10);
 /// Clients served at once; more are closed at once.
@@ -281,6 +284,7 @@ async fn answer(
     mut sock: TcpStream,
     source: watch::Receiver<Arc<Snapshot>>,
 ) -> std::io::Result<()> {
+    let head_deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut len = 0;
     let head_end = loop {
@@ -290,7 +294,10 @@ async fn answer(
         if len == buf.len() {
             return respond(&mut sock, "431 Request Header Fields Too Large", "", "").await;
         }
-        let n = sock.read(&mut buf[len..]).await?;
+        let n = match tokio::time::timeout_at(head_deadline, sock.read(&mut buf[len..])).await {
+            Ok(r) => r?,
+            Err(_) => return respond(&mut sock, "408 Request Timeout", "", "").await,
+        };
         if n == 0 {
             return Ok(());
         }
