@@ -119,7 +119,8 @@ pub struct ServeArgs {
     /// fingerprint), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
     /// tc_url, object_encoding), set_peer_info (session, peer_id, addresses), introduction (from,
     /// target, addresses), session_closed (session, peer_id, reason), refused (from, reason), error
-    /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters).
+    /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters),
+    /// metrics (addr, url) with --metrics, stats (figures) with --stats-interval.
     #[arg(long)]
     pub json: bool,
 

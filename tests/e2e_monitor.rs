@@ -245,7 +245,13 @@ fn stats_interval_prints_json_lines() {
 #[test]
 fn dashboard_is_refused_off_a_terminal() {
     for args in [
-        &["serve", "--ephemeral", "--listen", "127.0.0.1:0", "--dashboard"][..],
+        &[
+            "serve",
+            "--ephemeral",
+            "--listen",
+            "127.0.0.1:0",
+            "--dashboard",
+        ][..],
         &["connect", "rtmfp://127.0.0.1:9/x", "--dashboard"][..],
     ] {
         let out = Command::new(BIN)
@@ -328,7 +334,9 @@ fn dashboard_in_tmux_shows_a_real_peer() {
             std::thread::sleep(Duration::from_millis(200));
         }
     };
-    wait("dashboard up", &|s| s.contains("q quit") && s.contains("no sessions yet"));
+    wait("dashboard up", &|s| {
+        s.contains("q quit") && s.contains("no sessions yet")
+    });
 
     let url = format!("rtmfp://127.0.0.1:{port}/live");
     let client = Proc::start(&[

@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::monitor::Monitor;
 use crate::cli::{ConnectArgs, DhChoice, exit};
 use crate::client::{
     ConnectApp, LoadApp, LoadConfig, LoadShared, LoadSummary, Output, ProbeConfig, RtmfpUrl,
     reportable_local_addr,
 };
-use super::monitor::Monitor;
 use crate::net::{Clock, Driver, OsRng, UdpSocket, bind};
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity};
 use crate::proto::endpoint::{Endpoint, EndpointConfig};

@@ -71,7 +71,11 @@ impl Monitor {
     ) -> std::io::Result<Self> {
         let printer = args.stats_interval.map(|every| {
             let sources = sources.clone();
-            tokio::spawn(print_stats(sources, every.max(MIN_STATS_INTERVAL), json_key))
+            tokio::spawn(print_stats(
+                sources,
+                every.max(MIN_STATS_INTERVAL),
+                json_key,
+            ))
         });
         let dashboard = if args.dashboard {
             Some(Dashboard::start(

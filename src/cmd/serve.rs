@@ -4,24 +4,24 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use tracing::{debug, error, info, warn};
 
-use crate::cli::{ServeArgs, exit};
 use super::monitor::Monitor;
+use crate::cli::{ServeArgs, exit};
 use crate::net::snapshot::Snapshot;
 use crate::net::{App, Clock, Driver, OsRng};
-use crate::server::metrics::SCRAPE_SNAPSHOT_EVERY;
 use crate::proto::Instant;
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
 use crate::proto::flow::TransportConfig;
 use crate::proto::session::CloseReason;
+use crate::server::metrics::SCRAPE_SNAPSHOT_EVERY;
 use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent};
 
 /// tcserver's liveness settings (spec 02 §8): ping after 10 s of silence,

@@ -310,7 +310,13 @@ async fn answer(
         return respond(&mut sock, "400 Bad Request", "text/plain", "bad request\n").await;
     };
     if !version.starts_with("HTTP/1.") {
-        return respond(&mut sock, "400 Bad Request", "text/plain", "HTTP/1.x only\n").await;
+        return respond(
+            &mut sock,
+            "400 Bad Request",
+            "text/plain",
+            "HTTP/1.x only\n",
+        )
+        .await;
     }
     let path = target.split('?').next().unwrap_or("");
     let head_only = method == "HEAD";
@@ -385,7 +391,10 @@ mod tests {
         h.observe(Duration::from_secs(9));
         s.rtt = h;
         let page = encode(&s);
-        assert!(page.contains("rtmfp_packets_total{direction=\"in\"} 7"), "{page}");
+        assert!(
+            page.contains("rtmfp_packets_total{direction=\"in\"} 7"),
+            "{page}"
+        );
         assert!(
             page.contains("rtmfp_dropped_packets_total{reason=\"decrypt\"} 3"),
             "{page}"

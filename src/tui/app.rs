@@ -322,7 +322,10 @@ impl App {
         for s in &snap.sessions {
             current.insert(s.handle);
             if self.known.insert((i, s.handle)) {
-                let peer = s.peer_id.map(|p| peer_id_hex(&p)[..8].to_owned()).unwrap_or_default();
+                let peer = s
+                    .peer_id
+                    .map(|p| peer_id_hex(&p)[..8].to_owned())
+                    .unwrap_or_default();
                 self.event(format!(
                     "{} session {} {} {} from {}",
                     clock(snap.uptime),
@@ -418,10 +421,8 @@ impl App {
                 if !needle.is_empty() && !matches(s, &needle) {
                     continue;
                 }
-                let (tx_rate, rx_rate) = self.rates[si]
-                    .get(&s.handle)
-                    .copied()
-                    .unwrap_or((0.0, 0.0));
+                let (tx_rate, rx_rate) =
+                    self.rates[si].get(&s.handle).copied().unwrap_or((0.0, 0.0));
                 rows.push(RowRef {
                     source: si,
                     index: idx,
@@ -555,7 +556,10 @@ impl App {
     }
 
     fn cycle_sort(&mut self) {
-        let i = Column::ALL.iter().position(|c| *c == self.sort).unwrap_or(0);
+        let i = Column::ALL
+            .iter()
+            .position(|c| *c == self.sort)
+            .unwrap_or(0);
         self.sort = Column::ALL[(i + 1) % Column::ALL.len()];
         self.descending = self.sort.descending_by_default();
         self.rebuild_rows();

@@ -45,9 +45,11 @@ pub struct Options {
 /// Why `--dashboard` cannot run here, if it cannot.
 pub fn check_terminal() -> Result<(), String> {
     if !io::stdout().is_terminal() {
-        return Err("--dashboard needs a terminal, and standard output is not one \
+        return Err(
+            "--dashboard needs a terminal, and standard output is not one \
              (use --stats-interval for JSON lines instead)"
-            .into());
+                .into(),
+        );
     }
     if !io::stdin().is_terminal() {
         return Err("--dashboard needs a terminal for keys, and standard input is not one".into());

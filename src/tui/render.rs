@@ -268,7 +268,14 @@ fn render_flows(app: &App, f: &mut Frame, area: Rect) {
         return;
     }
     let header = Row::new([
-        "FLOW", "DIR", "PRIO", "SEQ", "FLIGHT/BUF", "QUEUED/CAP", "PEER WIN", "EXCEPTION",
+        "FLOW",
+        "DIR",
+        "PRIO",
+        "SEQ",
+        "FLIGHT/BUF",
+        "QUEUED/CAP",
+        "PEER WIN",
+        "EXCEPTION",
     ])
     .style(BOLD);
     let height = inner.height.saturating_sub(1) as usize;
@@ -351,7 +358,11 @@ fn render_packets(app: &App, f: &mut Frame, area: Rect) {
             si(t.drops_by_reason[r as usize] as f64)
         )));
     }
-    lines.push(Line::raw(format!("{:<16}{:>9}", "total", si(t.drops as f64))));
+    lines.push(Line::raw(format!(
+        "{:<16}{:>9}",
+        "total",
+        si(t.drops as f64)
+    )));
     lines.push(Line::styled("totals", BOLD));
     lines.push(Line::raw(format!(
         "{:<16}{:>9}",
@@ -467,11 +478,7 @@ fn render_details(app: &App, f: &mut Frame, area: Rect) {
         ),
         kv(
             "RTT",
-            format!(
-                "{} ± {}",
-                s.srtt.map_or("-".into(), ms),
-                ms(s.rttvar)
-            ),
+            format!("{} ± {}", s.srtt.map_or("-".into(), ms), ms(s.rttvar)),
         ),
         kv(
             "window",
@@ -518,9 +525,8 @@ fn render_details(app: &App, f: &mut Frame, area: Rect) {
     ];
     f.render_widget(Clear, rect);
     f.render_widget(
-        Paragraph::new(lines.into_iter().map(Line::raw).collect::<Vec<_>>()).block(
-            Block::bordered().title(" session · Esc closes "),
-        ),
+        Paragraph::new(lines.into_iter().map(Line::raw).collect::<Vec<_>>())
+            .block(Block::bordered().title(" session · Esc closes ")),
         rect,
     );
 }
@@ -554,7 +560,13 @@ pub fn fit(s: &str, width: usize) -> String {
     let mut used = 0;
     let total: usize = s
         .chars()
-        .map(|c| if unprintable(c) { 1 } else { c.width().unwrap_or(1) })
+        .map(|c| {
+            if unprintable(c) {
+                1
+            } else {
+                c.width().unwrap_or(1)
+            }
+        })
         .sum();
     let room = if total > width {
         width.saturating_sub(1)

@@ -37,7 +37,11 @@ fn row(i: u32) -> SessionRow {
             PeerKind::Client
         },
         app: Some(Arc::from(if i % 2 == 0 { "live" } else { "vod/app" })),
-        state: if i % 11 == 5 { State::KeyingSent } else { State::Open },
+        state: if i % 11 == 5 {
+            State::KeyingSent
+        } else {
+            State::Open
+        },
         age: Duration::from_secs(u64::from(i) * 13 % 5000),
         srtt: (i % 11 != 5).then(|| Duration::from_micros(u64::from(i) * 997 % 400_000 + 150)),
         rttvar: Duration::from_micros(u64::from(i) * 331 % 90_000),
