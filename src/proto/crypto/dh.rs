@@ -40,6 +40,8 @@ const MIN_BIT_COUNT: u32 = 16;
 const KEYGEN_ATTEMPTS: usize = 64;
 
 /// One Montgomery context per group size (limbs, double-width limbs).
+/// Built once per group into a static, so unequal sizes cost nothing.
+#[allow(clippy::large_enum_variant)]
 enum GroupParams {
     G2(Monty<16, 32>),
     G5(Monty<24, 48>),

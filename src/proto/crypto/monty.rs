@@ -207,11 +207,11 @@ impl<const N: usize, const W: usize> Monty<N, W> {
         out
     }
 
-    fn to_mont(&self, x: &[u64; N]) -> [u64; N] {
+    fn enter_mont(&self, x: &[u64; N]) -> [u64; N] {
         self.mul(x, &self.r2)
     }
 
-    fn from_mont(&self, x: &[u64; N]) -> [u64; N] {
+    fn leave_mont(&self, x: &[u64; N]) -> [u64; N] {
         let mut one = [0u64; N];
         one[0] = 1;
         self.mul(x, &one)
@@ -224,7 +224,7 @@ impl<const N: usize, const W: usize> Monty<N, W> {
         let base = from_be_padded::<N>(base_be);
         let mut table = [[0u64; N]; TABLE];
         table[0] = self.one;
-        table[1] = self.to_mont(&base);
+        table[1] = self.enter_mont(&base);
         for k in 2..TABLE {
             table[k] = if k % 2 == 0 {
                 self.square(&table[k / 2])
@@ -247,7 +247,7 @@ impl<const N: usize, const W: usize> Monty<N, W> {
                 first = false;
             }
         }
-        let mut r = self.from_mont(&z);
+        let mut r = self.leave_mont(&z);
         let out = to_be(&r);
         z.zeroize();
         r.zeroize();
@@ -274,7 +274,7 @@ impl<const N: usize, const W: usize> Monty<N, W> {
                 }
             }
         }
-        let mut r = self.from_mont(&z);
+        let mut r = self.leave_mont(&z);
         let out = to_be(&r);
         z.zeroize();
         r.zeroize();
