@@ -132,9 +132,54 @@ pub struct ServeArgs {
     /// fingerprint), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
     /// tc_url, object_encoding), set_peer_info (session, peer_id, addresses), introduction (from,
     /// target, addresses), session_closed (session, peer_id, reason), refused (from, reason), error
-    /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters).
+    /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters),
+    /// metrics (addr, url) with --metrics, stats (figures) with --stats-interval.
     #[arg(long)]
     pub json: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one,
+    /// reported in the log and as a JSON "metrics" event).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+/// Watching a running command: the dashboard and periodic statistics. Shared by every command
+/// that runs endpoints (flattened into its arguments).
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet
+    /// charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort,
+    /// / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file).
+    #[arg(long, conflicts_with_all = ["json", "stats_interval"])]
+    pub dashboard: bool,
+
+    /// Dashboard refresh period.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration, requires = "dashboard")]
+    pub refresh: Duration,
+
+    /// With --dashboard, also append log lines to this file.
+    #[arg(long, value_name = "FILE", requires = "dashboard")]
+    pub log_file: Option<PathBuf>,
+
+    /// Print the dashboard's aggregate figures (sessions by state, packets, bytes, drops by
+    /// reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON
+    /// object per line on stdout, every DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stats_interval: Option<Duration>,
+}
+
+impl Default for MonitorArgs {
+    fn default() -> Self {
+        Self {
+            dashboard: false,
+            refresh: Duration::from_millis(250),
+            log_file: None,
+            stats_interval: None,
+        }
+    }
 }
 
 /// How strongly to negotiate Diffie-Hellman.
@@ -232,6 +277,9 @@ pub struct ConnectArgs {
     /// Write the report as one JSON object per line.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// Parses "250ms", "5s", "2m" or a bare number of seconds.

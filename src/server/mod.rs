@@ -15,6 +15,7 @@
 //! IDs and [`MAX_STREAM_FLOWS`] stream flows, [`MAX_REPORTED_ADDRESSES`]
 //! reported addresses.
 
+pub mod metrics;
 #[cfg(test)]
 mod tests;
 
