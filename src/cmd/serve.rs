@@ -17,7 +17,7 @@ use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
 use crate::proto::flow::TransportConfig;
 use crate::proto::session::CloseReason;
-use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent};
+use crate::server::{MediaEvent, Server, ServerCommand, ServerConfig, ServerEvent};
 
 /// tcserver's liveness settings (spec 02 §8): ping after 10 s of silence,
 /// give up after 30 s of unanswered retransmission, close sessions that
@@ -313,7 +313,82 @@ impl Output {
                 self.json(json!({"event": "error", "session": session.0,
                     "peer_id": peer_id_hex(peer_id), "error": error.to_string(), "closed": closed}));
             }
+            ServerEvent::Media(m) => self.media(m),
         }
+    }
+}
+
+impl Output {
+    /// Relay events: `publish`, `unpublish`, `play`, `stop`, `bad_name`.
+    fn media(&self, m: &MediaEvent) {
+        let v = match m {
+            MediaEvent::Publish {
+                session,
+                app,
+                name,
+                subscribers,
+            } => {
+                info!(
+                    "publish {app}/{name} (session {}, {subscribers} waiting)",
+                    session.0
+                );
+                json!({"event": "publish", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers})
+            }
+            MediaEvent::Unpublish {
+                session,
+                app,
+                name,
+                subscribers,
+                messages,
+            } => {
+                info!(
+                    "unpublish {app}/{name} after {messages} messages ({subscribers} subscribers)"
+                );
+                json!({"event": "unpublish", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers, "messages": messages})
+            }
+            MediaEvent::Play {
+                session,
+                app,
+                name,
+                subscribers,
+                published,
+            } => {
+                info!(
+                    "play {app}/{name} (session {}, {subscribers} subscribers)",
+                    session.0
+                );
+                json!({"event": "play", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers, "published": published})
+            }
+            MediaEvent::Stop {
+                session,
+                app,
+                name,
+                subscribers,
+                sent,
+                dropped,
+            } => {
+                info!(
+                    "stop {app}/{name} (session {}: {sent} sent, {dropped} dropped)",
+                    session.0
+                );
+                json!({"event": "stop", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers, "sent": sent, "dropped": dropped})
+            }
+            MediaEvent::BadName {
+                session,
+                app,
+                name,
+                reason,
+            } => {
+                info!("publish {app}/{name} refused: {reason}");
+                json!({"event": "bad_name", "session": session.0, "app": app, "stream": name,
+                    "reason": reason})
+            }
+        };
+        self.json(v);
     }
 }
 
