@@ -1,0 +1,734 @@
+//! Many sessions on one set of sockets (spec 01 §4, 02 §3, §15): session-ID
+//! demultiplexing, the stateless responder, initiator handshakes, P2P
+//! introduction primitives, timers and the transmit queue.
+//!
+//! Driven as a sans-IO state machine: feed it `handle_datagram` and
+//! `handle_timeout`, then drain `poll_transmit` and `poll_event`, then sleep
+//! until `poll_timeout`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Instant;
+use super::crypto::{self, Certificate, CryptoSettings, Identity, PacketCipher};
+use super::flow::{FlowEvent, Transport, TransportConfig};
+use super::handshake::{CookieCheck, CookieJar, ResendSchedule, TAG_LENGTH};
+use super::rng::Rng;
+use super::session::{
+    Candidate, CloseReason, FarIdentity, FiHelloMode, Keying, Liveness, MAX_EARLY_PACKETS,
+    MAX_MOBILITY_LIFETIME, OpenFailure, Opening, Pending, Role, Session, State, Timestamps,
+    mobility_payload, mobility_timestamp, ticks,
+};
+use super::stats::{DropReason, EndpointStats, SessionCounters};
+use super::wire::address::{AddressOrigin, PeerAddress};
+use super::wire::chunk::{self, Chunk, Chunks};
+use super::wire::header::{Mode, PacketHeader, scramble_sid};
+use super::wire::{Writer, header};
+
+mod established;
+mod initiator;
+mod introduction;
+mod responder;
+
+/// Largest datagram we build or accept (spec 01 §5.4 `DECRYPT_BUF_LENGTH`).
+pub const MAX_DATAGRAM: usize = 8192;
+/// spec 02 §16 `REDIRECT_THRESHOLD`.
+pub const REDIRECT_THRESHOLD: usize = 24;
+/// Sealed startup packets waiting to be sent, at most.
+const MAX_STARTUP_QUEUE: usize = 4096;
+/// Longest wait for a keepalive reply before a session whose address
+/// another certificate handshakes from is deemed stale (see `check_stale`).
+const STALE_CHECK_MAX_WAIT: Duration = Duration::from_secs(2);
+/// spec 02 §14.5 `TIMECRITICAL_TIMEOUT`.
+const TIMECRITICAL_TIMEOUT: Duration = Duration::from_millis(800);
+/// Flash signatures are the single byte 'X' (spec 03 §7).
+const SIGNATURE: &[u8] = b"X";
+
+/// Identifies a session for the application; equal to its local session ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionHandle(pub u32);
+
+/// A datagram to send, written into the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub iface: u16,
+    pub dst: SocketAddr,
+    pub len: usize,
+    /// Set ECT(0) on this packet (it carries user data).
+    pub ecn: bool,
+}
+
+/// What happened, for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Opened {
+        session: SessionHandle,
+        role: Role,
+        far_addr: SocketAddr,
+        peer_id: [u8; 32],
+    },
+    OpenFailed {
+        session: SessionHandle,
+        reason: OpenFailure,
+    },
+    Closed {
+        session: SessionHandle,
+        reason: CloseReason,
+    },
+    AddressChanged {
+        session: SessionHandle,
+        addr: SocketAddr,
+    },
+    /// An IHello whose EPD does not select us: a forwarder or redirector
+    /// answers it with `send_redirect` and/or `forward_ihello`.
+    UnmatchedIHello {
+        iface: u16,
+        from: SocketAddr,
+        epd: Vec<u8>,
+        tag: Vec<u8>,
+    },
+    Flow {
+        session: SessionHandle,
+        event: FlowEvent,
+    },
+    /// The answer to [`Endpoint::ping`]: one measured round trip.
+    PingReply {
+        session: SessionHandle,
+        rtt: Duration,
+    },
+    /// A handshake was refused by a limit (reported at most once a second
+    /// per reason, so a flood cannot flood the log too).
+    Refused {
+        from: SocketAddr,
+        reason: RefuseReason,
+    },
+}
+
+/// Which limit refused a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// `max_sessions` reached.
+    SessionLimit,
+    /// The source IP exceeded `handshake_rate`.
+    HandshakeRate,
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub crypto: CryptoSettings,
+    pub keepalive_period: Duration,
+    pub retransmit_limit: Duration,
+    pub idle_limit: Option<Duration>,
+    pub max_sessions: usize,
+    /// FIHello handling for sessions we initiate (servers we trust to introduce peers).
+    pub fihello_mode: FiHelloMode,
+    pub transport: TransportConfig,
+    /// Most keyings (IIKeying with a valid cookie, the expensive step) per
+    /// second from one IP address; 0 = unlimited.
+    pub handshake_rate: u32,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        // The reference library's defaults (spec 02 §8); commands override them.
+        Self {
+            crypto: CryptoSettings::default(),
+            keepalive_period: Duration::from_secs(3600),
+            retransmit_limit: Duration::from_secs(120),
+            idle_limit: Some(Duration::from_secs(300)),
+            max_sessions: 100_000,
+            fihello_mode: FiHelloMode::Ignore,
+            transport: TransportConfig::default(),
+            handshake_rate: 0,
+        }
+    }
+}
+
+struct Slot {
+    generation: u8,
+    session: Option<Box<Session>>,
+}
+
+struct StartupDatagram {
+    iface: u16,
+    dst: SocketAddr,
+    bytes: Vec<u8>,
+    /// The responder session whose keys wait for this RIKeying to leave.
+    keys_for: Option<SessionHandle>,
+}
+
+pub struct Endpoint {
+    identity: Identity,
+    config: EndpointConfig,
+    rng: Box<dyn Rng + Send>,
+    cookies: CookieJar,
+    origin: Instant,
+    ifaces: Vec<bool>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Established sessions by far (iface, address).
+    by_addr: HashMap<(u16, SocketAddr), SessionHandle>,
+    /// Opening sessions by IHello tag.
+    by_tag: HashMap<[u8; TAG_LENGTH], SessionHandle>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    ready: VecDeque<SessionHandle>,
+    with_events: VecDeque<SessionHandle>,
+    startup_out: VecDeque<StartupDatagram>,
+    events: VecDeque<Event>,
+    default_cipher: PacketCipher,
+    rx_plain: Vec<u8>,
+    tx_plain: Vec<u8>,
+    stats: EndpointStats,
+    /// The session that most recently received time-critical data, and the
+    /// one before it (spec 02 §14.5).
+    tc_rx_latest: Option<(SessionHandle, Instant)>,
+    tc_rx_previous: Option<(SessionHandle, Instant)>,
+    tc_sent_any: Option<Instant>,
+    /// Per-IP token buckets for `handshake_rate`: (tokens, last refill).
+    handshake_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
+    last_refused: [Option<Instant>; 2],
+    /// ECN code point of the datagram being processed.
+    rx_ecn: u8,
+}
+
+/// IPs tracked for handshake rate limiting, at most; stale ones are
+/// forgotten when the table fills.
+const MAX_RATE_BUCKETS: usize = 65_536;
+
+impl Endpoint {
+    pub fn new(
+        identity: Identity,
+        config: EndpointConfig,
+        mut rng: Box<dyn Rng + Send>,
+        now: Instant,
+    ) -> Self {
+        let cookies = CookieJar::new(&mut *rng, now);
+        Self {
+            identity,
+            config,
+            rng,
+            cookies,
+            origin: now,
+            ifaces: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_addr: HashMap::new(),
+            by_tag: HashMap::new(),
+            timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            with_events: VecDeque::new(),
+            startup_out: VecDeque::new(),
+            events: VecDeque::new(),
+            default_cipher: PacketCipher::default_key(),
+            rx_plain: vec![0u8; MAX_DATAGRAM],
+            tx_plain: vec![0u8; MAX_DATAGRAM],
+            stats: EndpointStats::default(),
+            tc_rx_latest: None,
+            tc_rx_previous: None,
+            tc_sent_any: None,
+            handshake_buckets: HashMap::new(),
+            last_refused: [None; 2],
+            rx_ecn: 0,
+        }
+    }
+
+    /// Registers a socket; datagrams and transmits name it by the returned id.
+    pub fn add_interface(&mut self, ipv6: bool) -> u16 {
+        self.ifaces.push(ipv6);
+        (self.ifaces.len() - 1) as u16
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> EndpointStats {
+        let mut s = self.stats;
+        s.sessions_current = self.session_count() as u64;
+        s
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn session(&self, h: SessionHandle) -> Option<&Session> {
+        let (idx, generation) = split_handle(h)?;
+        let slot = self.slots.get(idx)?;
+        if slot.generation != generation {
+            return None;
+        }
+        slot.session.as_deref()
+    }
+
+    fn session_mut(&mut self, h: SessionHandle) -> Option<&mut Session> {
+        let (idx, generation) = split_handle(h)?;
+        let slot = self.slots.get_mut(idx)?;
+        if slot.generation != generation {
+            return None;
+        }
+        slot.session.as_deref_mut()
+    }
+
+    pub fn sessions(&self) -> impl Iterator<Item = (SessionHandle, &Session)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let sess = s.session.as_deref()?;
+            Some((make_handle(i, s.generation), sess))
+        })
+    }
+
+    /// Our 4 ms timestamp clock (spec 01 §5.2).
+    fn timestamp(&self, now: Instant) -> u16 {
+        ticks(now.saturating_since(self.origin)) as u16
+    }
+
+    // ----------------------------------------------------------------- app API
+
+    /// The flow layer of a session, for opening flows and writing messages.
+    /// Call [`Endpoint::wake`] afterwards so the session gets a chance to send.
+    pub fn transport(&mut self, h: SessionHandle) -> Option<&mut Transport> {
+        self.session_mut(h).map(|s| &mut s.transport)
+    }
+
+    /// Marks a session as having something to send (after application writes).
+    pub fn wake(&mut self, h: SessionHandle) {
+        self.mark_ready(h);
+        self.mark_events(h);
+        self.reschedule(h);
+    }
+
+    /// Measures one round trip with an RTMFP Ping; the answer arrives as
+    /// [`Event::PingReply`]. Returns false if the session is not open.
+    pub fn ping(&mut self, now: Instant, h: SessionHandle) -> bool {
+        let Some(s) = self.session_mut(h) else {
+            return false;
+        };
+        if s.state != State::Open {
+            return false;
+        }
+        let mut payload = Vec::with_capacity(9);
+        payload.push(super::session::PING_MARKING_PROBE);
+        payload.extend_from_slice(&now.as_micros().to_be_bytes());
+        s.pending.probe = Some(payload);
+        self.mark_ready(h);
+        true
+    }
+
+    /// Changes one session's keepalive period, e.g. after a server's Set
+    /// Keepalive Timers (spec 04 §6.3); the caller applies the 5 s floor.
+    pub fn set_keepalive(&mut self, h: SessionHandle, period: Duration) {
+        let Some(s) = self.session_mut(h) else { return };
+        s.liveness.keepalive_period = period;
+        self.reschedule(h);
+    }
+
+    // ------------------------------------------------------------ event loop
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Some(e);
+            }
+            let h = self.with_events.pop_front()?;
+            let Some(s) = self.session_mut(h) else {
+                continue;
+            };
+            s.events_queued = false;
+            if let Some(event) = s.transport.poll_event() {
+                s.events_queued = true;
+                self.with_events.push_front(h);
+                return Some(Event::Flow { session: h, event });
+            }
+        }
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Reverse((t, raw))) = self.timers.peek().copied() {
+            let h = SessionHandle(raw);
+            match self.session(h).map(|s| s.scheduled) {
+                Some(Some(sched)) if sched == t => return Some(t),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((t, raw))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let h = SessionHandle(raw);
+            let Some(s) = self.session_mut(h) else {
+                continue;
+            };
+            if s.scheduled != Some(t) {
+                continue;
+            }
+            s.scheduled = None;
+            self.session_timeout(now, h);
+            self.reschedule(h);
+        }
+    }
+
+    pub fn handle_datagram(&mut self, now: Instant, iface: u16, from: SocketAddr, data: &[u8]) {
+        self.handle_datagram_ecn(now, iface, from, data, 0);
+    }
+
+    /// As [`Endpoint::handle_datagram`], with the IP ECN code point the
+    /// datagram arrived with (low two bits of the TOS byte).
+    pub fn handle_datagram_ecn(
+        &mut self,
+        now: Instant,
+        iface: u16,
+        from: SocketAddr,
+        data: &[u8],
+        ecn: u8,
+    ) {
+        self.rx_ecn = ecn;
+        self.stats.rx_datagrams += 1;
+        self.stats.rx_bytes += data.len() as u64;
+        // SSID + one cipher block is the least the Flash profile produces.
+        if data.len() < 4 + 16 || data.len() > MAX_DATAGRAM {
+            self.stats.drop(DropReason::TooShort);
+            return;
+        }
+        let ssid = [data[0], data[1], data[2], data[3]];
+        let sid = scramble_sid(ssid, &data[4..]);
+        if sid == [0; 4] {
+            self.handle_startup(now, iface, from, data);
+        } else {
+            let h = SessionHandle(u32::from_be_bytes(sid));
+            if self.session(h).is_none() {
+                self.stats.drop(DropReason::UnknownSession);
+                return;
+            }
+            self.handle_session_datagram(now, h, iface, from, data);
+        }
+    }
+
+    /// Writes the next datagram into `buf` (at least [`MAX_DATAGRAM`] bytes).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some(d) = self.startup_out.pop_front() {
+            let len = d.bytes.len().min(buf.len());
+            buf[..len].copy_from_slice(&d.bytes[..len]);
+            self.count_tx(len);
+            if let Some(h) = d.keys_for
+                && let Some(s) = self.session_mut(h)
+            {
+                s.keys_handed = true;
+                self.reschedule(h);
+            }
+            return Some(Transmit {
+                iface: d.iface,
+                dst: d.dst,
+                len,
+                ecn: false,
+            });
+        }
+        while let Some(h) = self.ready.pop_front() {
+            let Some(s) = self.session_mut(h) else {
+                continue;
+            };
+            s.queued = false;
+            if let Some(t) = self.session_transmit(now, h, buf) {
+                self.count_tx(t.len);
+                // It may have more: keep it in the rotation behind the others.
+                self.mark_ready(h);
+                self.reschedule(h);
+                return Some(t);
+            }
+            self.reschedule(h);
+            self.reap_if_closed(h);
+        }
+        None
+    }
+
+    fn count_tx(&mut self, len: usize) {
+        self.stats.tx_datagrams += 1;
+        self.stats.tx_bytes += len as u64;
+    }
+
+    // ------------------------------------------------------- session table
+
+    fn insert_session(
+        &mut self,
+        now: Instant,
+        role: Role,
+        state: State,
+        iface: u16,
+        far_addr: Option<SocketAddr>,
+    ) -> SessionHandle {
+        let idx = match self.free.pop() {
+            Some(i) => i as usize,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    session: None,
+                });
+                self.slots.len() - 1
+            }
+        };
+        let generation = self.slots[idx].generation;
+        let h = make_handle(idx, generation);
+        let session = Session {
+            role,
+            state,
+            local_sid: h.0.to_be_bytes(),
+            far_sid: [0; 4],
+            iface,
+            far_addr: far_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            cipher: PacketCipher::default_key(),
+            opening: None,
+            far: None,
+            transport: Transport::new(TransportConfig {
+                retransmit_limit: self.config.retransmit_limit,
+                ..self.config.transport.clone()
+            }),
+            tcr_received: None,
+            ts: Timestamps::default(),
+            liveness: Liveness {
+                keepalive_period: self.config.keepalive_period,
+                retransmit_limit: self.config.retransmit_limit,
+                idle_limit: self.config.idle_limit,
+            },
+            fihello_mode: FiHelloMode::Ignore,
+            pending: Pending::default(),
+            last_tx: now,
+            last_rx: now,
+            opened_at: now,
+            keepalive_outstanding: false,
+            keepalive_rtx_at: Instant::NEVER,
+            retransmit_epoch: None,
+            last_idle: now,
+            close_deadline: Instant::NEVER,
+            close_rtx_at: Instant::NEVER,
+            close_reason: None,
+            last_mobility_check_s: None,
+            last_mobility_ts: None,
+            pending_keys: None,
+            keys_handed: false,
+            rikeying: None,
+            counters: SessionCounters::default(),
+            probe_sent: None,
+            stale_check: None,
+            scheduled: None,
+            queued: false,
+            events_queued: false,
+        };
+        self.slots[idx].session = Some(Box::new(session));
+        h
+    }
+
+    fn remove_session(&mut self, h: SessionHandle) {
+        let Some((idx, generation)) = split_handle(h) else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        if slot.generation != generation {
+            return;
+        }
+        let Some(s) = slot.session.take() else { return };
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(idx as u32);
+        if self.by_addr.get(&(s.iface, s.far_addr)) == Some(&h) {
+            self.by_addr.remove(&(s.iface, s.far_addr));
+        }
+        if let Some(o) = &s.opening
+            && self.by_tag.get(&o.tag) == Some(&h)
+        {
+            self.by_tag.remove(&o.tag);
+        }
+    }
+
+    fn reap_if_closed(&mut self, h: SessionHandle) {
+        let closed = self
+            .session(h)
+            .is_some_and(|s| s.state == State::Closed && !s.pending.any());
+        if closed {
+            self.remove_session(h);
+        }
+    }
+
+    fn mark_ready(&mut self, h: SessionHandle) {
+        if let Some(s) = self.session_mut(h)
+            && !s.queued
+        {
+            s.queued = true;
+            self.ready.push_back(h);
+        }
+    }
+
+    fn mark_events(&mut self, h: SessionHandle) {
+        if let Some(s) = self.session_mut(h)
+            && !s.events_queued
+        {
+            s.events_queued = true;
+            self.with_events.push_back(h);
+        }
+    }
+
+    fn reschedule(&mut self, h: SessionHandle) {
+        let Some(s) = self.session_mut(h) else { return };
+        let next = s.next_deadline();
+        let push = next.is_some() && next != s.scheduled;
+        s.scheduled = next;
+        let reap = s.state == State::Closed && !s.pending.any() && !s.queued;
+        if push && let Some(t) = next {
+            self.timers.push(Reverse((t, h.0)));
+        }
+        if reap {
+            self.remove_session(h);
+        }
+        // Stale heap entries accumulate when deadlines move; rebuild rarely.
+        if self.timers.len() > 4 * (self.session_count() + 64) {
+            self.rebuild_timers();
+        }
+    }
+
+    fn rebuild_timers(&mut self) {
+        let live: Vec<_> = self
+            .sessions()
+            .filter_map(|(h, s)| s.scheduled.map(|t| Reverse((t, h.0))))
+            .collect();
+        self.timers = BinaryHeap::from(live);
+    }
+
+    // --------------------------------------------------------------- startup
+
+    /// Seals a startup-mode packet (default key) and queues it.
+    fn send_startup(
+        &mut self,
+        now: Instant,
+        iface: u16,
+        dst: SocketAddr,
+        far_sid: [u8; 4],
+        body: impl FnOnce(&mut Writer) -> Result<(), super::wire::WireError>,
+    ) -> bool {
+        if self.startup_out.len() >= MAX_STARTUP_QUEUE {
+            self.stats.drop(DropReason::Limit);
+            return false;
+        }
+        let ts = self.timestamp(now);
+        let mut plain = std::mem::take(&mut self.tx_plain);
+        let limit = header::MAX_STARTUP_PACKET.min(plain.len());
+        let mut w = Writer::new(&mut plain[..limit]);
+        let hdr = PacketHeader {
+            time_critical: false,
+            time_critical_reverse: false,
+            mode: Mode::Startup,
+            timestamp: Some(ts),
+            timestamp_echo: None,
+        };
+        let ok = hdr.encode(&mut w).is_ok() && body(&mut w).is_ok();
+        let n = w.len();
+        let mut out = vec![0u8; MAX_DATAGRAM];
+        let sealed = ok
+            .then(|| {
+                self.default_cipher
+                    .seal(far_sid, &plain[..n], &mut out)
+                    .ok()
+            })
+            .flatten();
+        self.tx_plain = plain;
+        let Some(len) = sealed else { return false };
+        out.truncate(len);
+        self.startup_out.push_back(StartupDatagram {
+            iface,
+            dst,
+            bytes: out,
+            keys_for: None,
+        });
+        true
+    }
+
+    fn handle_startup(&mut self, now: Instant, iface: u16, from: SocketAddr, data: &[u8]) {
+        let mut plain_buf = std::mem::take(&mut self.rx_plain);
+        let mut cipher = std::mem::replace(&mut self.default_cipher, PacketCipher::default_key());
+        match cipher.open(data, &mut plain_buf) {
+            Ok(plain) => {
+                self.default_cipher = cipher;
+                self.handle_startup_plain(now, iface, from, plain);
+            }
+            Err(_) => {
+                self.default_cipher = cipher;
+                self.stats.drop(DropReason::Decrypt);
+            }
+        }
+        self.rx_plain = plain_buf;
+    }
+
+    fn handle_startup_plain(&mut self, now: Instant, iface: u16, from: SocketAddr, plain: &[u8]) {
+        let Ok((hdr, area)) = PacketHeader::decode(plain) else {
+            self.stats.drop(DropReason::Header);
+            return;
+        };
+        if hdr.mode != Mode::Startup {
+            self.stats.drop(DropReason::Mode);
+            return;
+        }
+        let mut seen_ihello = false;
+        let mut chunks = Chunks::new(area);
+        for c in chunks.by_ref() {
+            match c {
+                Chunk::IHello(ih) => {
+                    // spec 01 §8: only the first IHello of a packet counts.
+                    if !seen_ihello {
+                        seen_ihello = true;
+                        self.on_ihello(now, iface, from, ih.epd, ih.tag);
+                    }
+                }
+                Chunk::RHello(rh) => self.on_rhello(now, iface, from, &rh),
+                Chunk::Redirect(rd) => self.on_redirect(now, from, &rd),
+                Chunk::IIKeying(ik) => self.on_iikeying(now, iface, from, &ik),
+                Chunk::Malformed { .. } => self.stats.drop(DropReason::MalformedChunk),
+                Chunk::Unknown { .. } => {}
+                _ => self.stats.drop(DropReason::WrongState),
+            }
+        }
+        // A chunk claiming more bytes than the packet holds ends the parse;
+        // count it, or a flood of such packets is invisible in the stats.
+        if chunks.ended_truncated() {
+            self.stats.drop(DropReason::MalformedChunk);
+        }
+    }
+}
+
+/// Why `connect` refused to start a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("malformed endpoint discriminator")]
+    BadEpd,
+    #[error("session limit reached")]
+    TooManySessions,
+}
+
+fn make_handle(idx: usize, generation: u8) -> SessionHandle {
+    // Index+1 keeps SID 0 (startup) unused; the generation byte makes a
+    // reused slot's SID differ from its previous occupant's.
+    SessionHandle((u32::from(generation) << 24) | (idx as u32 + 1))
+}
+
+fn split_handle(h: SessionHandle) -> Option<(usize, u8)> {
+    let low = h.0 & 0x00ff_ffff;
+    if low == 0 {
+        return None;
+    }
+    Some(((low - 1) as usize, (h.0 >> 24) as u8))
+}
+
+fn digest(b: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(b).into()
+}
