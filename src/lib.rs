@@ -11,7 +11,3 @@ pub mod media;
 pub mod net;
 pub mod proto;
 pub mod server;
-// Until src/media/mod.rs lands with the FLV module, NetStream lives at the
-// crate root from its final place.
-#[path = "media/netstream/mod.rs"]
-pub mod netstream;

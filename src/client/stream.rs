@@ -2,10 +2,13 @@
 //! (`connect`), `createStream`, then `publish` or `play` on the stream
 //! (spec 04 §5.4, §7). What a publisher sends comes in as [`StreamInput`]
 //! (from the FLV reader, `send` arguments); what a player receives goes out
-//! as [`StreamOutput`]. The stream itself is [`crate::netstream`], the same
+//! as [`StreamOutput`]. The stream itself is [`crate::media::netstream`], the same
 //! machinery a direct peer-to-peer stream uses.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use super::report::Failure;
@@ -17,8 +20,8 @@ use crate::flash::user_control::FlowSync;
 use crate::flash::{
     Command, Message, NetCommand, Play, Publish, StatusInfo, TcMetadata, UserControl, Value,
 };
+use crate::media::netstream::{Incoming, Lifetimes, StreamOut, classify, is_sample_access};
 use crate::net::App;
-use crate::netstream::{Incoming, Lifetimes, StreamOut, classify, is_sample_access};
 use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::flow::{Delivery, FlowEvent};
@@ -116,16 +119,28 @@ enum Phase {
     Done,
 }
 
-/// Counters of a publisher.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PublishCounters {
-    pub audio: u64,
-    pub video: u64,
-    pub data: u64,
-    pub bytes: u64,
+/// A stream's progress, shared with the threads that feed and show it
+/// (atomics: read any time without stopping the endpoint task).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Publish.Start or Play.Start arrived.
+    pub started: AtomicBool,
+    pub audio: AtomicU64,
+    pub video: AtomicU64,
+    pub data: AtomicU64,
+    /// Audio and video payload bytes written.
+    pub bytes: AtomicU64,
     /// Messages the flows refused (buffer full).
-    pub refused: u64,
-    pub last_timestamp: u32,
+    pub refused: AtomicU64,
+    pub last_timestamp: AtomicU32,
+    /// Bytes queued and not yet acknowledged.
+    pub queued: AtomicUsize,
+}
+
+impl Progress {
+    pub fn frames(&self) -> u64 {
+        self.audio.load(Relaxed) + self.video.load(Relaxed)
+    }
 }
 
 pub struct StreamApp {
@@ -144,7 +159,7 @@ pub struct StreamApp {
     failure: Option<Failure>,
     /// Why the stream ended, when the far side ended it (UnpublishNotify, …).
     pub ended_by: Option<StatusInfo>,
-    pub counters: PublishCounters,
+    pub progress: Arc<Progress>,
     pub started_at: Option<Instant>,
     /// Input ended while the stream was still starting.
     pending_end: bool,
@@ -167,7 +182,7 @@ impl StreamApp {
             sync: FlowSync::default(),
             failure: None,
             ended_by: None,
-            counters: PublishCounters::default(),
+            progress: Arc::default(),
             started_at: None,
             pending_end: false,
             queued_inputs: Vec::new(),
@@ -469,6 +484,7 @@ impl StreamApp {
             (StreamRole::Publish, code::PUBLISH_START) if starting => {
                 self.started_at = Some(now);
                 self.phase = Phase::Active;
+                self.progress.started.store(true, Relaxed);
                 (self.out)(StreamOutput::Started(info));
                 for i in std::mem::take(&mut self.queued_inputs) {
                     self.on_input(ep, now, i);
@@ -477,6 +493,7 @@ impl StreamApp {
             (StreamRole::Play { .. }, code::PLAY_START) if starting => {
                 self.started_at = Some(now);
                 self.phase = Phase::Active;
+                self.progress.started.store(true, Relaxed);
                 (self.out)(StreamOutput::Started(info));
             }
             (StreamRole::Publish, code::PUBLISH_BAD_NAME) => {
@@ -544,6 +561,7 @@ impl StreamApp {
         let Some(s) = self.stream.as_mut() else {
             return;
         };
+        let p = &self.progress;
         match input {
             StreamInput::Tag {
                 kind,
@@ -556,26 +574,27 @@ impl StreamApp {
                         let _ = crate::flash::amf0::encode_str(&mut payload, name::SET_DATA_FRAME);
                     }
                     payload.extend_from_slice(&data);
-                    self.counters.data += 1;
+                    p.data.fetch_add(1, Relaxed);
                     s.write(ep, now, msg_type::DATA, timestamp, &payload)
                 } else {
                     if kind == msg_type::AUDIO {
-                        self.counters.audio += 1;
+                        p.audio.fetch_add(1, Relaxed);
                     } else {
-                        self.counters.video += 1;
+                        p.video.fetch_add(1, Relaxed);
                     }
-                    self.counters.bytes += data.len() as u64;
+                    p.bytes.fetch_add(data.len() as u64, Relaxed);
                     s.write(ep, now, kind, timestamp, &data)
                 };
-                self.counters.last_timestamp = timestamp;
+                p.last_timestamp.store(timestamp, Relaxed);
                 if r.is_err() {
-                    self.counters.refused += 1;
+                    p.refused.fetch_add(1, Relaxed);
                 }
+                p.queued.store(s.buffered_all(ep), Relaxed);
             }
             StreamInput::Data(values) => {
-                self.counters.data += 1;
+                p.data.fetch_add(1, Relaxed);
                 if s.write_message(ep, now, &Message::data(0, values)).is_err() {
-                    self.counters.refused += 1;
+                    p.refused.fetch_add(1, Relaxed);
                 }
             }
             StreamInput::End => {
@@ -688,6 +707,8 @@ impl App for StreamApp {
             }
             Phase::Draining => Some(self.deadline),
             Phase::Closing { until } => Some(until),
+            // A publisher refreshes its queue figure for whoever feeds it.
+            Phase::Active if self.cfg.role == StreamRole::Publish => Some(self.deadline),
             Phase::Active | Phase::Done => None,
         }
     }
@@ -716,8 +737,15 @@ impl App for StreamApp {
                     Failure::Protocol(format!("no answer to {what} within {:?}", self.cfg.timeout));
                 self.fail(ep, now, f);
             }
+            Phase::Active if now >= self.deadline => {
+                let q = self.queued(ep);
+                self.progress.queued.store(q, Relaxed);
+                self.deadline = now + DRAIN_POLL;
+            }
             Phase::Draining if now >= self.deadline => {
-                if self.queued(ep) == 0 {
+                let q = self.queued(ep);
+                self.progress.queued.store(q, Relaxed);
+                if q == 0 {
                     self.close(ep, now);
                 } else {
                     self.deadline = now + DRAIN_POLL;

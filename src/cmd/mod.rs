@@ -3,7 +3,11 @@
 //! propagated as panics.
 
 pub mod connect;
+pub mod publish;
+pub mod send;
 pub mod serve;
+pub mod stream_session;
+pub mod subscribe;
 
 use std::io::IsTerminal;
 

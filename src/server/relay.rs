@@ -11,7 +11,7 @@
 
 use crate::flash::av::{audio_info, video_info};
 use crate::flash::message::{HEADER_LEN, msg_type};
-use crate::netstream::{Lane, StreamOut, timestamp_of};
+use crate::media::netstream::{Lane, StreamOut, timestamp_of};
 use crate::proto::Instant;
 use crate::proto::endpoint::Endpoint;
 

@@ -18,7 +18,7 @@ use crate::flash::command::{DataFrame, code, data_frame, name, rtmp_sample_acces
 use crate::flash::message::{HEADER_LEN, msg_type};
 use crate::flash::user_control::SyncIds;
 use crate::flash::{Command, Message, NetCommand, StatusInfo, UserControl, Value};
-use crate::netstream::{Incoming, Lifetimes, StreamName, StreamOut, classify, timestamp_of};
+use crate::media::netstream::{Incoming, Lifetimes, StreamName, StreamOut, classify, timestamp_of};
 use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, SessionHandle};
 use crate::proto::flow::WriteOptions;

@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn stats_count_frames_gaps_and_late_ones() {
         let mut s = ReceiveStats::default();
-        let at = |ms| Instant::from_micros(ms * 1000);
+        let at = |ms: u64| Instant::from_micros(ms * 1000);
         s.on_media(at(1000), &media(9, 0, &[0x17, 1, 0, 0, 0]));
         s.on_media(at(1040), &media(9, 40, &[0x27, 1, 0, 0, 0]));
         s.on_media(at(1050), &media(8, 0, &[0xaf, 1]));
