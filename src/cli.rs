@@ -294,7 +294,7 @@ pub struct PublishArgs {
 
     /// Publish the file this many times (a number, or inf); timestamps continue across loops.
     #[arg(long = "loop", value_name = "N|inf", default_value = "1", value_parser = parse_loops)]
-    pub loops: Option<u64>,
+    pub loops: Loops,
 
     /// Lifetime of video messages before they are abandoned.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
@@ -396,15 +396,19 @@ pub struct SendArgs {
     pub json: bool,
 }
 
-/// Parses a loop count: a positive number or `inf` (`None`).
-pub fn parse_loops(s: &str) -> Result<Option<u64>, String> {
+/// How many times to publish a file; `None` is forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loops(pub Option<u64>);
+
+/// Parses a loop count: a positive number or `inf`.
+pub fn parse_loops(s: &str) -> Result<Loops, String> {
     match s.trim() {
-        "inf" | "infinite" => Ok(None),
+        "inf" | "infinite" => Ok(Loops(None)),
         n => match n.parse::<u64>() {
             Ok(0) | Err(_) => Err(format!(
                 "not a loop count: {s:?} (a positive number or inf)"
             )),
-            Ok(n) => Ok(Some(n)),
+            Ok(n) => Ok(Loops(Some(n))),
         },
     }
 }

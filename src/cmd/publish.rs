@@ -33,7 +33,7 @@ pub fn run(args: PublishArgs) -> i32 {
         eprintln!("rtmfp publish: --speed must be a positive number");
         return exit::USAGE;
     }
-    if args.file == "-" && args.loops != Some(1) {
+    if args.file == "-" && args.loops.0 != Some(1) {
         eprintln!("rtmfp publish: --loop needs a file (stdin cannot be read twice)");
         return exit::USAGE;
     }
@@ -108,7 +108,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
             done.clone(),
             feed.clone(),
         );
-        let (file, loops) = (args.file.clone(), args.loops);
+        let (file, loops) = (args.file.clone(), args.loops.0);
         std::thread::spawn(move || {
             if let Err(e) = read_loop(&file, loops, pacing, &tx, &progress, &done, &feed) {
                 *feed.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -120,7 +120,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         progress.clone(),
         feed.clone(),
         json,
-        args.loops,
+        args.loops.0,
     ));
     let started = std::time::Instant::now();
     let r = stream_session::run("publish", &mut s, interrupted.clone()).await;
