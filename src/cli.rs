@@ -384,7 +384,7 @@ pub struct SendArgs {
     pub handler: String,
 
     /// Arguments as JSON values.
-    #[arg(value_name = "ARG", allow_hyphen_values = true)]
+    #[arg(value_name = "ARG")]
     pub args: Vec<String>,
 
     /// Read one message per line from stdin (after any ARGs given).

@@ -16,7 +16,7 @@ use super::tc::{TcClient, TcEvent};
 use crate::flash::amf0::Limits;
 use crate::flash::command::{code, name};
 use crate::flash::message::{encode_command, msg_type};
-use crate::flash::user_control::FlowSync;
+use crate::flash::user_control::{FlowSync, SyncOutcome};
 use crate::flash::{
     Command, Message, NetCommand, Play, Publish, StatusInfo, TcMetadata, UserControl, Value,
 };
@@ -24,7 +24,7 @@ use crate::media::netstream::{Incoming, Lifetimes, StreamOut, classify, is_sampl
 use crate::net::App;
 use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
-use crate::proto::flow::{Delivery, FlowEvent};
+use crate::proto::flow::FlowEvent;
 use crate::proto::session::{CloseReason, OpenFailure, State};
 
 /// How long we wait for the Close Ack of our orderly close.
@@ -36,6 +36,8 @@ pub const STREAM_RECV_BUFFER: usize = (16 << 20) - 1024;
 const REJECT_CODE: u64 = 0;
 /// How often a draining publisher looks at its queues.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// Messages a flow held by a sync barrier may queue before it is released anyway.
+const MAX_HELD: usize = 4096;
 
 /// What to do on the stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,6 +158,8 @@ pub struct StreamApp {
     /// The server's flows for our stream.
     incoming: Vec<u64>,
     sync: FlowSync,
+    /// Messages of flows held by a sync barrier, in arrival order.
+    held: std::collections::HashMap<u64, Vec<Vec<u8>>>,
     failure: Option<Failure>,
     /// Why the stream ended, when the far side ended it (UnpublishNotify, …).
     pub ended_by: Option<StatusInfo>,
@@ -180,6 +184,7 @@ impl StreamApp {
             stream: None,
             incoming: Vec::new(),
             sync: FlowSync::default(),
+            held: std::collections::HashMap::new(),
             failure: None,
             ended_by: None,
             progress: Arc::default(),
@@ -453,28 +458,55 @@ impl StreamApp {
                 }
             }
             Incoming::UserControl(UserControl::FlowSync { sync_id, count }) => {
-                self.on_flow_sync(ep, flow, sync_id, count)
+                self.on_flow_sync(ep, now, flow, sync_id, count)
             }
             _ => {}
         }
     }
 
-    fn on_flow_sync(&mut self, ep: &mut Endpoint, flow: u64, sync_id: u32, count: u32) {
-        let Some(h) = self.session else { return };
+    /// Flow Synchronization (spec 04 §6.2). A held flow's later messages
+    /// wait here (the transport may already have delivered them in the same
+    /// batch), and are replayed in order once every flow reached the barrier.
+    fn on_flow_sync(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        flow: u64,
+        sync_id: u32,
+        count: u32,
+    ) {
         let Ok(outcome) = self.sync.on_sync(flow, sync_id, count, false) else {
             return;
         };
-        let Some(t) = ep.transport(h) else { return };
         match outcome {
-            crate::flash::user_control::SyncOutcome::Hold => t.set_delivery(flow, Delivery::Hold),
-            crate::flash::user_control::SyncOutcome::NotHeld => {}
-            crate::flash::user_control::SyncOutcome::Release(flows) => {
+            SyncOutcome::Hold => {
+                self.held.entry(flow).or_default();
+            }
+            SyncOutcome::NotHeld => {}
+            SyncOutcome::Release(flows) => {
                 for f in flows {
-                    t.set_delivery(f, Delivery::Sequence);
+                    for m in self.held.remove(&f).unwrap_or_default() {
+                        self.on_stream_message(ep, now, f, m);
+                    }
                 }
             }
         }
-        ep.wake(h);
+    }
+
+    /// A message of one of our stream flows, unless its flow is held.
+    fn on_flow_message(&mut self, ep: &mut Endpoint, now: Instant, flow: u64, data: Vec<u8>) {
+        if let Some(q) = self.held.get_mut(&flow) {
+            if q.len() < MAX_HELD {
+                q.push(data);
+                return;
+            }
+            // A barrier that never completes must not hold the stream forever.
+            let q = self.held.remove(&flow).unwrap_or_default();
+            for m in q {
+                self.on_stream_message(ep, now, flow, m);
+            }
+        }
+        self.on_stream_message(ep, now, flow, data);
     }
 
     fn on_status(&mut self, ep: &mut Endpoint, now: Instant, info: StatusInfo) {
@@ -674,7 +706,7 @@ impl App for StreamApp {
                     }
                 }
                 FlowEvent::Message { flow, data } if self.incoming.contains(&flow) => {
-                    self.on_stream_message(ep, now, flow, data)
+                    self.on_flow_message(ep, now, flow, data)
                 }
                 FlowEvent::Message { flow, data }
                     if Some(flow) == self.tc.as_ref().and_then(|t| t.server_control_flow())
