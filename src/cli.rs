@@ -72,12 +72,18 @@ pub enum Command {
     Send(SendArgs),
 }
 
-/// Run the rendezvous server.
+/// Run the rendezvous server and media relay.
 ///
 /// Accepts Flash-compatible clients (Flash Player, AIR, librtmfp, rtmfp-cpp) into named apps, gives each
 /// its peer ID (the SHA-256 of its certificate), records the addresses it is seen from and reports, and
 /// keeps sessions alive. The server identity is a static Diffie-Hellman key kept in a file, so its
 /// fingerprint is stable across restarts.
+///
+/// It relays live streams: one publisher per stream name in each app (a publish with a higher
+/// `?priority=N`, at most 0, preempts one without), any number of subscribers, each started at once
+/// with the stream's metadata, sequence headers and current keyframe, timestamps rebased to start
+/// near 0 (`?asis` keeps them). `sha256:<hex>` of a name plays it but cannot publish it. A slow
+/// subscriber loses whole frames (then waits for a keyframe); it never slows the others.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
@@ -126,7 +132,10 @@ pub struct ServeArgs {
     /// fingerprint), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
     /// tc_url, object_encoding), set_peer_info (session, peer_id, addresses), introduction (from,
     /// target, addresses), session_closed (session, peer_id, reason), refused (from, reason), error
-    /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters).
+    /// (session, peer_id, error, closed; or fatal, error), publish (session, app, stream,
+    /// subscribers), unpublish (session, app, stream, subscribers, messages), play (session, app,
+    /// stream, subscribers, published), stop (session, app, stream, subscribers, sent, dropped),
+    /// bad_name (session, app, stream, reason), shutdown (signal), stopped (counters).
     #[arg(long)]
     pub json: bool,
 }

@@ -34,10 +34,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const NOTIFY_GRACE: Duration = Duration::from_millis(200);
 /// Per-session flow caps: a TC client needs a control flow plus about
 /// three per stream (spec 04 §3); more is abuse, and flows cost memory.
+/// We send a control flow plus three per played stream.
 const MAX_RECV_FLOWS: usize = 64;
-const MAX_SEND_FLOWS: usize = 4;
-/// Receive buffer per flow: control messages are small, and a rendezvous
-/// server discards media.
+const MAX_SEND_FLOWS: usize = 1 + 3 * 8;
+/// Receive buffer per flow: control messages are small; a publishing
+/// stream's flows are given room for whole frames when it starts
+/// (`MediaConfig::publish_recv_buffer`).
 const RECV_BUFFER: usize = 64 * 1024;
 /// Identity generation retries until the group-2 key has full length: the
 /// Flash SKRC layout librtmfp parses needs exactly 128 bytes (spec 06), and a
@@ -159,6 +161,12 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         "flows_rejected": s.flows_rejected,
         "bad_messages": s.bad_messages,
         "refused": s.refused,
+        "publishes": s.media.publishes,
+        "plays": s.media.plays,
+        "media_messages_in": s.media.messages_in,
+        "media_messages_out": s.media.messages_out,
+        "frames_dropped": s.media.frames_dropped,
+        "media_rejected": s.media.rejected,
         "rx_datagrams": stats.rx_datagrams,
         "dropped_datagrams": stats.total_drops(),
         "sessions_left": driver.ep.session_count(),
