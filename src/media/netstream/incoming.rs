@@ -71,8 +71,9 @@ pub fn is_sample_access(values: &[Value]) -> bool {
 
 /// A gap: consecutive frames of one kind further apart than this.
 pub const GAP: Duration = Duration::from_secs(1);
-/// A frame is late when it arrives this much later than the earliest
-/// arrival-to-timestamp offset seen.
+/// A frame is late when it arrives this much later after the previous
+/// frame of its kind than their timestamps are apart (a stall on the way;
+/// a constant latency, such as an encoder's, is not lateness).
 pub const LATE: Duration = Duration::from_secs(1);
 
 /// What a player received, for its summary.
@@ -87,15 +88,14 @@ pub struct ReceiveStats {
     /// Timestamp jumps of more than [`GAP`] between consecutive frames of
     /// one kind: frames abandoned on the way or a stalled source.
     pub gaps: u64,
-    /// Frames that arrived more than [`LATE`] behind the best pace seen.
+    /// Frames that arrived more than [`LATE`] behind the pace of their timestamps.
     pub late: u64,
     pub first_frame: Option<Instant>,
     pub last_frame: Option<Instant>,
     pub first_timestamp: Option<u32>,
     pub last_timestamp: Option<u32>,
-    last_ts: [Option<u32>; 2],
-    /// Smallest (arrival ms − timestamp) seen.
-    best_offset: Option<i64>,
+    /// Per kind (audio, video): the last frame's timestamp and arrival (ms).
+    last: [Option<(u32, u64)>; 2],
 }
 
 impl ReceiveStats {
@@ -114,20 +114,19 @@ impl ReceiveStats {
         }
         self.media_bytes += payload.len() as u64;
         let lane = usize::from(video);
-        if let Some(prev) = self.last_ts[lane]
-            && u64::from(ts.wrapping_sub(prev)) > GAP.as_millis() as u64
-            && ts.wrapping_sub(prev) < 0x8000_0000
-        {
-            self.gaps += 1;
+        let at = now.as_micros() / 1000;
+        if let Some((prev, prev_at)) = self.last[lane] {
+            let dts = ts.wrapping_sub(prev);
+            let forward = dts < 0x8000_0000;
+            if forward && u64::from(dts) > GAP.as_millis() as u64 {
+                self.gaps += 1;
+            }
+            let expected = if forward { u64::from(dts) } else { 0 };
+            if at.saturating_sub(prev_at) > expected + LATE.as_millis() as u64 {
+                self.late += 1;
+            }
         }
-        self.last_ts[lane] = Some(ts);
-        let offset = (now.as_micros() / 1000) as i64 - i64::from(ts);
-        match self.best_offset {
-            Some(b) if offset - b > LATE.as_millis() as i64 => self.late += 1,
-            Some(b) if offset < b => self.best_offset = Some(offset),
-            None => self.best_offset = Some(offset),
-            _ => {}
-        }
+        self.last[lane] = Some((ts, at));
         self.first_frame.get_or_insert(now);
         self.first_timestamp.get_or_insert(ts);
         self.last_frame = Some(now);
@@ -198,11 +197,13 @@ mod tests {
         s.on_media(at(1050), &media(8, 0, &[0xaf, 1]));
         // 2 s of video missing, arriving on time.
         s.on_media(at(3040), &media(9, 2040, &[0x27, 1, 0, 0, 0]));
-        // On pace by timestamp, but 1.5 s late.
+        // 40 ms of stream time, 1.5 s of waiting.
         s.on_media(at(4580), &media(9, 2080, &[0x27, 1, 0, 0, 0]));
-        assert_eq!((s.video_frames, s.audio_frames, s.keyframes), (4, 1, 1));
+        // A constant latency is not lateness.
+        s.on_media(at(4620), &media(9, 2120, &[0x27, 1, 0, 0, 0]));
+        assert_eq!((s.video_frames, s.audio_frames, s.keyframes), (5, 1, 1));
         assert_eq!((s.gaps, s.late), (1, 1));
-        assert_eq!(s.media_bytes, 5 * 4 + 2);
+        assert_eq!(s.media_bytes, 5 * 5 + 2);
         assert!(s.bitrate().unwrap() > 0.0);
     }
 }
