@@ -2,6 +2,7 @@
 //! and `send` binaries on loopback, with FLV fixtures made by ffmpeg at test
 //! time. Every wait has a deadline; processes are killed on drop.
 
+#[allow(dead_code)]
 mod support;
 
 use std::io::{BufRead, BufReader, Write};

@@ -439,23 +439,19 @@ impl StreamApp {
         };
         match msg {
             Incoming::Status(info) => self.on_status(ep, now, info),
-            Incoming::Media(m) => {
-                if self.phase == Phase::Active {
-                    (self.out)(StreamOutput::Media(m));
-                }
+            Incoming::Media(m) if self.phase == Phase::Active => {
+                (self.out)(StreamOutput::Media(m));
             }
             Incoming::Data {
                 timestamp,
                 values,
                 payload,
-            } => {
-                if !is_sample_access(&values) {
-                    (self.out)(StreamOutput::Data {
-                        timestamp,
-                        values,
-                        payload,
-                    });
-                }
+            } if !is_sample_access(&values) => {
+                (self.out)(StreamOutput::Data {
+                    timestamp,
+                    values,
+                    payload,
+                });
             }
             Incoming::UserControl(UserControl::FlowSync { sync_id, count }) => {
                 self.on_flow_sync(ep, now, flow, sync_id, count)
