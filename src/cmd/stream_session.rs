@@ -76,11 +76,11 @@ pub async fn open(
         ..CryptoSettings::default()
     };
     let clock = Clock::new();
-    let (ep, sockets, locals) = super::connect::endpoint(&identity, &crypto, &candidates, &clock)
-        .map_err(|e| {
-        eprintln!("rtmfp {cmd}: cannot bind: {e}");
-        exit::FAILURE
-    })?;
+    let (ep, sockets, locals) =
+        super::connect::endpoint(&identity, &crypto, &candidates, &clock, None).map_err(|e| {
+            eprintln!("rtmfp {cmd}: cannot bind: {e}");
+            exit::FAILURE
+        })?;
     let cfg = StreamConfig {
         url: url.server.original.clone(),
         app: url.server.app.clone(),
