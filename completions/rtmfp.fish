@@ -28,8 +28,11 @@ complete -c rtmfp -n "__fish_rtmfp_needs_command" -s v -l verbose -d 'More log o
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -s V -l version -d 'Print version'
-complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "serve" -d 'Run the rendezvous server'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "serve" -d 'Run the rendezvous server and media relay'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "publish" -d 'Publish a live FLV stream from a file or stdin'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "subscribe" -d 'Play a live stream and write it as FLV'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "send" -d 'Send data messages on a stream (NetStream.send)'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s l -l listen -d 'Address to listen on (repeatable). Default: 0.0.0.0:1935 and [::]:1935' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l identity -d 'Identity key file; created on first run. Default: $XDG_DATA_HOME/rtmfp/server.key (or ~/.local/share/rtmfp/server.key)' -r -F
@@ -70,6 +73,55 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s V -l version -d 'Print version'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "serve" -d 'Run the rendezvous server'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l stream -d 'The stream name, for apps whose names contain slashes: the whole URL path is then the app' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s t -l timeout -d 'Give up after this long without the stream started (connect, createStream, publish/play)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers)' -r -f -a "auto\t'The strongest group both ends support'
+2\t'1024-bit MODP group 2, the only one Flash Player uses'
+5\t'1536-bit MODP group 5'
+14\t'2048-bit MODP group 14'
+16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l speed -d 'Pace at this multiple of real time' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l loop -d 'Publish the file this many times (a number, or inf); timestamps continue across loops' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l video-lifetime -d 'Lifetime of video messages before they are abandoned' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l audio-lifetime -d 'Lifetime of audio messages before they are abandoned' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l as-fast-as-possible -d 'No pacing: send as fast as the network takes it (media is then sent reliably)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l json -d 'Progress and events as JSON lines on stdout'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l stream -d 'The stream name, for apps whose names contain slashes: the whole URL path is then the app' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s t -l timeout -d 'Give up after this long without the stream started (connect, createStream, publish/play)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers)' -r -f -a "auto\t'The strongest group both ends support'
+2\t'1024-bit MODP group 2, the only one Flash Player uses'
+5\t'1536-bit MODP group 5'
+14\t'2048-bit MODP group 14'
+16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s o -l output -d 'Write the stream as FLV to this file, or - for stdout' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l duration -d 'Stop this long after the first frame' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l frames -d 'Stop after this many audio and video frames' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l wait -d 'How long to wait for a publisher (for the first frame or data message)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l json -d 'Data messages and the summary as JSON lines on stdout (on stderr with -o -)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stream -d 'The stream name, for apps whose names contain slashes: the whole URL path is then the app' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s t -l timeout -d 'Give up after this long without the stream started (connect, createStream, publish/play)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers)' -r -f -a "auto\t'The strongest group both ends support'
+2\t'1024-bit MODP group 2, the only one Flash Player uses'
+5\t'1536-bit MODP group 5'
+14\t'2048-bit MODP group 14'
+16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stdin -d 'Read one message per line from stdin (after any ARGs given)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l json -d 'Events as JSON lines on stdout'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send help" -f -a "serve" -d 'Run the rendezvous server and media relay'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send help" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send help" -f -a "publish" -d 'Publish a live FLV stream from a file or stdin'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send help" -f -a "subscribe" -d 'Play a live stream and write it as FLV'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send help" -f -a "send" -d 'Send data messages on a stream (NetStream.send)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -51,7 +51,7 @@ pub fn run(args: ConnectArgs) -> i32 {
     code
 }
 
-fn groups(choice: DhChoice) -> Vec<DhGroup> {
+pub(crate) fn groups(choice: DhChoice) -> Vec<DhGroup> {
     match choice {
         DhChoice::Auto => DhGroup::ALL.to_vec(),
         DhChoice::G2 => vec![DhGroup::G2],
@@ -69,7 +69,7 @@ fn error_line(json: bool, f: &crate::client::Failure) {
     }
 }
 
-async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+pub(crate) async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
     if let Some(ip) = url.ip() {
         return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
@@ -93,7 +93,7 @@ async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, S
 
 /// An endpoint with one ephemeral socket per address family among `candidates`;
 /// its DH work goes to crypto threads when `threads` is given.
-fn endpoint(
+pub(crate) fn endpoint(
     identity: &Identity,
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],

@@ -4,7 +4,11 @@
 
 pub mod connect;
 pub mod monitor;
+pub mod publish;
+pub mod send;
 pub mod serve;
+pub mod stream_session;
+pub mod subscribe;
 
 use std::io::IsTerminal;
 
