@@ -20,6 +20,7 @@ fn main() {
     let code = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Connect(args) => cmd::connect::run(args),
+        Command::ProbeNat(args) => cmd::probe_nat::run(args),
     };
     std::process::exit(code);
 }

@@ -12,6 +12,7 @@
 pub mod load;
 pub mod probe;
 pub mod report;
+pub mod stun_probe;
 pub mod tc;
 pub mod url;
 

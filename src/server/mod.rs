@@ -15,6 +15,8 @@
 //! IDs and [`MAX_STREAM_FLOWS`] stream flows, [`MAX_REPORTED_ADDRESSES`]
 //! reported addresses.
 
+pub mod probes;
+pub mod stun;
 #[cfg(test)]
 mod tests;
 
