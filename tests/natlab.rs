@@ -107,6 +107,7 @@ fn start_our_server(lab: &Lab, server: &Host) -> LabChild {
     let a2 = server.extra[0];
     let mut args: Vec<String> = vec![
         "serve".into(),
+        "-q".into(),
         "--ephemeral".into(),
         "--json".into(),
         "--listen".into(),

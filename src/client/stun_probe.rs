@@ -22,6 +22,9 @@ use crate::nat::{StunObservations, StunReply};
 const REQUEST_SIZE: usize = 128;
 /// Retransmission interval floor (RFC 5389 §7.2.1 suggests 500 ms; we
 /// probe a known path and want an answer within 2 s at 50 ms RTT).
+/// Filler for the SOFTWARE attribute (RFC 5389 §15.10), long enough for
+/// any padding we need.
+const SOFTWARE: &[u8] = b"rtmfp probe-nat (RFC 5780 NAT behaviour discovery); padded so the server may answer without amplifying.........................";
 const MIN_RTO: Duration = Duration::from_millis(100);
 /// How long to wait for answers that may never come (filtering, hairpin),
 /// beyond a few round trips.
@@ -64,10 +67,12 @@ fn encode(req: &Req, t: [u8; 12], buf: &mut [u8; REQUEST_SIZE]) -> usize {
     if let Some(p) = req.response_port {
         let _ = w.response_port(p);
     }
-    // PADDING fills the rest, leaving room for FINGERPRINT.
+    // SOFTWARE fills the rest, leaving room for FINGERPRINT. Not PADDING:
+    // RFC 5780 servers (coturn) pad their *answer* to a PADDING request,
+    // past 1500 bytes.
     let used = w.finish();
     let pad = REQUEST_SIZE.saturating_sub(used + 4 + 8);
-    let _ = w.attr(attr::PADDING, &[0u8; REQUEST_SIZE][..pad]);
+    let _ = w.attr(attr::SOFTWARE, &SOFTWARE[..pad.min(SOFTWARE.len())]);
     w.finish_with_fingerprint().unwrap_or(0)
 }
 
@@ -94,7 +99,7 @@ async fn batch(
     let mut seen = vec![false; reqs.len()];
     let start = Instant::now();
     let mut buf = [0u8; REQUEST_SIZE];
-    let mut rbuf = [0u8; 1500];
+    let mut rbuf = [0u8; 4096];
     let mut next_send = start;
     let done = |replies: &[Option<(StunReply, Duration)>], seen: &[bool]| {
         (0..reqs.len()).all(|i| {
@@ -320,7 +325,7 @@ pub async fn mapping_alive_after(
     };
     let n = encode(&req, t, &mut buf);
     let deadline = Instant::now() + rtt * 3 + NEGATIVE_WAIT;
-    let mut rbuf = [0u8; 1500];
+    let mut rbuf = [0u8; 4096];
     let mut next = Instant::now();
     loop {
         let now = Instant::now();

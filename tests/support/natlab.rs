@@ -319,6 +319,20 @@ impl Lab {
         // redirect would tell the host to bypass the NAT.
         sysctl(&ns, "net.ipv4.conf.all.send_redirects", "0");
         sysctl(&ns, "net.ipv4.conf.lan.send_redirects", "0");
+        // With br_netfilter loaded, frames crossing the LAN bridge go through
+        // the IP hooks as bridged traffic, and a hairpinned (DNATed) packet
+        // would be bridged back out its own port, which a bridge refuses.
+        // Routing, not bridging, is what a NAT does: turn that off here (the
+        // ports also get hairpin mode, for kernels without per-namespace
+        // bridge sysctls).
+        nsrun(
+            &ns,
+            &[
+                "sh",
+                "-c",
+                "f=/proc/sys/net/bridge/bridge-nf-call-iptables; [ -w $f ] && echo 0 > $f || true",
+            ],
+        );
         let rules = match kind {
             NatKind::FullCone => format!(
                 "table ip lab {{
@@ -339,7 +353,7 @@ impl Lab {
             ),
             NatKind::UdpBlocked => format!(
                 "table ip lab {{
-                   chain fwd {{ type filter hook forward priority filter; meta l4proto udp drop; }}
+                   chain filt {{ type filter hook forward priority filter; meta l4proto udp drop; }}
                    chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" ip saddr {lan} masquerade; }}
                  }}"
             ),
@@ -370,6 +384,9 @@ impl Lab {
             "netns", &ns,
         ]);
         run(&["ip", "-n", &nat.ns, "link", "set", &port, "master", "lan"]);
+        run(&[
+            "ip", "-n", &nat.ns, "link", "set", &port, "type", "bridge_slave", "hairpin", "on",
+        ]);
         run(&["ip", "-n", &nat.ns, "link", "set", &port, "up"]);
         run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         run(&[
