@@ -313,15 +313,26 @@ fn turnutils_natdiscovery_agrees_between_our_server_and_coturn() {
             let out = lab.run_in(
                 &host,
                 "turnutils_natdiscovery",
-                &["-m", "-f", &ip.to_string()],
+                // -P pads requests: our server never answers with more
+                // bytes than it got, and a bare 20-byte request has no room
+                // for even XOR-MAPPED-ADDRESS (32 bytes).
+                &["-m", "-f", "-P", &ip.to_string()],
                 Duration::from_secs(60),
             );
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            // Keep only the verdict lines; addresses and ports differ.
-            text.lines()
-                .filter(|l| l.contains("behavior"))
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Keep only the verdict lines ("NAT with … Mapping!"); addresses
+            // and ports differ between runs.
+            let verdicts: Vec<String> = text
+                .lines()
+                .filter(|l| l.trim_end().ends_with('!'))
                 .map(|l| l.trim().to_owned())
-                .collect::<Vec<_>>()
+                .collect();
+            eprintln!("natdiscovery {kind:?} against {ip}: {verdicts:?}");
+            verdicts
         };
         let a = run(ours.ip);
         let b = run(theirs.ip);

@@ -38,7 +38,8 @@ pub async fn run(sockets: Vec<UdpSocket>) {
         let sockets = sockets.clone();
         let responder = responder.clone();
         tasks.push(tokio::spawn(async move {
-            let mut buf = [0u8; 1500];
+            // Room for a padded request (turnutils_natdiscovery -P sends over 1.5 KB).
+            let mut buf = [0u8; 4096];
             let mut out = [0u8; super::stun::MAX_REPLY];
             loop {
                 let (n, from) = match sockets[i].recv_from(&mut buf).await {
