@@ -385,7 +385,16 @@ impl Lab {
         ]);
         run(&["ip", "-n", &nat.ns, "link", "set", &port, "master", "lan"]);
         run(&[
-            "ip", "-n", &nat.ns, "link", "set", &port, "type", "bridge_slave", "hairpin", "on",
+            "ip",
+            "-n",
+            &nat.ns,
+            "link",
+            "set",
+            &port,
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
         ]);
         run(&["ip", "-n", &nat.ns, "link", "set", &port, "up"]);
         run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
