@@ -22,6 +22,9 @@ _rtmfp() {
             rtmfp,help)
                 cmd="rtmfp__subcmd__help"
                 ;;
+            rtmfp,probe-nat)
+                cmd="rtmfp__subcmd__probe__subcmd__nat"
+                ;;
             rtmfp,serve)
                 cmd="rtmfp__subcmd__serve"
                 ;;
@@ -30,6 +33,9 @@ _rtmfp() {
                 ;;
             rtmfp__subcmd__help,help)
                 cmd="rtmfp__subcmd__help__subcmd__help"
+                ;;
+            rtmfp__subcmd__help,probe-nat)
+                cmd="rtmfp__subcmd__help__subcmd__probe__subcmd__nat"
                 ;;
             rtmfp__subcmd__help,serve)
                 cmd="rtmfp__subcmd__help__subcmd__serve"
@@ -41,7 +47,7 @@ _rtmfp() {
 
     case "${cmd}" in
         rtmfp)
-            opts="-v -q -h -V --verbose --quiet --help --version serve connect help"
+            opts="-v -q -h -V --verbose --quiet --help --version serve connect probe-nat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -105,7 +111,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__help)
-            opts="serve connect help"
+            opts="serve connect probe-nat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -146,6 +152,20 @@ _rtmfp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rtmfp__subcmd__help__subcmd__probe__subcmd__nat)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rtmfp__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -160,8 +180,34 @@ _rtmfp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rtmfp__subcmd__probe__subcmd__nat)
+            opts="-t -4 -6 -v -q -h -V --timeout --lifetime --lifetime-max --ipv4 --ipv6 --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lifetime-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rtmfp__subcmd__serve)
-            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --json --verbose --quiet --help --version"
+            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --json --probe-addr --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -188,6 +234,10 @@ _rtmfp() {
                     return 0
                     ;;
                 --keepalive)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --probe-addr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

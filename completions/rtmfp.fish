@@ -30,12 +30,14 @@ complete -c rtmfp -n "__fish_rtmfp_needs_command" -s h -l help -d 'Print help (s
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -s V -l version -d 'Print version'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "serve" -d 'Run the rendezvous server'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "probe-nat" -d 'Name this host\'s NAT in RFC 4787 terms and predict which peers a direct session can reach'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s l -l listen -d 'Address to listen on (repeatable). Default: 0.0.0.0:1935 and [::]:1935' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l identity -d 'Identity key file; created on first run. Default: $XDG_DATA_HOME/rtmfp/server.key (or ~/.local/share/rtmfp/server.key)' -r -F
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l max-sessions -d 'Most sessions at once; further handshakes are refused (and logged)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l handshake-rate -d 'Most new handshakes per second from one IP address (0 = unlimited)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keepalive -d 'Keepalive period sent to clients, in seconds' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l probe-addr -d 'Answer NAT probes on this extra address (repeatable): STUN Binding requests (RFC 5389, with the RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe addresses). Give two IPs and two ports, e.g. A:3478 A:3479 B:3478 B:3479, for a full RFC 5780 server at A:3478. Off unless given' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l ephemeral -d 'Use a fresh in-memory identity instead of a key file'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l json -d 'Write one JSON object per event on stdout (logs stay on stderr)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
@@ -58,6 +60,17 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s V -l version -d 'Print version'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "serve" -d 'Run the rendezvous server'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s t -l timeout -d 'Give up waiting for the server\'s first answer after this long' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime-max -d 'Longest idle time tried with --lifetime' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime -d 'Also measure how long an idle mapping lasts (binary search on idle time: slow, up to about 8 x --lifetime-max)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 4 -l ipv4 -d 'Probe IPv4 only'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 6 -l ipv6 -d 'Probe IPv6 only'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l json -d 'Write the result as one JSON object per line (schema above)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect probe-nat help" -f -a "serve" -d 'Run the rendezvous server'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect probe-nat help" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect probe-nat help" -f -a "probe-nat" -d 'Name this host\'s NAT in RFC 4787 terms and predict which peers a direct session can reach'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect probe-nat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
