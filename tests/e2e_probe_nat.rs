@@ -44,12 +44,15 @@ fn start(p1: u16, p2: u16) -> Kill {
         "--probe-addr".into(),
         format!("127.0.0.2:{p2}"),
     ];
-    let child = Command::new(BIN)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed (and waited for) on drop, also when the wait below panics.
+    let child = Kill(
+        Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Ready when a probe answers.
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -63,7 +66,7 @@ fn start(p1: u16, p2: u16) -> Kill {
             .output()
             .unwrap();
         if out.status.code() == Some(0) {
-            return Kill(child);
+            return child;
         }
     }
     panic!("serve --probe-addr did not answer within 20 s");

@@ -103,7 +103,7 @@ impl<'a> Message<'a> {
             return Err(StunError::NotStun);
         }
         let len = be16(b, 2) as usize;
-        if len % 4 != 0 || HEADER_LEN + len != b.len() {
+        if !len.is_multiple_of(4) || HEADER_LEN + len != b.len() {
             return Err(StunError::BadLength(len));
         }
         let mut transaction = [0u8; 12];

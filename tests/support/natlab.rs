@@ -515,6 +515,14 @@ impl Lab {
         }
     }
 
+    /// Sets how long the NAT keeps an idle UDP mapping (conntrack's UDP
+    /// timeouts, per namespace), so lifetime tests need not wait minutes.
+    pub fn set_udp_timeout(&self, nat: &Nat, secs: u32) {
+        let v = secs.to_string();
+        sysctl(&nat.ns, "net.netfilter.nf_conntrack_udp_timeout", &v);
+        sysctl(&nat.ns, "net.netfilter.nf_conntrack_udp_timeout_stream", &v);
+    }
+
     /// The names of this lab's namespaces (for diagnostics).
     pub fn namespaces(&self) -> &[String] {
         &self.namespaces
