@@ -22,6 +22,9 @@ _rtmfp() {
             rtmfp,help)
                 cmd="rtmfp__subcmd__help"
                 ;;
+            rtmfp,probe-nat)
+                cmd="rtmfp__subcmd__probe__subcmd__nat"
+                ;;
             rtmfp,publish)
                 cmd="rtmfp__subcmd__publish"
                 ;;
@@ -39,6 +42,9 @@ _rtmfp() {
                 ;;
             rtmfp__subcmd__help,help)
                 cmd="rtmfp__subcmd__help__subcmd__help"
+                ;;
+            rtmfp__subcmd__help,probe-nat)
+                cmd="rtmfp__subcmd__help__subcmd__probe__subcmd__nat"
                 ;;
             rtmfp__subcmd__help,publish)
                 cmd="rtmfp__subcmd__help__subcmd__publish"
@@ -59,7 +65,7 @@ _rtmfp() {
 
     case "${cmd}" in
         rtmfp)
-            opts="-v -q -h -V --verbose --quiet --help --version serve connect publish subscribe send help"
+            opts="-v -q -h -V --verbose --quiet --help --version serve connect publish subscribe send probe-nat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -139,7 +145,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__help)
-            opts="serve connect publish subscribe send help"
+            opts="serve connect publish subscribe send probe-nat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,6 +173,20 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rtmfp__subcmd__help__subcmd__probe__subcmd__nat)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -229,6 +249,32 @@ _rtmfp() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rtmfp__subcmd__probe__subcmd__nat)
+            opts="-t -4 -6 -v -q -h -V --timeout --lifetime --lifetime-max --ipv4 --ipv6 --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lifetime-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -313,7 +359,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__serve)
-            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --metrics --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
+            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --probe-addr --metrics --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -348,6 +394,10 @@ _rtmfp() {
                     return 0
                     ;;
                 --dh-key-lifetime)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --probe-addr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod monitor;
 pub mod publish;
 pub mod send;
+pub mod probe_nat;
 pub mod serve;
 pub mod stream_session;
 pub mod subscribe;

@@ -105,6 +105,21 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         out.fatal("no address to listen on");
         return exit::FAILURE;
     }
+    if !args.probe_addr.is_empty() {
+        match crate::server::probes::bind(&args.probe_addr).await {
+            Ok(probe_sockets) => {
+                for a in probe_sockets.iter().filter_map(|s| s.local_addr().ok()) {
+                    info!("answering NAT probes (STUN) on {a}");
+                    out.json(json!({"event": "probe_listening", "addr": a.to_string()}));
+                }
+                tokio::spawn(crate::server::probes::run(probe_sockets));
+            }
+            Err(e) => {
+                out.fatal(&e);
+                return exit::FAILURE;
+            }
+        }
+    }
 
     let clock = Clock::new();
     let crypto_threads = args
@@ -630,6 +645,7 @@ mod tests {
             json: false,
             metrics: None,
             monitor: Default::default(),
+            probe_addr: vec![],
         };
         let (a, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("created"), "{how}");

@@ -19,6 +19,8 @@ pub mod metrics;
 mod media_hooks;
 pub mod relay;
 pub mod streams;
+pub mod probes;
+pub mod stun;
 #[cfg(test)]
 mod tests;
 
