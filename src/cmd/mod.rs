@@ -4,9 +4,9 @@
 
 pub mod connect;
 pub mod monitor;
+pub mod probe_nat;
 pub mod publish;
 pub mod send;
-pub mod probe_nat;
 pub mod serve;
 pub mod stream_session;
 pub mod subscribe;

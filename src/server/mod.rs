@@ -15,11 +15,11 @@
 //! IDs and [`MAX_STREAM_FLOWS`] stream flows, [`MAX_REPORTED_ADDRESSES`]
 //! reported addresses.
 
-pub mod metrics;
 mod media_hooks;
+pub mod metrics;
+pub mod probes;
 pub mod relay;
 pub mod streams;
-pub mod probes;
 pub mod stun;
 #[cfg(test)]
 mod tests;
