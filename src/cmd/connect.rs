@@ -11,7 +11,7 @@ use crate::client::{
     ConnectApp, LoadApp, LoadConfig, LoadShared, LoadSummary, Output, ProbeConfig, RtmfpUrl,
     reportable_local_addr,
 };
-use crate::net::{Clock, Driver, OsRng, UdpSocket, bind};
+use crate::net::{Clock, CryptoThreads, Driver, OsRng, UdpSocket, bind};
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity};
 use crate::proto::endpoint::{Endpoint, EndpointConfig};
 
@@ -51,7 +51,7 @@ pub fn run(args: ConnectArgs) -> i32 {
     code
 }
 
-fn groups(choice: DhChoice) -> Vec<DhGroup> {
+pub(crate) fn groups(choice: DhChoice) -> Vec<DhGroup> {
     match choice {
         DhChoice::Auto => DhGroup::ALL.to_vec(),
         DhChoice::G2 => vec![DhGroup::G2],
@@ -69,7 +69,7 @@ fn error_line(json: bool, f: &crate::client::Failure) {
     }
 }
 
-async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+pub(crate) async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
     if let Some(ip) = url.ip() {
         return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
@@ -91,17 +91,24 @@ async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, S
     Ok(out)
 }
 
-/// An endpoint with one ephemeral socket per address family among `candidates`.
-fn endpoint(
+/// An endpoint with one ephemeral socket per address family among `candidates`;
+/// its DH work goes to crypto threads when `threads` is given.
+pub(crate) fn endpoint(
     identity: &Identity,
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
     clock: &Clock,
+    threads: Option<&CryptoThreads>,
 ) -> std::io::Result<(Endpoint, Vec<UdpSocket>, Vec<SocketAddr>)> {
     let config = EndpointConfig {
         crypto: crypto.clone(),
         keepalive_period: CLIENT_KEEPALIVE,
         idle_limit: None,
+        crypto_jobs: if threads.is_some() {
+            crate::net::CRYPTO_JOBS_PER_THREAD
+        } else {
+            0
+        },
         ..EndpointConfig::default()
     };
     let mut ep = Endpoint::new(identity.clone(), config, Box::new(OsRng), clock.now());
@@ -169,7 +176,7 @@ async fn run_probe(
     candidates: &[SocketAddr],
 ) -> i32 {
     let clock = Clock::new();
-    let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
+    let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock, None) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("rtmfp connect: cannot bind: {e}");
@@ -261,6 +268,25 @@ async fn run_probe(
     driver.app.exit_code()
 }
 
+/// The load generator's crypto threads (`--crypto-threads`), shared by all
+/// its sessions: `Some(None)` for inline DH work, `None` after reporting a
+/// failure to start them.
+fn crypto_threads(args: &ConnectArgs) -> Option<Option<CryptoThreads>> {
+    let n = args
+        .crypto_threads
+        .unwrap_or_else(crate::net::default_crypto_threads);
+    if n == 0 {
+        return Some(None);
+    }
+    match CryptoThreads::spawn(n, n * crate::net::CRYPTO_JOBS_PER_THREAD) {
+        Ok(t) => Some(Some(t)),
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start crypto threads: {e}");
+            None
+        }
+    }
+}
+
 async fn run_load(
     args: &ConnectArgs,
     url: &RtmfpUrl,
@@ -269,6 +295,9 @@ async fn run_load(
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
 ) -> i32 {
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
     let shared = LoadShared::new(sessions);
     let slots = args.concurrency.min(sessions);
     let clock = Clock::new();
@@ -290,13 +319,14 @@ async fn run_load(
     let begin = std::time::Instant::now();
     let mut sources = Vec::new();
     for identity in &identities {
-        let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("rtmfp connect: cannot bind: {e}");
-                return exit::FAILURE;
-            }
-        };
+        let (ep, sockets, locals) =
+            match endpoint(identity, crypto, candidates, &clock, threads.as_ref()) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("rtmfp connect: cannot bind: {e}");
+                    return exit::FAILURE;
+                }
+            };
         let cfg = LoadConfig {
             url: url.original.clone(),
             app: url.app.clone(),
@@ -306,7 +336,7 @@ async fn run_load(
             hold: false,
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared));
-        let mut driver = Driver::new(ep, app, sockets, clock);
+        let mut driver = Driver::new(ep, app, sockets, clock).with_crypto_threads(threads.as_ref());
         if Monitor::wanted(&args.monitor) {
             let (tap, rx) = Monitor::tap(&args.monitor, None);
             driver = driver.with_snapshots(tap);
@@ -400,6 +430,9 @@ async fn run_hold(
         },
         _ = &mut ctrl_c => return exit::FAILURE,
     };
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
     let shared = LoadShared::new(sessions);
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
     let clock = Clock::new();
@@ -418,14 +451,15 @@ async fn run_hold(
                 break;
             }
         };
-        let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("rtmfp connect: cannot bind: {e}");
-                interrupted = true;
-                break;
-            }
-        };
+        let (ep, sockets, locals) =
+            match endpoint(identity, crypto, candidates, &clock, threads.as_ref()) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("rtmfp connect: cannot bind: {e}");
+                    interrupted = true;
+                    break;
+                }
+            };
         let cfg = LoadConfig {
             url: url.original.clone(),
             app: url.app.clone(),
@@ -435,7 +469,7 @@ async fn run_hold(
             hold: true,
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared)).with_permit(permit);
-        let mut driver = Driver::new(ep, app, sockets, clock);
+        let mut driver = Driver::new(ep, app, sockets, clock).with_crypto_threads(threads.as_ref());
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {

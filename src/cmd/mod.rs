@@ -4,7 +4,12 @@
 
 pub mod connect;
 pub mod monitor;
+pub mod probe_nat;
+pub mod publish;
+pub mod send;
 pub mod serve;
+pub mod stream_session;
+pub mod subscribe;
 
 use std::io::IsTerminal;
 

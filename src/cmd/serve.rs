@@ -15,14 +15,14 @@ use tracing::{debug, error, info, warn};
 use super::monitor::Monitor;
 use crate::cli::{ServeArgs, exit};
 use crate::net::snapshot::Snapshot;
-use crate::net::{App, Clock, Driver, OsRng};
+use crate::net::{App, Clock, CryptoThreads, Driver, OsRng};
 use crate::proto::Instant;
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
 use crate::proto::flow::TransportConfig;
 use crate::proto::session::CloseReason;
 use crate::server::metrics::SCRAPE_SNAPSHOT_EVERY;
-use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent};
+use crate::server::{MediaEvent, Server, ServerCommand, ServerConfig, ServerEvent};
 
 /// tcserver's liveness settings (spec 02 §8): ping after 10 s of silence,
 /// give up after 30 s of unanswered retransmission, close sessions that
@@ -39,10 +39,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const NOTIFY_GRACE: Duration = Duration::from_millis(200);
 /// Per-session flow caps: a TC client needs a control flow plus about
 /// three per stream (spec 04 §3); more is abuse, and flows cost memory.
+/// We send a control flow plus three per played stream.
 const MAX_RECV_FLOWS: usize = 64;
-const MAX_SEND_FLOWS: usize = 4;
-/// Receive buffer per flow: control messages are small, and a rendezvous
-/// server discards media.
+const MAX_SEND_FLOWS: usize = 1 + 3 * 8;
+/// Receive buffer per flow: control messages are small; a publishing
+/// stream's flows are given room for whole frames when it starts
+/// (`MediaConfig::publish_recv_buffer`).
 const RECV_BUFFER: usize = 64 * 1024;
 /// Identity generation retries until the group-2 key has full length: the
 /// Flash SKRC layout librtmfp parses needs exactly 128 bytes (spec 06), and a
@@ -103,8 +105,26 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         out.fatal("no address to listen on");
         return exit::FAILURE;
     }
+    if !args.probe_addr.is_empty() {
+        match crate::server::probes::bind(&args.probe_addr).await {
+            Ok(probe_sockets) => {
+                for a in probe_sockets.iter().filter_map(|s| s.local_addr().ok()) {
+                    info!("answering NAT probes (STUN) on {a}");
+                    out.json(json!({"event": "probe_listening", "addr": a.to_string()}));
+                }
+                tokio::spawn(crate::server::probes::run(probe_sockets));
+            }
+            Err(e) => {
+                out.fatal(&e);
+                return exit::FAILURE;
+            }
+        }
+    }
 
     let clock = Clock::new();
+    let crypto_threads = args
+        .crypto_threads
+        .unwrap_or_else(crate::net::default_crypto_threads);
     let config = EndpointConfig {
         crypto: CryptoSettings::default(),
         keepalive_period: KEEPALIVE,
@@ -118,6 +138,8 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
             ..TransportConfig::default()
         },
         handshake_rate: args.handshake_rate,
+        crypto_jobs: crypto_threads * crate::net::CRYPTO_JOBS_PER_THREAD,
+        dh_key_lifetime: args.dh_key_lifetime,
         ..EndpointConfig::default()
     };
     let fingerprint = identity.fingerprint();
@@ -141,7 +163,19 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         apps: watched.then(HashMap::new),
     };
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
-    let mut driver = Driver::new(ep, app, sockets, clock).with_commands(cmd_rx);
+    let threads = match crypto_threads {
+        0 => None,
+        n => match CryptoThreads::spawn(n, n * crate::net::CRYPTO_JOBS_PER_THREAD) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                out.fatal(&format!("cannot start crypto threads: {e}"));
+                return exit::FAILURE;
+            }
+        },
+    };
+    let mut driver = Driver::new(ep, app, sockets, clock)
+        .with_commands(cmd_rx)
+        .with_crypto_threads(threads.as_ref());
     let mut snapshots = None;
     if watched {
         let (tap, rx) = Monitor::tap(&args.monitor, args.metrics.map(|_| SCRAPE_SNAPSHOT_EVERY));
@@ -213,6 +247,12 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         "flows_rejected": s.flows_rejected,
         "bad_messages": s.bad_messages,
         "refused": s.refused,
+        "publishes": s.media.publishes,
+        "plays": s.media.plays,
+        "media_messages_in": s.media.messages_in,
+        "media_messages_out": s.media.messages_out,
+        "frames_dropped": s.media.frames_dropped,
+        "media_rejected": s.media.rejected,
         "rx_datagrams": stats.rx_datagrams,
         "dropped_datagrams": stats.total_drops(),
         "sessions_left": driver.ep.session_count(),
@@ -367,7 +407,82 @@ impl Output {
                 self.json(json!({"event": "error", "session": session.0,
                     "peer_id": peer_id_hex(peer_id), "error": error.to_string(), "closed": closed}));
             }
+            ServerEvent::Media(m) => self.media(m),
         }
+    }
+}
+
+impl Output {
+    /// Relay events: `publish`, `unpublish`, `play`, `stop`, `bad_name`.
+    fn media(&self, m: &MediaEvent) {
+        let v = match m {
+            MediaEvent::Publish {
+                session,
+                app,
+                name,
+                subscribers,
+            } => {
+                info!(
+                    "publish {app}/{name} (session {}, {subscribers} waiting)",
+                    session.0
+                );
+                json!({"event": "publish", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers})
+            }
+            MediaEvent::Unpublish {
+                session,
+                app,
+                name,
+                subscribers,
+                messages,
+            } => {
+                info!(
+                    "unpublish {app}/{name} after {messages} messages ({subscribers} subscribers)"
+                );
+                json!({"event": "unpublish", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers, "messages": messages})
+            }
+            MediaEvent::Play {
+                session,
+                app,
+                name,
+                subscribers,
+                published,
+            } => {
+                info!(
+                    "play {app}/{name} (session {}, {subscribers} subscribers)",
+                    session.0
+                );
+                json!({"event": "play", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers, "published": published})
+            }
+            MediaEvent::Stop {
+                session,
+                app,
+                name,
+                subscribers,
+                sent,
+                dropped,
+            } => {
+                info!(
+                    "stop {app}/{name} (session {}: {sent} sent, {dropped} dropped)",
+                    session.0
+                );
+                json!({"event": "stop", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers, "sent": sent, "dropped": dropped})
+            }
+            MediaEvent::BadName {
+                session,
+                app,
+                name,
+                reason,
+            } => {
+                info!("publish {app}/{name} refused: {reason}");
+                json!({"event": "bad_name", "session": session.0, "app": app, "stream": name,
+                    "reason": reason})
+            }
+        };
+        self.json(v);
     }
 }
 
@@ -525,9 +640,12 @@ mod tests {
             max_sessions: 10,
             handshake_rate: 0,
             keepalive: 15,
+            crypto_threads: None,
+            dh_key_lifetime: None,
             json: false,
             metrics: None,
             monitor: Default::default(),
+            probe_addr: vec![],
         };
         let (a, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("created"), "{how}");

@@ -564,3 +564,5 @@ fn introductions_are_rate_limited_per_source() {
         "tokens refill with time"
     );
 }
+
+mod media;
