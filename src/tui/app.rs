@@ -338,12 +338,14 @@ impl App {
                 ));
             }
         }
-        let gone: Vec<u32> = self
+        let mut gone: Vec<u32> = self
             .known
             .iter()
             .filter(|(src, h)| *src == i && !current.contains(h))
             .map(|(_, h)| *h)
             .collect();
+        // Set order is random; events should read the same every time.
+        gone.sort_unstable();
         for h in gone {
             self.known.remove(&(i, h));
             self.event(format!("{} session {h} gone", clock(snap.uptime)));
