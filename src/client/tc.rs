@@ -359,9 +359,16 @@ mod tests {
         let e = c.on_flow_event(&mut ep, msg(THEIRS, Command::result(0.0, [info.clone()])));
         assert_eq!(e, Some(TcEvent::Connected { info }));
         assert_eq!(c.state(), TcState::Connected);
-        // A later `_result` is not another connect reply.
+        // A later `_result` is not another connect reply: it answers a call.
         let e = c.on_flow_event(&mut ep, msg(THEIRS, Command::result(1.0, [])));
-        assert_eq!(e, None);
+        assert_eq!(
+            e,
+            Some(TcEvent::Reply {
+                transaction_id: 1.0,
+                result: Ok(vec![])
+            })
+        );
+        assert_eq!(c.state(), TcState::Connected);
     }
 
     #[test]

@@ -479,6 +479,7 @@ mod tests {
             handshake_rate: 0,
             keepalive: 15,
             json: false,
+            introduce_across_apps: false,
         };
         let (a, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("created"), "{how}");

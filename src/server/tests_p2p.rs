@@ -64,8 +64,10 @@ fn introductions_are_scoped_to_the_app() {
     let (hb, fb) = connect_app(&mut net, b, "two");
     net.cmd(b, hb, fb, Command::new("setPeerInfo", 0.0));
     let b_id = net.clients[b].ep.identity().fingerprint();
-    ask(&mut net, a, &b_id);
+    let first = ask(&mut net, a, &b_id);
     assert_eq!(redirected(&net, a), vec![(true, 0)], "other app: unknown");
+    let now = net.now;
+    net.clients[a].ep.close(now, first, false);
     assert_eq!(net.server.stats().introductions_refused, 1);
     assert_eq!(net.server.stats().introductions, 0);
 
