@@ -178,6 +178,9 @@ impl PeerSessions {
         let h = ep
             .connect(now, &epd_for_peer(&peer), &[server_addr])
             .map_err(|e| format!("cannot start a session: {e:?}"))?;
+        if self.openings.iter().any(|o| o.session == h) || self.open.iter().any(|o| o.0 == h) {
+            return Err("a session to that peer is already open or opening".into());
+        }
         self.openings.push(Opening {
             peer,
             session: h,
