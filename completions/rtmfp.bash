@@ -55,7 +55,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__connect)
-            opts="-t -c -i -v -q -h -V --timeout --count --interval --sessions --concurrency --hold --dh-group --json --verbose --quiet --help --version"
+            opts="-t -c -i -v -q -h -V --timeout --count --interval --sessions --concurrency --hold --dh-group --json --peer --name --list-peers --stay --no-introductions --max-peers --allow --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -95,6 +95,26 @@ _rtmfp() {
                     ;;
                 --dh-group)
                     COMPREPLY=($(compgen -W "auto 2 5 14 16" -- "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -161,7 +181,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__serve)
-            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --json --verbose --quiet --help --version"
+            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --json --introduce-across-apps --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

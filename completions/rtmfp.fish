@@ -38,6 +38,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l handshake-rate -d 
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keepalive -d 'Keepalive period sent to clients, in seconds' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l ephemeral -d 'Use a fresh in-memory identity instead of a key file'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l json -d 'Write one JSON object per event on stdout (logs stay on stderr)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l introduce-across-apps -d 'Introduce clients of different apps to each other. By default an introduction is only made between two clients connected to the same app; anything else is answered as if the target were unknown'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -52,8 +53,15 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Dif
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l peer -d 'Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name) through the server and report the path and timings. Repeatable' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l name -d 'Register this name in the app, so others can use --peer NAME' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions (e.g. 60s)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l max-peers -d 'Accept at most this many peer sessions opened to us at once' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l json -d 'Write the report as one JSON object per line'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l list-peers -d 'Print who is present in the app: names, peer IDs, how long connected'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l no-introductions -d 'Do not send setPeerInfo: the server will not introduce peers to us'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
