@@ -36,9 +36,16 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l identity -d 'Ident
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l max-sessions -d 'Most sessions at once; further handshakes are refused (and logged)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l handshake-rate -d 'Most new handshakes per second from one IP address (0 = unlimited)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keepalive -d 'Keepalive period sent to clients, in seconds' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l crypto-threads -d 'Threads for handshake Diffie-Hellman work, off the packet path. Default: one per spare core (at least 1); 0 runs it inline on the packet thread. When they are all busy, new handshakes are dropped (clients resend) rather than queued, and no one address gets more than its share' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dh-key-lifetime -d 'With --ephemeral: reuse the server\'s ephemeral DH key for new sessions for up to this long (e.g. 10s, 1m), halving the cost of a handshake. Trade-off: the sessions sharing a key lose forward secrecy between them; whoever later obtains that key (it lives in memory for this window) can decrypt all of them. Default: a fresh key per session' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one, reported in the log and as a JSON "metrics" event)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l refresh -d 'Dashboard refresh period' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l ephemeral -d 'Use a fresh in-memory identity instead of a key file'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l json -d 'Write one JSON object per event on stdout (logs stay on stderr)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l introduce-across-apps -d 'Introduce clients of different apps to each other. By default an introduction is only made between two clients connected to the same app; anything else is answered as if the target were unknown'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -53,6 +60,10 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Dif
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l crypto-threads -d 'Threads for handshake Diffie-Hellman work with --sessions. Default: one per spare core (at least 1); 0 runs it inline' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l refresh -d 'Dashboard refresh period' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l peer -d 'Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name) through the server and report the path and timings. Repeatable' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l name -d 'Register this name in the app, so others can use --peer NAME' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions (e.g. 60s)' -r
@@ -60,6 +71,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l max-peers -d 'Ac
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l json -d 'Write the report as one JSON object per line'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l list-peers -d 'Print who is present in the app: names, peer IDs, how long connected'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l no-introductions -d 'Do not send setPeerInfo: the server will not introduce peers to us'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'

@@ -117,6 +117,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub keepalive: u64,
 
+    /// Threads for handshake Diffie-Hellman work, off the packet path. Default: one per spare core
+    /// (at least 1); 0 runs it inline on the packet thread. When they are all busy, new handshakes
+    /// are dropped (clients resend) rather than queued, and no one address gets more than its share.
+    #[arg(long, value_name = "N")]
+    pub crypto_threads: Option<usize>,
+
+    /// With --ephemeral: reuse the server's ephemeral DH key for new sessions for up to this long
+    /// (e.g. 10s, 1m), halving the cost of a handshake. Trade-off: the sessions sharing a key lose
+    /// forward secrecy between them; whoever later obtains that key (it lives in memory for this
+    /// window) can decrypt all of them. Default: a fresh key per session.
+    #[arg(long, value_name = "T", value_parser = parse_duration, requires = "ephemeral")]
+    pub dh_key_lifetime: Option<Duration>,
+
     /// Write one JSON object per event on stdout (logs stay on stderr).
     ///
     /// Every object has an "event" field: identity (fingerprint, source), listening (addr,
@@ -124,15 +137,60 @@ pub struct ServeArgs {
     /// tc_url, object_encoding), set_peer_info (session, peer_id, addresses), introduction (from,
     /// target, addresses), introduction_denied (from, target, refused), peer_name (session,
     /// peer_id, name), session_closed (session, peer_id, reason), refused (from, reason), error
-    /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters).
+    /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters),
+    /// metrics (addr, url) with --metrics, stats (figures) with --stats-interval.
     #[arg(long)]
     pub json: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one,
+    /// reported in the log and as a JSON "metrics" event).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 
     /// Introduce clients of different apps to each other. By default an introduction is only
     /// made between two clients connected to the same app; anything else is answered as if the
     /// target were unknown.
     #[arg(long)]
     pub introduce_across_apps: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+/// Watching a running command: the dashboard and periodic statistics. Shared by every command
+/// that runs endpoints (flattened into its arguments).
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet
+    /// charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort,
+    /// / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file).
+    #[arg(long, conflicts_with_all = ["json", "stats_interval"])]
+    pub dashboard: bool,
+
+    /// Dashboard refresh period.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration, requires = "dashboard")]
+    pub refresh: Duration,
+
+    /// With --dashboard, also append log lines to this file.
+    #[arg(long, value_name = "FILE", requires = "dashboard")]
+    pub log_file: Option<PathBuf>,
+
+    /// Print the dashboard's aggregate figures (sessions by state, packets, bytes, drops by
+    /// reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON
+    /// object per line on stdout, every DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stats_interval: Option<Duration>,
+}
+
+impl Default for MonitorArgs {
+    fn default() -> Self {
+        Self {
+            dashboard: false,
+            refresh: Duration::from_millis(250),
+            log_file: None,
+            stats_interval: None,
+        }
+    }
 }
 
 /// How strongly to negotiate Diffie-Hellman.
@@ -240,9 +298,17 @@ pub struct ConnectArgs {
     #[arg(long, value_enum, default_value_t = DhChoice::Auto)]
     pub dh_group: DhChoice,
 
+    /// Threads for handshake Diffie-Hellman work with --sessions. Default: one per spare core (at
+    /// least 1); 0 runs it inline.
+    #[arg(long, value_name = "N")]
+    pub crypto_threads: Option<usize>,
+
     /// Write the report as one JSON object per line.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 
     #[command(flatten)]
     pub peer: PeerArgs,

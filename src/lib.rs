@@ -11,3 +11,4 @@ pub mod media;
 pub mod net;
 pub mod proto;
 pub mod server;
+pub mod tui;

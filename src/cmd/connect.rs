@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::monitor::Monitor;
 use crate::cli::{ConnectArgs, DhChoice, exit};
 use crate::client::{
     ConnectApp, LoadApp, LoadConfig, LoadShared, LoadSummary, Output, ProbeConfig, RtmfpUrl,
     reportable_local_addr,
 };
-use crate::net::{Clock, Driver, OsRng, UdpSocket, bind};
+use crate::net::{Clock, CryptoThreads, Driver, OsRng, UdpSocket, bind};
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity};
 use crate::proto::endpoint::{Endpoint, EndpointConfig};
 
@@ -19,6 +20,13 @@ use crate::proto::endpoint::{Endpoint, EndpointConfig};
 const CLIENT_KEEPALIVE: Duration = Duration::from_secs(15);
 
 pub fn run(args: ConnectArgs) -> i32 {
+    if let Err(code) = super::monitor::check(&args.monitor, "connect") {
+        return code;
+    }
+    if args.monitor.dashboard && args.hold {
+        eprintln!("rtmfp connect: --dashboard does not work with --hold yet");
+        return exit::USAGE;
+    }
     let url = match RtmfpUrl::parse(&args.url) {
         Ok(u) => u,
         Err(e) => {
@@ -83,17 +91,24 @@ async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, S
     Ok(out)
 }
 
-/// An endpoint with one ephemeral socket per address family among `candidates`.
+/// An endpoint with one ephemeral socket per address family among `candidates`;
+/// its DH work goes to crypto threads when `threads` is given.
 pub(super) fn endpoint(
     identity: &Identity,
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
     clock: &Clock,
+    threads: Option<&CryptoThreads>,
 ) -> std::io::Result<(Endpoint, Vec<UdpSocket>, Vec<SocketAddr>)> {
     let config = EndpointConfig {
         crypto: crypto.clone(),
         keepalive_period: CLIENT_KEEPALIVE,
         idle_limit: None,
+        crypto_jobs: if threads.is_some() {
+            crate::net::CRYPTO_JOBS_PER_THREAD
+        } else {
+            0
+        },
         ..EndpointConfig::default()
     };
     let mut ep = Endpoint::new(identity.clone(), config, Box::new(OsRng), clock.now());
@@ -164,7 +179,7 @@ async fn run_probe(
     candidates: &[SocketAddr],
 ) -> i32 {
     let clock = Clock::new();
-    let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
+    let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock, None) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("rtmfp connect: cannot bind: {e}");
@@ -181,7 +196,26 @@ async fn run_probe(
         interval: args.interval,
     };
     let json = args.json;
+    let dashboard = args.monitor.dashboard;
+    let held = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let keep = Arc::clone(&held);
     let out = Box::new(move |o: Output| {
+        if dashboard {
+            // The screen is the dashboard's: show the report in its log
+            // pane, and print it once the terminal is given back.
+            let text = match &o {
+                Output::Connected(r) => r.to_string(),
+                Output::Ping(p) => p.to_string(),
+                Output::Summary(s) => s.to_string(),
+            };
+            for l in text.lines() {
+                tracing::info!("{l}");
+            }
+            if let Ok(mut k) = keep.lock() {
+                k.push(text);
+            }
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = match (&o, json) {
             (Output::Connected(r), true) => writeln!(stdout, "{}", r.to_json()),
@@ -194,10 +228,39 @@ async fn run_probe(
         let _ = stdout.flush();
     });
     let mut driver = Driver::new(ep, ConnectApp::new(cfg, out), sockets, clock);
-    let interrupted = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let mut sources = Vec::new();
+    if Monitor::wanted(&args.monitor) {
+        let (tap, rx) = Monitor::tap(&args.monitor, None);
+        driver = driver.with_snapshots(tap);
+        sources.push(rx);
+    }
+    let monitor = match Monitor::start(&args.monitor, "rtmfp connect", sources, "type") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start the dashboard: {e}");
+            return exit::FAILURE;
+        }
     };
-    if let Err(e) = driver.run(interrupted, Duration::from_secs(2)).await {
+    let quit = monitor.quit_requested();
+    let interrupted = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = quit => {}
+        }
+    };
+    let result = driver.run(interrupted, Duration::from_secs(2)).await;
+    driver.end_snapshots();
+    if monitor.has_dashboard() {
+        // Leave the final figures up until the user quits.
+        monitor.quit_requested().await;
+    }
+    monitor.finish();
+    if let Ok(held) = held.lock() {
+        for t in held.iter() {
+            println!("{t}");
+        }
+    }
+    if let Err(e) = result {
         eprintln!("rtmfp connect: {e}");
         return exit::FAILURE;
     }
@@ -208,6 +271,25 @@ async fn run_probe(
     driver.app.exit_code()
 }
 
+/// The load generator's crypto threads (`--crypto-threads`), shared by all
+/// its sessions: `Some(None)` for inline DH work, `None` after reporting a
+/// failure to start them.
+fn crypto_threads(args: &ConnectArgs) -> Option<Option<CryptoThreads>> {
+    let n = args
+        .crypto_threads
+        .unwrap_or_else(crate::net::default_crypto_threads);
+    if n == 0 {
+        return Some(None);
+    }
+    match CryptoThreads::spawn(n, n * crate::net::CRYPTO_JOBS_PER_THREAD) {
+        Ok(t) => Some(Some(t)),
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start crypto threads: {e}");
+            None
+        }
+    }
+}
+
 async fn run_load(
     args: &ConnectArgs,
     url: &RtmfpUrl,
@@ -216,6 +298,9 @@ async fn run_load(
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
 ) -> i32 {
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
     let shared = LoadShared::new(sessions);
     let slots = args.concurrency.min(sessions);
     let clock = Clock::new();
@@ -235,14 +320,16 @@ async fn run_load(
         }
     }
     let begin = std::time::Instant::now();
+    let mut sources = Vec::new();
     for identity in &identities {
-        let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("rtmfp connect: cannot bind: {e}");
-                return exit::FAILURE;
-            }
-        };
+        let (ep, sockets, locals) =
+            match endpoint(identity, crypto, candidates, &clock, threads.as_ref()) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("rtmfp connect: cannot bind: {e}");
+                    return exit::FAILURE;
+                }
+            };
         let cfg = LoadConfig {
             url: url.original.clone(),
             app: url.app.clone(),
@@ -252,7 +339,12 @@ async fn run_load(
             hold: false,
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared));
-        let mut driver = Driver::new(ep, app, sockets, clock);
+        let mut driver = Driver::new(ep, app, sockets, clock).with_crypto_threads(threads.as_ref());
+        if Monitor::wanted(&args.monitor) {
+            let (tap, rx) = Monitor::tap(&args.monitor, None);
+            driver = driver.with_snapshots(tap);
+            sources.push(rx);
+        }
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {
@@ -261,6 +353,14 @@ async fn run_load(
             driver.run(stopped, Duration::from_secs(1)).await
         }));
     }
+    let monitor = match Monitor::start(&args.monitor, "rtmfp connect", sources, "type") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start the dashboard: {e}");
+            let _ = stop_tx.send(true);
+            return exit::FAILURE;
+        }
+    };
     let all = async {
         for t in tasks {
             let _ = t.await;
@@ -269,13 +369,23 @@ async fn run_load(
     tokio::pin!(all);
     let mut interrupted = false;
     tokio::select! {
-        _ = &mut all => {}
+        _ = &mut all => {
+            if monitor.has_dashboard() {
+                monitor.quit_requested().await;
+            }
+        }
         _ = tokio::signal::ctrl_c() => {
             interrupted = true;
             let _ = stop_tx.send(true);
             all.await;
         }
+        _ = monitor.quit_requested() => {
+            interrupted = true;
+            let _ = stop_tx.send(true);
+            all.await;
+        }
     }
+    monitor.finish();
     let results = shared.results();
     let summary = LoadSummary::new(sessions, slots, &results, begin.elapsed());
     if args.json {
@@ -323,6 +433,9 @@ async fn run_hold(
         },
         _ = &mut ctrl_c => return exit::FAILURE,
     };
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
     let shared = LoadShared::new(sessions);
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
     let clock = Clock::new();
@@ -341,14 +454,15 @@ async fn run_hold(
                 break;
             }
         };
-        let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("rtmfp connect: cannot bind: {e}");
-                interrupted = true;
-                break;
-            }
-        };
+        let (ep, sockets, locals) =
+            match endpoint(identity, crypto, candidates, &clock, threads.as_ref()) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("rtmfp connect: cannot bind: {e}");
+                    interrupted = true;
+                    break;
+                }
+            };
         let cfg = LoadConfig {
             url: url.original.clone(),
             app: url.app.clone(),
@@ -358,7 +472,7 @@ async fn run_hold(
             hold: true,
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared)).with_permit(permit);
-        let mut driver = Driver::new(ep, app, sockets, clock);
+        let mut driver = Driver::new(ep, app, sockets, clock).with_crypto_threads(threads.as_ref());
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {

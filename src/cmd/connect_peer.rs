@@ -39,7 +39,7 @@ pub async fn run(
         return exit::USAGE;
     }
     let clock = Clock::new();
-    let (ep, sockets, locals) = match super::connect::endpoint(identity, crypto, candidates, &clock)
+    let (ep, sockets, locals) = match super::connect::endpoint(identity, crypto, candidates, &clock, None)
     {
         Ok(x) => x,
         Err(e) => {

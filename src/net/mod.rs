@@ -3,6 +3,7 @@
 //! endpoint with `&mut` (no mutex); the application logic that sits on top
 //! (a server, a client command) runs inside that task through [`App`].
 
+pub mod snapshot;
 mod socket;
 
 use std::future::poll_fn;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::proto::endpoint::{Endpoint, Event, MAX_DATAGRAM};
+use crate::proto::endpoint::{CryptoDone, CryptoJob, Endpoint, Event, MAX_DATAGRAM};
 use crate::proto::stats::EndpointStats;
 use crate::proto::{Instant, Rng};
 
@@ -79,6 +80,66 @@ pub trait App {
     fn done(&self) -> bool {
         false
     }
+
+    /// Adds what the app knows to a dashboard snapshot (apps, peer kinds,
+    /// server counters, streams). Called only while someone watches.
+    fn annotate(&self, _snap: &mut snapshot::Snapshot) {}
+}
+
+/// Jobs queued or running per crypto worker thread: enough to keep each
+/// busy while results travel back, few enough that a full pool sheds load
+/// (IIKeyings dropped) within milliseconds of work.
+pub const CRYPTO_JOBS_PER_THREAD: usize = 4;
+
+/// The default number of crypto worker threads: one per spare core (at
+/// least one, so a single-core host still answers pings during a handshake).
+pub fn default_crypto_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
+}
+
+type JobAndReply = (CryptoJob, mpsc::UnboundedSender<CryptoDone>);
+
+/// Worker threads running endpoints' Diffie-Hellman jobs
+/// ([`Endpoint::poll_crypto_job`]); one set can serve several drivers (the
+/// load generator's). The threads end when the last handle is dropped.
+#[derive(Clone)]
+pub struct CryptoThreads {
+    jobs: std::sync::mpsc::SyncSender<JobAndReply>,
+}
+
+impl CryptoThreads {
+    /// `threads` workers sharing a queue of `capacity` jobs.
+    pub fn spawn(threads: usize, capacity: usize) -> io::Result<Self> {
+        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<JobAndReply>(capacity.max(1));
+        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        for i in 0..threads.max(1) {
+            let job_rx = std::sync::Arc::clone(&job_rx);
+            std::thread::Builder::new()
+                .name(format!("rtmfp-crypto-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for a job.
+                        let next = match job_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((job, reply)) = next else { return };
+                        // A driver gone meanwhile no longer wants the result.
+                        let _ = reply.send(job.run());
+                    }
+                })?;
+        }
+        Ok(Self { jobs })
+    }
+}
+
+/// A driver's connection to the crypto threads.
+struct CryptoLink {
+    threads: CryptoThreads,
+    reply: mpsc::UnboundedSender<CryptoDone>,
+    done: mpsc::UnboundedReceiver<CryptoDone>,
 }
 
 /// Counts of what the edge itself saw (the core counts the rest).
@@ -100,10 +161,12 @@ pub struct Driver<A: App> {
     clock: Clock,
     commands: Option<mpsc::Receiver<A::Command>>,
     stats_tx: Option<watch::Sender<EndpointStats>>,
+    tap: Option<snapshot::SnapshotTap>,
     pub edge: EdgeStats,
     rx: RecvBuffers,
     /// Outgoing datagrams being coalesced for one GSO send.
     tx: Vec<u8>,
+    crypto: Option<CryptoLink>,
 }
 
 /// Receive batches taken from one socket before looking at the others.
@@ -121,10 +184,26 @@ impl<A: App> Driver<A> {
             clock,
             commands: None,
             stats_tx: None,
+            tap: None,
             edge: EdgeStats::default(),
             rx: RecvBuffers::default(),
             tx: vec![0u8; MAX_SEGMENTS * MAX_DATAGRAM],
+            crypto: None,
         }
+    }
+
+    /// Runs the endpoint's Diffie-Hellman jobs (`EndpointConfig::crypto_jobs`
+    /// > 0) on `threads`; without, they run inline in this task.
+    pub fn with_crypto_threads(mut self, threads: Option<&CryptoThreads>) -> Self {
+        self.crypto = threads.map(|t| {
+            let (reply, done) = mpsc::unbounded_channel();
+            CryptoLink {
+                threads: t.clone(),
+                reply,
+                done,
+            }
+        });
+        self
     }
 
     pub fn with_commands(mut self, rx: mpsc::Receiver<A::Command>) -> Self {
@@ -135,6 +214,19 @@ impl<A: App> Driver<A> {
     pub fn with_stats(mut self, tx: watch::Sender<EndpointStats>) -> Self {
         self.stats_tx = Some(tx);
         self
+    }
+
+    /// Publishes [`snapshot::Snapshot`]s through the tap while anyone
+    /// subscribes to it (dashboard, `--stats-interval`, `/metrics`).
+    pub fn with_snapshots(mut self, tap: snapshot::SnapshotTap) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// Stops publishing snapshots: readers see the channel close (the
+    /// dashboard marks the source ended).
+    pub fn end_snapshots(&mut self) {
+        self.tap = None;
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -164,6 +256,10 @@ impl<A: App> Driver<A> {
                 last_stats = now;
                 tx.send_replace(self.ep.stats());
             }
+            if let Some(tap) = &mut self.tap {
+                let app = &self.app;
+                tap.poll(&self.ep, &self.edge, now, |s| app.annotate(s));
+            }
             if let Some(deadline) = shutting_down {
                 if self.ep.session_count() == 0 || now >= deadline {
                     return Ok(());
@@ -179,6 +275,9 @@ impl<A: App> Driver<A> {
             if self.stats_tx.is_some() {
                 deadline =
                     crate::proto::time::earliest(deadline, Some(now + Duration::from_millis(250)));
+            }
+            if let Some(tap) = &self.tap {
+                deadline = crate::proto::time::earliest(deadline, tap.deadline());
             }
             let sleep_until = deadline
                 .map(|d| self.clock.to_std(d))
@@ -199,7 +298,25 @@ impl<A: App> Driver<A> {
                     None => std::future::pending().await,
                 }
             };
+            let crypto = &mut self.crypto;
+            let crypto_done = async {
+                match crypto.as_mut() {
+                    Some(w) => w.done.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                done = crypto_done => {
+                    if let Some(d) = done {
+                        let now = self.clock.now();
+                        self.ep.complete_crypto_job(now, d);
+                        if let Some(w) = self.crypto.as_mut() {
+                            while let Ok(d) = w.done.try_recv() {
+                                self.ep.complete_crypto_job(now, d);
+                            }
+                        }
+                    }
+                }
                 (i, r) = readable => {
                     if r.is_ok() {
                         self.drain_socket(i);
@@ -256,6 +373,24 @@ impl<A: App> Driver<A> {
         }
         loop {
             let mut progressed = false;
+            while let Some(job) = self.ep.poll_crypto_job() {
+                progressed = true;
+                match &self.crypto {
+                    // The endpoint bounds its responder jobs by the queue's
+                    // size; should one not fit (a queue shared by several
+                    // drivers), it runs here.
+                    Some(link) => {
+                        if let Err(
+                            std::sync::mpsc::TrySendError::Full((job, _))
+                            | std::sync::mpsc::TrySendError::Disconnected((job, _)),
+                        ) = link.threads.jobs.try_send((job, link.reply.clone()))
+                        {
+                            self.ep.complete_crypto_job(now, job.run());
+                        }
+                    }
+                    None => self.ep.complete_crypto_job(now, job.run()),
+                }
+            }
             while let Some(e) = self.ep.poll_event() {
                 self.app.on_event(&mut self.ep, now, e);
                 progressed = true;

@@ -17,6 +17,7 @@
 
 mod introductions;
 mod registry;
+pub mod metrics;
 #[cfg(test)]
 mod tests;
 

@@ -27,6 +27,9 @@ use super::wire::chunk::{self, Chunk, Chunks};
 use super::wire::header::{Mode, PacketHeader, scramble_sid};
 use super::wire::{Writer, header};
 
+pub use crypto_jobs::{CryptoDone, CryptoJob, CryptoJobId, CryptoPoolStats};
+
+mod crypto_jobs;
 mod established;
 mod initiator;
 mod introduction;
@@ -138,6 +141,14 @@ pub struct EndpointConfig {
     /// Most keyings (IIKeying with a valid cookie, the expensive step) per
     /// second from one IP address; 0 = unlimited.
     pub handshake_rate: u32,
+    /// Responder DH work queued or running on worker threads at most
+    /// (`poll_crypto_job`); 0 = none: the work runs inline, on the packet path.
+    pub crypto_jobs: usize,
+    /// Reuse an ephemeral responder key for new sessions for this long
+    /// (one exponentiation per session instead of two, at the cost of
+    /// forward secrecy between the sessions sharing it); `None` = a fresh
+    /// key per session.
+    pub dh_key_lifetime: Option<Duration>,
 }
 
 impl Default for EndpointConfig {
@@ -152,6 +163,8 @@ impl Default for EndpointConfig {
             fihello_mode: FiHelloMode::Ignore,
             transport: TransportConfig::default(),
             handshake_rate: 0,
+            crypto_jobs: 0,
+            dh_key_lifetime: None,
         }
     }
 }
@@ -201,6 +214,8 @@ pub struct Endpoint {
     last_refused: [Option<Instant>; 2],
     /// ECN code point of the datagram being processed.
     rx_ecn: u8,
+    /// DH work handed to worker threads (`crypto_jobs`).
+    crypto_pool: crypto_jobs::CryptoPool,
 }
 
 /// IPs tracked for handshake rate limiting, at most; stale ones are
@@ -241,6 +256,7 @@ impl Endpoint {
             handshake_buckets: HashMap::new(),
             last_refused: [None; 2],
             rx_ecn: 0,
+            crypto_pool: Default::default(),
         }
     }
 
