@@ -39,14 +39,14 @@ pub async fn run(
         return exit::USAGE;
     }
     let clock = Clock::new();
-    let (ep, sockets, locals) = match super::connect::endpoint(identity, crypto, candidates, &clock, None)
-    {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("rtmfp connect: cannot bind: {e}");
-            return exit::FAILURE;
-        }
-    };
+    let (ep, sockets, locals) =
+        match super::connect::endpoint(identity, crypto, candidates, &clock, None) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("rtmfp connect: cannot bind: {e}");
+                return exit::FAILURE;
+            }
+        };
     let cfg = PeerAppConfig {
         url: url.original.clone(),
         app: url.app.clone(),

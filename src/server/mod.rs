@@ -16,8 +16,8 @@
 //! reported addresses.
 
 mod introductions;
-mod registry;
 pub mod metrics;
+mod registry;
 #[cfg(test)]
 mod tests;
 
