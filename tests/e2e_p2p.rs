@@ -193,9 +193,17 @@ fn peer_sessions_close_with_the_server_session_on_both_sides() {
     serve.terminate();
     let a = alice.wait_for("type", "peer_closed");
     let b = bob.wait_for("type", "peer_closed");
-    assert_eq!(a["reason"], "the server session closed", "{a}");
+    // Whichever server session ends first closes the peer session; the
+    // other side may then hear of it from the peer first.
+    let reasons = [a["reason"].as_str().unwrap(), b["reason"].as_str().unwrap()];
     assert!(
-        b["reason"] == "the server session closed" || b["reason"] == "closed by the peer",
-        "{b}"
+        reasons.contains(&"the server session closed"),
+        "{reasons:?}"
     );
+    for r in reasons {
+        assert!(
+            r == "the server session closed" || r == "closed by the peer",
+            "{r}"
+        );
+    }
 }
