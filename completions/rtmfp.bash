@@ -79,7 +79,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__connect)
-            opts="-t -c -i -v -q -h -V --timeout --count --interval --sessions --concurrency --hold --dh-group --crypto-threads --json --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
+            opts="-t -c -i -v -q -h -V --timeout --count --interval --sessions --concurrency --hold --dh-group --crypto-threads --json --dashboard --refresh --log-file --stats-interval --peer --name --list-peers --stay --no-introductions --max-peers --allow --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -134,6 +134,26 @@ _rtmfp() {
                     return 0
                     ;;
                 --stats-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -359,7 +379,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__serve)
-            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --probe-addr --metrics --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
+            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --probe-addr --metrics --introduce-across-apps --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -49,6 +49,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l log-file -d 'With 
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l ephemeral -d 'Use a fresh in-memory identity instead of a key file'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l json -d 'Write one JSON object per event on stdout (logs stay on stderr)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l introduce-across-apps -d 'Introduce clients of different apps to each other. By default an introduction is only made between two clients connected to the same app; anything else is answered as if the target were unknown'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
@@ -68,9 +69,16 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l crypto-threads -
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l refresh -d 'Dashboard refresh period' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l peer -d 'Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name) through the server and report the path and timings. Repeatable' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l name -d 'Register this name in the app, so others can use --peer NAME' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions (e.g. 60s)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l max-peers -d 'Accept at most this many peer sessions opened to us at once' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l json -d 'Write the report as one JSON object per line'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l list-peers -d 'Print who is present in the app: names, peer IDs, how long connected'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l no-introductions -d 'Do not send setPeerInfo: the server will not introduce peers to us'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'

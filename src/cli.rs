@@ -27,6 +27,9 @@ pub mod exit {
     pub const NOTHING_RECEIVED: i32 = 7;
     /// Stopped by SIGINT/SIGTERM before finishing.
     pub const INTERRUPTED: i32 = 130;
+    /// Connected to the server, but a peer could not be reached directly (unknown to the
+    /// server, or no candidate answered), or a presence call (name) was refused.
+    pub const PEER: i32 = 8;
 }
 
 const EXIT_CODES: &str = "\
@@ -37,7 +40,8 @@ Exit codes:
   3  host name could not be resolved
   4  no answer (nothing listening, or UDP blocked)
   5  rejected by the server (status code printed)
-  6  protocol or handshake failure";
+  6  protocol or handshake failure
+  8  peer unreachable: unknown to the server, or no direct path (reason printed)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -145,7 +149,8 @@ pub struct ServeArgs {
     /// Every object has an "event" field: identity (fingerprint, source), listening (addr,
     /// fingerprint), probe_listening (addr), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
     /// tc_url, object_encoding), set_peer_info (session, peer_id, addresses), introduction (from,
-    /// target, addresses), session_closed (session, peer_id, reason), refused (from, reason), error
+    /// target, addresses), introduction_denied (from, target, refused), peer_name (session,
+    /// peer_id, name), session_closed (session, peer_id, reason), refused (from, reason), error
     /// (session, peer_id, error, closed; or fatal, error), publish (session, app, stream,
     /// subscribers), unpublish (session, app, stream, subscribers, messages), play (session, app,
     /// stream, subscribers, published), stop (session, app, stream, subscribers, sent, dropped),
@@ -164,6 +169,12 @@ pub struct ServeArgs {
     /// reported in the log and as a JSON "metrics" event).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+
+    /// Introduce clients of different apps to each other. By default an introduction is only
+    /// made between two clients connected to the same app; anything else is answered as if the
+    /// target were unknown.
+    #[arg(long)]
+    pub introduce_across_apps: bool,
 
     #[command(flatten)]
     pub monitor: MonitorArgs,
@@ -246,14 +257,32 @@ pub enum DhChoice {
     "  rtmfp connect rtmfp://127.0.0.1/live\n",
     "  rtmfp connect rtmfp://example.net:1935/app --json\n",
     "  rtmfp connect rtmfp://127.0.0.1/live --count 5 --interval 1     ping-like RTT reports\n",
-    "  rtmfp connect rtmfp://127.0.0.1/live --sessions 1000 --concurrency 16 --dh-group 2\n\n",
+    "  rtmfp connect rtmfp://127.0.0.1/live --sessions 1000 --concurrency 16 --dh-group 2\n",
+    "  rtmfp connect rtmfp://127.0.0.1/live --name bob --stay 60s        be reachable as bob\n",
+    "  rtmfp connect rtmfp://127.0.0.1/live --peer bob --json            direct session to bob\n",
+    "  rtmfp connect rtmfp://127.0.0.1/live --list-peers                 who is in the app\n\n",
+    "Peers and presence:\n",
+    "  --peer opens a direct session to another client of the same app through the server (RTMFP\n",
+    "  introduction: an IHello for the peer ID goes to the server, which answers with a Redirect to the\n",
+    "  peer's addresses and forwards the request so the peer answers too), and reports which path won\n",
+    "  (host: an address the peer reported; reflexive: the address the server sees it from), the time to\n",
+    "  open and the RTT, or why it failed. A server that does not know the peer answers at once with a\n",
+    "  Redirect listing only 0.0.0.0:0 (MonaServer's form).\n",
+    "  Names are TC calls on the NetConnection, which a Flash/AIR application can make with\n",
+    "  NetConnection.call (each a transaction; command object null; failures are _error with\n",
+    "  NetConnection.Call.Failed and a description):\n",
+    "    setPeerName(name)  -> _result(name); names are per app, first come first served, unique\n",
+    "                          regardless of case, released when the session ends\n",
+    "    lookupPeer(name)   -> _result(peerIdHex)\n",
+    "    listPeers()        -> _result([{peerId, name, connectedSeconds}, ...]), oldest first\n\n",
     "Exit codes:\n",
-    "  0  connected (all sessions, with --sessions)\n",
+    "  0  connected (all sessions, with --sessions; every --peer reached)\n",
     "  2  usage error\n",
     "  3  host name could not be resolved\n",
     "  4  no answer within --timeout\n",
     "  5  rejected by the server\n",
-    "  6  protocol or handshake failure"
+    "  6  protocol or handshake failure\n",
+    "  8  a --peer could not be reached, or --name was refused"
 ))]
 pub struct ConnectArgs {
     /// rtmfp://host[:port]/app[?query] (port 1935 if not given).
@@ -303,6 +332,59 @@ pub struct ConnectArgs {
 
     #[command(flatten)]
     pub monitor: MonitorArgs,
+
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+/// Peer-to-peer and presence options (shared by commands that talk to peers).
+///
+/// JSON lines: `connected` (server, peer_id, observed_address, connect_ms), `name` (name, ok,
+/// message), `peers` (peers: [{peer_id, name, connected_s}]), `peer_attempt` (target, peer_id,
+/// candidates: [{addr, kind, after_ms}]), `peer_opened` (target, peer_id, addr, path, elapsed_ms,
+/// rtt_ms, candidates), `peer_failed` (target, peer_id, unknown, message, elapsed_ms, candidates),
+/// `peer_incoming` (peer_id, addr, accepted), `peer_closed` (peer_id, reason).
+#[derive(Debug, Args, Default, Clone)]
+pub struct PeerArgs {
+    /// Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name)
+    /// through the server and report the path and timings. Repeatable.
+    #[arg(long = "peer", value_name = "PEERID|NAME", conflicts_with = "sessions")]
+    pub peers: Vec<String>,
+
+    /// Register this name in the app, so others can use --peer NAME.
+    #[arg(long, value_name = "NICK", conflicts_with = "sessions")]
+    pub name: Option<String>,
+
+    /// Print who is present in the app: names, peer IDs, how long connected.
+    #[arg(long, conflicts_with = "sessions")]
+    pub list_peers: bool,
+
+    /// Stay connected this long after the rest is done, accepting peer sessions (e.g. 60s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "sessions")]
+    pub stay: Option<Duration>,
+
+    /// Do not send setPeerInfo: the server will not introduce peers to us.
+    #[arg(long, conflicts_with = "sessions")]
+    pub no_introductions: bool,
+
+    /// Accept at most this many peer sessions opened to us at once.
+    #[arg(long, value_name = "N")]
+    pub max_peers: Option<usize>,
+
+    /// Accept peer sessions only from this peer ID (repeatable).
+    #[arg(long = "allow", value_name = "PEERID")]
+    pub allow: Vec<String>,
+}
+
+impl PeerArgs {
+    /// Whether any peer/presence option asks for the peer-aware connection.
+    pub fn wanted(&self) -> bool {
+        !self.peers.is_empty()
+            || self.name.is_some()
+            || self.list_peers
+            || self.stay.is_some()
+            || self.no_introductions
+    }
 }
 
 /// Options every stream command shares: where the stream is and how to connect.

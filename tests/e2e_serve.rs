@@ -334,8 +334,10 @@ fn introduction_uses_set_peer_info() {
         .expect("set_peer_info event");
     assert_eq!(spi["addresses"], serde_json::json!(["127.0.0.9:4444"]));
 
-    // A asks the server for B by peer ID: Redirect + forwarded IHello, and
-    // A ends up in a direct session with B.
+    // A, connected to the same app (introductions are scoped to it), asks
+    // the server for B by peer ID: Redirect + forwarded IHello, and A ends
+    // up in a direct session with B.
+    let _ = connect(&mut a, srv.addr, "live");
     let b_id = b.peer_id();
     let now = a.clock.now();
     a.ep.connect(now, &epd_for_peer(&b_id), &[srv.addr])

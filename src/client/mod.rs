@@ -10,6 +10,8 @@
 //! * [`report`]: what gets reported, as text and JSON lines.
 
 pub mod load;
+pub mod peer;
+pub mod peer_app;
 pub mod probe;
 pub mod report;
 pub mod stream;
@@ -20,6 +22,8 @@ pub mod url;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub use load::{LoadApp, LoadConfig, LoadShared, LoadSummary, Percentiles, SetupResult};
+pub use peer::{AcceptPolicy, PathKind, PeerEvent, PeerSessions};
+pub use peer_app::{PeerApp, PeerAppConfig, PeerOutput};
 pub use probe::{ConnectApp, Output, ProbeConfig};
 pub use report::{ConnectReport, Failure, PingSample, PingSummary};
 pub use tc::{TcClient, TcEvent, TcState};

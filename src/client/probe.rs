@@ -238,6 +238,7 @@ impl ConnectApp {
             }
             TcEvent::Failed(m) => self.fail(ep, now, Failure::Protocol(m)),
             TcEvent::Keepalive(k) => self.keepalive = Some(k),
+            TcEvent::Reply { .. } => {}
             TcEvent::Status(info) => {
                 if info.code == code::CONNECTIVITY_CHECK_RESULTS
                     && let Some(a) = public_address(&info.to_value())

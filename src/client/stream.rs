@@ -307,7 +307,9 @@ impl StreamApp {
                 self.fail(ep, now, Failure::Rejected { info, reason })
             }
             TcEvent::Failed(m) => self.fail(ep, now, Failure::Protocol(m)),
-            TcEvent::Keepalive(_) => {}
+            // Replies to our calls are read off the control flow first
+            // (`on_control_reply`); anything left is not ours to act on.
+            TcEvent::Keepalive(_) | TcEvent::Reply { .. } => {}
             TcEvent::Status(info) => {
                 if info.code == code::SHUTDOWN_NOTIFY {
                     self.ended_by.get_or_insert(info);

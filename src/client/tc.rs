@@ -52,6 +52,12 @@ pub enum TcEvent {
     Status(StatusInfo),
     /// The server ended the NetConnection (its control flow finished).
     Ended,
+    /// The answer to a [`TcClient::call`] made after connecting: `_result`
+    /// values, or the `_error` info object.
+    Reply {
+        transaction_id: f64,
+        result: Result<Vec<Value>, Option<StatusInfo>>,
+    },
 }
 
 /// One NetConnection on one session.
@@ -125,6 +131,12 @@ impl TcClient {
         }
         .to_command();
         self.write_command(ep, &cmd)
+    }
+
+    /// Sends a command on the NetConnection once connected (a call with a
+    /// non-zero transaction ID gets a [`TcEvent::Reply`]).
+    pub fn call(&mut self, ep: &mut Endpoint, cmd: &Command) -> Result<(), FlowError> {
+        self.write_command(ep, cmd)
     }
 
     fn write_command(&mut self, ep: &mut Endpoint, cmd: &Command) -> Result<(), FlowError> {
@@ -250,6 +262,28 @@ impl TcClient {
                 })
             }
             (TcState::Connected, Ok(NetCommand::OnStatus(info))) => Some(TcEvent::Status(info)),
+            (
+                TcState::Connected,
+                Ok(NetCommand::Result {
+                    transaction_id,
+                    values,
+                    ..
+                }),
+            ) => Some(TcEvent::Reply {
+                transaction_id,
+                result: Ok(values),
+            }),
+            (
+                TcState::Connected,
+                Ok(NetCommand::Error {
+                    transaction_id,
+                    info,
+                    ..
+                }),
+            ) => Some(TcEvent::Reply {
+                transaction_id,
+                result: Err(info),
+            }),
             _ => None,
         }
     }
@@ -335,9 +369,16 @@ mod tests {
         let e = c.on_flow_event(&mut ep, msg(THEIRS, Command::result(0.0, [info.clone()])));
         assert_eq!(e, Some(TcEvent::Connected { info }));
         assert_eq!(c.state(), TcState::Connected);
-        // A later `_result` is not another connect reply.
+        // A later `_result` is not another connect reply: it answers a call.
         let e = c.on_flow_event(&mut ep, msg(THEIRS, Command::result(1.0, [])));
-        assert_eq!(e, None);
+        assert_eq!(
+            e,
+            Some(TcEvent::Reply {
+                transaction_id: 1.0,
+                result: Ok(vec![])
+            })
+        );
+        assert_eq!(c.state(), TcState::Connected);
     }
 
     #[test]

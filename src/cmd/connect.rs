@@ -164,6 +164,9 @@ async fn run_async(args: ConnectArgs, url: RtmfpUrl) -> i32 {
     match args.sessions {
         Some(n) if args.hold => run_hold(&args, &url, n, &crypto, &candidates).await,
         Some(n) => run_load(&args, &url, n, &identity, &crypto, &candidates).await,
+        None if args.peer.wanted() => {
+            super::connect_peer::run(&args, &url, &identity, &crypto, &candidates).await
+        }
         None => run_probe(&args, &url, &identity, &crypto, &candidates).await,
     }
 }

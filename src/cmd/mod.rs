@@ -3,6 +3,7 @@
 //! propagated as panics.
 
 pub mod connect;
+pub mod connect_peer;
 pub mod monitor;
 pub mod probe_nat;
 pub mod publish;

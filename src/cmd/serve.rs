@@ -152,6 +152,7 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         ServerConfig {
             keepalive_server: Duration::from_secs(args.keepalive),
             keepalive_peer: PEER_KEEPALIVE,
+            introductions_across_apps: args.introduce_across_apps,
             ..ServerConfig::default()
         },
         fingerprint,
@@ -244,6 +245,10 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         "sessions_opened": s.sessions_opened,
         "connects": s.connects,
         "introductions": s.introductions,
+        "unknown_targets": s.unknown_targets,
+        "introductions_refused": s.introductions_refused,
+        "introductions_limited": s.introductions_limited,
+        "presence_calls": s.presence_calls,
         "flows_rejected": s.flows_rejected,
         "bad_messages": s.bad_messages,
         "refused": s.refused,
@@ -364,6 +369,31 @@ impl Output {
                 debug!("introducing {from} to {}", peer_id_hex(target));
                 self.json(json!({"event": "introduction", "from": from.to_string(),
                     "target": peer_id_hex(target), "addresses": addresses}));
+            }
+            ServerEvent::IntroductionDenied {
+                from,
+                target,
+                refused,
+            } => {
+                let target = target.as_ref().map(peer_id_hex);
+                debug!(
+                    "introduction for {} from {from} answered unknown{}",
+                    target.as_deref().unwrap_or("(no peer ID)"),
+                    if *refused { " (refused by policy)" } else { "" }
+                );
+                self.json(
+                    json!({"event": "introduction_denied", "from": from.to_string(),
+                    "target": target, "refused": refused}),
+                );
+            }
+            ServerEvent::PeerName {
+                session,
+                peer_id,
+                name,
+            } => {
+                debug!("{} is now {name:?}", peer_id_hex(peer_id));
+                self.json(json!({"event": "peer_name", "session": session.0,
+                    "peer_id": peer_id_hex(peer_id), "name": name}));
             }
             ServerEvent::SessionClosed {
                 session,
@@ -643,6 +673,7 @@ mod tests {
             crypto_threads: None,
             dh_key_lifetime: None,
             json: false,
+            introduce_across_apps: false,
             metrics: None,
             monitor: Default::default(),
             probe_addr: vec![],

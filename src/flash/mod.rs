@@ -38,6 +38,7 @@ pub mod av;
 pub mod command;
 pub mod message;
 pub mod metadata;
+pub mod presence;
 pub mod user_control;
 
 pub use amf0::{AmfError, Limits, Value};

@@ -15,14 +15,18 @@
 //! IDs and [`MAX_STREAM_FLOWS`] stream flows, [`MAX_REPORTED_ADDRESSES`]
 //! reported addresses.
 
+mod introductions;
 mod media_hooks;
 pub mod metrics;
 pub mod probes;
+mod registry;
 pub mod relay;
 pub mod streams;
 pub mod stun;
 #[cfg(test)]
 mod tests;
+
+pub use registry::{Member, Registry};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -44,7 +48,6 @@ use crate::proto::crypto::{Epd, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, Event, RefuseReason, SessionHandle};
 use crate::proto::flow::{FlowEvent, Priority, WriteOptions};
 use crate::proto::session::{CloseReason, Role};
-use crate::proto::wire::address::{AddressOrigin, PeerAddress};
 pub use streams::{MediaConfig, MediaEvent, MediaStats, Streams};
 
 /// Reported (`setPeerInfo`) addresses kept per peer. Flash reports one per
@@ -83,6 +86,9 @@ pub struct ServerConfig {
     pub introduction_rate: u32,
     /// The media relay's policy and bounds.
     pub media: MediaConfig,
+    /// Introduce anyone who asks, like MonaServer (default: only between
+    /// two clients connected to the same app).
+    pub introductions_across_apps: bool,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +102,7 @@ impl Default for ServerConfig {
             description: "Connection succeeded.".to_owned(),
             introduction_rate: 10,
             media: MediaConfig::default(),
+            introductions_across_apps: false,
         }
     }
 }
@@ -154,6 +161,20 @@ pub enum ServerEvent {
         target: [u8; 32],
         addresses: usize,
     },
+    /// An introduction IHello answered "unknown" (MonaServer's 0.0.0.0:0
+    /// Redirect): no such peer, or policy refused it (`refused`).
+    IntroductionDenied {
+        from: SocketAddr,
+        /// `None` when the EPD named no peer ID.
+        target: Option<[u8; 32]>,
+        refused: bool,
+    },
+    /// A client took a name in its app.
+    PeerName {
+        session: SessionHandle,
+        peer_id: [u8; 32],
+        name: String,
+    },
     SessionClosed {
         session: SessionHandle,
         peer_id: Option<[u8; 32]>,
@@ -184,6 +205,11 @@ pub struct ServerStats {
     pub introductions: u64,
     /// Introduction IHellos for a peer we do not know (or that sent no setPeerInfo).
     pub unknown_targets: u64,
+    /// Introduction IHellos for a known peer refused by policy (other app,
+    /// stranger, or a target that sent no `setPeerInfo`), answered as unknown.
+    pub introductions_refused: u64,
+    /// Presence calls answered (`setPeerName`, `lookupPeer`, `listPeers`).
+    pub presence_calls: u64,
     /// Introduction IHellos over `introduction_rate`, ignored.
     pub introductions_limited: u64,
     pub flows_rejected: u64,
@@ -263,6 +289,7 @@ pub struct Server {
     /// Token buckets for `introduction_rate`: (tokens, last refill).
     intro_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
     media: Streams,
+    registry: Registry,
 }
 
 impl Server {
@@ -283,6 +310,7 @@ impl Server {
             stats: ServerStats::default(),
             limits,
             intro_buckets: HashMap::new(),
+            registry: Registry::default(),
             media: Streams::new(cfg_media),
         }
     }
@@ -345,11 +373,15 @@ impl Server {
                 peer_id,
             } => self.on_opened(session, far_addr, peer_id),
             // We never initiate; nothing to track for other roles.
-            Event::Opened { .. } | Event::OpenFailed { .. } | Event::PingReply { .. } => {}
+            Event::Opened { .. }
+            | Event::OpenFailed { .. }
+            | Event::PingReply { .. }
+            | Event::Redirected { .. } => {}
             Event::Closed { session, reason } => self.on_closed(ep, now, session, reason),
             Event::AddressChanged { session, addr } => {
                 if let Some(c) = self.conns.get_mut(&session) {
-                    c.observed = addr;
+                    let old = std::mem::replace(&mut c.observed, addr);
+                    self.registry.moved(session, old, addr);
                 }
             }
             Event::UnmatchedIHello {
@@ -400,6 +432,7 @@ impl Server {
     ) {
         self.media.on_session_closed(ep, now, session);
         let conn = self.conns.remove(&session);
+        self.registry.leave(session);
         let peer_id = conn.as_ref().map(|c| c.peer_id);
         if let Some(p) = peer_id
             && self.peers.get(&p) == Some(&session)
@@ -412,87 +445,6 @@ impl Server {
                 peer_id,
                 reason,
             });
-        }
-    }
-
-    /// spec 02 §15.1 / spec 04 §11.4: an IHello naming a connected peer that
-    /// sent `setPeerInfo` gets a Redirect to its addresses, and the target
-    /// gets the IHello forwarded so it answers the initiator directly.
-    fn on_unmatched_ihello(
-        &mut self,
-        ep: &mut Endpoint,
-        now: Instant,
-        iface: u16,
-        from: SocketAddr,
-        epd: &[u8],
-        tag: &[u8],
-    ) {
-        let Some(target) = Epd::parse(epd).ok().and_then(|e| e.fingerprint()) else {
-            self.stats.unknown_targets += 1;
-            return;
-        };
-        let Some((session, conn)) = self
-            .peers
-            .get(&target)
-            .and_then(|h| Some((*h, self.conns.get(h)?)))
-        else {
-            self.stats.unknown_targets += 1;
-            return;
-        };
-        let Some(reported) = conn.reported.as_ref().filter(|_| conn.is_connected()) else {
-            self.stats.unknown_targets += 1;
-            return;
-        };
-        // Observed first, then reported (spec 04 §11.4); origin 2 for the
-        // observed address as Cumulus/Mona do, which librtmfp follows.
-        let mut addrs = Vec::with_capacity(1 + reported.len());
-        addrs.push(PeerAddress {
-            addr: conn.observed,
-            origin: AddressOrigin::Observed,
-        });
-        for &a in reported {
-            if a != conn.observed {
-                addrs.push(PeerAddress {
-                    addr: a,
-                    origin: AddressOrigin::Reported,
-                });
-            }
-        }
-        if !self.introduction_allowed(now, from) {
-            self.stats.introductions_limited += 1;
-            return;
-        }
-        ep.send_redirect(now, iface, from, tag, &addrs);
-        ep.forward_ihello(session, epd, from, tag);
-        self.stats.introductions += 1;
-        self.emit(ServerEvent::Introduction {
-            from,
-            target,
-            addresses: addrs.len(),
-        });
-    }
-
-    fn introduction_allowed(&mut self, now: Instant, from: SocketAddr) -> bool {
-        let rate = f64::from(self.cfg.introduction_rate);
-        if rate == 0.0 {
-            return true;
-        }
-        if self.intro_buckets.len() >= MAX_INTRO_BUCKETS
-            && !self.intro_buckets.contains_key(&from.ip())
-        {
-            self.intro_buckets.clear();
-        }
-        let (tokens, last) = self
-            .intro_buckets
-            .entry(from.ip())
-            .or_insert((2.0 * rate, now));
-        *tokens = (*tokens + now.saturating_since(*last).as_secs_f64() * rate).min(2.0 * rate);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 
@@ -767,6 +719,7 @@ impl Server {
                     self.send_command(ep, now, h, Command::result(cmd.transaction_id, []));
                 }
             }
+            _ if self.on_presence_command(ep, now, h, &cmd) => {}
             _ => {
                 self.stats.unknown_commands += 1;
                 self.send_command(ep, now, h, Command::call_failed(&cmd));
@@ -786,6 +739,7 @@ impl Server {
         self.media.on_connect(h, app.clone());
         let oe = c.object_encoding.unwrap_or(0.0);
         self.stats.connects += 1;
+        self.registry.join(h, app.clone(), addr, now);
         let info = StatusInfo::connect_success(self.cfg.description.clone(), oe)
             .with("connectionID", Value::str(peer_id_hex(&peer_id)))
             .with(

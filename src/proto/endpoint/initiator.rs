@@ -202,19 +202,32 @@ impl Endpoint {
         let Some(h) = self.opening_for_tag(rd.tag) else {
             return;
         };
+        if self.session(h).is_none_or(|s| s.state != State::IHelloSent) {
+            return;
+        }
+        let mut listed = Vec::new();
         let mut any = false;
-        for a in rd.addresses() {
+        let mut gone = false;
+        for a in rd.addresses().take(REDIRECT_THRESHOLD) {
             any = true;
             // 0.0.0.0:0 is MonaServer's "that peer is gone" (spec 06).
             if a.addr.ip().is_unspecified() || a.addr.port() == 0 {
+                gone = true;
                 continue;
             }
+            listed.push(a);
             self.add_candidate(now, h, a.addr, Duration::ZERO);
         }
         if !any {
             // An empty Redirect reveals the target's reflexive address (spec 01 §9.6).
             self.add_candidate(now, h, from, Duration::ZERO);
         }
+        self.events.push_back(Event::Redirected {
+            session: h,
+            from,
+            gone: gone && listed.is_empty(),
+            addresses: listed,
+        });
     }
 
     pub(super) fn fail_opening(&mut self, h: SessionHandle, reason: OpenFailure) {

@@ -101,6 +101,16 @@ pub enum Event {
         session: SessionHandle,
         rtt: Duration,
     },
+    /// A Redirect answered an opening session (spec 02 §15): the listed
+    /// addresses (at most `REDIRECT_THRESHOLD`) are now IHello candidates.
+    /// `gone` is MonaServer's "that peer is not here" form: only 0.0.0.0:0
+    /// entries (spec 06); the opening then has nowhere to go.
+    Redirected {
+        session: SessionHandle,
+        from: SocketAddr,
+        addresses: Vec<PeerAddress>,
+        gone: bool,
+    },
     /// A handshake was refused by a limit (reported at most once a second
     /// per reason, so a flood cannot flood the log too).
     Refused {

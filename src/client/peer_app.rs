@@ -1,0 +1,443 @@
+//! `connect --peer/--name/--list-peers/--stay`: one server session (the
+//! NetConnection), presence calls on it, and direct sessions to peers made
+//! through it ([`PeerSessions`]); reported as [`PeerOutput`]s.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::peer::{AcceptPolicy, PeerEvent, PeerSessions};
+use super::report::Failure;
+use super::tc::{TcClient, TcEvent, public_address};
+use crate::flash::Value;
+use crate::flash::presence::{self, PeerEntry, parse_peer_id};
+use crate::net::App;
+use crate::proto::Instant;
+use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
+use crate::proto::session::{FiHelloMode, State};
+
+#[derive(Debug, Clone)]
+pub struct PeerAppConfig {
+    pub url: String,
+    pub app: String,
+    pub candidates: Vec<SocketAddr>,
+    pub local_addrs: Vec<SocketAddr>,
+    /// Until connected, and for each peer.
+    pub timeout: Duration,
+    /// Peer IDs (64 hex digits) or names, in order.
+    pub peers: Vec<String>,
+    pub name: Option<String>,
+    pub list_peers: bool,
+    /// Send `setPeerInfo`, so the server may introduce peers to us.
+    pub introductions: bool,
+    /// Stay connected this long after everything asked is done (accepting peers).
+    pub stay: Duration,
+    pub policy: AcceptPolicy,
+}
+
+/// What gets reported, in order.
+#[derive(Debug, Clone)]
+pub enum PeerOutput {
+    Connected {
+        server: SocketAddr,
+        peer_id: [u8; 32],
+        observed: Option<SocketAddr>,
+        connect_time: Duration,
+    },
+    Named(Result<String, String>),
+    Peers(Vec<PeerEntry>),
+    /// A `--peer` name the server could not resolve.
+    Unresolved {
+        target: String,
+        explanation: String,
+    },
+    Peer {
+        /// The `--peer` argument, for sessions we asked for.
+        target: Option<String>,
+        event: PeerEvent,
+    },
+}
+
+const NAME_TID: f64 = 2.0;
+const LIST_TID: f64 = 3.0;
+const LOOKUP_TID: f64 = 100.0;
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Start,
+    Connecting,
+    Working,
+    Staying { until: Instant },
+    Closing { until: Instant },
+    Done,
+}
+
+pub struct PeerApp {
+    cfg: PeerAppConfig,
+    out: Box<dyn FnMut(PeerOutput) + Send>,
+    phase: Phase,
+    started: Instant,
+    deadline: Instant,
+    session: Option<SessionHandle>,
+    tc: Option<TcClient>,
+    peers: Option<PeerSessions>,
+    /// Calls awaiting a reply (transaction IDs).
+    waiting: Vec<f64>,
+    /// Our openings: session → `--peer` argument.
+    targets: Vec<(SessionHandle, String, [u8; 32])>,
+    failure: Option<Failure>,
+    peer_failures: usize,
+}
+
+impl PeerApp {
+    pub fn new(cfg: PeerAppConfig, out: Box<dyn FnMut(PeerOutput) + Send>) -> Self {
+        Self {
+            cfg,
+            out,
+            phase: Phase::Start,
+            started: Instant::ZERO,
+            deadline: Instant::NEVER,
+            session: None,
+            tc: None,
+            peers: None,
+            waiting: Vec::new(),
+            targets: Vec::new(),
+            failure: None,
+            peer_failures: 0,
+        }
+    }
+
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        use crate::cli::exit;
+        match &self.failure {
+            Some(f) => f.exit_code(),
+            None if self.peer_failures > 0 => exit::PEER,
+            None if self.tc.is_none() => exit::FAILURE,
+            None => exit::OK,
+        }
+    }
+
+    fn fail(&mut self, ep: &mut Endpoint, now: Instant, f: Failure) {
+        self.failure.get_or_insert(f);
+        self.close(ep, now);
+    }
+
+    fn close(&mut self, ep: &mut Endpoint, now: Instant) {
+        if matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+            return;
+        }
+        match self
+            .session
+            .and_then(|h| ep.session(h).map(|s| (h, s.state)))
+        {
+            Some((h, State::Open)) => {
+                if let Some(tc) = self.tc.as_mut() {
+                    tc.close(ep);
+                }
+                // The peer sessions go with the server session (Closed event).
+                ep.close(now, h, true);
+                self.phase = Phase::Closing {
+                    until: now + CLOSE_GRACE,
+                };
+            }
+            Some((h, _)) => {
+                ep.close(now, h, false);
+                self.phase = Phase::Done;
+            }
+            None => self.phase = Phase::Done,
+        }
+    }
+
+    fn call(&mut self, ep: &mut Endpoint, tid: f64, cmd: crate::flash::Command) {
+        if let Some(tc) = self.tc.as_mut()
+            && tc.call(ep, &cmd).is_ok()
+        {
+            self.waiting.push(tid);
+        }
+    }
+
+    fn open_peer(&mut self, ep: &mut Endpoint, now: Instant, target: String, id: [u8; 32]) {
+        let Some(p) = self.peers.as_mut() else { return };
+        match p.open_peer_session(ep, now, id) {
+            Ok(h) => self.targets.push((h, target, id)),
+            Err(m) => {
+                self.peer_failures += 1;
+                (self.out)(PeerOutput::Unresolved {
+                    target,
+                    explanation: m,
+                });
+            }
+        }
+    }
+
+    fn on_connected(&mut self, ep: &mut Endpoint, now: Instant, info: &Value) {
+        let h = self.session.expect("connected implies a session");
+        (self.out)(PeerOutput::Connected {
+            server: ep.session(h).map_or(self.cfg.candidates[0], |s| s.far_addr),
+            peer_id: ep.identity().fingerprint(),
+            observed: public_address(info),
+            connect_time: now.saturating_since(self.started),
+        });
+        if self.cfg.introductions {
+            let locals = self.cfg.local_addrs.clone();
+            if let Some(tc) = self.tc.as_mut() {
+                let _ = tc.send_peer_info(ep, &locals);
+            }
+        }
+        if let Some(n) = self.cfg.name.clone() {
+            self.call(ep, NAME_TID, presence::set_peer_name(NAME_TID, &n));
+        }
+        if self.cfg.list_peers {
+            self.call(ep, LIST_TID, presence::list_peers(LIST_TID));
+        }
+        for (i, target) in self.cfg.peers.clone().into_iter().enumerate() {
+            match parse_peer_id(&target) {
+                Some(id) => self.open_peer(ep, now, target, id),
+                None => {
+                    let tid = LOOKUP_TID + i as f64;
+                    self.call(ep, tid, presence::lookup_peer(tid, &target));
+                }
+            }
+        }
+        self.phase = Phase::Working;
+        self.check_done(now);
+    }
+
+    fn on_reply(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        tid: f64,
+        result: Result<Vec<Value>, Option<crate::flash::StatusInfo>>,
+    ) {
+        let Some(i) = self.waiting.iter().position(|&t| t == tid) else {
+            return;
+        };
+        self.waiting.remove(i);
+        let why = |e: &Option<crate::flash::StatusInfo>| {
+            e.as_ref()
+                .and_then(|i| i.description.clone())
+                .unwrap_or_else(|| "refused".into())
+        };
+        if tid == NAME_TID {
+            let r = match &result {
+                Ok(_) => Ok(self.cfg.name.clone().unwrap_or_default()),
+                Err(e) => Err(why(e)),
+            };
+            if r.is_err() {
+                self.peer_failures += 1;
+            }
+            (self.out)(PeerOutput::Named(r));
+        } else if tid == LIST_TID {
+            let list = result.map(|v| presence::entries(&v)).unwrap_or_default();
+            (self.out)(PeerOutput::Peers(list));
+        } else if tid >= LOOKUP_TID {
+            let idx = (tid - LOOKUP_TID) as usize;
+            let Some(target) = self.cfg.peers.get(idx).cloned() else {
+                return;
+            };
+            let id = result
+                .as_ref()
+                .ok()
+                .and_then(|v| v.first())
+                .and_then(Value::as_str)
+                .and_then(parse_peer_id);
+            match (id, result) {
+                (Some(id), _) => self.open_peer(ep, now, target, id),
+                (None, r) => {
+                    self.peer_failures += 1;
+                    let explanation = match r {
+                        Err(e) => why(&e),
+                        Ok(_) => "the server's answer held no peer ID".into(),
+                    };
+                    (self.out)(PeerOutput::Unresolved {
+                        target,
+                        explanation,
+                    });
+                }
+            }
+        }
+        self.check_done(now);
+    }
+
+    fn check_done(&mut self, now: Instant) {
+        if self.phase == Phase::Working
+            && self.waiting.is_empty()
+            && self.peers.as_ref().is_none_or(|p| p.pending() == 0)
+        {
+            self.phase = Phase::Staying {
+                until: now + self.cfg.stay,
+            };
+        }
+    }
+
+    fn on_peer_event(&mut self, e: PeerEvent) {
+        let peer = match &e {
+            PeerEvent::Attempt { peer, .. }
+            | PeerEvent::Opened { peer, .. }
+            | PeerEvent::Failed { peer, .. }
+            | PeerEvent::Incoming { peer, .. }
+            | PeerEvent::Closed { peer, .. } => *peer,
+        };
+        let target = self
+            .targets
+            .iter()
+            .find(|(_, _, p)| *p == peer)
+            .map(|(_, t, _)| t.clone());
+        if matches!(e, PeerEvent::Failed { .. }) {
+            self.peer_failures += 1;
+        }
+        (self.out)(PeerOutput::Peer { target, event: e });
+    }
+}
+
+impl App for PeerApp {
+    type Command = ();
+
+    fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
+        let event = match self.peers.as_mut() {
+            Some(p) => match p.on_event(ep, now, event) {
+                Some(e) => e,
+                None => {
+                    while let Some(pe) = self.peers.as_mut().and_then(PeerSessions::poll_event) {
+                        self.on_peer_event(pe);
+                    }
+                    self.check_done(now);
+                    return;
+                }
+            },
+            None => event,
+        };
+        // Events the peer sessions also saw (the server session closing).
+        while let Some(pe) = self.peers.as_mut().and_then(PeerSessions::poll_event) {
+            self.on_peer_event(pe);
+        }
+        match event {
+            Event::Opened { session, .. } if Some(session) == self.session => {
+                // Answer the server's forwarded IHellos, to punch our NAT.
+                ep.set_fihello_mode(session, FiHelloMode::SendRHello);
+                self.peers = Some(PeerSessions::new(
+                    session,
+                    self.cfg.timeout,
+                    self.cfg.policy.clone(),
+                ));
+                let mut tc = TcClient::new(
+                    session,
+                    TcClient::flash_connect(&self.cfg.app, &self.cfg.url),
+                );
+                if let Err(e) = tc.start(ep) {
+                    return self.fail(ep, now, Failure::Protocol(format!("control flow: {e}")));
+                }
+                self.tc = Some(tc);
+            }
+            Event::OpenFailed { session, .. } if Some(session) == self.session => {
+                self.session = None;
+                self.failure.get_or_insert(Failure::NoAnswer(format!(
+                    "no answer from {}",
+                    self.cfg.url
+                )));
+                self.phase = Phase::Done;
+            }
+            Event::Closed { session, reason } if Some(session) == self.session => {
+                if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                    self.failure.get_or_insert(Failure::Protocol(format!(
+                        "server session closed ({reason:?})"
+                    )));
+                }
+                self.phase = Phase::Done;
+            }
+            Event::Flow { session, event } if Some(session) == self.session => {
+                let Some(e) = self.tc.as_mut().and_then(|tc| tc.on_flow_event(ep, event)) else {
+                    return;
+                };
+                match e {
+                    TcEvent::Connected { info } => self.on_connected(ep, now, &info),
+                    TcEvent::Rejected { info, reason } => {
+                        self.fail(ep, now, Failure::Rejected { info, reason })
+                    }
+                    TcEvent::Failed(m) => self.fail(ep, now, Failure::Protocol(m)),
+                    TcEvent::Ended => {
+                        if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                            self.fail(
+                                ep,
+                                now,
+                                Failure::Protocol("server ended the connection".into()),
+                            );
+                        }
+                    }
+                    TcEvent::Reply {
+                        transaction_id,
+                        result,
+                    } => self.on_reply(ep, now, transaction_id, result),
+                    TcEvent::Keepalive(_) | TcEvent::Status(_) => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn timeout(&self) -> Option<Instant> {
+        let peer = self.peers.as_ref().and_then(PeerSessions::timeout);
+        let own = match self.phase {
+            Phase::Start => Some(Instant::ZERO),
+            Phase::Connecting => Some(self.deadline),
+            Phase::Working => None,
+            Phase::Staying { until } | Phase::Closing { until } => Some(until),
+            Phase::Done => None,
+        };
+        match (own, peer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        if let Some(p) = self.peers.as_mut() {
+            p.on_timeout(ep, now);
+            while let Some(pe) = self.peers.as_mut().and_then(PeerSessions::poll_event) {
+                self.on_peer_event(pe);
+            }
+            self.check_done(now);
+        }
+        match self.phase {
+            Phase::Start => {
+                let epd = crate::proto::crypto::epd_for_uri(&self.cfg.url);
+                self.started = now;
+                self.deadline = now + self.cfg.timeout;
+                match ep.connect(now, &epd, &self.cfg.candidates) {
+                    Ok(h) => {
+                        self.session = Some(h);
+                        self.phase = Phase::Connecting;
+                    }
+                    Err(e) => {
+                        self.failure =
+                            Some(Failure::Protocol(format!("cannot start session: {e:?}")));
+                        self.phase = Phase::Done;
+                    }
+                }
+            }
+            Phase::Connecting if now >= self.deadline => {
+                let f = if self.tc.is_some() {
+                    Failure::Protocol(format!("no reply to connect within {:?}", self.cfg.timeout))
+                } else {
+                    Failure::NoAnswer(format!(
+                        "no answer from {} within {:?}",
+                        self.cfg.url, self.cfg.timeout
+                    ))
+                };
+                self.fail(ep, now, f);
+            }
+            Phase::Staying { until } if now >= until => self.close(ep, now),
+            Phase::Closing { until } if now >= until => self.phase = Phase::Done,
+            _ => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+}

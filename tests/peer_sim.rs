@@ -1,0 +1,271 @@
+//! The client's peer-session orchestration ([`PeerSessions`]) over the
+//! simulated network, with a hand-driven forwarder standing in for the
+//! server's application: the winning path and RTT are reported, a "gone"
+//! Redirect fails at once, an absurd Redirect is capped, and the peer
+//! sessions close with the server session on both sides.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rtmfp::client::{AcceptPolicy, PathKind, PeerEvent, PeerSessions};
+use rtmfp::proto::crypto::{self, DhGroup};
+use rtmfp::proto::endpoint::{EndpointConfig, Event, SessionHandle};
+use rtmfp::proto::session::{FiHelloMode, Role};
+use rtmfp::proto::wire::address::{AddressOrigin, PeerAddress};
+use support::netsim::{LinkConfig, Net};
+use support::{client_identity, server_identity};
+
+const G2: &[DhGroup] = &[DhGroup::G2];
+
+/// How the forwarder answers an introduction request.
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    Introduce,
+    Gone,
+    /// The real address buried after 100 bogus ones.
+    Absurd,
+}
+
+struct Lab {
+    net: Net,
+    s: usize,
+    a: usize,
+    b: usize,
+    a_server: SessionHandle,
+    b_server: SessionHandle,
+    peers: PeerSessions,
+    out: Vec<PeerEvent>,
+}
+
+fn lab(seed: u64) -> Lab {
+    let link = LinkConfig {
+        delay: Duration::from_millis(10),
+        ..LinkConfig::default()
+    };
+    let mut net = Net::new(seed, link);
+    let cfg = EndpointConfig::default();
+    let s = net.add(server_identity(seed + 1, G2), cfg.clone());
+    let a = net.add(client_identity(seed + 2, G2), cfg.clone());
+    let b = net.add(client_identity(seed + 3, G2), cfg);
+    let server_addr = net.nodes[s].addr;
+    let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
+    let now = net.now;
+    let a_server = net.nodes[a].ep.connect(now, &epd, &[server_addr]).unwrap();
+    let b_server = net.nodes[b].ep.connect(now, &epd, &[server_addr]).unwrap();
+    net.nodes[b]
+        .ep
+        .set_fihello_mode(b_server, FiHelloMode::SendRHello);
+    assert!(net.run_until(Duration::from_secs(5), |n| {
+        [(a, a_server), (b, b_server)].iter().all(|&(c, h)| {
+            n.nodes[c]
+                .ep
+                .session(h)
+                .is_some_and(|x| x.state == rtmfp::proto::session::State::Open)
+        })
+    }));
+    net.nodes[a].events.clear();
+    let peers = PeerSessions::new(a_server, Duration::from_secs(5), AcceptPolicy::default());
+    Lab {
+        net,
+        s,
+        a,
+        b,
+        a_server,
+        b_server,
+        peers,
+        out: Vec::new(),
+    }
+}
+
+impl Lab {
+    /// Runs the forwarder and A's peer sessions until `done`.
+    fn run(
+        &mut self,
+        answer: Answer,
+        limit: Duration,
+        done: impl Fn(&[PeerEvent]) -> bool,
+    ) -> bool {
+        let (s, a) = (self.s, self.a);
+        let peers = &mut self.peers;
+        let out = &mut self.out;
+        self.net.run_until(limit, |n| {
+            for e in std::mem::take(&mut n.nodes[s].events) {
+                let Event::UnmatchedIHello {
+                    iface,
+                    from,
+                    epd,
+                    tag,
+                } = e
+                else {
+                    continue;
+                };
+                let want = crypto::Epd::parse(&epd).unwrap().fingerprint().unwrap();
+                let target = n.nodes[s]
+                    .ep
+                    .sessions()
+                    .find(|(_, x)| x.far.is_some_and(|f| f.fingerprint == want))
+                    .map(|(h, x)| (h, x.far_addr));
+                let now = n.now;
+                let Some((th, taddr)) = target.filter(|_| answer != Answer::Gone) else {
+                    let gone = PeerAddress {
+                        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                        origin: AddressOrigin::Observed,
+                    };
+                    n.nodes[s].ep.send_redirect(now, iface, from, &tag, &[gone]);
+                    continue;
+                };
+                let mut addrs = Vec::new();
+                if answer == Answer::Absurd {
+                    for i in 0..100u16 {
+                        addrs.push(PeerAddress {
+                            addr: SocketAddr::from(([203, 0, 113, 9], 1000 + i)),
+                            origin: AddressOrigin::Reported,
+                        });
+                    }
+                }
+                addrs.push(PeerAddress {
+                    addr: taddr,
+                    origin: AddressOrigin::Observed,
+                });
+                n.nodes[s].ep.send_redirect(now, iface, from, &tag, &addrs);
+                n.nodes[s].ep.forward_ihello(th, &epd, from, &tag);
+            }
+            let now = n.now;
+            let events = std::mem::take(&mut n.nodes[a].events);
+            let ep = &mut n.nodes[a].ep;
+            if peers.timeout().is_some_and(|t| t <= now) {
+                peers.on_timeout(ep, now);
+            }
+            for e in events {
+                let _ = peers.on_event(ep, now, e);
+            }
+            while let Some(pe) = peers.poll_event() {
+                out.push(pe);
+            }
+            done(out)
+        })
+    }
+
+    fn ask_for_b(&mut self) {
+        let b_id = self.net.nodes[self.b].ep.identity().fingerprint();
+        let now = self.net.now;
+        self.peers
+            .open_peer_session(&mut self.net.nodes[self.a].ep, now, b_id)
+            .unwrap();
+    }
+}
+
+fn opened(out: &[PeerEvent]) -> Option<&PeerEvent> {
+    out.iter().find(|e| matches!(e, PeerEvent::Opened { .. }))
+}
+
+#[test]
+fn introduction_opens_a_direct_session_and_reports_the_path() {
+    let mut lab = lab(10);
+    lab.ask_for_b();
+    assert!(lab.run(Answer::Introduce, Duration::from_secs(5), |o| {
+        opened(o).is_some()
+    }));
+    let Some(PeerEvent::Opened {
+        addr,
+        path,
+        elapsed,
+        rtt,
+        ..
+    }) = opened(&lab.out).cloned()
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        addr, lab.net.nodes[lab.b].addr,
+        "direct, not via the server"
+    );
+    assert_eq!(path, PathKind::Reflexive);
+    // 10 ms one way (virtual time). The forwarded IHello lets B's RHello
+    // reach A 30 ms after asking, before A even tries the Redirect's
+    // candidate; IIKeying/RIKeying add one peer round trip: 50 ms, against
+    // a floor of one server RTT + one peer RTT = 40 ms.
+    assert_eq!(elapsed, Duration::from_millis(50), "{elapsed:?}");
+    let rtt = rtt.expect("rtt measured");
+    assert!(rtt >= Duration::from_millis(20), "{rtt:?}");
+    assert!(lab.net.nodes[lab.b].events.iter().any(|e| matches!(
+        e,
+        Event::Opened {
+            role: Role::Responder,
+            ..
+        }
+    )));
+
+    // The server session goes: the peer session goes with it, both sides.
+    let now = lab.net.now;
+    lab.net.nodes[lab.a].ep.close(now, lab.a_server, true);
+    assert!(lab.run(Answer::Introduce, Duration::from_secs(5), |o| {
+        o.iter().any(|e| matches!(e, PeerEvent::Closed { .. }))
+    }));
+    let b_peer_closed = lab.net.run_until(Duration::from_secs(5), |n| {
+        n.nodes[2]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Closed { .. }))
+            .count()
+            >= 1
+    });
+    assert!(b_peer_closed, "B sees the peer session close");
+    let _ = lab.b_server;
+}
+
+#[test]
+fn gone_redirect_fails_at_once() {
+    let mut lab = lab(20);
+    lab.ask_for_b();
+    let start = lab.net.now;
+    assert!(lab.run(Answer::Gone, Duration::from_secs(5), |o| {
+        o.iter().any(|e| matches!(e, PeerEvent::Failed { .. }))
+    }));
+    let Some(PeerEvent::Failed {
+        unknown,
+        candidates,
+        ..
+    }) = lab
+        .out
+        .iter()
+        .find(|e| matches!(e, PeerEvent::Failed { .. }))
+    else {
+        unreachable!()
+    };
+    assert!(*unknown);
+    assert!(candidates.is_empty());
+    // One round trip to the server (virtual time), not the 5 s deadline.
+    assert!(lab.net.now.saturating_since(start) < Duration::from_millis(100));
+    assert_eq!(lab.peers.pending(), 0);
+}
+
+#[test]
+fn absurd_redirect_is_capped_and_fails_with_an_explanation() {
+    let mut lab = lab(30);
+    lab.ask_for_b();
+    assert!(lab.run(Answer::Absurd, Duration::from_secs(8), |o| {
+        o.iter()
+            .any(|e| matches!(e, PeerEvent::Failed { .. } | PeerEvent::Opened { .. }))
+    }));
+    let candidates: usize = lab
+        .out
+        .iter()
+        .filter_map(|e| match e {
+            PeerEvent::Attempt { candidates, .. } => Some(candidates.len()),
+            _ => None,
+        })
+        .sum();
+    // The endpoint keeps at most REDIRECT_THRESHOLD candidates, whatever
+    // the Redirect lists (the forwarder's own send_redirect caps it too).
+    assert!(candidates <= 24, "{candidates}");
+    if let Some(PeerEvent::Failed { explanation, .. }) = lab
+        .out
+        .iter()
+        .find(|e| matches!(e, PeerEvent::Failed { .. }))
+    {
+        assert!(explanation.contains("none answered"), "{explanation}");
+    }
+}
