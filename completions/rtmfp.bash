@@ -22,6 +22,9 @@ _rtmfp() {
             rtmfp,help)
                 cmd="rtmfp__subcmd__help"
                 ;;
+            rtmfp,probe-nat)
+                cmd="rtmfp__subcmd__probe__subcmd__nat"
+                ;;
             rtmfp,publish)
                 cmd="rtmfp__subcmd__publish"
                 ;;
@@ -39,6 +42,9 @@ _rtmfp() {
                 ;;
             rtmfp__subcmd__help,help)
                 cmd="rtmfp__subcmd__help__subcmd__help"
+                ;;
+            rtmfp__subcmd__help,probe-nat)
+                cmd="rtmfp__subcmd__help__subcmd__probe__subcmd__nat"
                 ;;
             rtmfp__subcmd__help,publish)
                 cmd="rtmfp__subcmd__help__subcmd__publish"
@@ -59,7 +65,7 @@ _rtmfp() {
 
     case "${cmd}" in
         rtmfp)
-            opts="-v -q -h -V --verbose --quiet --help --version serve connect publish subscribe send help"
+            opts="-v -q -h -V --verbose --quiet --help --version serve connect publish subscribe send probe-nat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -73,7 +79,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__connect)
-            opts="-t -c -i -v -q -h -V --timeout --count --interval --sessions --concurrency --hold --dh-group --crypto-threads --json --verbose --quiet --help --version"
+            opts="-t -c -i -v -q -h -V --timeout --count --interval --sessions --concurrency --hold --dh-group --crypto-threads --json --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,6 +125,18 @@ _rtmfp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --refresh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stats-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -127,7 +145,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__help)
-            opts="serve connect publish subscribe send help"
+            opts="serve connect publish subscribe send probe-nat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -155,6 +173,20 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rtmfp__subcmd__help__subcmd__probe__subcmd__nat)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -217,6 +249,32 @@ _rtmfp() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rtmfp__subcmd__probe__subcmd__nat)
+            opts="-t -4 -6 -v -q -h -V --timeout --lifetime --lifetime-max --ipv4 --ipv6 --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lifetime-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -301,7 +359,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__serve)
-            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --verbose --quiet --help --version"
+            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --probe-addr --metrics --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -336,6 +394,26 @@ _rtmfp() {
                     return 0
                     ;;
                 --dh-key-lifetime)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --probe-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --refresh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stats-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

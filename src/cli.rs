@@ -70,6 +70,7 @@ pub enum Command {
     Publish(PublishArgs),
     Subscribe(SubscribeArgs),
     Send(SendArgs),
+    ProbeNat(ProbeNatArgs),
 }
 
 /// Run the rendezvous server and media relay.
@@ -142,15 +143,66 @@ pub struct ServeArgs {
     /// Write one JSON object per event on stdout (logs stay on stderr).
     ///
     /// Every object has an "event" field: identity (fingerprint, source), listening (addr,
-    /// fingerprint), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
+    /// fingerprint), probe_listening (addr), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
     /// tc_url, object_encoding), set_peer_info (session, peer_id, addresses), introduction (from,
     /// target, addresses), session_closed (session, peer_id, reason), refused (from, reason), error
     /// (session, peer_id, error, closed; or fatal, error), publish (session, app, stream,
     /// subscribers), unpublish (session, app, stream, subscribers, messages), play (session, app,
     /// stream, subscribers, published), stop (session, app, stream, subscribers, sent, dropped),
-    /// bad_name (session, app, stream, reason), shutdown (signal), stopped (counters).
+    /// bad_name (session, app, stream, reason), shutdown (signal), stopped (counters),
+    /// metrics (addr, url) with --metrics, stats (figures) with --stats-interval.
     #[arg(long)]
     pub json: bool,
+
+    /// Answer NAT probes on this extra address (repeatable): STUN Binding requests (RFC 5389, with the
+    /// RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe
+    /// addresses). Give two IPs and two ports, e.g. A:3478 A:3479 B:3478 B:3479, for a full RFC 5780
+    /// server at A:3478. Off unless given.
+    #[arg(long = "probe-addr", value_name = "ADDR")]
+    pub probe_addr: Vec<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one,
+    /// reported in the log and as a JSON "metrics" event).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+/// Watching a running command: the dashboard and periodic statistics. Shared by every command
+/// that runs endpoints (flattened into its arguments).
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet
+    /// charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort,
+    /// / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file).
+    #[arg(long, conflicts_with_all = ["json", "stats_interval"])]
+    pub dashboard: bool,
+
+    /// Dashboard refresh period.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration, requires = "dashboard")]
+    pub refresh: Duration,
+
+    /// With --dashboard, also append log lines to this file.
+    #[arg(long, value_name = "FILE", requires = "dashboard")]
+    pub log_file: Option<PathBuf>,
+
+    /// Print the dashboard's aggregate figures (sessions by state, packets, bytes, drops by
+    /// reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON
+    /// object per line on stdout, every DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stats_interval: Option<Duration>,
+}
+
+impl Default for MonitorArgs {
+    fn default() -> Self {
+        Self {
+            dashboard: false,
+            refresh: Duration::from_millis(250),
+            log_file: None,
+            stats_interval: None,
+        }
+    }
 }
 
 /// How strongly to negotiate Diffie-Hellman.
@@ -248,6 +300,9 @@ pub struct ConnectArgs {
     /// Write the report as one JSON object per line.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// Options every stream command shares: where the stream is and how to connect.
@@ -438,6 +493,76 @@ pub fn parse_loops(s: &str) -> Result<Loops, String> {
             Ok(n) => Ok(Loops(Some(n))),
         },
     }
+}
+
+/// Name this host's NAT in RFC 4787 terms and predict which peers a direct session can reach.
+///
+/// Against an RFC 5780 STUN server (coturn's turnserver, or `rtmfp serve --probe-addr …`) it runs the
+/// RFC 5780 tests: the public address seen by the server; whether the public port stays the same toward a
+/// second server address and port (mapping: endpoint-independent, address-dependent or
+/// address-and-port-dependent); whether answers from a changed address or port get in (filtering, the same
+/// three kinds); whether the public port equals the local one (port preservation); whether a packet to our
+/// own public address comes back (hairpinning); and, with --lifetime, how long an idle mapping lasts. Then
+/// it names the NAT (full cone, restricted cone, port-restricted cone, symmetric) and prints which far NAT
+/// kinds a direct (peer-to-peer) session can reach and which need a relay, each with the reason. IPv4 and
+/// IPv6 are probed separately when the host name has both.
+///
+/// Evidence that does not fit together (answers from the wrong address, a server that ignores
+/// CHANGE-REQUEST, conflicting answers) is reported as inconsistent and leaves that behaviour unknown.
+///
+/// With --json there is one line per address family: {"type":"nat", "url", "family" ("ipv4"|"ipv6"),
+/// "server", "method":"stun", "elapsed_ms", "rtt_ms", "udp" (bool), "public_address", "local_address",
+/// "nat" (bool|null), "mapping" and "filtering" ("endpoint_independent" | "address_dependent" |
+/// "address_and_port_dependent" | null), "port_preserved", "hairpin" (bool|null), "class"
+/// ("full_cone" | "restricted_cone" | "port_restricted_cone" | "symmetric" | "udp_blocked" | null),
+/// "name" (familiar name), "consistent" (bool), "inconsistencies" and "notes" (lists of text),
+/// "lifetime_s" ({"min","max"} bounds in seconds, or null), "p2p" (list of {"far", "direct",
+/// "reason"})}; failures are {"type":"error", "kind", "message"}.
+///
+/// RTMFP probe servers (rtmfp://, rtmfp-cpp's conncheck) are not supported yet; --peer (probe, then try a
+/// direct session to a peer ID) waits for peer-ID sessions.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  rtmfp probe-nat stun://stun.example.net          RFC 5780 server on port 3478\n",
+    "  rtmfp probe-nat stun://192.0.2.10:3478 --json    one JSON line per address family\n",
+    "  rtmfp probe-nat stun://192.0.2.10 --lifetime --lifetime-max 10m\n\n",
+    "Exit codes:\n",
+    "  0  the probe ran (whatever the verdict)\n",
+    "  1  local failure (no socket)\n",
+    "  2  usage error (bad URL)\n",
+    "  3  host name could not be resolved\n",
+    "  4  no answer in any address family (UDP blocked, or no STUN server there)"
+))]
+pub struct ProbeNatArgs {
+    /// stun://host[:port] (port 3478 if not given).
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// Give up waiting for the server's first answer after this long.
+    #[arg(short, long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Also measure how long an idle mapping lasts (binary search on idle time: slow, up to about
+    /// 8 x --lifetime-max).
+    #[arg(long)]
+    pub lifetime: bool,
+
+    /// Longest idle time tried with --lifetime.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, requires = "lifetime")]
+    pub lifetime_max: Duration,
+
+    /// Probe IPv4 only.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Probe IPv6 only.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+
+    /// Write the result as one JSON object per line (schema above).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parses "250ms", "5s", "2m" or a bare number of seconds.

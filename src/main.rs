@@ -23,6 +23,7 @@ fn main() {
         Command::Publish(args) => cmd::publish::run(args),
         Command::Subscribe(args) => cmd::subscribe::run(args),
         Command::Send(args) => cmd::send::run(args),
+        Command::ProbeNat(args) => cmd::probe_nat::run(args),
     };
     std::process::exit(code);
 }

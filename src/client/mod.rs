@@ -13,6 +13,7 @@ pub mod load;
 pub mod probe;
 pub mod report;
 pub mod stream;
+pub mod stun_probe;
 pub mod tc;
 pub mod url;
 

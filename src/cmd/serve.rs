@@ -2,21 +2,26 @@
 //! with a key-file identity, human or JSON event output and an orderly
 //! shutdown on SIGINT/SIGTERM.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use tracing::{debug, error, info, warn};
 
+use super::monitor::Monitor;
 use crate::cli::{ServeArgs, exit};
+use crate::net::snapshot::Snapshot;
 use crate::net::{App, Clock, CryptoThreads, Driver, OsRng};
 use crate::proto::Instant;
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
 use crate::proto::flow::TransportConfig;
 use crate::proto::session::CloseReason;
+use crate::server::metrics::SCRAPE_SNAPSHOT_EVERY;
 use crate::server::{MediaEvent, Server, ServerCommand, ServerConfig, ServerEvent};
 
 /// tcserver's liveness settings (spec 02 §8): ping after 10 s of silence,
@@ -47,6 +52,9 @@ const RECV_BUFFER: usize = 64 * 1024;
 const MAX_IDENTITY_TRIES: usize = 64;
 
 pub fn run(args: ServeArgs) -> i32 {
+    if let Err(code) = super::monitor::check(&args.monitor, "serve") {
+        return code;
+    }
     let out = Output { json: args.json };
     let (identity, source) = match load_identity(&args) {
         Ok(v) => v,
@@ -97,6 +105,21 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         out.fatal("no address to listen on");
         return exit::FAILURE;
     }
+    if !args.probe_addr.is_empty() {
+        match crate::server::probes::bind(&args.probe_addr).await {
+            Ok(probe_sockets) => {
+                for a in probe_sockets.iter().filter_map(|s| s.local_addr().ok()) {
+                    info!("answering NAT probes (STUN) on {a}");
+                    out.json(json!({"event": "probe_listening", "addr": a.to_string()}));
+                }
+                tokio::spawn(crate::server::probes::run(probe_sockets));
+            }
+            Err(e) => {
+                out.fatal(&e);
+                return exit::FAILURE;
+            }
+        }
+    }
 
     let clock = Clock::new();
     let crypto_threads = args
@@ -133,7 +156,12 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         },
         fingerprint,
     );
-    let app = ServeApp { server, out };
+    let watched = Monitor::wanted(&args.monitor) || args.metrics.is_some();
+    let app = ServeApp {
+        server,
+        out,
+        apps: watched.then(HashMap::new),
+    };
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
     let threads = match crypto_threads {
         0 => None,
@@ -148,19 +176,60 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
     let mut driver = Driver::new(ep, app, sockets, clock)
         .with_commands(cmd_rx)
         .with_crypto_threads(threads.as_ref());
+    let mut snapshots = None;
+    if watched {
+        let (tap, rx) = Monitor::tap(&args.monitor, args.metrics.map(|_| SCRAPE_SNAPSHOT_EVERY));
+        driver = driver.with_snapshots(tap);
+        snapshots = Some(rx);
+    }
     let fp = peer_id_hex(&fingerprint);
     for a in driver.local_addrs() {
         info!("listening on {a}");
         out.json(json!({"event": "listening", "addr": a.to_string(), "fingerprint": fp}));
     }
+    if let (Some(addr), Some(rx)) = (args.metrics, &snapshots) {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let bound = l.local_addr().map_or(addr, |a| a);
+                info!("metrics on http://{bound}/metrics");
+                out.json(json!({"event": "metrics", "addr": bound.to_string(),
+                    "url": format!("http://{bound}/metrics")}));
+                tokio::spawn(crate::server::metrics::serve(l, rx.clone()));
+            }
+            Err(e) => {
+                out.fatal(&format!("cannot serve metrics on {addr}: {e}"));
+                return exit::FAILURE;
+            }
+        }
+    }
+    let monitor = match Monitor::start(
+        &args.monitor,
+        "rtmfp serve",
+        snapshots.iter().cloned().collect(),
+        "event",
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            out.fatal(&format!("cannot start the dashboard: {e}"));
+            return exit::FAILURE;
+        }
+    };
 
+    let quit = monitor.quit_requested();
     let shutdown = async move {
-        shutdown_signal(out).await;
+        tokio::select! {
+            _ = shutdown_signal(out) => {}
+            _ = quit => {
+                info!("dashboard closed: closing all sessions");
+                out.json(json!({"event": "shutdown", "signal": "dashboard"}));
+            }
+        }
         if cmd_tx.send(ServerCommand::NotifyShutdown).await.is_ok() {
             tokio::time::sleep(NOTIFY_GRACE).await;
         }
     };
     let result = driver.run(shutdown, SHUTDOWN_GRACE).await;
+    monitor.finish();
     let stats = driver.ep.stats();
     let s = driver.app.server.stats();
     info!(
@@ -432,11 +501,24 @@ fn close_reason(r: CloseReason) -> &'static str {
 struct ServeApp {
     server: Server,
     out: Output,
+    /// Each session's app, kept only while snapshots are watched.
+    apps: Option<HashMap<u32, Arc<str>>>,
 }
 
 impl ServeApp {
     fn flush(&mut self) {
         while let Some(e) = self.server.poll_event() {
+            if let Some(apps) = &mut self.apps {
+                match &e {
+                    ServerEvent::Connect { session, app, .. } => {
+                        apps.insert(session.0, Arc::from(app.as_str()));
+                    }
+                    ServerEvent::SessionClosed { session, .. } => {
+                        apps.remove(&session.0);
+                    }
+                    _ => {}
+                }
+            }
             self.out.event(&e);
         }
     }
@@ -453,6 +535,16 @@ impl App for ServeApp {
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
         App::on_command(&mut self.server, ep, now, cmd);
         self.flush();
+    }
+
+    fn annotate(&self, snap: &mut Snapshot) {
+        snap.server = Some(self.server.stats());
+        if let Some(apps) = &self.apps {
+            for row in &mut snap.sessions {
+                row.app = apps.get(&row.handle).cloned();
+            }
+        }
+        // The media relay adds snap.streams (StreamRow) and snap.media here.
     }
 }
 
@@ -551,6 +643,9 @@ mod tests {
             crypto_threads: None,
             dh_key_lifetime: None,
             json: false,
+            metrics: None,
+            monitor: Default::default(),
+            probe_addr: vec![],
         };
         let (a, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("created"), "{how}");

@@ -16,8 +16,11 @@
 //! reported addresses.
 
 mod media_hooks;
+pub mod metrics;
+pub mod probes;
 pub mod relay;
 pub mod streams;
+pub mod stun;
 #[cfg(test)]
 mod tests;
 
