@@ -36,6 +36,8 @@ pub const STREAM_RECV_BUFFER: usize = (16 << 20) - 1024;
 const REJECT_CODE: u64 = 0;
 /// How often a draining publisher looks at its queues.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// Longest wait for closeStream/deleteStream to be acknowledged.
+const UNPUBLISH_GRACE: Duration = Duration::from_millis(1000);
 /// Messages a flow held by a sync barrier may queue before it is released anyway.
 const MAX_HELD: usize = 4096;
 
@@ -115,6 +117,11 @@ enum Phase {
     Active,
     /// Publisher: input ended; waiting for every queued message to be acknowledged.
     Draining,
+    /// closeStream and deleteStream sent; waiting (briefly) for their
+    /// acknowledgement so the server ends the stream in order.
+    Unpublishing {
+        until: Instant,
+    },
     Closing {
         until: Instant,
     },
@@ -216,7 +223,10 @@ impl StreamApp {
     /// Orderly end: closeStream + deleteStream, close the NetConnection and
     /// the session.
     pub fn close(&mut self, ep: &mut Endpoint, now: Instant) {
-        if matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+        if matches!(
+            self.phase,
+            Phase::Unpublishing { .. } | Phase::Closing { .. } | Phase::Done
+        ) {
             return;
         }
         let Some((h, state)) = self
@@ -240,7 +250,16 @@ impl StreamApp {
             }
             .to_command();
             self.control_write(ep, &del);
+            self.phase = Phase::Unpublishing {
+                until: now + UNPUBLISH_GRACE,
+            };
+            self.deadline = now;
+            return;
         }
+        self.close_session(ep, now, h);
+    }
+
+    fn close_session(&mut self, ep: &mut Endpoint, now: Instant, h: SessionHandle) {
         if let Some(tc) = self.tc.as_mut() {
             tc.close(ep);
         }
@@ -248,6 +267,21 @@ impl StreamApp {
         self.phase = Phase::Closing {
             until: now + CLOSE_GRACE,
         };
+    }
+
+    /// Bytes of ours not yet acknowledged: stream flows and control flow.
+    fn unacknowledged(&self, ep: &mut Endpoint) -> usize {
+        let control = match (
+            self.session,
+            self.tc.as_ref().and_then(|t| t.control_flow()),
+        ) {
+            (Some(h), Some(f)) => ep
+                .transport(h)
+                .and_then(|t| t.send_buffered(f))
+                .unwrap_or(0),
+            _ => 0,
+        };
+        self.queued(ep) + control
     }
 
     fn control_write(&mut self, ep: &mut Endpoint, cmd: &Command) -> bool {
@@ -316,7 +350,10 @@ impl StreamApp {
                 }
             }
             TcEvent::Ended => {
-                if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                if !matches!(
+                    self.phase,
+                    Phase::Unpublishing { .. } | Phase::Closing { .. } | Phase::Done
+                ) {
                     self.fail(
                         ep,
                         now,
@@ -677,7 +714,12 @@ impl App for StreamApp {
             }
             Event::Closed { session, reason } if Some(session) == self.session => {
                 let ours = matches!(reason, CloseReason::Shutdown | CloseReason::Local);
-                if !ours && !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                if !ours
+                    && !matches!(
+                        self.phase,
+                        Phase::Unpublishing { .. } | Phase::Closing { .. } | Phase::Done
+                    )
+                {
                     self.failure
                         .get_or_insert(Failure::Protocol(format!("session closed ({reason:?})")));
                 }
@@ -735,7 +777,7 @@ impl App for StreamApp {
             Phase::Handshake | Phase::Connecting | Phase::CreatingStream | Phase::Starting => {
                 Some(self.deadline)
             }
-            Phase::Draining => Some(self.deadline),
+            Phase::Draining | Phase::Unpublishing { .. } => Some(self.deadline),
             Phase::Closing { until } => Some(until),
             // A publisher refreshes its queue figure for whoever feeds it.
             Phase::Active if self.cfg.role == StreamRole::Publish => Some(self.deadline),
@@ -777,6 +819,17 @@ impl App for StreamApp {
                 self.progress.queued.store(q, Relaxed);
                 if q == 0 {
                     self.close(ep, now);
+                } else {
+                    self.deadline = now + DRAIN_POLL;
+                }
+            }
+            Phase::Unpublishing { until } if now >= self.deadline => {
+                let Some(h) = self.session else {
+                    self.phase = Phase::Done;
+                    return;
+                };
+                if now >= until || self.unacknowledged(ep) == 0 {
+                    self.close_session(ep, now, h);
                 } else {
                     self.deadline = now + DRAIN_POLL;
                 }
