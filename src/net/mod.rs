@@ -86,10 +86,10 @@ pub trait App {
     fn annotate(&self, _snap: &mut snapshot::Snapshot) {}
 }
 
-/// Jobs queued or running per crypto worker thread: enough to keep each
-/// busy while results travel back, few enough that a full pool sheds load
-/// (IIKeyings dropped) within milliseconds of work.
-pub const CRYPTO_JOBS_PER_THREAD: usize = 4;
+/// Jobs queued or running per crypto worker thread: a burst of a few dozen
+/// clients (a room joining at once) is answered without resends, while a
+/// full queue still holds well under a second of 4096-bit work.
+pub const CRYPTO_JOBS_PER_THREAD: usize = 32;
 
 /// The default number of crypto worker threads: one per spare core (at
 /// least one, so a single-core host still answers pings during a handshake).
