@@ -430,7 +430,11 @@ fn unanswered_connect_exits_6_within_the_timeout() {
         Duration::from_secs(20),
     );
     assert_eq!(out.status.code(), Some(6), "stderr: {}", stderr(&out));
-    assert!(stderr(&out).contains("no reply to connect"));
+    assert!(
+        stderr(&out).contains("connect got no reply"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         elapsed < Duration::from_secs(3) + Duration::from_millis(1500),
         "{elapsed:?}"

@@ -3,7 +3,9 @@
 //! propagated as panics.
 
 pub mod connect;
+pub mod json;
 pub mod serve;
+pub mod signals;
 
 use std::io::IsTerminal;
 

@@ -75,6 +75,10 @@ pub trait App {
 
     fn on_timeout(&mut self, _ep: &mut Endpoint, _now: Instant) {}
 
+    /// Shutdown was requested (a signal): called once, before the driver
+    /// closes every session, so the app can note where its work stood.
+    fn on_shutdown(&mut self, _ep: &mut Endpoint, _now: Instant) {}
+
     /// True when the driver should stop.
     fn done(&self) -> bool {
         false
@@ -104,6 +108,8 @@ pub struct Driver<A: App> {
     rx: RecvBuffers,
     /// Outgoing datagrams being coalesced for one GSO send.
     tx: Vec<u8>,
+    /// ICMP errors are read from the sockets (see [`Driver::with_transport_errors`]).
+    transport_errors: bool,
 }
 
 /// Receive batches taken from one socket before looking at the others.
@@ -124,7 +130,19 @@ impl<A: App> Driver<A> {
             edge: EdgeStats::default(),
             rx: RecvBuffers::default(),
             tx: vec![0u8; MAX_SEGMENTS * MAX_DATAGRAM],
+            transport_errors: false,
         }
+    }
+
+    /// Reads ICMP unreachable errors from the sockets and hands them to
+    /// [`Endpoint::handle_unreachable`], so an opening session to a closed
+    /// port fails at once. For clients: a server has no use for them.
+    pub fn with_transport_errors(mut self) -> Self {
+        self.transport_errors = self
+            .sockets
+            .iter()
+            .all(|s| s.enable_transport_errors().is_ok());
+        self
     }
 
     pub fn with_commands(mut self, rx: mpsc::Receiver<A::Command>) -> Self {
@@ -199,7 +217,34 @@ impl<A: App> Driver<A> {
                     None => std::future::pending().await,
                 }
             };
+            let want_errors = self.transport_errors;
+            let errors = async move {
+                if !want_errors {
+                    return std::future::pending().await;
+                }
+                let mut waits: Vec<_> = sockets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| Box::pin(async move { (i, s.error_ready().await) }))
+                    .collect();
+                poll_fn(|cx| {
+                    for w in waits.iter_mut() {
+                        if let Poll::Ready(r) = w.as_mut().poll(cx) {
+                            return Poll::Ready(r);
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
             tokio::select! {
+                (i, r) = errors => {
+                    if r.is_ok() {
+                        let now = self.clock.now();
+                        let ep = &mut self.ep;
+                        self.sockets[i].take_unreachable(64, |a| ep.handle_unreachable(now, a));
+                    }
+                }
                 (i, r) = readable => {
                     if r.is_ok() {
                         self.drain_socket(i);
@@ -217,6 +262,7 @@ impl<A: App> Driver<A> {
                 _ = tokio::time::sleep_until(sleep_until.into()) => {}
                 _ = &mut shutdown, if shutting_down.is_none() => {
                     let now = self.clock.now();
+                    self.app.on_shutdown(&mut self.ep, now);
                     self.ep.close_all(now);
                     shutting_down = Some(now + grace);
                 }

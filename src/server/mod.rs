@@ -109,10 +109,6 @@ pub enum ServerError {
     StreamLimit(usize),
     #[error("unknown command {0:?}")]
     UnknownCommand(String),
-    #[error("client closed the control flow")]
-    ControlFlowEnded,
-    #[error("client rejected our control flow (code {0})")]
-    ControlFlowRejected(u64),
     #[error("could not open or write our control flow")]
     ControlFlowFailed,
 }
@@ -160,6 +156,44 @@ pub enum ServerEvent {
         /// The session was closed because of it.
         closed: bool,
     },
+    /// The client ended its NetConnection (a normal disconnect, not an
+    /// error); the session is being closed in order.
+    ClientClosed {
+        session: SessionHandle,
+        peer_id: [u8; 32],
+        how: ClientClose,
+    },
+}
+
+/// How a client ended its NetConnection (spec 04 §3: either control flow
+/// ending ends it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientClose {
+    /// It finished its control flow.
+    ControlFlowClosed,
+    /// It rejected ours, with this exception code (0 from Flash and librtmfp).
+    ControlFlowRejected(u64),
+}
+
+impl ClientClose {
+    /// Stable name for `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientClose::ControlFlowClosed => "control_flow_closed",
+            ClientClose::ControlFlowRejected(_) => "control_flow_rejected",
+        }
+    }
+}
+
+impl std::fmt::Display for ClientClose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientClose::ControlFlowClosed => f.write_str("client closed its control flow"),
+            ClientClose::ControlFlowRejected(c) => {
+                write!(f, "client closed our control flow (code {c})")
+            }
+        }
+    }
 }
 
 /// Counters (monotonic).
@@ -467,7 +501,7 @@ impl Server {
                 };
                 if c.control_rx == Some(flow) {
                     // spec 04 §3: the control flow ending ends the NetConnection.
-                    self.fail(ep, now, h, ServerError::ControlFlowEnded, true);
+                    self.client_closed(ep, now, h, ClientClose::ControlFlowClosed);
                 } else {
                     c.stream_flows.retain(|&(f, _)| f != flow);
                 }
@@ -475,7 +509,7 @@ impl Server {
             FlowEvent::Exception { flow, code } => {
                 let ours = self.conns.get(&h).and_then(|c| c.control_tx);
                 if ours == Some(flow) {
-                    self.fail(ep, now, h, ServerError::ControlFlowRejected(code), true);
+                    self.client_closed(ep, now, h, ClientClose::ControlFlowRejected(code));
                 }
             }
             FlowEvent::SendFlowClosed { .. } => {}
@@ -567,6 +601,31 @@ impl Server {
             error,
             closed: failed,
         });
+    }
+
+    /// A client ending its NetConnection: close the session in order and
+    /// say how, once.
+    fn client_closed(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        h: SessionHandle,
+        how: ClientClose,
+    ) {
+        let Some(peer_id) = self.conns.get(&h).map(|c| c.peer_id) else {
+            return;
+        };
+        if ep
+            .session(h)
+            .is_some_and(|s| s.state == crate::proto::session::State::Open)
+        {
+            ep.close(now, h, true);
+            self.emit(ServerEvent::ClientClosed {
+                session: h,
+                peer_id,
+                how,
+            });
+        }
     }
 
     /// Reports a protocol error; `close` ends the session in order.
@@ -742,8 +801,11 @@ impl Server {
         let app = c.app_name().unwrap_or_default();
         let oe = c.object_encoding.unwrap_or(0.0);
         self.stats.connects += 1;
+        // `publicAddress`: where the client is seen from, as rtmfp-cpp's
+        // conncheck reports it, so every client learns its reflexive address.
         let info = StatusInfo::connect_success(self.cfg.description.clone(), oe)
             .with("connectionID", Value::str(peer_id_hex(&peer_id)))
+            .with("publicAddress", Value::str(addr.to_string()))
             .with(
                 "serverFingerprint",
                 Value::str(self.fingerprint_hex.clone()),

@@ -29,6 +29,7 @@ use super::wire::{Writer, header};
 
 mod established;
 mod initiator;
+pub use initiator::OpeningProgress;
 mod introduction;
 mod responder;
 
@@ -97,6 +98,9 @@ pub enum Event {
     PingReply {
         session: SessionHandle,
         rtt: Duration,
+        /// When the probe answered was sent (the `now` given to
+        /// [`Endpoint::ping`]): matches a reply to its probe exactly.
+        sent: Instant,
     },
     /// A handshake was refused by a limit (reported at most once a second
     /// per reason, so a flood cannot flood the log too).
@@ -191,6 +195,8 @@ pub struct Endpoint {
     last_refused: [Option<Instant>; 2],
     /// ECN code point of the datagram being processed.
     rx_ecn: u8,
+    /// Identity and crypto for sessions we open to Flash-era servers.
+    flash_fallback: Option<Box<(Identity, CryptoSettings)>>,
 }
 
 /// IPs tracked for handshake rate limiting, at most; stale ones are
@@ -231,6 +237,7 @@ impl Endpoint {
             handshake_buckets: HashMap::new(),
             last_refused: [None; 2],
             rx_ecn: 0,
+            flash_fallback: None,
         }
     }
 
