@@ -36,6 +36,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l identity -d 'Ident
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l max-sessions -d 'Most sessions at once; further handshakes are refused (and logged)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l handshake-rate -d 'Most new handshakes per second from one IP address (0 = unlimited)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keepalive -d 'Keepalive period sent to clients, in seconds' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l crypto-threads -d 'Threads for handshake Diffie-Hellman work, off the packet path. Default: one per spare core (at least 1); 0 runs it inline on the packet thread. When they are all busy, new handshakes are dropped (clients resend) rather than queued, and no one address gets more than its share' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dh-key-lifetime -d 'With --ephemeral: reuse the server\'s ephemeral DH key for new sessions for up to this long (e.g. 10s, 1m), halving the cost of a handshake. Trade-off: the sessions sharing a key lose forward secrecy between them; whoever later obtains that key (it lives in memory for this window) can decrypt all of them. Default: a fresh key per session' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l ephemeral -d 'Use a fresh in-memory identity instead of a key file'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l json -d 'Write one JSON object per event on stdout (logs stay on stderr)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
@@ -52,6 +54,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Dif
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l crypto-threads -d 'Threads for handshake Diffie-Hellman work with --sessions. Default: one per spare core (at least 1); 0 runs it inline' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l json -d 'Write the report as one JSON object per line'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'

@@ -12,7 +12,7 @@ use crate::client::{
     ProbeConfig, RtmfpUrl, reportable_local_addr,
 };
 use crate::cmd::signals::Stop;
-use crate::net::{Clock, Driver, OsRng, UdpSocket, bind};
+use crate::net::{Clock, CryptoThreads, Driver, OsRng, UdpSocket, bind};
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity};
 use crate::proto::endpoint::{Endpoint, EndpointConfig};
 
@@ -104,18 +104,25 @@ async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, S
 
 /// An endpoint with one ephemeral socket per address family among
 /// `candidates`. With a `flash` identity, sessions to Flash-era servers are
-/// keyed as Flash Player would (see `Endpoint::set_flash_fallback`).
+/// keyed as Flash Player would (see `Endpoint::set_flash_fallback`). Its DH
+/// work goes to crypto threads when `threads` is given.
 fn endpoint(
     identity: &Identity,
     crypto: &CryptoSettings,
     flash: Option<&Identity>,
     candidates: &[SocketAddr],
     clock: &Clock,
+    threads: Option<&CryptoThreads>,
 ) -> std::io::Result<(Endpoint, Vec<UdpSocket>, Vec<SocketAddr>)> {
     let config = EndpointConfig {
         crypto: crypto.clone(),
         keepalive_period: CLIENT_KEEPALIVE,
         idle_limit: None,
+        crypto_jobs: if threads.is_some() {
+            crate::net::CRYPTO_JOBS_PER_THREAD
+        } else {
+            0
+        },
         ..EndpointConfig::default()
     };
     let mut ep = Endpoint::new(identity.clone(), config, Box::new(OsRng), clock.now());
@@ -228,7 +235,7 @@ async fn run_probe(
     stop: &Stop,
 ) -> i32 {
     let clock = Clock::new();
-    let (ep, sockets, locals) = match endpoint(identity, crypto, flash, candidates, &clock) {
+    let (ep, sockets, locals) = match endpoint(identity, crypto, flash, candidates, &clock, None) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("rtmfp connect: cannot bind: {e}");
@@ -290,6 +297,9 @@ async fn run_load(
     candidates: &[SocketAddr],
     stop: &Stop,
 ) -> i32 {
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
     let shared = LoadShared::new(sessions);
     let slots = args.concurrency.min(sessions);
     let clock = Clock::new();
@@ -313,14 +323,20 @@ async fn run_load(
     }
     let begin = std::time::Instant::now();
     for (identity, flash) in &ids {
-        let (ep, sockets, locals) =
-            match endpoint(identity, crypto, flash.as_ref(), candidates, &clock) {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("rtmfp connect: cannot bind: {e}");
-                    return exit::FAILURE;
-                }
-            };
+        let (ep, sockets, locals) = match endpoint(
+            identity,
+            crypto,
+            flash.as_ref(),
+            candidates,
+            &clock,
+            threads.as_ref(),
+        ) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("rtmfp connect: cannot bind: {e}");
+                return exit::FAILURE;
+            }
+        };
         let cfg = LoadConfig {
             url: url.original.clone(),
             app: url.app.clone(),
@@ -330,7 +346,9 @@ async fn run_load(
             hold: false,
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared));
-        let mut driver = Driver::new(ep, app, sockets, clock).with_transport_errors();
+        let mut driver = Driver::new(ep, app, sockets, clock)
+            .with_crypto_threads(threads.as_ref())
+            .with_transport_errors();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let _ = driver.run(stop.wait_unit(), Duration::from_secs(1)).await;
@@ -389,6 +407,9 @@ async fn run_hold(
             return exit::INTERRUPTED;
         }
     };
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
     let shared = LoadShared::new(sessions);
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
     let clock = Clock::new();
@@ -403,14 +424,20 @@ async fn run_hold(
             },
             _ = stop.wait() => break,
         };
-        let (ep, sockets, locals) =
-            match endpoint(identity, crypto, flash.as_ref(), candidates, &clock) {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("rtmfp connect: cannot bind: {e}");
-                    break;
-                }
-            };
+        let (ep, sockets, locals) = match endpoint(
+            identity,
+            crypto,
+            flash.as_ref(),
+            candidates,
+            &clock,
+            threads.as_ref(),
+        ) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("rtmfp connect: cannot bind: {e}");
+                break;
+            }
+        };
         let cfg = LoadConfig {
             url: url.original.clone(),
             app: url.app.clone(),
@@ -420,7 +447,9 @@ async fn run_hold(
             hold: true,
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared)).with_permit(permit);
-        let mut driver = Driver::new(ep, app, sockets, clock).with_transport_errors();
+        let mut driver = Driver::new(ep, app, sockets, clock)
+            .with_crypto_threads(threads.as_ref())
+            .with_transport_errors();
         let stop = stop.clone();
         let lost_tx = lost_tx.clone();
         tasks.push(tokio::spawn(async move {
@@ -487,6 +516,25 @@ async fn run_hold(
         return exit::INTERRUPTED;
     }
     load_exit(&summary)
+}
+
+/// The load generator's crypto threads (`--crypto-threads`), shared by all
+/// its sessions: `Some(None)` for inline DH work, `None` after reporting a
+/// failure to start them.
+fn crypto_threads(args: &ConnectArgs) -> Option<Option<CryptoThreads>> {
+    let n = args
+        .crypto_threads
+        .unwrap_or_else(crate::net::default_crypto_threads);
+    if n == 0 {
+        return Some(None);
+    }
+    match CryptoThreads::spawn(n, n * crate::net::CRYPTO_JOBS_PER_THREAD) {
+        Ok(t) => Some(Some(t)),
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start crypto threads: {e}");
+            None
+        }
+    }
 }
 
 /// The most telling failure kind's exit code, or OK.

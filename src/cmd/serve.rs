@@ -11,7 +11,7 @@ use serde_json::{Value as Json, json};
 use tracing::{debug, error, info, warn};
 
 use crate::cli::{ServeArgs, exit};
-use crate::net::{App, Clock, Driver, OsRng};
+use crate::net::{App, Clock, CryptoThreads, Driver, OsRng};
 use crate::proto::Instant;
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
@@ -106,6 +106,9 @@ async fn serve(
     }
 
     let clock = Clock::new();
+    let crypto_threads = args
+        .crypto_threads
+        .unwrap_or_else(crate::net::default_crypto_threads);
     let config = EndpointConfig {
         crypto: CryptoSettings::default(),
         keepalive_period: KEEPALIVE,
@@ -119,6 +122,8 @@ async fn serve(
             ..TransportConfig::default()
         },
         handshake_rate: args.handshake_rate,
+        crypto_jobs: crypto_threads * crate::net::CRYPTO_JOBS_PER_THREAD,
+        dh_key_lifetime: args.dh_key_lifetime,
         ..EndpointConfig::default()
     };
     let fingerprint = identity.fingerprint();
@@ -142,7 +147,19 @@ async fn serve(
         next_drop_report: clock.now() + DROP_REPORT_PERIOD,
     };
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
-    let mut driver = Driver::new(ep, app, sockets, clock).with_commands(cmd_rx);
+    let threads = match crypto_threads {
+        0 => None,
+        n => match CryptoThreads::spawn(n, n * crate::net::CRYPTO_JOBS_PER_THREAD) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                out.fatal(&format!("cannot start crypto threads: {e}"));
+                return exit::FAILURE;
+            }
+        },
+    };
+    let mut driver = Driver::new(ep, app, sockets, clock)
+        .with_commands(cmd_rx)
+        .with_crypto_threads(threads.as_ref());
     let fp = peer_id_hex(&fingerprint);
     for a in driver.local_addrs() {
         info!("listening on {a}");
@@ -513,6 +530,8 @@ mod tests {
             max_sessions: 10,
             handshake_rate: 0,
             keepalive: 15,
+            crypto_threads: None,
+            dh_key_lifetime: None,
             json: false,
         };
         let (a, how) = load_identity(&args(&path)).unwrap();

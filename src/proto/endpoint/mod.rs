@@ -27,6 +27,9 @@ use super::wire::chunk::{self, Chunk, Chunks};
 use super::wire::header::{Mode, PacketHeader, scramble_sid};
 use super::wire::{Writer, header};
 
+pub use crypto_jobs::{CryptoDone, CryptoJob, CryptoJobId, CryptoPoolStats};
+
+mod crypto_jobs;
 mod established;
 mod initiator;
 pub use initiator::OpeningProgress;
@@ -132,6 +135,14 @@ pub struct EndpointConfig {
     /// Most keyings (IIKeying with a valid cookie, the expensive step) per
     /// second from one IP address; 0 = unlimited.
     pub handshake_rate: u32,
+    /// Responder DH work queued or running on worker threads at most
+    /// (`poll_crypto_job`); 0 = none: the work runs inline, on the packet path.
+    pub crypto_jobs: usize,
+    /// Reuse an ephemeral responder key for new sessions for this long
+    /// (one exponentiation per session instead of two, at the cost of
+    /// forward secrecy between the sessions sharing it); `None` = a fresh
+    /// key per session.
+    pub dh_key_lifetime: Option<Duration>,
 }
 
 impl Default for EndpointConfig {
@@ -146,6 +157,8 @@ impl Default for EndpointConfig {
             fihello_mode: FiHelloMode::Ignore,
             transport: TransportConfig::default(),
             handshake_rate: 0,
+            crypto_jobs: 0,
+            dh_key_lifetime: None,
         }
     }
 }
@@ -197,6 +210,8 @@ pub struct Endpoint {
     rx_ecn: u8,
     /// Identity and crypto for sessions we open to Flash-era servers.
     flash_fallback: Option<Box<(Identity, CryptoSettings)>>,
+    /// DH work handed to worker threads (`crypto_jobs`).
+    crypto_pool: crypto_jobs::CryptoPool,
 }
 
 /// IPs tracked for handshake rate limiting, at most; stale ones are
@@ -238,6 +253,7 @@ impl Endpoint {
             last_refused: [None; 2],
             rx_ecn: 0,
             flash_fallback: None,
+            crypto_pool: Default::default(),
         }
     }
 

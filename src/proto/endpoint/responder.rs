@@ -73,6 +73,13 @@ impl Endpoint {
         };
         let fingerprint = cert.fingerprint();
         let skic_digest = digest(ik.skic);
+        let jobs = self.config.crypto_jobs > 0;
+        if jobs
+            && let crypto_jobs::Offload::Duplicate =
+                self.offload_iikeying(iface, from, ik.isid, &skic_digest)
+        {
+            return;
+        }
         // A repeated IIKeying: resend the cached RIKeying, no key work.
         if let Some(&existing) = self.by_addr.get(&(iface, from)) {
             let s = self.session(existing).expect("indexed sessions exist");
@@ -141,46 +148,80 @@ impl Endpoint {
             self.refuse(now, from, RefuseReason::HandshakeRate);
             return;
         }
-        let (skrc, pending) = match crypto::respond_deferred(
+        let plan = match crypto::plan_response(
             &self.identity,
             &self.config.crypto,
             ik.certificate,
             ik.skic,
-            &mut *self.rng,
         ) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.drop(DropReason::BadKeying);
+                return;
+            }
+        };
+        if jobs {
+            self.submit_response(now, iface, from, ik.isid, skic_digest, fingerprint, plan);
+            return;
+        }
+        let reuse = self.reusable_key(now, &plan);
+        let fresh = plan.is_ephemeral() && reuse.is_none();
+        let (skrc, pending) = match plan.build(reuse, &mut *self.rng) {
             Ok(r) => r,
             Err(_) => {
                 self.stats.drop(DropReason::BadKeying);
                 return;
             }
         };
+        if fresh {
+            self.keep_for_reuse(now, pending.key());
+        }
+        let Some(h) = self.answer_iikeying(now, iface, from, ik.isid, &skrc, skic_digest) else {
+            return;
+        };
+        // The DH step waits until this RIKeying has left (poll_transmit),
+        // so the initiator's key computation runs alongside ours.
+        if let Some(d) = self.startup_out.back_mut() {
+            d.keys_for = Some(h);
+        }
+        let s = self.session_mut(h).expect("just inserted");
+        s.pending_keys = Some(Box::new((pending, fingerprint)));
+        self.reschedule(h);
+    }
+
+    /// Opens the responder's session for a keyed IIKeying and queues its
+    /// RIKeying (kept for answering resends); `None` when it cannot be sent.
+    pub(super) fn answer_iikeying(
+        &mut self,
+        now: Instant,
+        iface: u16,
+        from: SocketAddr,
+        isid: [u8; 4],
+        skrc: &[u8],
+        skic_digest: [u8; 32],
+    ) -> Option<SessionHandle> {
         let h = self.insert_session(now, Role::Responder, State::Open, iface, Some(from));
         let rsid = h.0.to_be_bytes();
         let ri = chunk::RIKeying {
             rsid,
-            skrc: &skrc,
+            skrc,
             signature: SIGNATURE,
             signed: &[],
         };
-        if !self.send_startup(now, iface, from, ik.isid, |w| ri.encode(w)) {
+        if !self.send_startup(now, iface, from, isid, |w| ri.encode(w)) {
             self.remove_session(h);
-            return;
+            return None;
         }
-        // The DH step waits until this RIKeying has left (poll_transmit),
-        // so the initiator's key computation runs alongside ours.
-        let cached = match self.startup_out.back_mut() {
-            Some(d) => {
-                d.keys_for = Some(h);
-                d.bytes.clone()
-            }
-            None => Vec::new(),
-        };
+        let cached = self
+            .startup_out
+            .back()
+            .map(|d| d.bytes.clone())
+            .unwrap_or_default();
         let s = self.session_mut(h).expect("just inserted");
-        s.far_sid = ik.isid;
-        s.pending_keys = Some(Box::new((pending, fingerprint)));
+        s.far_sid = isid;
         s.rikeying = Some((skic_digest, cached));
         self.by_addr.insert((iface, from), h);
-        self.reschedule(h);
+        Some(h)
     }
 
     /// Completes a responder session's keys (the deferred DH step) and
@@ -199,6 +240,17 @@ impl Endpoint {
                 return;
             }
         };
+        self.install_responder_keys(h, keys, fingerprint);
+    }
+
+    /// Gives a responder session its keys and reports it open.
+    pub(super) fn install_responder_keys(
+        &mut self,
+        h: SessionHandle,
+        keys: crypto::SessionKeys,
+        fingerprint: [u8; 32],
+    ) {
+        let Some(s) = self.session_mut(h) else { return };
         s.far = Some(FarIdentity {
             fingerprint,
             near_nonce: keys.near_nonce,
