@@ -685,3 +685,28 @@ fn a_flash_era_server_is_keyed_as_flash_player_without_flags() {
     assert_eq!(r["dh_group"], 2, "{r}");
     assert_eq!(r["dh_reason"], "flash_era_server", "{r}");
 }
+
+#[test]
+fn verbose_client_logs_its_handshake() {
+    let srv = Serve::start(&[]);
+    let (out, _) = run(
+        &["-vv", "connect", &srv.url("live")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    for step in [
+        "sending IHello",
+        "RHello received",
+        "session open",
+        "connect answered",
+        "session closed",
+    ] {
+        assert!(
+            err.contains(step),
+            "{step:?} missing from -vv output:\n{err}"
+        );
+    }
+    let (out, _) = run(&["connect", &srv.url("live")], Duration::from_secs(30));
+    assert!(!stderr(&out).contains("RHello"), "quiet without -v");
+}

@@ -89,6 +89,7 @@ pub struct EndpointStats {
 
 impl EndpointStats {
     pub fn drop(&mut self, reason: DropReason) {
+        tracing::trace!(reason = reason.name(), "datagram dropped");
         self.drops[reason as usize] += 1;
     }
 

@@ -249,6 +249,7 @@ impl Endpoint {
     }
 
     pub(super) fn on_close_request(&mut self, now: Instant, h: SessionHandle) {
+        tracing::debug!(session = h.0, "Close received from the far end");
         let s = self.session_mut(h).expect("caller checked");
         match s.state {
             State::Open => {
@@ -374,6 +375,7 @@ impl Endpoint {
     }
 
     pub(super) fn emit_closed(&mut self, h: SessionHandle, reason: CloseReason) {
+        tracing::debug!(session = h.0, ?reason, "session closed");
         self.stats.sessions_closed += 1;
         self.events.push_back(Event::Closed { session: h, reason });
     }
