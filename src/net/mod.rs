@@ -291,23 +291,16 @@ impl<A: App> Driver<A> {
             };
             let want_errors = self.transport_errors;
             let errors = async move {
-                if !want_errors {
-                    return std::future::pending().await;
+                // Clients have one socket per address family: no allocation
+                // on this per-packet path.
+                match sockets.as_slice() {
+                    [a] if want_errors => (0, a.error_ready().await),
+                    [a, b, ..] if want_errors => tokio::select! {
+                        r = a.error_ready() => (0, r),
+                        r = b.error_ready() => (1, r),
+                    },
+                    _ => std::future::pending().await,
                 }
-                let mut waits: Vec<_> = sockets
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| Box::pin(async move { (i, s.error_ready().await) }))
-                    .collect();
-                poll_fn(|cx| {
-                    for w in waits.iter_mut() {
-                        if let Poll::Ready(r) = w.as_mut().poll(cx) {
-                            return Poll::Ready(r);
-                        }
-                    }
-                    Poll::Pending
-                })
-                .await
             };
             let crypto = &mut self.crypto;
             let crypto_done = async {
