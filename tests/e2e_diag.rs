@@ -710,3 +710,23 @@ fn verbose_client_logs_its_handshake() {
     let (out, _) = run(&["connect", &srv.url("live")], Duration::from_secs(30));
     assert!(!stderr(&out).contains("RHello"), "quiet without -v");
 }
+
+#[test]
+fn serve_says_what_it_dropped_and_why() {
+    let mut srv = Serve::start(&[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..5 {
+        sock.send_to(b"x", srv.addr).unwrap();
+        sock.send_to(&[0u8; 64], srv.addr).unwrap();
+    }
+    // Summed up at most every 10 s, so a flood cannot flood the log.
+    let d = srv.wait_for(|v| v["event"] == "dropped", Duration::from_secs(15));
+    assert_eq!(d["datagrams"], 10, "{d}");
+    let by = d["by_reason"].as_object().unwrap();
+    assert_eq!(
+        by.values().filter_map(|n| n.as_u64()).sum::<u64>(),
+        10,
+        "{d}"
+    );
+    assert!(by.contains_key("too_short"), "{d}");
+}
