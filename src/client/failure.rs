@@ -192,6 +192,16 @@ impl Failure {
         }
     }
 
+    /// A protocol failure once connecting (streams, commands).
+    pub fn protocol(message: String) -> Self {
+        Self::new(Phase::Connect, Kind::Protocol, message)
+    }
+
+    /// Nothing answered.
+    pub fn no_answer(message: String) -> Self {
+        Self::new(Phase::Hello, Kind::NoAnswer, message)
+    }
+
     pub fn interrupted(phase: Phase, signal: &str) -> Self {
         Self::new(
             phase,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::monitor::Monitor;
 use crate::cli::{ConnectArgs, DhChoice, exit};
 use crate::client::probe::MIN_INTERVAL;
 use crate::client::{
@@ -21,6 +22,13 @@ use crate::proto::endpoint::{Endpoint, EndpointConfig};
 const CLIENT_KEEPALIVE: Duration = Duration::from_secs(15);
 
 pub fn run(args: ConnectArgs) -> i32 {
+    if let Err(code) = super::monitor::check(&args.monitor, "connect") {
+        return code;
+    }
+    if args.monitor.dashboard && args.hold {
+        eprintln!("rtmfp connect: --dashboard does not work with --hold yet");
+        return exit::USAGE;
+    }
     let url = match RtmfpUrl::parse(&args.url) {
         Ok(u) => u,
         Err(e) => {
@@ -62,7 +70,7 @@ pub fn run(args: ConnectArgs) -> i32 {
     code
 }
 
-fn groups(choice: DhChoice) -> Vec<DhGroup> {
+pub(crate) fn groups(choice: DhChoice) -> Vec<DhGroup> {
     match choice {
         DhChoice::Auto => DhGroup::ALL.to_vec(),
         DhChoice::G2 => vec![DhGroup::G2],
@@ -80,7 +88,7 @@ fn error_line(json: bool, f: &Failure) {
     }
 }
 
-async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+pub(crate) async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
     if let Some(ip) = url.ip() {
         return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
@@ -106,7 +114,7 @@ async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, S
 /// `candidates`. With a `flash` identity, sessions to Flash-era servers are
 /// keyed as Flash Player would (see `Endpoint::set_flash_fallback`). Its DH
 /// work goes to crypto threads when `threads` is given.
-fn endpoint(
+pub(crate) fn endpoint(
     identity: &Identity,
     crypto: &CryptoSettings,
     flash: Option<&Identity>,
@@ -252,7 +260,26 @@ async fn run_probe(
         interval: args.interval,
     };
     let json = args.json;
+    let dashboard = args.monitor.dashboard;
+    let held = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let keep = Arc::clone(&held);
     let out = Box::new(move |o: Output| {
+        if dashboard {
+            // The screen is the dashboard's: show the report in its log
+            // pane, and print it once the terminal is given back.
+            let text = match &o {
+                Output::Connected(r) => r.to_string(),
+                Output::Ping(p) => p.to_string(),
+                Output::Summary(s) => s.to_string(),
+            };
+            for l in text.lines() {
+                tracing::info!("{l}");
+            }
+            if let Ok(mut k) = keep.lock() {
+                k.push(text);
+            }
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = match (&o, json) {
             (Output::Connected(r), true) => writeln!(stdout, "{}", r.to_json()),
@@ -266,7 +293,39 @@ async fn run_probe(
     });
     let mut driver =
         Driver::new(ep, ConnectApp::new(cfg, out), sockets, clock).with_transport_errors();
-    if let Err(e) = driver.run(stop.wait_unit(), Duration::from_secs(2)).await {
+    let mut sources = Vec::new();
+    if Monitor::wanted(&args.monitor) {
+        let (tap, rx) = Monitor::tap(&args.monitor, None);
+        driver = driver.with_snapshots(tap);
+        sources.push(rx);
+    }
+    let monitor = match Monitor::start(&args.monitor, "rtmfp connect", sources, "type") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start the dashboard: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let quit = monitor.quit_requested();
+    let interrupted = async {
+        tokio::select! {
+            _ = stop.wait_unit() => {}
+            _ = quit => {}
+        }
+    };
+    let result = driver.run(interrupted, Duration::from_secs(2)).await;
+    driver.end_snapshots();
+    if monitor.has_dashboard() {
+        // Leave the final figures up until the user quits.
+        monitor.quit_requested().await;
+    }
+    monitor.finish();
+    if let Ok(held) = held.lock() {
+        for t in held.iter() {
+            println!("{t}");
+        }
+    }
+    if let Err(e) = result {
         eprintln!("rtmfp connect: {e}");
         return exit::FAILURE;
     }
@@ -322,6 +381,9 @@ async fn run_load(
         }
     }
     let begin = std::time::Instant::now();
+    let mut sources = Vec::new();
+    // The dashboard's quit key stops the run like a signal.
+    let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);
     for (identity, flash) in &ids {
         let (ep, sockets, locals) = match endpoint(
             identity,
@@ -349,16 +411,53 @@ async fn run_load(
         let mut driver = Driver::new(ep, app, sockets, clock)
             .with_crypto_threads(threads.as_ref())
             .with_transport_errors();
+        if Monitor::wanted(&args.monitor) {
+            let (tap, rx) = Monitor::tap(&args.monitor, None);
+            driver = driver.with_snapshots(tap);
+            sources.push(rx);
+        }
         let stop = stop.clone();
+        let mut quit = quit_rx.clone();
         tasks.push(tokio::spawn(async move {
-            let _ = driver.run(stop.wait_unit(), Duration::from_secs(1)).await;
+            let stopped = async move {
+                tokio::select! {
+                    _ = stop.wait_unit() => {}
+                    _ = quit.wait_for(|q| *q) => {}
+                }
+            };
+            let _ = driver.run(stopped, Duration::from_secs(1)).await;
             driver.ep.stats().keying_resends
         }));
     }
-    let mut resends = 0;
-    for t in tasks {
-        resends += t.await.unwrap_or(0);
-    }
+    let monitor = match Monitor::start(&args.monitor, "rtmfp connect", sources, "type") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start the dashboard: {e}");
+            let _ = quit_tx.send(true);
+            return exit::FAILURE;
+        }
+    };
+    let all = async {
+        let mut resends = 0;
+        for t in tasks {
+            resends += t.await.unwrap_or(0);
+        }
+        resends
+    };
+    tokio::pin!(all);
+    let resends = tokio::select! {
+        r = &mut all => {
+            if monitor.has_dashboard() {
+                monitor.quit_requested().await;
+            }
+            r
+        }
+        _ = monitor.quit_requested() => {
+            let _ = quit_tx.send(true);
+            all.await
+        }
+    };
+    monitor.finish();
     let results = shared.results();
     let summary =
         LoadSummary::new(sessions, slots, &results, begin.elapsed()).with_keying_resends(resends);

@@ -605,3 +605,5 @@ fn connect_result_carries_the_public_address() {
         Some("10.0.1.1:5000")
     );
 }
+
+mod media;
