@@ -350,16 +350,27 @@ fn dashboard_in_tmux_shows_a_real_peer() {
     ]);
     let report = client.wait_for("type", "connect");
     let peer = report["peer_id"].as_str().unwrap()[..8].to_owned();
-    let screen = wait("the peer's row with an RTT", &|s| {
-        s.lines()
-            .any(|l| l.starts_with(&peer) && l.contains(" open ") && l.contains("ms"))
+    // Columns at 100 wide: PEER ADDRESS KIND APP STATE AGE RTT ...; the
+    // RTT is "-" until the first measurement, the app until `connect`.
+    let screen = wait("the peer's row with its app and an RTT", &|s| {
+        s.lines().any(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            c.len() > 6
+                && c[0] == peer
+                && c[3] == "live"
+                && c[4] == "open"
+                && c[6] != "-"
+                && c[6].ends_with('s')
+        })
     });
     let row = screen.lines().find(|l| l.starts_with(&peer)).unwrap();
     assert!(row.contains("127.0.0.1:"), "{row}");
     assert!(row.contains("client") && row.contains("live"), "{row}");
 
     tmux(&["send-keys", "q"]);
-    let after = wait("the dashboard to exit", &|s| s.contains("EXITED"));
+    let after = wait("the dashboard to exit and stty to report", &|s| {
+        s.contains("EXITED") && s.lines().any(|l| l.trim().ends_with("icanon"))
+    });
     assert!(after.contains("EXITED 0"), "{after}");
     // Canonical mode again, and the dashboard's screen is gone.
     assert!(

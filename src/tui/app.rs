@@ -239,7 +239,9 @@ impl App {
     pub fn new(title: impl Into<String>, sources: usize) -> Self {
         Self {
             title: title.into(),
-            sources: vec![Arc::new(Snapshot::default()); sources],
+            sources: (0..sources)
+                .map(|_| Arc::new(Snapshot::default()))
+                .collect(),
             ended: vec![false; sources],
             rows: Vec::new(),
             sort: Column::Age,
@@ -336,12 +338,14 @@ impl App {
                 ));
             }
         }
-        let gone: Vec<u32> = self
+        let mut gone: Vec<u32> = self
             .known
             .iter()
             .filter(|(src, h)| *src == i && !current.contains(h))
             .map(|(_, h)| *h)
             .collect();
+        // Set order is random; events should read the same every time.
+        gone.sort_unstable();
         for h in gone {
             self.known.remove(&(i, h));
             self.event(format!("{} session {h} gone", clock(snap.uptime)));

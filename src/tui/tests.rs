@@ -36,7 +36,11 @@ fn row(i: u32) -> SessionRow {
         } else {
             PeerKind::Client
         },
-        app: Some(Arc::from(if i % 2 == 0 { "live" } else { "vod/app" })),
+        app: Some(Arc::from(if i.is_multiple_of(2) {
+            "live"
+        } else {
+            "vod/app"
+        })),
         state: if i % 11 == 5 {
             State::KeyingSent
         } else {
@@ -54,9 +58,9 @@ fn row(i: u32) -> SessionRow {
         data_packets_out: 200,
         retransmissions: u64::from(i % 9),
         losses: u64::from(i % 4),
-        dh_group: Some(if i % 3 == 0 { 2 } else { 14 }),
-        hmac: (i % 2 == 0, i % 2 == 0),
-        sseq: (false, i % 5 == 0),
+        dh_group: Some(if i.is_multiple_of(3) { 2 } else { 14 }),
+        hmac: (i.is_multiple_of(2), i.is_multiple_of(2)),
+        sseq: (false, i.is_multiple_of(5)),
         flows: vec![
             FlowStats {
                 id: 1,
