@@ -35,7 +35,7 @@ complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "subscribe" -d 'Play a l
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "send" -d 'Send data messages on a stream (NetStream.send)'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "probe-nat" -d 'Name this host\'s NAT in RFC 4787 terms and predict which peers a direct session can reach'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s l -l listen -d 'Address to listen on (repeatable). Default: 0.0.0.0:1935 and [::]:1935' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s l -l listen -d 'Address to listen on (repeatable): IP:PORT, [IPv6]:PORT or HOST:PORT (resolved once, at start). Default: 0.0.0.0:1935 and [::]:1935' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l identity -d 'Identity key file; created on first run. Default: $XDG_DATA_HOME/rtmfp/server.key (or ~/.local/share/rtmfp/server.key)' -r -F
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l max-sessions -d 'Most sessions at once; further handshakes are refused (and logged)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l handshake-rate -d 'Most new handshakes per second from one IP address (0 = unlimited)' -r
@@ -57,10 +57,10 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s h -l help -d 'Prin
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s t -l timeout -d 'Give up after this long without a connection (e.g. 5s, 500ms)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s c -l count -d 'Keep the session and report RTT (RTMFP ping) this many times, then a min/avg/max summary' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s i -l interval -d 'Time between RTT reports with --count' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s i -l interval -d 'Time between RTT probes with --count (at least 10ms). A reply that comes after the next probe left is reported late, not lost; a probe is lost after 2 s (or 3 intervals)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l sessions -d 'Load test: open this many sessions (handshake + connect, closed once answered) and report setup-time percentiles, sessions per second and failures by kind' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l concurrency -d 'Sessions being set up at once with --sessions. Each slot has its own UDP port and client identity, since servers key connections by peer ID' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Diffie-Hellman group to offer. MonaServer, Cumulus and other Flash-era servers need 2 (Flash Player\'s exact single-key certificate)' -r -f -a "auto\t'The strongest group both ends support'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Diffie-Hellman group to offer. `auto`: the strongest both ends support, and Flash Player\'s group 2 with its single-key certificate for servers whose certificate is Flash-era (MonaServer, Cumulus), which key with nothing else' -r -f -a "auto\t'The strongest group both ends support'
 2\t'1024-bit MODP group 2, the only one Flash Player uses'
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'

@@ -25,7 +25,8 @@ pub mod exit {
     pub const PROTOCOL: i32 = 6;
     /// `subscribe`: the stream started, but no media or data arrived.
     pub const NOTHING_RECEIVED: i32 = 7;
-    /// Stopped by SIGINT/SIGTERM before finishing.
+    /// Interrupted (SIGINT or SIGTERM) before the work was done; what was
+    /// done so far is reported first. (128 + SIGINT, as shells report it.)
     pub const INTERRUPTED: i32 = 130;
     /// Connected to the server, but a peer could not be reached directly (unknown to the
     /// server, or no candidate answered), or a presence call (name) was refused.
@@ -34,14 +35,16 @@ pub mod exit {
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
-  1  other failure (I/O, identity file, internal error)
-  2  usage error
-  3  host name could not be resolved
-  4  no answer (nothing listening, or UDP blocked)
-  5  rejected by the server (status code printed)
-  6  protocol or handshake failure
-  8  peer unreachable: unknown to the server, or no direct path (reason printed)";
+  0    success
+  1    other failure (I/O, bind, identity file, internal error)
+  2    usage error (bad option, URL or input)
+  3    host name could not be resolved
+  4    no answer, port unreachable, or redirected to nowhere
+  5    rejected by the server (status code printed)
+  6    protocol or handshake failure (the error says which phase)
+  7    subscribe: the stream started, but no media or data arrived
+  8    peer unreachable: unknown to the server, or no direct path (reason printed)
+  130  interrupted (SIGINT/SIGTERM) before the work was done";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,15 +97,19 @@ pub enum Command {
     "Examples:\n",
     "  rtmfp serve                                  listen on 0.0.0.0:1935 and [::]:1935\n",
     "  rtmfp serve --listen 127.0.0.1:19350 --json  one address, events as JSON lines\n",
-    "  rtmfp serve --ephemeral --max-sessions 5000  fresh identity, capped sessions\n\n",
+    "  rtmfp serve --ephemeral --max-sessions 5000  fresh identity, capped sessions\n",
+    "  rtmfp serve --ephemeral --handshake-rate 0   for load tests from one machine\n\n",
+    "Logs: -v adds each session and connection; refused handshakes are logged at once (at most\n",
+    "one line a second per reason) and dropped datagrams are summed up by reason every 10 s.\n\n",
     "Exit codes:\n",
     "  0  stopped by SIGINT/SIGTERM after closing sessions\n",
     "  1  could not bind, or bad identity file\n",
     "  2  usage error"
 ))]
 pub struct ServeArgs {
-    /// Address to listen on (repeatable). Default: 0.0.0.0:1935 and [::]:1935.
-    #[arg(short, long = "listen", value_name = "ADDR")]
+    /// Address to listen on (repeatable): IP:PORT, [IPv6]:PORT or HOST:PORT (resolved once, at
+    /// start). Default: 0.0.0.0:1935 and [::]:1935.
+    #[arg(short, long = "listen", value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Vec<SocketAddr>,
 
     /// Identity key file; created on first run. Default: $XDG_DATA_HOME/rtmfp/server.key
@@ -124,7 +131,14 @@ pub struct ServeArgs {
     pub max_sessions: usize,
 
     /// Most new handshakes per second from one IP address (0 = unlimited).
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    ///
+    /// Each handshake costs the server a Diffie-Hellman computation, so this bounds what one
+    /// address can make it spend. But many users can share one address behind a carrier-grade
+    /// NAT, and they reconnect together after an outage: at N per second, 10,000 of them take
+    /// 10,000/N seconds to get back in. The default (200) lets that happen within a minute while
+    /// one flooding address gets 200 DH computations a second at most. Load-testing your own
+    /// server from one machine? Use 0, or the test measures this limit, not the server.
+    #[arg(long, value_name = "N", default_value_t = 200)]
     pub handshake_rate: u32,
 
     /// Keepalive period sent to clients, in seconds.
@@ -146,16 +160,18 @@ pub struct ServeArgs {
 
     /// Write one JSON object per event on stdout (logs stay on stderr).
     ///
-    /// Every object has an "event" field: identity (fingerprint, source), listening (addr,
-    /// fingerprint), probe_listening (addr), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
-    /// tc_url, object_encoding), set_peer_info (session, peer_id, addresses), introduction (from,
-    /// target, addresses), introduction_denied (from, target, refused), peer_name (session,
-    /// peer_id, name), session_closed (session, peer_id, reason), refused (from, reason), error
-    /// (session, peer_id, error, closed; or fatal, error), publish (session, app, stream,
-    /// subscribers), unpublish (session, app, stream, subscribers, messages), play (session, app,
-    /// stream, subscribers, published), stop (session, app, stream, subscribers, sent, dropped),
-    /// bad_name (session, app, stream, reason), shutdown (signal), stopped (counters),
-    /// metrics (addr, url) with --metrics, stats (figures) with --stats-interval.
+    /// Every object has an "event" field and a "ts" timestamp (RFC 3339, UTC): identity
+    /// (fingerprint, source), listening (addr, fingerprint), probe_listening (addr), session_opened
+    /// (session, peer_id, addr), connect (session, peer_id, addr, app, tc_url, object_encoding),
+    /// set_peer_info (session, peer_id, addresses), introduction (from, target, addresses),
+    /// introduction_denied (from, target, refused), peer_name (session, peer_id, name),
+    /// client_closed (session, peer_id, reason: control_flow_closed or control_flow_rejected, code),
+    /// session_closed (session, peer_id, reason), refused (from, reason), dropped (datagrams,
+    /// by_reason), error (session, peer_id, error, closed; or fatal, error), publish (session, app,
+    /// stream, subscribers), unpublish (session, app, stream, subscribers, messages), play (session,
+    /// app, stream, subscribers, published), stop (session, app, stream, subscribers, sent, dropped),
+    /// bad_name (session, app, stream, reason), shutdown (signal), stopped (counters), metrics
+    /// (addr, url) with --metrics, stats (figures) with --stats-interval.
     #[arg(long)]
     pub json: bool,
 
@@ -243,14 +259,22 @@ pub enum DhChoice {
 /// session sequence numbers were negotiated, and the server's info object. Then it closes the session
 /// in order.
 ///
+/// Flash-era servers (MonaServer, Cumulus, Cirrus) are recognised by their certificate and keyed
+/// as Flash Player would (DH group 2, single-key certificate); the report says so. `connect`
+/// announces objectEncoding 3, as Flash Player does, and accepts AMF0 replies.
+///
 /// With --json every line is one object with a `type` (times in milliseconds): `connect` (url,
 /// far_address, local_addresses, observed_address, peer_id, server_fingerprint, dh_group,
-/// hmac{send,recv}, sseq{send,recv}, handshake_ms, connect_ms, srtt_ms, ping_ms,
-/// keepalive{server_ms,peer_ms}, server_info), `ping` (seq, rtt_ms, lost), `ping_summary` (sent,
-/// received, min_ms, avg_ms, max_ms), `load` (sessions, concurrency, succeeded, failed,
-/// failures{no_answer,rejected,protocol}, elapsed_s, sessions_per_s, handshake_ms and connect_ms as
-/// {p50,p90,p99,max}), and `error` (kind: resolve, no_answer, rejected or protocol; message; for
-/// rejections also code, description and info).
+/// dh_reason (negotiated or flash_era_server), hmac{send,recv}, sseq{send,recv}, handshake_ms,
+/// connect_ms, ping_ms (the RTT), srtt_ms (the transport's estimate, which includes the server's
+/// ack delay), keepalive{server_ms,peer_ms}, server_info), `ping` (seq, rtt_ms, lost, late),
+/// `ping_summary` (sent, received, late, lost, min_ms, avg_ms, max_ms), `load` (sessions,
+/// concurrency, succeeded, failed, failures{KIND: n}, cancelled, not_started, interrupted,
+/// keying_resends, throttled (evidence, or null), elapsed_s, sessions_per_s, handshake_ms and
+/// connect_ms as {p50,p90,p99,max}), and `error` (phase: input, resolve, hello, keying, connect or
+/// session; kind: resolve, no_answer, unreachable, not_rtmfp, no_keying, crypto, redirected,
+/// server_full, rejected, no_reply, closed, protocol or interrupted; message; possible (causes
+/// that fit); redirected_to; for rejections also code, description and info).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
@@ -275,14 +299,22 @@ pub enum DhChoice {
     "                          regardless of case, released when the session ends\n",
     "    lookupPeer(name)   -> _result(peerIdHex)\n",
     "    listPeers()        -> _result([{peerId, name, connectedSeconds}, ...]), oldest first\n\n",
+    "Load-testing a server you run: start it without its per-address handshake limit\n",
+    "(rtmfp serve --handshake-rate 0), or the run measures the limiter; the summary says when\n",
+    "handshakes were refused or throttled, and by what evidence.\n\n",
+    "SIGINT/SIGTERM: closes the session(s) in order and prints what was measured so far. An\n",
+    "interrupted --count or --hold run exits as if complete; an interrupted setup or load run\n",
+    "exits 130 (cancelled setups are not counted as failures).\n\n",
     "Exit codes:\n",
-    "  0  connected (all sessions, with --sessions; every --peer reached)\n",
-    "  2  usage error\n",
-    "  3  host name could not be resolved\n",
-    "  4  no answer within --timeout\n",
-    "  5  rejected by the server\n",
-    "  6  protocol or handshake failure\n",
-    "  8  a --peer could not be reached, or --name was refused"
+    "  0    connected (all sessions, with --sessions; every --peer reached)\n",
+    "  1    could not bind or create an identity\n",
+    "  2    usage error (bad option or URL, URL too long for the handshake)\n",
+    "  3    host name could not be resolved\n",
+    "  4    no answer within --timeout, port unreachable, or redirected to nowhere\n",
+    "  5    rejected by the server\n",
+    "  6    protocol or handshake failure (the error names the phase and what was seen)\n",
+    "  8    a --peer could not be reached, or --name was refused\n",
+    "  130  interrupted before connecting, or during a load run"
 ))]
 pub struct ConnectArgs {
     /// rtmfp://host[:port]/app[?query] (port 1935 if not given).
@@ -297,7 +329,8 @@ pub struct ConnectArgs {
     #[arg(short, long, value_name = "N")]
     pub count: Option<u32>,
 
-    /// Time between RTT reports with --count.
+    /// Time between RTT probes with --count (at least 10ms). A reply that comes after the next
+    /// probe left is reported late, not lost; a probe is lost after 2 s (or 3 intervals).
     #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
 
@@ -316,8 +349,9 @@ pub struct ConnectArgs {
     #[arg(long, requires = "sessions")]
     pub hold: bool,
 
-    /// Diffie-Hellman group to offer. MonaServer, Cumulus and other Flash-era servers need 2
-    /// (Flash Player's exact single-key certificate).
+    /// Diffie-Hellman group to offer. `auto`: the strongest both ends support, and Flash
+    /// Player's group 2 with its single-key certificate for servers whose certificate is Flash-era
+    /// (MonaServer, Cumulus), which key with nothing else.
     #[arg(long, value_enum, default_value_t = DhChoice::Auto)]
     pub dh_group: DhChoice,
 
@@ -647,6 +681,25 @@ pub struct ProbeNatArgs {
     pub json: bool,
 }
 
+/// `--listen`: an IP socket address, or HOST:PORT resolved now (the first
+/// address it has).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let hint = "use IP:PORT, [IPv6]:PORT or HOST:PORT, e.g. 127.0.0.1:1935 or [::1]:1935";
+    if !s.contains(':') || s.ends_with(':') {
+        return Err(format!("{s:?} has no port ({hint})"));
+    }
+    use std::net::ToSocketAddrs;
+    match s.to_socket_addrs() {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("{s:?} resolves to no address ({hint})")),
+        Err(e) => Err(format!("cannot resolve {s:?}: {e} ({hint})")),
+    }
+}
+
 /// Parses "250ms", "5s", "2m" or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -688,5 +741,20 @@ mod tests {
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn listen_addresses_resolve_or_explain() {
+        assert_eq!(
+            parse_listen("127.0.0.1:1935").unwrap(),
+            "127.0.0.1:1935".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_listen("localhost:1935").unwrap().ip().is_loopback());
+        assert!(parse_listen("localhost").unwrap_err().contains("no port"));
+        assert!(
+            parse_listen("no.such.host.invalid:1")
+                .unwrap_err()
+                .contains("e.g.")
+        );
     }
 }

@@ -476,6 +476,8 @@ fn identity_file_keeps_fingerprint_and_serves_flash_clients() {
     let dir = std::env::temp_dir().join(format!("rtmfp-e2e-id-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let key = dir.join("nested").join("server.key");
+    // An explicit --identity's directory must exist (none is created silently).
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
     let key_s = key.to_str().unwrap().to_owned();
     let start = || {
         let mut child = Proc::new(env!("CARGO_BIN_EXE_rtmfp"))

@@ -16,14 +16,13 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+use super::failure::{Failure, Kind, Phase};
 use super::probe::CLOSE_GRACE;
-use super::report::{Failure, ms};
-use super::tc::{TcClient, TcEvent};
+use super::report::ms;
+use super::setup::{Setup, SetupConfig, SetupEvent};
 use crate::net::App;
 use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
-use crate::proto::session::{OpenFailure, State};
-use crate::proto::stats::DropReason;
 
 /// The outcome of one session setup.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +32,8 @@ pub enum SetupResult {
         connect: Duration,
     },
     Failed(Failure),
+    /// Cut short by SIGINT/SIGTERM in this phase: not counted as a failure.
+    Cancelled(Phase),
 }
 
 /// State shared by all slots of one run.
@@ -85,20 +86,11 @@ pub struct LoadConfig {
     pub hold: bool,
 }
 
-struct Current {
-    h: SessionHandle,
-    tc: Option<TcClient>,
-    started: Instant,
-    opened: Option<Instant>,
-    deadline: Instant,
-}
-
 /// One concurrency slot.
 pub struct LoadApp {
     cfg: LoadConfig,
-    epd: Vec<u8>,
     shared: Arc<LoadShared>,
-    cur: Option<Current>,
+    cur: Option<Setup>,
     exhausted: bool,
     closing: HashSet<SessionHandle>,
     linger_until: Option<Instant>,
@@ -106,16 +98,19 @@ pub struct LoadApp {
     /// A place in the run's concurrency limit, given back once set up.
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// With `hold`: the connected session kept open.
-    held: Option<SessionHandle>,
+    held: Option<Setup>,
+    /// With `hold`: how the held session ended, if the far end ended it.
+    held_lost: Option<Failure>,
     started_one: bool,
+    /// Set when a signal stopped the run: setups cut short are cancelled,
+    /// not failed.
+    stopping: bool,
 }
 
 impl LoadApp {
     pub fn new(cfg: LoadConfig, shared: Arc<LoadShared>) -> Self {
-        let epd = crate::proto::crypto::epd_for_uri(&cfg.url);
         Self {
             cfg,
-            epd,
             shared,
             cur: None,
             exhausted: false,
@@ -124,7 +119,9 @@ impl LoadApp {
             finished: false,
             permit: None,
             held: None,
+            held_lost: None,
             started_one: false,
+            stopping: false,
         }
     }
 
@@ -136,55 +133,52 @@ impl LoadApp {
 
     /// With `hold`: whether the connected session is still open.
     pub fn holding(&self) -> bool {
-        self.held.is_some()
+        self.held.as_ref().is_some_and(Setup::is_connected)
+    }
+
+    /// With `hold`: the server ended the held session (e.g. it shut down).
+    pub fn held_lost(&self) -> Option<&Failure> {
+        self.held_lost.as_ref()
     }
 
     fn start_next(&mut self, ep: &mut Endpoint, now: Instant) {
         while self.cur.is_none() && !self.exhausted {
-            if (self.cfg.hold && self.started_one) || !self.shared.take_ticket() {
+            if self.stopping || (self.cfg.hold && self.started_one) || !self.shared.take_ticket() {
                 self.exhausted = true;
                 self.linger_until = Some(now + CLOSE_GRACE);
                 break;
             }
             self.started_one = true;
-            match ep.connect(now, &self.epd, &self.cfg.candidates) {
-                Ok(h) => {
-                    self.cur = Some(Current {
-                        h,
-                        tc: None,
-                        started: now,
-                        opened: None,
-                        deadline: now + self.cfg.timeout,
-                    })
-                }
-                Err(e) => self
-                    .shared
-                    .push(SetupResult::Failed(Failure::Protocol(format!(
-                        "cannot start session: {e:?}"
-                    )))),
+            let cfg = SetupConfig {
+                url: self.cfg.url.clone(),
+                app: self.cfg.app.clone(),
+                candidates: self.cfg.candidates.clone(),
+                timeout: self.cfg.timeout,
+            };
+            match Setup::start(ep, now, cfg) {
+                Ok(s) => self.cur = Some(s),
+                Err(f) => self.shared.push(SetupResult::Failed(f)),
             }
         }
     }
 
     /// Records the current setup's result and closes its session.
     fn end_current(&mut self, ep: &mut Endpoint, now: Instant, r: SetupResult) {
-        let Some(cur) = self.cur.take() else { return };
+        let Some(mut cur) = self.cur.take() else {
+            return;
+        };
         let keep = self.cfg.hold && matches!(r, SetupResult::Ok { .. });
         self.shared.push(r);
         // After the push: a returned permit tells the run this result is in.
         self.permit = None;
         if keep {
-            self.held = Some(cur.h);
+            self.held = Some(cur);
             self.exhausted = true;
             return;
         }
-        match ep.session(cur.h).map(|s| s.state) {
-            Some(State::Open) => {
-                ep.close(now, cur.h, true);
-                self.closing.insert(cur.h);
-            }
-            Some(_) => ep.close(now, cur.h, false),
-            None => {}
+        if !cur.is_finished() {
+            cur.close(ep, now);
+            self.closing.insert(cur.session());
         }
         self.start_next(ep, now);
     }
@@ -194,67 +188,46 @@ impl App for LoadApp {
     type Command = ();
 
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
-        match event {
-            Event::Closed { session, .. } if self.closing.remove(&session) => {}
-            Event::Closed { session, .. } if self.held == Some(session) => self.held = None,
-            _ if self.cur.is_none() => {}
-            Event::Opened { session, .. } if self.cur.as_ref().is_some_and(|c| c.h == session) => {
-                let cur = self.cur.as_mut().expect("checked");
-                cur.opened = Some(now);
-                let mut tc = TcClient::new(
-                    session,
-                    TcClient::flash_connect(&self.cfg.app, &self.cfg.url),
-                );
-                let started = tc.start(ep);
-                cur.tc = Some(tc);
-                if let Err(e) = started {
-                    let f = Failure::Protocol(format!("control flow: {e}"));
-                    self.end_current(ep, now, SetupResult::Failed(f));
-                }
-            }
-            Event::OpenFailed { session, reason }
-                if self.cur.as_ref().is_some_and(|c| c.h == session) =>
+        match &event {
+            Event::Closed { session, .. } | Event::OpenFailed { session, .. }
+                if self.closing.remove(session) =>
             {
-                let f = match reason {
-                    OpenFailure::Timeout | OpenFailure::Unreachable => {
-                        Failure::NoAnswer("no answer".into())
-                    }
-                    r => Failure::Protocol(format!("open failed: {r:?}")),
-                };
-                self.end_current(ep, now, SetupResult::Failed(f));
-            }
-            Event::Closed { session, reason }
-                if self.cur.as_ref().is_some_and(|c| c.h == session) =>
-            {
-                let f = Failure::Protocol(format!("session closed ({reason:?})"));
-                self.end_current(ep, now, SetupResult::Failed(f));
-            }
-            Event::Flow { session, event } => {
-                let Some(cur) = self.cur.as_mut().filter(|c| c.h == session) else {
-                    return;
-                };
-                let Some(tc) = cur.tc.as_mut() else { return };
-                let r = match tc.on_flow_event(ep, event) {
-                    Some(TcEvent::Connected { .. }) => {
-                        let opened = cur.opened.unwrap_or(now);
-                        SetupResult::Ok {
-                            handshake: opened.saturating_since(cur.started),
-                            connect: now.saturating_since(opened),
-                        }
-                    }
-                    Some(TcEvent::Rejected { info, reason }) => {
-                        SetupResult::Failed(Failure::Rejected { info, reason })
-                    }
-                    Some(TcEvent::Failed(m)) => SetupResult::Failed(Failure::Protocol(m)),
-                    Some(TcEvent::Ended) => {
-                        SetupResult::Failed(Failure::Protocol("server ended the connection".into()))
-                    }
-                    _ => return,
-                };
-                self.end_current(ep, now, r);
+                return;
             }
             _ => {}
         }
+        if let Some(held) = self.held.as_mut() {
+            match held.on_event(ep, now, event.clone()) {
+                Some(SetupEvent::Closed(reason)) if !self.stopping => {
+                    tracing::info!(
+                        session = held.session().0,
+                        ?reason,
+                        "held session closed by the far end"
+                    );
+                    self.held_lost = Some(Failure::new(
+                        Phase::Session,
+                        Kind::Closed,
+                        format!("the server closed a held session ({reason:?})"),
+                    ));
+                }
+                Some(SetupEvent::Failed(f)) if !self.stopping => self.held_lost = Some(f),
+                _ => {}
+            }
+            if held.is_finished() {
+                self.held = None;
+            }
+            return;
+        }
+        let Some(cur) = self.cur.as_mut() else { return };
+        let r = match cur.on_event(ep, now, event) {
+            Some(SetupEvent::Connected {
+                handshake, connect, ..
+            }) => SetupResult::Ok { handshake, connect },
+            Some(SetupEvent::Failed(f)) if self.stopping => SetupResult::Cancelled(f.phase),
+            Some(SetupEvent::Failed(f)) => SetupResult::Failed(f),
+            _ => return,
+        };
+        self.end_current(ep, now, r);
     }
 
     fn timeout(&self) -> Option<Instant> {
@@ -262,26 +235,16 @@ impl App for LoadApp {
             return None;
         }
         match (&self.cur, self.exhausted) {
-            (Some(c), _) => Some(c.deadline),
+            (Some(c), _) => c.deadline(),
             (None, false) => Some(Instant::ZERO),
             (None, true) => self.linger_until,
         }
     }
 
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        if let Some(c) = &self.cur
-            && now >= c.deadline
+        if let Some(cur) = self.cur.as_mut()
+            && let Some(SetupEvent::Failed(f)) = cur.on_timeout(ep, now)
         {
-            let f = match (c.opened, ep.session(c.h).map(|s| s.state)) {
-                (Some(_), _) => Failure::Protocol("no reply to connect".into()),
-                (None, Some(State::KeyingSent)) => {
-                    Failure::Protocol("handshake did not complete".into())
-                }
-                (None, _) if ep.stats().dropped(DropReason::BadKeying) > 0 => {
-                    Failure::Protocol("unusable server certificate (no common DH group?)".into())
-                }
-                (None, _) => Failure::NoAnswer("no answer".into()),
-            };
             self.end_current(ep, now, SetupResult::Failed(f));
         }
         self.start_next(ep, now);
@@ -290,6 +253,14 @@ impl App for LoadApp {
             && (self.closing.is_empty() || self.linger_until.is_some_and(|t| now >= t))
         {
             self.finished = true;
+        }
+    }
+
+    fn on_shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.stopping = true;
+        if let Some(cur) = self.cur.as_ref() {
+            let phase = cur.phase(ep);
+            self.end_current(ep, now, SetupResult::Cancelled(phase));
         }
     }
 
@@ -337,19 +308,41 @@ impl Percentiles {
     }
 }
 
+/// Failure kinds a load summary always lists (stable JSON keys).
+const SUMMARY_KINDS: [Kind; 11] = [
+    Kind::NoAnswer,
+    Kind::Unreachable,
+    Kind::NotRtmfp,
+    Kind::NoKeying,
+    Kind::Crypto,
+    Kind::Redirected,
+    Kind::ServerFull,
+    Kind::Rejected,
+    Kind::NoReply,
+    Kind::Closed,
+    Kind::Protocol,
+];
+
 /// The summary of a load run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadSummary {
     pub sessions: u32,
     pub concurrency: u32,
     pub succeeded: u32,
-    /// (kind, count) in a fixed order: no_answer, rejected, protocol.
-    pub failures: Vec<(&'static str, u32)>,
+    /// (kind, count) for every kind in [`SUMMARY_KINDS`], in that order.
+    pub failures: Vec<(Kind, u32)>,
     /// One example message per failure kind.
-    pub examples: Vec<(&'static str, String)>,
+    pub examples: Vec<(Kind, String)>,
+    /// Setups cut short by SIGINT/SIGTERM (not failures).
+    pub cancelled: u32,
+    /// Setups never started because the run was interrupted.
+    pub not_started: u32,
     pub elapsed: Duration,
     pub handshake: Option<Percentiles>,
     pub connect: Option<Percentiles>,
+    /// IIKeying retransmissions over all slots: a server answering RHello
+    /// at once but not the keying is refusing or throttling handshakes.
+    pub keying_resends: u64,
 }
 
 impl LoadSummary {
@@ -361,20 +354,23 @@ impl LoadSummary {
     ) -> Self {
         let mut hs = Vec::new();
         let mut cs = Vec::new();
-        let mut failures = vec![("no_answer", 0), ("rejected", 0), ("protocol", 0)];
-        let mut examples: Vec<(&'static str, String)> = Vec::new();
+        let mut failures: Vec<(Kind, u32)> = SUMMARY_KINDS.iter().map(|&k| (k, 0)).collect();
+        let mut examples: Vec<(Kind, String)> = Vec::new();
+        let mut cancelled = 0;
         for r in results {
             match r {
                 SetupResult::Ok { handshake, connect } => {
                     hs.push(*handshake);
                     cs.push(*connect);
                 }
+                SetupResult::Cancelled(_) => cancelled += 1,
                 SetupResult::Failed(f) => {
-                    if let Some(slot) = failures.iter_mut().find(|(k, _)| *k == f.kind()) {
-                        slot.1 += 1;
+                    match failures.iter_mut().find(|(k, _)| *k == f.kind) {
+                        Some(slot) => slot.1 += 1,
+                        None => failures.push((f.kind, 1)),
                     }
-                    if !examples.iter().any(|(k, _)| *k == f.kind()) {
-                        examples.push((f.kind(), f.to_string()));
+                    if !examples.iter().any(|(k, _)| *k == f.kind) {
+                        examples.push((f.kind, f.to_string()));
                     }
                 }
             }
@@ -385,14 +381,63 @@ impl LoadSummary {
             succeeded: hs.len() as u32,
             failures,
             examples,
+            cancelled,
+            not_started: sessions.saturating_sub(results.len() as u32),
             elapsed,
             handshake: Percentiles::of(hs),
             connect: Percentiles::of(cs),
+            keying_resends: 0,
         }
+    }
+
+    /// Adds what the slots' endpoints counted.
+    pub fn with_keying_resends(mut self, n: u64) -> Self {
+        self.keying_resends = n;
+        self
     }
 
     pub fn failed(&self) -> u32 {
         self.failures.iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn count(&self, kind: Kind) -> u32 {
+        self.failures
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// The run was cut short by a signal.
+    pub fn interrupted(&self) -> bool {
+        self.cancelled > 0 || self.not_started > 0
+    }
+
+    /// Evidence that the server refused or throttled handshakes, in words.
+    pub fn throttling(&self) -> Option<String> {
+        let no_keying = self.count(Kind::NoKeying);
+        let refused = self.count(Kind::ServerFull);
+        if no_keying == 0 && refused == 0 && self.keying_resends == 0 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if refused > 0 {
+            parts.push(format!("{refused} sessions refused as server full"));
+        }
+        if no_keying > 0 {
+            parts.push(format!(
+                "{no_keying} sessions got RHello but never RIKeying"
+            ));
+        }
+        if self.keying_resends > 0 {
+            parts.push(format!(
+                "{} IIKeying retransmissions (the server answered the first handshake packet at once, then ignored the keying for a while)",
+                self.keying_resends
+            ));
+        }
+        Some(format!(
+            "the server refused or throttled handshakes: {}. Setup rates measure its limiter, not its capacity: against a server you run, lift its limit (rtmfp serve --handshake-rate 0).",
+            parts.join("; ")
+        ))
     }
 
     pub fn rate(&self) -> f64 {
@@ -408,7 +453,7 @@ impl LoadSummary {
         let failures: serde_json::Map<String, Json> = self
             .failures
             .iter()
-            .map(|(k, n)| ((*k).to_owned(), json!(n)))
+            .map(|(k, n)| (k.name().to_owned(), json!(n)))
             .collect();
         json!({
             "type": "load",
@@ -417,6 +462,11 @@ impl LoadSummary {
             "succeeded": self.succeeded,
             "failed": self.failed(),
             "failures": failures,
+            "cancelled": self.cancelled,
+            "not_started": self.not_started,
+            "interrupted": self.interrupted(),
+            "keying_resends": self.keying_resends,
+            "throttled": self.throttling(),
             "elapsed_s": (self.elapsed.as_secs_f64() * 1e3).round() / 1e3,
             "sessions_per_s": (self.rate() * 10.0).round() / 10.0,
             "handshake_ms": self.handshake.map(|p| p.to_json()),
@@ -437,6 +487,13 @@ impl std::fmt::Display for LoadSummary {
             self.elapsed.as_secs_f64(),
             self.rate()
         )?;
+        if self.interrupted() {
+            writeln!(
+                f,
+                "  interrupted: {} setups cancelled, {} not started (neither counted as failed)",
+                self.cancelled, self.not_started
+            )?;
+        }
         for (name, p) in [("handshake", self.handshake), ("connect", self.connect)] {
             if let Some(p) = p {
                 writeln!(
@@ -456,8 +513,11 @@ impl std::fmt::Display for LoadSummary {
                     .iter()
                     .find(|(e, _)| e == k)
                     .map_or("", |(_, m)| m.as_str());
-                writeln!(f, "  failed ({k}): {n}  e.g. {ex}")?;
+                writeln!(f, "  failed ({}): {n}  e.g. {ex}", k.name())?;
             }
+        }
+        if let Some(t) = self.throttling() {
+            writeln!(f, "  note: {t}")?;
         }
         Ok(())
     }
@@ -499,11 +559,13 @@ mod tests {
         let rs = vec![
             ok.clone(),
             ok,
-            SetupResult::Failed(Failure::NoAnswer("x".into())),
+            SetupResult::Failed(Failure::new(Phase::Hello, Kind::NoAnswer, "x")),
+            SetupResult::Cancelled(Phase::Keying),
         ];
-        let s = LoadSummary::new(3, 1, &rs, Duration::from_secs(1));
-        assert_eq!((s.succeeded, s.failed()), (2, 1));
-        assert_eq!(s.failures[0], ("no_answer", 1));
+        let s = LoadSummary::new(4, 1, &rs, Duration::from_secs(1));
+        assert_eq!((s.succeeded, s.failed(), s.cancelled), (2, 1, 1));
+        assert_eq!(s.failures[0], (Kind::NoAnswer, 1));
+        assert!(s.throttling().is_none());
         assert_eq!(s.rate(), 2.0);
         let j = s.to_json();
         assert_eq!(j["failures"]["no_answer"], 1);

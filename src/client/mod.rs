@@ -8,12 +8,15 @@
 //! * [`probe`]: [`ConnectApp`], one connection with a report and optional RTT samples.
 //! * [`load`]: [`LoadApp`], one concurrency slot of a load run.
 //! * [`report`]: what gets reported, as text and JSON lines.
+//! * [`failure`]: why a setup failed (phase, kind, exit code), shared by every command.
 
+pub mod failure;
 pub mod load;
 pub mod peer;
 pub mod peer_app;
 pub mod probe;
 pub mod report;
+pub mod setup;
 pub mod stream;
 pub mod stun_probe;
 pub mod tc;
@@ -21,11 +24,12 @@ pub mod url;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+pub use failure::{Failure, Kind, Phase, SetupWatch};
 pub use load::{LoadApp, LoadConfig, LoadShared, LoadSummary, Percentiles, SetupResult};
 pub use peer::{AcceptPolicy, PathKind, PeerEvent, PeerSessions};
 pub use peer_app::{PeerApp, PeerAppConfig, PeerOutput};
 pub use probe::{ConnectApp, Output, ProbeConfig};
-pub use report::{ConnectReport, Failure, PingSample, PingSummary};
+pub use report::{ConnectReport, PingSample, PingSummary};
 pub use tc::{TcClient, TcEvent, TcState};
 pub use url::{RtmfpUrl, StreamUrl, UrlError};
 

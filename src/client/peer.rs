@@ -320,13 +320,13 @@ impl PeerSessions {
                     peer_id,
                 })
             }
-            Event::PingReply { session, rtt } => {
+            Event::PingReply { session, rtt, sent } => {
                 let Some(i) = self
                     .openings
                     .iter()
                     .position(|o| o.session == session && o.opened.is_some())
                 else {
-                    return Some(Event::PingReply { session, rtt });
+                    return Some(Event::PingReply { session, rtt, sent });
                 };
                 let o = self.openings.remove(i);
                 self.report_open(o, Some(rtt));

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::Failure;
 use super::peer::{AcceptPolicy, PeerEvent, PeerSessions};
-use super::report::Failure;
 use super::tc::{TcClient, TcEvent, public_address};
 use crate::flash::Value;
 use crate::flash::presence::{self, PeerEntry, parse_peer_id};
@@ -330,13 +330,13 @@ impl App for PeerApp {
                     TcClient::flash_connect(&self.cfg.app, &self.cfg.url),
                 );
                 if let Err(e) = tc.start(ep) {
-                    return self.fail(ep, now, Failure::Protocol(format!("control flow: {e}")));
+                    return self.fail(ep, now, Failure::protocol(format!("control flow: {e}")));
                 }
                 self.tc = Some(tc);
             }
             Event::OpenFailed { session, .. } if Some(session) == self.session => {
                 self.session = None;
-                self.failure.get_or_insert(Failure::NoAnswer(format!(
+                self.failure.get_or_insert(Failure::no_answer(format!(
                     "no answer from {}",
                     self.cfg.url
                 )));
@@ -344,7 +344,7 @@ impl App for PeerApp {
             }
             Event::Closed { session, reason } if Some(session) == self.session => {
                 if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
-                    self.failure.get_or_insert(Failure::Protocol(format!(
+                    self.failure.get_or_insert(Failure::protocol(format!(
                         "server session closed ({reason:?})"
                     )));
                 }
@@ -357,15 +357,15 @@ impl App for PeerApp {
                 match e {
                     TcEvent::Connected { info } => self.on_connected(ep, now, &info),
                     TcEvent::Rejected { info, reason } => {
-                        self.fail(ep, now, Failure::Rejected { info, reason })
+                        self.fail(ep, now, Failure::rejected(info, reason))
                     }
-                    TcEvent::Failed(m) => self.fail(ep, now, Failure::Protocol(m)),
+                    TcEvent::Failed(m) => self.fail(ep, now, Failure::protocol(m)),
                     TcEvent::Ended => {
                         if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
                             self.fail(
                                 ep,
                                 now,
-                                Failure::Protocol("server ended the connection".into()),
+                                Failure::protocol("server ended the connection".into()),
                             );
                         }
                     }
@@ -415,16 +415,16 @@ impl App for PeerApp {
                     }
                     Err(e) => {
                         self.failure =
-                            Some(Failure::Protocol(format!("cannot start session: {e:?}")));
+                            Some(Failure::protocol(format!("cannot start session: {e:?}")));
                         self.phase = Phase::Done;
                     }
                 }
             }
             Phase::Connecting if now >= self.deadline => {
                 let f = if self.tc.is_some() {
-                    Failure::Protocol(format!("no reply to connect within {:?}", self.cfg.timeout))
+                    Failure::protocol(format!("no reply to connect within {:?}", self.cfg.timeout))
                 } else {
-                    Failure::NoAnswer(format!(
+                    Failure::no_answer(format!(
                         "no answer from {} within {:?}",
                         self.cfg.url, self.cfg.timeout
                     ))

@@ -4,15 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::report::{ConnectReport, Failure, PingSample, PingSummary};
-use super::tc::{TcClient, TcEvent, public_address};
+use super::failure::{Failure, Kind, Phase};
+use super::report::{ConnectReport, PingSample, PingSummary};
+use super::setup::{Setup, SetupConfig, SetupEvent};
+use super::tc::{TcEvent, public_address};
 use crate::flash::{KeepalivePeriods, Value, command::code};
 use crate::net::App;
 use crate::proto::Instant;
-use crate::proto::crypto::DhGroup;
-use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
-use crate::proto::session::{CloseReason, OpenFailure, State};
-use crate::proto::stats::DropReason;
+use crate::proto::endpoint::{Endpoint, Event};
 
 /// How long we wait for the Close Ack of our orderly close.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(1500);
@@ -21,6 +20,11 @@ const REPORT_PING_WAIT: Duration = Duration::from_secs(2);
 /// The ping reply is an event of its own, delivered before the flow
 /// messages that came in the same or the next packet.
 const SETTLE: Duration = Duration::from_millis(20);
+/// Shortest `--interval`: below it a probe's reply routinely arrives after
+/// the next probe left, and the samples measure the scheduler.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// A probe unanswered this long (or 3 intervals, if longer) is lost.
+const LOSS_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
@@ -46,12 +50,10 @@ pub enum Output {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Phase {
+enum Step {
     Start,
-    /// IHello sent; waiting for the session.
-    Handshake,
-    /// Session open; `connect` sent.
-    Connecting,
+    /// Handshake and `connect` under way.
+    Setup,
     /// Connected; waiting for the report's RTT probe.
     ReportPing {
         until: Instant,
@@ -61,7 +63,7 @@ enum Phase {
     Settle {
         until: Instant,
     },
-    /// `--count`: probe `next` at `at`.
+    /// `--count`: probe `next` at `at` (after the last: waiting for replies).
     Pinging {
         next: u32,
         at: Instant,
@@ -72,25 +74,36 @@ enum Phase {
     Done,
 }
 
+/// A probe sent and not answered yet.
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    seq: u32,
+    sent: Instant,
+}
+
 pub struct ConnectApp {
     cfg: ProbeConfig,
     out: Box<dyn FnMut(Output) + Send>,
-    phase: Phase,
-    session: Option<SessionHandle>,
-    tc: Option<TcClient>,
-    started: Instant,
-    deadline: Instant,
-    opened: Instant,
-    connected: Instant,
+    step: Step,
+    setup: Option<Setup>,
+    handshake: Duration,
+    connect: Duration,
+    connected: bool,
     info: Value,
     keepalive: Option<KeepalivePeriods>,
     observed: Option<SocketAddr>,
     report_ping: Option<Duration>,
-    /// Sequence number of the probe awaiting its reply.
-    outstanding: Option<u32>,
+    report_probe: Option<Instant>,
+    outstanding: Vec<Outstanding>,
+    /// The newest probe sent: a reply to an older one is late.
+    last_sent: u32,
     samples: Vec<PingSample>,
     summary_sent: bool,
     failure: Option<Failure>,
+    /// The setup's phase when last looked at (for an interrupt's report).
+    phase_hint: Phase,
+    /// A signal stopped the work: what follows (our closes) is not news.
+    stopping: bool,
 }
 
 impl ConnectApp {
@@ -98,21 +111,23 @@ impl ConnectApp {
         Self {
             cfg,
             out,
-            phase: Phase::Start,
-            session: None,
-            tc: None,
-            started: Instant::ZERO,
-            deadline: Instant::NEVER,
-            opened: Instant::ZERO,
-            connected: Instant::ZERO,
+            step: Step::Start,
+            setup: None,
+            handshake: Duration::ZERO,
+            connect: Duration::ZERO,
+            connected: false,
             info: Value::Null,
             keepalive: None,
             observed: None,
             report_ping: None,
-            outstanding: None,
+            report_probe: None,
+            outstanding: Vec::new(),
+            last_sent: 0,
             samples: Vec::new(),
             summary_sent: false,
             failure: None,
+            phase_hint: Phase::Hello,
+            stopping: false,
         }
     }
 
@@ -121,63 +136,65 @@ impl ConnectApp {
         self.failure.as_ref()
     }
 
+    /// Whether the connection was made (and reported).
+    pub fn connected(&self) -> bool {
+        self.connected
+    }
+
     /// The process exit code for how things went.
     pub fn exit_code(&self) -> i32 {
         match &self.failure {
             Some(f) => f.exit_code(),
-            None if self.connected == Instant::ZERO => crate::cli::exit::FAILURE,
+            None if !self.connected => crate::cli::exit::FAILURE,
             None => crate::cli::exit::OK,
         }
     }
 
+    /// Records an interrupt (SIGINT/SIGTERM named `signal`) that stopped the
+    /// work: before connecting it is the outcome; after, the summary so far
+    /// stands and the run counts as complete, as with `ping`.
+    pub fn interrupted(&mut self, signal: &str) {
+        if !self.connected && self.failure.is_none() {
+            let phase = self.phase_hint;
+            self.failure = Some(Failure::interrupted(phase, signal));
+        }
+        self.finish();
+    }
+
     /// Emits the ping summary if samples were taken and it was not sent yet
-    /// (also after an interrupt).
+    /// (also after an interrupt). Probes still unanswered count as lost.
     pub fn finish(&mut self) {
-        if self.cfg.count.is_some() && !self.summary_sent && self.connected != Instant::ZERO {
+        if self.cfg.count.is_some() && !self.summary_sent && self.connected {
             self.summary_sent = true;
-            if let Some(seq) = self.outstanding.take() {
-                self.samples.push(PingSample { seq, rtt: None });
-                (self.out)(Output::Ping(PingSample { seq, rtt: None }));
+            for o in std::mem::take(&mut self.outstanding) {
+                let s = PingSample::lost(o.seq);
+                self.samples.push(s);
+                (self.out)(Output::Ping(s));
             }
             (self.out)(Output::Summary(PingSummary::from_samples(&self.samples)));
         }
     }
 
-    fn fail(&mut self, ep: &mut Endpoint, now: Instant, f: Failure) {
-        if self.failure.is_none() {
-            self.failure = Some(f);
-        }
-        self.close(ep, now);
-    }
-
     fn close(&mut self, ep: &mut Endpoint, now: Instant) {
-        if matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+        if matches!(self.step, Step::Closing { .. } | Step::Done) {
             return;
         }
         self.finish();
-        match self
-            .session
-            .and_then(|h| ep.session(h).map(|s| (h, s.state)))
-        {
-            Some((h, State::Open)) => {
-                if let Some(tc) = self.tc.as_mut() {
-                    tc.close(ep);
-                }
-                ep.close(now, h, true);
-                self.phase = Phase::Closing {
+        match self.setup.as_mut() {
+            Some(s) if !s.is_finished() => {
+                s.close(ep, now);
+                self.step = Step::Closing {
                     until: now + CLOSE_GRACE,
                 };
             }
-            Some((h, _)) => {
-                ep.close(now, h, false);
-                self.phase = Phase::Done;
-            }
-            None => self.phase = Phase::Done,
+            _ => self.step = Step::Done,
         }
     }
 
     fn report(&mut self, ep: &mut Endpoint) {
-        let Some(h) = self.session else { return };
+        let Some(h) = self.setup.as_ref().map(Setup::session) else {
+            return;
+        };
         let Some(s) = ep.session(h) else { return };
         let Some(far) = s.far.as_ref() else { return };
         let r = ConnectReport {
@@ -185,15 +202,16 @@ impl ConnectApp {
             far_address: s.far_addr,
             local_addresses: self.cfg.local_addrs.clone(),
             observed_address: self.observed,
-            peer_id: ep.identity().fingerprint(),
+            peer_id: ep.near_identity(h).fingerprint(),
             server_fingerprint: far.fingerprint,
             dh_group: far.group,
+            flash_fallback: far.flash_fallback,
             hmac_send: far.hmac_tx,
             hmac_recv: far.hmac_rx,
             sseq_send: far.sseq_tx,
             sseq_recv: far.sseq_rx,
-            handshake: self.opened.saturating_since(self.started),
-            connect: self.connected.saturating_since(self.opened),
+            handshake: self.handshake,
+            connect: self.connect,
             srtt: s.transport.rtt().srtt(),
             ping: self.report_ping,
             keepalive: self.keepalive,
@@ -205,38 +223,43 @@ impl ConnectApp {
     /// After the report: start `--count` probes, or close.
     fn after_report(&mut self, ep: &mut Endpoint, now: Instant) {
         match self.cfg.count {
-            Some(n) if n > 0 => self.phase = Phase::Pinging { next: 1, at: now },
+            Some(n) if n > 0 => self.step = Step::Pinging { next: 1, at: now },
             _ => self.close(ep, now),
         }
     }
 
-    fn on_tc(&mut self, ep: &mut Endpoint, now: Instant, e: TcEvent) {
+    fn loss_wait(&self) -> Duration {
+        LOSS_WAIT.max(self.cfg.interval * 3)
+    }
+
+    fn on_connected(&mut self, ep: &mut Endpoint, now: Instant, info: Value) {
+        self.connected = true;
+        if let Some(a) = public_address(&info) {
+            self.observed = Some(a);
+        }
+        self.info = info;
+        let locals = self.cfg.local_addrs.clone();
+        let Some(setup) = self.setup.as_mut() else {
+            return;
+        };
+        let h = setup.session();
+        if let Some(tc) = setup.tc_mut() {
+            // Best effort: the report stands without it.
+            let _ = tc.send_peer_info(ep, &locals);
+        }
+        if ep.ping(now, h) {
+            self.report_probe = Some(now);
+            self.step = Step::ReportPing {
+                until: now + REPORT_PING_WAIT,
+            };
+        } else {
+            self.report(ep);
+            self.after_report(ep, now);
+        }
+    }
+
+    fn on_tc(&mut self, e: TcEvent) {
         match e {
-            TcEvent::Connected { info } => {
-                self.connected = now;
-                if let Some(a) = public_address(&info) {
-                    self.observed = Some(a);
-                }
-                self.info = info;
-                let locals = self.cfg.local_addrs.clone();
-                if let Some(tc) = self.tc.as_mut() {
-                    // Best effort: the report stands without it.
-                    let _ = tc.send_peer_info(ep, &locals);
-                }
-                let h = self.session.expect("connected implies a session");
-                if ep.ping(now, h) {
-                    self.phase = Phase::ReportPing {
-                        until: now + REPORT_PING_WAIT,
-                    };
-                } else {
-                    self.report(ep);
-                    self.after_report(ep, now);
-                }
-            }
-            TcEvent::Rejected { info, reason } => {
-                self.fail(ep, now, Failure::Rejected { info, reason })
-            }
-            TcEvent::Failed(m) => self.fail(ep, now, Failure::Protocol(m)),
             TcEvent::Keepalive(k) => self.keepalive = Some(k),
             TcEvent::Reply { .. } => {}
             TcEvent::Status(info) => {
@@ -246,76 +269,98 @@ impl ConnectApp {
                     self.observed = Some(a);
                 }
             }
-            TcEvent::Ended => {
-                // Flows also end when the session itself is closing (our
-                // interrupt, or the far end's Close); its Closed event says
-                // which, so only a live session's ended connection is a failure.
-                let session_open = self
-                    .session
-                    .and_then(|h| ep.session(h))
-                    .is_some_and(|s| s.state == crate::proto::session::State::Open);
-                if session_open && !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
-                    self.fail(
-                        ep,
-                        now,
-                        Failure::Protocol("server ended the connection".into()),
-                    );
-                }
-            }
+            _ => {}
+        }
+    }
+
+    /// A ping reply measured `rtt` for the probe sent at `sent` (the probe
+    /// carries its send time, echoed back exactly).
+    fn on_ping_reply(&mut self, ep: &mut Endpoint, now: Instant, rtt: Duration, sent: Instant) {
+        if let Step::ReportPing { .. } = self.step
+            && self.report_probe == Some(sent)
+        {
+            self.report_ping = Some(rtt);
+            self.step = Step::Settle {
+                until: now + SETTLE,
+            };
+            return;
+        }
+        let Some(i) = self.outstanding.iter().position(|o| o.sent == sent) else {
+            // An echo-less reply (Mona-class peers) or one for a probe
+            // already given up: it cannot be matched, so it is not counted.
+            return;
+        };
+        let o = self.outstanding.remove(i);
+        let s = PingSample {
+            seq: o.seq,
+            rtt: Some(rtt),
+            late: o.seq != self.last_sent,
+        };
+        self.samples.push(s);
+        (self.out)(Output::Ping(s));
+        if let Step::Pinging { next, .. } = self.step
+            && next > self.cfg.count.unwrap_or(0)
+            && self.outstanding.is_empty()
+        {
+            self.close(ep, now);
         }
     }
 
     fn start(&mut self, ep: &mut Endpoint, now: Instant) {
-        let epd = crate::proto::crypto::epd_for_uri(&self.cfg.url);
-        self.started = now;
-        self.deadline = now + self.cfg.timeout;
-        match ep.connect(now, &epd, &self.cfg.candidates) {
-            Ok(h) => {
-                self.session = Some(h);
-                self.phase = Phase::Handshake;
+        let cfg = SetupConfig {
+            url: self.cfg.url.clone(),
+            app: self.cfg.app.clone(),
+            candidates: self.cfg.candidates.clone(),
+            timeout: self.cfg.timeout,
+        };
+        match Setup::start(ep, now, cfg) {
+            Ok(s) => {
+                self.setup = Some(s);
+                self.step = Step::Setup;
             }
-            Err(e) => {
-                self.failure = Some(Failure::Protocol(format!("cannot start session: {e:?}")));
-                self.phase = Phase::Done;
+            Err(f) => {
+                self.failure = Some(f);
+                self.step = Step::Done;
             }
         }
     }
 
-    fn on_deadline(&mut self, ep: &mut Endpoint, now: Instant) {
-        let state = self.session.and_then(|h| ep.session(h)).map(|s| s.state);
-        let f = match (self.phase, state) {
-            (Phase::Handshake, Some(State::KeyingSent)) => Failure::Protocol(format!(
-                "the server answered but the handshake did not complete within {:?} (DH group or crypto mismatch?)",
-                self.cfg.timeout
-            )),
-            // The endpoint drops an RHello whose certificate it cannot key
-            // with (e.g. no common DH group) and keeps waiting for a better one.
-            (Phase::Handshake, _) if ep.stats().dropped(DropReason::BadKeying) > 0 => {
-                Failure::Protocol(format!(
-                    "the server answered, but its certificate was unusable (no DH group in common with {:?}?)",
-                    ep.config().crypto.groups
-                ))
+    fn on_setup(&mut self, ep: &mut Endpoint, now: Instant, e: SetupEvent) {
+        if self.stopping {
+            if matches!(e, SetupEvent::Failed(_) | SetupEvent::Closed(_)) {
+                self.step = Step::Done;
             }
-            (Phase::Handshake, _) => Failure::NoAnswer(format!(
-                "no answer from {} within {:?}",
-                self.cfg.url, self.cfg.timeout
-            )),
-            _ => {
-                // Mona/Cumulus-class servers compute group 2 whatever was
-                // negotiated and misread any certificate but Flash's
-                // single-key one, so nothing they send decrypts (spec 06).
-                let hint = if ep.config().crypto.groups == [DhGroup::G2] {
-                    String::new()
-                } else {
-                    " (MonaServer/Cumulus-class servers need --dh-group 2)".to_owned()
-                };
-                Failure::Protocol(format!(
-                    "no reply to connect within {:?}{hint}",
-                    self.cfg.timeout
-                ))
+            return;
+        }
+        match e {
+            SetupEvent::Connected {
+                info,
+                handshake,
+                connect,
+            } => {
+                self.handshake = handshake;
+                self.connect = connect;
+                self.on_connected(ep, now, info);
             }
-        };
-        self.fail(ep, now, f);
+            SetupEvent::Failed(f) => {
+                self.failure.get_or_insert(f);
+                self.finish();
+                self.step = Step::Done;
+            }
+            SetupEvent::Tc(t) => self.on_tc(t),
+            SetupEvent::Closed(reason) => {
+                if !matches!(self.step, Step::Closing { .. } | Step::Done) {
+                    let f = Failure::new(
+                        Phase::Session,
+                        Kind::Closed,
+                        format!("the server closed the session ({reason:?})"),
+                    );
+                    self.failure.get_or_insert(f);
+                    self.finish();
+                }
+                self.step = Step::Done;
+            }
+        }
     }
 }
 
@@ -323,137 +368,103 @@ impl App for ConnectApp {
     type Command = ();
 
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
-        match event {
-            Event::Opened { session, .. } if Some(session) == self.session => {
-                self.opened = now;
-                self.phase = Phase::Connecting;
-                let app = self.cfg.app.clone();
-                let mut tc = TcClient::new(session, TcClient::flash_connect(&app, &self.cfg.url));
-                if let Err(e) = tc.start(ep) {
-                    self.tc = Some(tc);
-                    return self.fail(ep, now, Failure::Protocol(format!("control flow: {e}")));
-                }
-                self.tc = Some(tc);
+        if let Some(setup) = self.setup.as_ref() {
+            self.phase_hint = setup.phase(ep);
+        }
+        if let Event::PingReply { session, rtt, sent } = event {
+            if self.setup.as_ref().is_some_and(|s| s.session() == session) {
+                self.on_ping_reply(ep, now, rtt, sent);
             }
-            Event::OpenFailed { session, reason } if Some(session) == self.session => {
-                self.session = None;
-                let f = match reason {
-                    OpenFailure::Timeout | OpenFailure::Unreachable => {
-                        Failure::NoAnswer(format!("no answer from {}", self.cfg.url))
-                    }
-                    OpenFailure::Keying => Failure::Protocol(format!(
-                        "handshake failed: the server's keying could not be completed (offered DH groups {:?}; MonaServer/Cumulus-class servers need --dh-group 2)",
-                        ep.config().crypto.groups
-                    )),
-                    OpenFailure::Glare | OpenFailure::Cancelled => {
-                        Failure::Protocol(format!("session opening ended: {reason:?}"))
-                    }
-                };
-                // Cancelled: we (or an interrupt) gave up; the cause is already recorded.
-                if self.phase != Phase::Done && reason != OpenFailure::Cancelled {
-                    self.failure.get_or_insert(f);
-                }
-                self.phase = Phase::Done;
-            }
-            Event::Closed { session, reason } if Some(session) == self.session => {
-                // Shutdown: the driver closed it on an interrupt; not a failure.
-                let ours = matches!(reason, CloseReason::Shutdown | CloseReason::Local);
-                if !ours && !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
-                    let f = Failure::Protocol(format!("session closed ({reason:?})"));
-                    self.failure.get_or_insert(f);
-                    self.finish();
-                }
-                self.phase = Phase::Done;
-            }
-            Event::Flow { session, event } if Some(session) == self.session => {
-                let Some(tc) = self.tc.as_mut() else { return };
-                if let Some(e) = tc.on_flow_event(ep, event) {
-                    self.on_tc(ep, now, e);
-                }
-            }
-            Event::PingReply { session, rtt } if Some(session) == self.session => {
-                match self.phase {
-                    Phase::ReportPing { .. } => {
-                        self.report_ping = Some(rtt);
-                        self.phase = Phase::Settle {
-                            until: now + SETTLE,
-                        };
-                    }
-                    Phase::Pinging { next, .. } => {
-                        if let Some(seq) = self.outstanding.take() {
-                            let s = PingSample {
-                                seq,
-                                rtt: Some(rtt),
-                            };
-                            self.samples.push(s);
-                            (self.out)(Output::Ping(s));
-                        }
-                        if next > self.cfg.count.unwrap_or(0) {
-                            self.close(ep, now);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
+            return;
+        }
+        let Some(setup) = self.setup.as_mut() else {
+            return;
+        };
+        if let Some(e) = setup.on_event(ep, now, event) {
+            self.on_setup(ep, now, e);
         }
     }
 
     fn timeout(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Start => Some(Instant::ZERO),
-            Phase::Handshake | Phase::Connecting => Some(self.deadline),
-            Phase::ReportPing { until } | Phase::Settle { until } | Phase::Closing { until } => {
+        match self.step {
+            Step::Start => Some(Instant::ZERO),
+            Step::Setup => self.setup.as_ref().and_then(Setup::deadline),
+            Step::ReportPing { until } | Step::Settle { until } | Step::Closing { until } => {
                 Some(until)
             }
-            Phase::Pinging { at, .. } => Some(at),
-            Phase::Done => None,
+            Step::Pinging { at, .. } => Some(at),
+            Step::Done => None,
         }
     }
 
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        match self.phase {
-            Phase::Start => self.start(ep, now),
-            Phase::Handshake | Phase::Connecting if now >= self.deadline => {
-                self.on_deadline(ep, now)
+        if let Some(setup) = self.setup.as_ref() {
+            self.phase_hint = setup.phase(ep);
+        }
+        match self.step {
+            Step::Start => self.start(ep, now),
+            Step::Setup => {
+                let e = self.setup.as_mut().and_then(|s| s.on_timeout(ep, now));
+                if let Some(e) = e {
+                    self.on_setup(ep, now, e);
+                }
             }
-            Phase::ReportPing { until } | Phase::Settle { until } if now >= until => {
+            Step::ReportPing { until } | Step::Settle { until } if now >= until => {
                 self.report(ep);
                 self.after_report(ep, now);
             }
-            Phase::Pinging { next, at } if now >= at => {
-                if let Some(seq) = self.outstanding.take() {
-                    let s = PingSample { seq, rtt: None };
+            Step::Pinging { next, at } if now >= at => {
+                let wait = self.loss_wait();
+                let (lost, kept): (Vec<Outstanding>, Vec<Outstanding>) = self
+                    .outstanding
+                    .iter()
+                    .partition(|o| now.saturating_since(o.sent) >= wait);
+                self.outstanding = kept;
+                for o in lost {
+                    let s = PingSample::lost(o.seq);
                     self.samples.push(s);
                     (self.out)(Output::Ping(s));
                 }
                 let count = self.cfg.count.unwrap_or(0);
                 if next > count {
-                    self.close(ep, now);
+                    // All sent: wait for the stragglers, then close.
+                    match self.outstanding.iter().map(|o| o.sent + wait).min() {
+                        Some(t) if now < t => self.step = Step::Pinging { next, at: t },
+                        _ => self.close(ep, now),
+                    }
                     return;
                 }
-                let h = self.session.expect("pinging implies a session");
+                let Some(h) = self.setup.as_ref().map(Setup::session) else {
+                    return;
+                };
                 if ep.ping(now, h) {
-                    self.outstanding = Some(next);
+                    self.outstanding.push(Outstanding {
+                        seq: next,
+                        sent: now,
+                    });
+                    self.last_sent = next;
                 }
-                // The last probe gets an interval (at least a second) to answer.
-                let wait = if next == count {
-                    self.cfg.interval.max(Duration::from_secs(1))
+                let at = if next == count {
+                    now + self.cfg.interval.min(wait)
                 } else {
-                    self.cfg.interval
+                    now + self.cfg.interval
                 };
-                self.phase = Phase::Pinging {
-                    next: next + 1,
-                    at: now + wait,
-                };
+                self.step = Step::Pinging { next: next + 1, at };
             }
-            Phase::Closing { until } if now >= until => self.phase = Phase::Done,
+            Step::Closing { until } if now >= until => self.step = Step::Done,
             _ => {}
         }
     }
 
+    fn on_shutdown(&mut self, ep: &mut Endpoint, _now: Instant) {
+        if let Some(setup) = self.setup.as_ref() {
+            self.phase_hint = setup.phase(ep);
+        }
+        self.stopping = true;
+    }
+
     fn done(&self) -> bool {
-        self.phase == Phase::Done
+        self.step == Step::Done
     }
 }
 
@@ -468,14 +479,16 @@ mod tests {
             PingSample {
                 seq: 1,
                 rtt: Some(ms(10)),
+                late: false,
             },
-            PingSample { seq: 2, rtt: None },
+            PingSample::lost(2),
             PingSample {
                 seq: 3,
                 rtt: Some(ms(30)),
+                late: true,
             },
         ]);
-        assert_eq!((s.sent, s.received), (3, 2));
+        assert_eq!((s.sent, s.received, s.late), (3, 2, 1));
         assert_eq!(
             (s.min, s.avg, s.max),
             (Some(ms(10)), Some(ms(20)), Some(ms(30)))

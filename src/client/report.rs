@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
-use crate::flash::{KeepalivePeriods, StatusInfo, Value};
+use crate::flash::{KeepalivePeriods, Value};
 use crate::proto::crypto::peer_id_hex;
 
 /// One successful connection.
@@ -21,6 +21,9 @@ pub struct ConnectReport {
     pub peer_id: [u8; 32],
     pub server_fingerprint: [u8; 32],
     pub dh_group: u8,
+    /// Keyed as Flash Player (group 2, single-key certificate) because the
+    /// server's certificate is Flash-era.
+    pub flash_fallback: bool,
     pub hmac_send: bool,
     pub hmac_recv: bool,
     pub sseq_send: bool,
@@ -29,7 +32,9 @@ pub struct ConnectReport {
     pub handshake: Duration,
     /// Session open to the `connect` reply.
     pub connect: Duration,
-    /// The session's smoothed RTT (from timestamp echoes).
+    /// The transport's smoothed RTT estimate (from timestamp echoes). It
+    /// includes the far end's ack delay, so it runs above `ping`; only in
+    /// JSON.
     pub srtt: Option<Duration>,
     /// One RTMFP Ping round trip after connecting.
     pub ping: Option<Duration>,
@@ -62,6 +67,7 @@ impl ConnectReport {
             "peer_id": peer_id_hex(&self.peer_id),
             "server_fingerprint": peer_id_hex(&self.server_fingerprint),
             "dh_group": self.dh_group,
+            "dh_reason": self.dh_reason(),
             "hmac": { "send": self.hmac_send, "recv": self.hmac_recv },
             "sseq": { "send": self.sseq_send, "recv": self.sseq_recv },
             "handshake_ms": ms(self.handshake),
@@ -74,6 +80,17 @@ impl ConnectReport {
             })),
             "server_info": amf_json(&self.server_info),
         })
+    }
+}
+
+impl ConnectReport {
+    /// Why this DH group: negotiated, or the Flash-era fallback.
+    pub fn dh_reason(&self) -> &'static str {
+        if self.flash_fallback {
+            "flash_era_server"
+        } else {
+            "negotiated"
+        }
     }
 }
 
@@ -108,7 +125,15 @@ impl fmt::Display for ConnectReport {
             self.observed_address
                 .map_or_else(|| "(not reported)".to_owned(), |a| a.to_string())
         )?;
-        writeln!(f, "  DH group:           {}", self.dh_group)?;
+        if self.flash_fallback {
+            writeln!(
+                f,
+                "  DH group:           {} (Flash-era server: keyed as Flash Player, single-key certificate)",
+                self.dh_group
+            )?;
+        } else {
+            writeln!(f, "  DH group:           {}", self.dh_group)?;
+        }
         writeln!(
             f,
             "  HMAC:               send {}, receive {}",
@@ -123,8 +148,7 @@ impl fmt::Display for ConnectReport {
         )?;
         writeln!(f, "  handshake:          {:.3} ms", ms(self.handshake))?;
         writeln!(f, "  connect:            {:.3} ms", ms(self.connect))?;
-        writeln!(f, "  RTT (ping):         {}", show_ms(self.ping))?;
-        writeln!(f, "  RTT (smoothed):     {}", show_ms(self.srtt))?;
+        writeln!(f, "  RTT:                {}", show_ms(self.ping))?;
         if let Some(k) = self.keepalive {
             writeln!(
                 f,
@@ -137,23 +161,36 @@ impl fmt::Display for ConnectReport {
     }
 }
 
-/// One `--count` RTT sample.
+/// One `--count` RTT sample, matched to its probe exactly (each probe
+/// carries its send time and the reply echoes it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PingSample {
     pub seq: u32,
-    /// `None`: no reply before the next probe (or the end).
+    /// `None`: no reply within the loss wait (2 s or 3 intervals).
     pub rtt: Option<Duration>,
+    /// The reply came after a later probe had been sent (not lost).
+    pub late: bool,
 }
 
 impl PingSample {
+    pub fn lost(seq: u32) -> Self {
+        Self {
+            seq,
+            rtt: None,
+            late: false,
+        }
+    }
+
     pub fn to_json(&self) -> Json {
-        json!({ "type": "ping", "seq": self.seq, "rtt_ms": opt_ms(self.rtt), "lost": self.rtt.is_none() })
+        json!({ "type": "ping", "seq": self.seq, "rtt_ms": opt_ms(self.rtt),
+            "lost": self.rtt.is_none(), "late": self.late })
     }
 }
 
 impl fmt::Display for PingSample {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.rtt {
+            Some(r) if self.late => write!(f, "seq={} rtt={:.3} ms (late)", self.seq, ms(r)),
             Some(r) => write!(f, "seq={} rtt={:.3} ms", self.seq, ms(r)),
             None => write!(f, "seq={} lost", self.seq),
         }
@@ -165,6 +202,8 @@ impl fmt::Display for PingSample {
 pub struct PingSummary {
     pub sent: u32,
     pub received: u32,
+    /// Replies that came after a later probe was sent (included in `received`).
+    pub late: u32,
     pub min: Option<Duration>,
     pub avg: Option<Duration>,
     pub max: Option<Duration>,
@@ -177,6 +216,7 @@ impl PingSummary {
         Self {
             sent: samples.len() as u32,
             received: n,
+            late: samples.iter().filter(|s| s.late).count() as u32,
             min: rtts.iter().min().copied(),
             max: rtts.iter().max().copied(),
             avg: (n > 0).then(|| rtts.iter().sum::<Duration>() / n),
@@ -188,6 +228,8 @@ impl PingSummary {
             "type": "ping_summary",
             "sent": self.sent,
             "received": self.received,
+            "late": self.late,
+            "lost": self.sent - self.received,
             "min_ms": opt_ms(self.min),
             "avg_ms": opt_ms(self.avg),
             "max_ms": opt_ms(self.max),
@@ -204,77 +246,13 @@ impl fmt::Display for PingSummary {
         };
         write!(
             f,
-            "{} probes, {} replies, {loss:.0}% lost; rtt min/avg/max = {}/{}/{}",
+            "{} probes, {} replies ({} late), {loss:.0}% lost; rtt min/avg/max = {}/{}/{}",
             self.sent,
             self.received,
+            self.late,
             show_ms(self.min),
             show_ms(self.avg),
             show_ms(self.max)
         )
-    }
-}
-
-/// Why a connection did not happen; maps onto `cli::exit` codes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// No RHello (or no session) within the timeout.
-    NoAnswer(String),
-    /// The server refused `connect`.
-    Rejected {
-        info: Option<StatusInfo>,
-        reason: Option<String>,
-    },
-    /// Handshake, keying or TC protocol failure.
-    Protocol(String),
-}
-
-impl Failure {
-    pub fn exit_code(&self) -> i32 {
-        use crate::cli::exit;
-        match self {
-            Failure::NoAnswer(_) => exit::NO_ANSWER,
-            Failure::Rejected { .. } => exit::REJECTED,
-            Failure::Protocol(_) => exit::PROTOCOL,
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Failure::NoAnswer(_) => "no_answer",
-            Failure::Rejected { .. } => "rejected",
-            Failure::Protocol(_) => "protocol",
-        }
-    }
-
-    pub fn to_json(&self) -> Json {
-        let mut o = json!({ "type": "error", "kind": self.kind(), "message": self.to_string() });
-        if let Failure::Rejected { info: Some(i), .. } = self {
-            o["code"] = json!(i.code);
-            o["description"] = json!(i.description);
-            o["info"] = amf_json(&i.to_value());
-        }
-        o
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::NoAnswer(m) | Failure::Protocol(m) => f.write_str(m),
-            Failure::Rejected { info: Some(i), .. } => {
-                write!(f, "rejected: {}", i.code)?;
-                if let Some(d) = &i.description {
-                    write!(f, " ({d})")?;
-                }
-                Ok(())
-            }
-            Failure::Rejected { info: None, reason } => {
-                write!(
-                    f,
-                    "rejected: {}",
-                    reason.as_deref().unwrap_or("no reason given")
-                )
-            }
-        }
     }
 }

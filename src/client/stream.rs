@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
-use super::report::Failure;
+use super::failure::Failure;
 use super::tc::{TcClient, TcEvent};
 use crate::flash::amf0::Limits;
 use crate::flash::command::{code, name};
@@ -310,7 +310,7 @@ impl StreamApp {
                 self.phase = Phase::Handshake;
             }
             Err(e) => {
-                self.failure = Some(Failure::Protocol(format!("cannot start session: {e:?}")));
+                self.failure = Some(Failure::protocol(format!("cannot start session: {e:?}")));
                 self.phase = Phase::Done;
             }
         }
@@ -333,14 +333,14 @@ impl StreamApp {
                     self.fail(
                         ep,
                         now,
-                        Failure::Protocol("cannot send createStream".into()),
+                        Failure::protocol("cannot send createStream".into()),
                     );
                 }
             }
             TcEvent::Rejected { info, reason } => {
-                self.fail(ep, now, Failure::Rejected { info, reason })
+                self.fail(ep, now, Failure::rejected(info, reason))
             }
-            TcEvent::Failed(m) => self.fail(ep, now, Failure::Protocol(m)),
+            TcEvent::Failed(m) => self.fail(ep, now, Failure::protocol(m)),
             // Replies to our calls are read off the control flow first
             // (`on_control_reply`); anything left is not ours to act on.
             TcEvent::Keepalive(_) | TcEvent::Reply { .. } => {}
@@ -357,7 +357,7 @@ impl StreamApp {
                     self.fail(
                         ep,
                         now,
-                        Failure::Protocol("server ended the connection".into()),
+                        Failure::protocol("server ended the connection".into()),
                     );
                 }
             }
@@ -383,16 +383,13 @@ impl StreamApp {
                 None => self.fail(
                     ep,
                     now,
-                    Failure::Protocol("createStream answered without a stream ID".into()),
+                    Failure::protocol("createStream answered without a stream ID".into()),
                 ),
             },
             Ok(NetCommand::Error { info, .. }) => self.fail(
                 ep,
                 now,
-                Failure::Rejected {
-                    info,
-                    reason: Some("createStream refused".into()),
-                },
+                Failure::rejected(info, Some("createStream refused".into())),
             ),
             _ => return false,
         }
@@ -428,7 +425,7 @@ impl StreamApp {
             return self.fail(
                 ep,
                 now,
-                Failure::Protocol("cannot open the stream flow".into()),
+                Failure::protocol("cannot open the stream flow".into()),
             );
         }
         self.phase = Phase::Starting;
@@ -567,25 +564,11 @@ impl StreamApp {
                 let reason = Some(
                     "the server refused the stream name (NetStream.Publish.BadName)".to_owned(),
                 );
-                self.fail(
-                    ep,
-                    now,
-                    Failure::Rejected {
-                        info: Some(info),
-                        reason,
-                    },
-                );
+                self.fail(ep, now, Failure::rejected(Some(info), reason));
             }
             (StreamRole::Play { .. }, code::PLAY_FAILED | code::PLAY_STREAM_NOT_FOUND) => {
                 let reason = Some(format!("the server refused to play ({c})"));
-                self.fail(
-                    ep,
-                    now,
-                    Failure::Rejected {
-                        info: Some(info),
-                        reason,
-                    },
-                );
+                self.fail(ep, now, Failure::rejected(Some(info), reason));
             }
             _ => {
                 (self.out)(StreamOutput::Status(info));
@@ -696,16 +679,16 @@ impl App for StreamApp {
                 let r = tc.start(ep);
                 self.tc = Some(tc);
                 if let Err(e) = r {
-                    self.fail(ep, now, Failure::Protocol(format!("control flow: {e}")));
+                    self.fail(ep, now, Failure::protocol(format!("control flow: {e}")));
                 }
             }
             Event::OpenFailed { session, reason } if Some(session) == self.session => {
                 self.session = None;
                 let f = match reason {
                     OpenFailure::Timeout | OpenFailure::Unreachable => {
-                        Failure::NoAnswer(format!("no answer from {}", self.cfg.url))
+                        Failure::no_answer(format!("no answer from {}", self.cfg.url))
                     }
-                    other => Failure::Protocol(format!("session opening failed: {other:?}")),
+                    other => Failure::protocol(format!("session opening failed: {other:?}")),
                 };
                 if reason != OpenFailure::Cancelled {
                     self.failure.get_or_insert(f);
@@ -721,7 +704,7 @@ impl App for StreamApp {
                     )
                 {
                     self.failure
-                        .get_or_insert(Failure::Protocol(format!("session closed ({reason:?})")));
+                        .get_or_insert(Failure::protocol(format!("session closed ({reason:?})")));
                 }
                 self.phase = Phase::Done;
             }
@@ -789,7 +772,7 @@ impl App for StreamApp {
         match self.phase {
             Phase::Start => self.start(ep, now),
             Phase::Handshake if now >= self.deadline => {
-                let f = Failure::NoAnswer(format!(
+                let f = Failure::no_answer(format!(
                     "no answer from {} within {:?}",
                     self.cfg.url, self.cfg.timeout
                 ));
@@ -806,7 +789,7 @@ impl App for StreamApp {
                     _ => "publish/play",
                 };
                 let f =
-                    Failure::Protocol(format!("no answer to {what} within {:?}", self.cfg.timeout));
+                    Failure::protocol(format!("no answer to {what} within {:?}", self.cfg.timeout));
                 self.fail(ep, now, f);
             }
             Phase::Active if now >= self.deadline => {

@@ -83,11 +83,13 @@ impl TcClient {
         }
     }
 
-    /// The `connect` Flash Player sends (spec 04 §5.1), with
-    /// `objectEncoding` 0 so replies stay AMF0.
+    /// The `connect` Flash Player sends (spec 04 §5.1), with its default
+    /// `objectEncoding` 3: Cumulus refuses AMF0 clients ("ObjectEncoding
+    /// client must be in a AMF3 format"). Replies are read whether the
+    /// server answers in AMF0 or AMF3.
     pub fn flash_connect(app: &str, tc_url: &str) -> Connect {
         Connect {
-            object_encoding: Some(0.0),
+            object_encoding: Some(3.0),
             ..Connect::flash(app, tc_url, FLASH_VER)
         }
     }
@@ -349,10 +351,10 @@ mod tests {
     }
 
     #[test]
-    fn connect_object_is_flashs_with_amf0() {
+    fn connect_object_is_flashs_with_amf3() {
         let c = TcClient::flash_connect("live", "rtmfp://h/live");
         assert_eq!(c.transaction_id, 1.0);
-        assert_eq!(c.object_encoding, Some(0.0));
+        assert_eq!(c.object_encoding, Some(3.0));
         assert_eq!(c.flash_ver.as_deref(), Some(FLASH_VER));
         assert_eq!(c.fpad, Some(false));
         assert_eq!(c.app.as_deref(), Some("live"));

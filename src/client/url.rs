@@ -8,6 +8,29 @@ use thiserror::Error;
 /// Port RTMFP servers listen on unless told otherwise (Flash's default, as RTMP).
 pub const DEFAULT_PORT: u16 = 1935;
 
+/// Longest URL we send. Flash puts the whole URL in the EPD of the first
+/// handshake packet (IHello), which must arrive as one datagram: keep it
+/// well inside a common path MTU so it is not fragmented (or dropped).
+pub const MAX_URL_LEN: usize = 1024;
+
+/// `s` made safe to print on a terminal: control characters escaped, and
+/// cut to `max` characters with a note of the full length.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n >= max {
+            out.push_str(&format!("… ({} bytes in all)", s.len()));
+            return out;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A parsed server URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtmfpUrl {
@@ -36,6 +59,12 @@ pub enum UrlError {
     UserInfo,
     #[error("bad character {0:?} in host")]
     BadHost(char),
+    #[error("control character {0:?} in the URL")]
+    Control(char),
+    #[error(
+        "URL is {0} bytes; at most {MAX_URL_LEN} fit in the first handshake packet, which carries it"
+    )]
+    TooLong(usize),
     #[error(
         "no stream name: write rtmfp://host/app/STREAM, rtmfp://host/app#STREAM or use --stream"
     )]
@@ -45,6 +74,12 @@ pub enum UrlError {
 impl RtmfpUrl {
     pub fn parse(s: &str) -> Result<Self, UrlError> {
         let s = s.trim();
+        if s.len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong(s.len()));
+        }
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(UrlError::Control(c));
+        }
         let original = s.split('#').next().unwrap_or(s).to_owned();
         let (scheme, rest) = original
             .split_once("://")
@@ -235,6 +270,16 @@ mod tests {
         assert!(matches!(e("rtmfp://[::1]x/a"), UrlError::BadPort(_)));
         assert_eq!(e("rtmfp://u:t@h/a"), UrlError::UserInfo);
         assert_eq!(e("rtmfp://h st/a"), UrlError::BadHost(' '));
+        assert_eq!(e("rtmfp://h/a\x1b[2J"), UrlError::Control('\x1b'));
+        let long = format!("rtmfp://h/{}", "a".repeat(MAX_URL_LEN));
+        assert!(matches!(e(&long), UrlError::TooLong(_)));
+    }
+
+    #[test]
+    fn printable_escapes_and_truncates() {
+        assert_eq!(printable("a\x1b[2Jb", 80), "a\\u{1b}[2Jb");
+        let p = printable(&"x".repeat(500), 10);
+        assert!(p.starts_with("xxxxxxxxxx… (500 bytes"), "{p}");
     }
 
     #[test]

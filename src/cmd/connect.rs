@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use super::monitor::Monitor;
 use crate::cli::{ConnectArgs, DhChoice, exit};
+use crate::client::probe::MIN_INTERVAL;
 use crate::client::{
-    ConnectApp, LoadApp, LoadConfig, LoadShared, LoadSummary, Output, ProbeConfig, RtmfpUrl,
-    reportable_local_addr,
+    ConnectApp, Failure, Kind, LoadApp, LoadConfig, LoadShared, LoadSummary, Output, Phase,
+    ProbeConfig, RtmfpUrl, reportable_local_addr,
 };
+use crate::cmd::signals::Stop;
 use crate::net::{Clock, CryptoThreads, Driver, OsRng, UdpSocket, bind};
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity};
 use crate::proto::endpoint::{Endpoint, EndpointConfig};
@@ -30,12 +32,26 @@ pub fn run(args: ConnectArgs) -> i32 {
     let url = match RtmfpUrl::parse(&args.url) {
         Ok(u) => u,
         Err(e) => {
-            eprintln!("rtmfp connect: bad URL {:?}: {e}", args.url);
+            eprintln!(
+                "rtmfp connect: bad URL {}: {e}",
+                crate::client::url::printable(&args.url, 80)
+            );
             return exit::USAGE;
         }
     };
     if args.sessions == Some(0) || args.concurrency == 0 || args.count == Some(0) {
         eprintln!("rtmfp connect: --sessions, --concurrency and --count must be at least 1");
+        return exit::USAGE;
+    }
+    if args.timeout.is_zero() {
+        eprintln!("rtmfp connect: --timeout must be more than 0 (e.g. 500ms, 5s)");
+        return exit::USAGE;
+    }
+    if args.count.is_some() && args.interval < MIN_INTERVAL {
+        eprintln!(
+            "rtmfp connect: --interval must be at least {} ms: faster probes measure the scheduler, not the path",
+            MIN_INTERVAL.as_millis()
+        );
         return exit::USAGE;
     }
     let rt = match crate::cmd::runtime() {
@@ -45,7 +61,10 @@ pub fn run(args: ConnectArgs) -> i32 {
             return exit::FAILURE;
         }
     };
-    let code = rt.block_on(run_async(args, url));
+    let code = rt.block_on(async {
+        let stop = Stop::install();
+        run_async(args, url, stop).await
+    });
     // A name lookup stuck in the resolver thread must not hold up the exit.
     rt.shutdown_background();
     code
@@ -61,7 +80,7 @@ pub(crate) fn groups(choice: DhChoice) -> Vec<DhGroup> {
     }
 }
 
-fn error_line(json: bool, f: &crate::client::Failure) {
+fn error_line(json: bool, f: &Failure) {
     if json {
         println!("{}", f.to_json());
     } else {
@@ -91,11 +110,14 @@ pub(crate) async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<Soc
     Ok(out)
 }
 
-/// An endpoint with one ephemeral socket per address family among `candidates`;
-/// its DH work goes to crypto threads when `threads` is given.
+/// An endpoint with one ephemeral socket per address family among
+/// `candidates`. With a `flash` identity, sessions to Flash-era servers are
+/// keyed as Flash Player would (see `Endpoint::set_flash_fallback`). Its DH
+/// work goes to crypto threads when `threads` is given.
 pub(crate) fn endpoint(
     identity: &Identity,
     crypto: &CryptoSettings,
+    flash: Option<&Identity>,
     candidates: &[SocketAddr],
     clock: &Clock,
     threads: Option<&CryptoThreads>,
@@ -112,6 +134,9 @@ pub(crate) fn endpoint(
         ..EndpointConfig::default()
     };
     let mut ep = Endpoint::new(identity.clone(), config, Box::new(OsRng), clock.now());
+    if let Some(f) = flash {
+        ep.set_flash_fallback(f.clone(), flash_crypto(crypto));
+    }
     let mut sockets = Vec::new();
     let mut locals = Vec::new();
     for v6 in [false, true] {
@@ -131,43 +156,84 @@ pub(crate) fn endpoint(
     Ok((ep, sockets, locals))
 }
 
-async fn run_async(args: ConnectArgs, url: RtmfpUrl) -> i32 {
-    let candidates = match resolve(&url, args.timeout).await {
-        Ok(c) => c,
-        Err(m) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"type": "error", "kind": "resolve", "message": m})
-                );
-            } else {
-                eprintln!("rtmfp connect: {m}");
-            }
-            return exit::RESOLVE;
+/// Flash Player's crypto for the Flash-era fallback: group 2 only.
+fn flash_crypto(crypto: &CryptoSettings) -> CryptoSettings {
+    CryptoSettings {
+        groups: vec![DhGroup::G2],
+        ..crypto.clone()
+    }
+}
+
+/// Identities for one endpoint: ours, and (with `--dh-group auto`) Flash
+/// Player's single-key group-2 one for Flash-era servers.
+fn identities(groups: &[DhGroup], auto: bool) -> Result<(Identity, Option<Identity>), String> {
+    let id = Identity::generate_static(groups, None, false, &mut OsRng)
+        .map_err(|e| format!("cannot create identity: {e}"))?;
+    let flash = if auto {
+        Some(
+            Identity::generate_static(&[DhGroup::G2], None, false, &mut OsRng)
+                .map_err(|e| format!("cannot create identity: {e}"))?,
+        )
+    } else {
+        None
+    };
+    Ok((id, flash))
+}
+
+fn resolve_failure(json: bool, m: String) -> i32 {
+    let f = Failure::new(Phase::Resolve, Kind::Resolve, m);
+    error_line(json, &f);
+    f.exit_code()
+}
+
+async fn run_async(args: ConnectArgs, url: RtmfpUrl, stop: Stop) -> i32 {
+    let candidates = tokio::select! {
+        r = resolve(&url, args.timeout) => match r {
+            Ok(c) => c,
+            Err(m) => return resolve_failure(args.json, m),
+        },
+        s = stop.wait() => {
+            let f = Failure::interrupted(Phase::Resolve, s.name());
+            error_line(args.json, &f);
+            return f.exit_code();
         }
     };
     // Static DH keys in exactly the offered groups: with `--dh-group 2` this
     // is Flash Player's single-key certificate, the only one Mona-class
-    // servers accept (spec 03 §4.3).
+    // servers accept (spec 03 §4.3). With `auto`, such servers are
+    // recognised by their certificate and get that one instead.
     let groups = groups(args.dh_group);
-    let identity = match Identity::generate_static(&groups, None, false, &mut OsRng) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("rtmfp connect: cannot create identity: {e}");
-            return exit::FAILURE;
-        }
-    };
+    let auto = args.dh_group == DhChoice::Auto;
     let crypto = CryptoSettings {
-        groups,
+        groups: groups.clone(),
         ..CryptoSettings::default()
     };
     match args.sessions {
-        Some(n) if args.hold => run_hold(&args, &url, n, &crypto, &candidates).await,
-        Some(n) => run_load(&args, &url, n, &identity, &crypto, &candidates).await,
-        None if args.peer.wanted() => {
-            super::connect_peer::run(&args, &url, &identity, &crypto, &candidates).await
+        Some(n) if args.hold => run_hold(&args, &url, n, &crypto, &candidates, &stop).await,
+        Some(n) => run_load(&args, &url, n, &crypto, &candidates, &stop).await,
+        None => {
+            let (identity, flash) = match identities(&groups, auto) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("rtmfp connect: {e}");
+                    return exit::FAILURE;
+                }
+            };
+            if args.peer.wanted() {
+                return super::connect_peer::run(&args, &url, &identity, &crypto, &candidates)
+                    .await;
+            }
+            run_probe(
+                &args,
+                &url,
+                &identity,
+                flash.as_ref(),
+                &crypto,
+                &candidates,
+                &stop,
+            )
+            .await
         }
-        None => run_probe(&args, &url, &identity, &crypto, &candidates).await,
     }
 }
 
@@ -175,11 +241,13 @@ async fn run_probe(
     args: &ConnectArgs,
     url: &RtmfpUrl,
     identity: &Identity,
+    flash: Option<&Identity>,
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
+    stop: &Stop,
 ) -> i32 {
     let clock = Clock::new();
-    let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock, None) {
+    let (ep, sockets, locals) = match endpoint(identity, crypto, flash, candidates, &clock, None) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("rtmfp connect: cannot bind: {e}");
@@ -227,7 +295,8 @@ async fn run_probe(
         };
         let _ = stdout.flush();
     });
-    let mut driver = Driver::new(ep, ConnectApp::new(cfg, out), sockets, clock);
+    let mut driver =
+        Driver::new(ep, ConnectApp::new(cfg, out), sockets, clock).with_transport_errors();
     let mut sources = Vec::new();
     if Monitor::wanted(&args.monitor) {
         let (tap, rx) = Monitor::tap(&args.monitor, None);
@@ -244,7 +313,7 @@ async fn run_probe(
     let quit = monitor.quit_requested();
     let interrupted = async {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = stop.wait_unit() => {}
             _ = quit => {}
         }
     };
@@ -264,11 +333,292 @@ async fn run_probe(
         eprintln!("rtmfp connect: {e}");
         return exit::FAILURE;
     }
-    driver.app.finish();
+    match stop.signal() {
+        Some(s) => driver.app.interrupted(s.name()),
+        None => driver.app.finish(),
+    }
     if let Some(f) = driver.app.failure() {
         error_line(args.json, f);
     }
     driver.app.exit_code()
+}
+
+/// Prints a load summary (text or JSON).
+fn print_summary(json: bool, summary: &LoadSummary) {
+    if json {
+        println!("{}", summary.to_json());
+    } else {
+        print!("{summary}");
+    }
+}
+
+async fn run_load(
+    args: &ConnectArgs,
+    url: &RtmfpUrl,
+    sessions: u32,
+    crypto: &CryptoSettings,
+    candidates: &[SocketAddr],
+    stop: &Stop,
+) -> i32 {
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
+    let shared = LoadShared::new(sessions);
+    let slots = args.concurrency.min(sessions);
+    let clock = Clock::new();
+    let mut tasks = Vec::new();
+    let auto = args.dh_group == DhChoice::Auto;
+    // Servers key a NetConnection by peer ID (tcserver refuses the control
+    // flow of a second session with the same certificate), so each slot
+    // needs its own identity; made before the clock starts.
+    let mut ids = Vec::new();
+    for _ in 0..slots {
+        match identities(&crypto.groups, auto) {
+            Ok(i) => ids.push(i),
+            Err(e) => {
+                eprintln!("rtmfp connect: {e}");
+                return exit::FAILURE;
+            }
+        }
+        if stop.signal().is_some() {
+            return exit::INTERRUPTED;
+        }
+    }
+    let begin = std::time::Instant::now();
+    let mut sources = Vec::new();
+    // The dashboard's quit key stops the run like a signal.
+    let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);
+    for (identity, flash) in &ids {
+        let (ep, sockets, locals) = match endpoint(
+            identity,
+            crypto,
+            flash.as_ref(),
+            candidates,
+            &clock,
+            threads.as_ref(),
+        ) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("rtmfp connect: cannot bind: {e}");
+                return exit::FAILURE;
+            }
+        };
+        let cfg = LoadConfig {
+            url: url.original.clone(),
+            app: url.app.clone(),
+            candidates: candidates.to_vec(),
+            local_addrs: locals,
+            timeout: args.timeout,
+            hold: false,
+        };
+        let app = LoadApp::new(cfg, Arc::clone(&shared));
+        let mut driver = Driver::new(ep, app, sockets, clock)
+            .with_crypto_threads(threads.as_ref())
+            .with_transport_errors();
+        if Monitor::wanted(&args.monitor) {
+            let (tap, rx) = Monitor::tap(&args.monitor, None);
+            driver = driver.with_snapshots(tap);
+            sources.push(rx);
+        }
+        let stop = stop.clone();
+        let mut quit = quit_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                tokio::select! {
+                    _ = stop.wait_unit() => {}
+                    _ = quit.wait_for(|q| *q) => {}
+                }
+            };
+            let _ = driver.run(stopped, Duration::from_secs(1)).await;
+            driver.ep.stats().keying_resends
+        }));
+    }
+    let monitor = match Monitor::start(&args.monitor, "rtmfp connect", sources, "type") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start the dashboard: {e}");
+            let _ = quit_tx.send(true);
+            return exit::FAILURE;
+        }
+    };
+    let all = async {
+        let mut resends = 0;
+        for t in tasks {
+            resends += t.await.unwrap_or(0);
+        }
+        resends
+    };
+    tokio::pin!(all);
+    let resends = tokio::select! {
+        r = &mut all => {
+            if monitor.has_dashboard() {
+                monitor.quit_requested().await;
+            }
+            r
+        }
+        _ = monitor.quit_requested() => {
+            let _ = quit_tx.send(true);
+            all.await
+        }
+    };
+    monitor.finish();
+    let results = shared.results();
+    let summary =
+        LoadSummary::new(sessions, slots, &results, begin.elapsed()).with_keying_resends(resends);
+    print_summary(args.json, &summary);
+    if let Some(s) = stop.signal() {
+        eprintln!("rtmfp connect: interrupted by {}", s.name());
+        return exit::INTERRUPTED;
+    }
+    load_exit(&summary)
+}
+
+/// `--sessions N --hold`: one endpoint (port, identity) per session, at most
+/// `--concurrency` in setup at once, all kept open until interrupted.
+async fn run_hold(
+    args: &ConnectArgs,
+    url: &RtmfpUrl,
+    sessions: u32,
+    crypto: &CryptoSettings,
+    candidates: &[SocketAddr],
+    stop: &Stop,
+) -> i32 {
+    // Servers key connections by peer ID, so each held session needs its
+    // own identity; made before the clock starts, off the runtime so that
+    // an interrupt during a long key generation is heard.
+    let groups = crypto.groups.clone();
+    let auto = args.dh_group == DhChoice::Auto;
+    let keygen = tokio::task::spawn_blocking(move || {
+        (0..sessions)
+            .map(|_| identities(&groups, auto))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let ids = tokio::select! {
+        r = keygen => match r {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(e)) => {
+                eprintln!("rtmfp connect: {e}");
+                return exit::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("rtmfp connect: key generation failed: {e}");
+                return exit::FAILURE;
+            }
+        },
+        s = stop.wait() => {
+            eprintln!("rtmfp connect: interrupted by {} while generating keys", s.name());
+            return exit::INTERRUPTED;
+        }
+    };
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
+    let shared = LoadShared::new(sessions);
+    let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
+    let clock = Clock::new();
+    let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut tasks = Vec::new();
+    let begin = std::time::Instant::now();
+    for (identity, flash) in &ids {
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.wait() => break,
+        };
+        let (ep, sockets, locals) = match endpoint(
+            identity,
+            crypto,
+            flash.as_ref(),
+            candidates,
+            &clock,
+            threads.as_ref(),
+        ) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("rtmfp connect: cannot bind: {e}");
+                break;
+            }
+        };
+        let cfg = LoadConfig {
+            url: url.original.clone(),
+            app: url.app.clone(),
+            candidates: candidates.to_vec(),
+            local_addrs: locals,
+            timeout: args.timeout,
+            hold: true,
+        };
+        let app = LoadApp::new(cfg, Arc::clone(&shared)).with_permit(permit);
+        let mut driver = Driver::new(ep, app, sockets, clock)
+            .with_crypto_threads(threads.as_ref())
+            .with_transport_errors();
+        let stop = stop.clone();
+        let lost_tx = lost_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = driver.run(stop.wait_unit(), Duration::from_secs(2)).await;
+            if let Some(f) = driver.app.held_lost() {
+                let _ = lost_tx.send(f.to_string());
+            }
+            driver.app.holding()
+        }));
+    }
+    drop(lost_tx);
+    // Every setup has ended once all permits are back.
+    if stop.signal().is_none() {
+        tokio::select! {
+            _ = permits.acquire_many(args.concurrency) => {}
+            _ = stop.wait() => {}
+        }
+    }
+    let results = shared.results();
+    let summary = LoadSummary::new(sessions, args.concurrency, &results, begin.elapsed());
+    print_summary(args.json, &summary);
+    let mut lost = 0u32;
+    if stop.signal().is_none() {
+        eprintln!(
+            "rtmfp connect: holding {} sessions; interrupt (Ctrl-C) to close them",
+            summary.succeeded
+        );
+        // Held sessions the server ends (it shut down, or dropped us) are
+        // reported as they go; when none is left, there is nothing to hold.
+        let mut held = summary.succeeded;
+        while held > 0 {
+            tokio::select! {
+                m = lost_rx.recv() => match m {
+                    Some(m) => {
+                        lost += 1;
+                        held -= 1;
+                        if lost <= 3 {
+                            eprintln!("rtmfp connect: {m}");
+                        }
+                    }
+                    None => break,
+                },
+                _ = stop.wait() => break,
+            }
+        }
+        if held == 0 && lost > 0 {
+            eprintln!("rtmfp connect: the server closed all {lost} held sessions");
+        }
+    }
+    let mut still_open = 0u32;
+    for t in tasks {
+        if let Ok(true) = t.await {
+            still_open += 1;
+        }
+    }
+    while lost_rx.try_recv().is_ok() {}
+    if still_open > 0 {
+        eprintln!("rtmfp connect: {still_open} sessions did not close in time");
+    }
+    if lost > 0 {
+        return exit::PROTOCOL;
+    }
+    if summary.not_started > 0 && stop.signal().is_some() && summary.succeeded < sessions {
+        return exit::INTERRUPTED;
+    }
+    load_exit(&summary)
 }
 
 /// The load generator's crypto threads (`--crypto-threads`), shared by all
@@ -290,242 +640,24 @@ fn crypto_threads(args: &ConnectArgs) -> Option<Option<CryptoThreads>> {
     }
 }
 
-async fn run_load(
-    args: &ConnectArgs,
-    url: &RtmfpUrl,
-    sessions: u32,
-    identity: &Identity,
-    crypto: &CryptoSettings,
-    candidates: &[SocketAddr],
-) -> i32 {
-    let Some(threads) = crypto_threads(args) else {
-        return exit::FAILURE;
-    };
-    let shared = LoadShared::new(sessions);
-    let slots = args.concurrency.min(sessions);
-    let clock = Clock::new();
-    let mut tasks = Vec::new();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // Servers key a NetConnection by peer ID (tcserver refuses the control
-    // flow of a second session with the same certificate), so each slot
-    // needs its own identity; made before the clock starts.
-    let mut identities = vec![identity.clone()];
-    for _ in 1..slots {
-        match Identity::generate_static(&crypto.groups, None, false, &mut OsRng) {
-            Ok(i) => identities.push(i),
-            Err(e) => {
-                eprintln!("rtmfp connect: cannot create identity: {e}");
-                return exit::FAILURE;
-            }
-        }
-    }
-    let begin = std::time::Instant::now();
-    let mut sources = Vec::new();
-    for identity in &identities {
-        let (ep, sockets, locals) =
-            match endpoint(identity, crypto, candidates, &clock, threads.as_ref()) {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("rtmfp connect: cannot bind: {e}");
-                    return exit::FAILURE;
-                }
-            };
-        let cfg = LoadConfig {
-            url: url.original.clone(),
-            app: url.app.clone(),
-            candidates: candidates.to_vec(),
-            local_addrs: locals,
-            timeout: args.timeout,
-            hold: false,
-        };
-        let app = LoadApp::new(cfg, Arc::clone(&shared));
-        let mut driver = Driver::new(ep, app, sockets, clock).with_crypto_threads(threads.as_ref());
-        if Monitor::wanted(&args.monitor) {
-            let (tap, rx) = Monitor::tap(&args.monitor, None);
-            driver = driver.with_snapshots(tap);
-            sources.push(rx);
-        }
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            driver.run(stopped, Duration::from_secs(1)).await
-        }));
-    }
-    let monitor = match Monitor::start(&args.monitor, "rtmfp connect", sources, "type") {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("rtmfp connect: cannot start the dashboard: {e}");
-            let _ = stop_tx.send(true);
-            return exit::FAILURE;
-        }
-    };
-    let all = async {
-        for t in tasks {
-            let _ = t.await;
-        }
-    };
-    tokio::pin!(all);
-    let mut interrupted = false;
-    tokio::select! {
-        _ = &mut all => {
-            if monitor.has_dashboard() {
-                monitor.quit_requested().await;
-            }
-        }
-        _ = tokio::signal::ctrl_c() => {
-            interrupted = true;
-            let _ = stop_tx.send(true);
-            all.await;
-        }
-        _ = monitor.quit_requested() => {
-            interrupted = true;
-            let _ = stop_tx.send(true);
-            all.await;
-        }
-    }
-    monitor.finish();
-    let results = shared.results();
-    let summary = LoadSummary::new(sessions, slots, &results, begin.elapsed());
-    if args.json {
-        println!("{}", summary.to_json());
-    } else {
-        print!("{summary}");
-    }
-    if interrupted {
-        return exit::FAILURE;
-    }
-    load_exit(&summary)
-}
-
-/// `--sessions N --hold`: one endpoint (port, identity) per session, at most
-/// `--concurrency` in setup at once, all kept open until interrupted.
-async fn run_hold(
-    args: &ConnectArgs,
-    url: &RtmfpUrl,
-    sessions: u32,
-    crypto: &CryptoSettings,
-    candidates: &[SocketAddr],
-) -> i32 {
-    // Servers key connections by peer ID, so each held session needs its
-    // own identity; made before the clock starts, off the runtime so that
-    // an interrupt during a long key generation is heard.
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let groups = crypto.groups.clone();
-    let keygen = tokio::task::spawn_blocking(move || {
-        (0..sessions)
-            .map(|_| Identity::generate_static(&groups, None, false, &mut OsRng))
-            .collect::<Result<Vec<_>, _>>()
-    });
-    let identities = tokio::select! {
-        r = keygen => match r {
-            Ok(Ok(ids)) => ids,
-            Ok(Err(e)) => {
-                eprintln!("rtmfp connect: cannot create identity: {e}");
-                return exit::FAILURE;
-            }
-            Err(e) => {
-                eprintln!("rtmfp connect: key generation failed: {e}");
-                return exit::FAILURE;
-            }
-        },
-        _ = &mut ctrl_c => return exit::FAILURE,
-    };
-    let Some(threads) = crypto_threads(args) else {
-        return exit::FAILURE;
-    };
-    let shared = LoadShared::new(sessions);
-    let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
-    let clock = Clock::new();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    let begin = std::time::Instant::now();
-    let mut interrupted = false;
-    for identity in &identities {
-        let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut ctrl_c => {
-                interrupted = true;
-                break;
-            }
-        };
-        let (ep, sockets, locals) =
-            match endpoint(identity, crypto, candidates, &clock, threads.as_ref()) {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("rtmfp connect: cannot bind: {e}");
-                    interrupted = true;
-                    break;
-                }
-            };
-        let cfg = LoadConfig {
-            url: url.original.clone(),
-            app: url.app.clone(),
-            candidates: candidates.to_vec(),
-            local_addrs: locals,
-            timeout: args.timeout,
-            hold: true,
-        };
-        let app = LoadApp::new(cfg, Arc::clone(&shared)).with_permit(permit);
-        let mut driver = Driver::new(ep, app, sockets, clock).with_crypto_threads(threads.as_ref());
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            let _ = driver.run(stopped, Duration::from_secs(2)).await;
-            driver.app.holding()
-        }));
-    }
-    // Every setup has ended once all permits are back.
-    if !interrupted {
-        tokio::select! {
-            _ = permits.acquire_many(args.concurrency) => {}
-            _ = &mut ctrl_c => interrupted = true,
-        }
-    }
-    let results = shared.results();
-    let summary = LoadSummary::new(sessions, args.concurrency, &results, begin.elapsed());
-    if args.json {
-        println!("{}", summary.to_json());
-    } else {
-        print!("{summary}");
-    }
-    if !interrupted {
-        eprintln!(
-            "rtmfp connect: holding {} sessions; interrupt (Ctrl-C) to close them",
-            summary.succeeded
-        );
-        let _ = (&mut ctrl_c).await;
-    }
-    let _ = stop_tx.send(true);
-    let mut still_open = 0u32;
-    for t in tasks {
-        if let Ok(true) = t.await {
-            still_open += 1;
-        }
-    }
-    if still_open > 0 {
-        eprintln!("rtmfp connect: {still_open} sessions did not close in time");
-    }
-    load_exit(&summary)
-}
-
 /// The most telling failure kind's exit code, or OK.
 fn load_exit(summary: &LoadSummary) -> i32 {
-    for (kind, code) in [
-        ("protocol", exit::PROTOCOL),
-        ("rejected", exit::REJECTED),
-        ("no_answer", exit::NO_ANSWER),
-    ] {
-        if summary.failures.iter().any(|(k, n)| *k == kind && *n > 0) {
-            return code;
+    let mut code = exit::OK;
+    for (kind, n) in &summary.failures {
+        if *n == 0 {
+            continue;
+        }
+        let c = kind.exit_code();
+        // Protocol trumps rejection trumps no answer.
+        let rank = |c: i32| match c {
+            exit::PROTOCOL => 3,
+            exit::REJECTED => 2,
+            exit::NO_ANSWER => 1,
+            _ => 0,
+        };
+        if rank(c) > rank(code) {
+            code = c;
         }
     }
-    exit::OK
+    code
 }

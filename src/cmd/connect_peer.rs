@@ -40,7 +40,7 @@ pub async fn run(
     }
     let clock = Clock::new();
     let (ep, sockets, locals) =
-        match super::connect::endpoint(identity, crypto, candidates, &clock, None) {
+        match super::connect::endpoint(identity, crypto, None, candidates, &clock, None) {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("rtmfp connect: cannot bind: {e}");

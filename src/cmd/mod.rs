@@ -4,11 +4,13 @@
 
 pub mod connect;
 pub mod connect_peer;
+pub mod json;
 pub mod monitor;
 pub mod probe_nat;
 pub mod publish;
 pub mod send;
 pub mod serve;
+pub mod signals;
 pub mod stream_session;
 pub mod subscribe;
 

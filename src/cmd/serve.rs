@@ -21,8 +21,9 @@ use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
 use crate::proto::flow::TransportConfig;
 use crate::proto::session::CloseReason;
+use crate::proto::stats::DropReason;
 use crate::server::metrics::SCRAPE_SNAPSHOT_EVERY;
-use crate::server::{MediaEvent, Server, ServerCommand, ServerConfig, ServerEvent};
+use crate::server::{ClientClose, MediaEvent, Server, ServerCommand, ServerConfig, ServerEvent};
 
 /// tcserver's liveness settings (spec 02 §8): ping after 10 s of silence,
 /// give up after 30 s of unanswered retransmission, close sessions that
@@ -74,10 +75,18 @@ pub fn run(args: ServeArgs) -> i32 {
             return exit::FAILURE;
         }
     };
-    rt.block_on(serve(args, identity, out))
+    rt.block_on(async {
+        let stop = super::signals::Stop::install();
+        serve(args, identity, out, stop).await
+    })
 }
 
-async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
+async fn serve(
+    args: ServeArgs,
+    identity: Identity,
+    out: Output,
+    stop: super::signals::Stop,
+) -> i32 {
     let defaults = args.listen.is_empty();
     let listen = if defaults {
         vec![
@@ -162,6 +171,8 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         server,
         out,
         apps: watched.then(HashMap::new),
+        drops_reported: [0; DropReason::COUNT],
+        next_drop_report: clock.now() + DROP_REPORT_PERIOD,
     };
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
     let threads = match crypto_threads {
@@ -219,7 +230,10 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
     let quit = monitor.quit_requested();
     let shutdown = async move {
         tokio::select! {
-            _ = shutdown_signal(out) => {}
+            sig = stop.wait() => {
+                info!("{}: closing all sessions", sig.name());
+                out.json(json!({"event": "shutdown", "signal": sig.name()}));
+            }
             _ = quit => {
                 info!("dashboard closed: closing all sessions");
                 out.json(json!({"event": "shutdown", "signal": "dashboard"}));
@@ -271,34 +285,6 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives (or never, if signals cannot be
-/// watched: then the process is killed the hard way, as before).
-async fn shutdown_signal(out: Output) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            warn!("cannot watch SIGINT/SIGTERM");
-            return std::future::pending().await;
-        };
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        info!("{name}: closing all sessions");
-        out.json(json!({"event": "shutdown", "signal": name}));
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        info!("interrupted: closing all sessions");
-        out.json(json!({"event": "shutdown", "signal": "SIGINT"}));
-    }
-}
-
 /// Where events go: JSON lines on stdout, or tracing on stderr.
 #[derive(Debug, Clone, Copy)]
 struct Output {
@@ -308,10 +294,7 @@ struct Output {
 impl Output {
     fn json(&self, v: Json) {
         if self.json {
-            let mut so = std::io::stdout().lock();
-            // A closed stdout must not take the server down.
-            let _ = writeln!(so, "{v}");
-            let _ = so.flush();
+            super::json::emit_stamped(v);
         }
     }
 
@@ -437,6 +420,23 @@ impl Output {
                 self.json(json!({"event": "error", "session": session.0,
                     "peer_id": peer_id_hex(peer_id), "error": error.to_string(), "closed": closed}));
             }
+            ServerEvent::ClientClosed {
+                session,
+                peer_id,
+                how,
+            } => {
+                debug!(
+                    "session {} (peer {}): {how}; closing",
+                    session.0,
+                    peer_id_hex(peer_id)
+                );
+                let mut v = json!({"event": "client_closed", "session": session.0,
+                    "peer_id": peer_id_hex(peer_id), "reason": how.name()});
+                if let ClientClose::ControlFlowRejected(code) = how {
+                    v["code"] = json!(code);
+                }
+                self.json(v);
+            }
             ServerEvent::Media(m) => self.media(m),
         }
     }
@@ -531,11 +531,50 @@ fn close_reason(r: CloseReason) -> &'static str {
 struct ServeApp {
     server: Server,
     out: Output,
+    /// Drop counters at the last report, and when the next is due.
+    drops_reported: [u64; DropReason::COUNT],
+    next_drop_report: Instant,
     /// Each session's app, kept only while snapshots are watched.
     apps: Option<HashMap<u32, Arc<str>>>,
 }
 
+/// Datagrams dropped are summed up at most this often (a flood must not
+/// flood the log).
+const DROP_REPORT_PERIOD: Duration = Duration::from_secs(10);
+
 impl ServeApp {
+    /// Logs what was dropped since the last report, by reason: refused and
+    /// failed handshakes (bad cookie, bad keying, limits) and undecodable
+    /// datagrams (too short, failed decryption, malformed).
+    fn report_drops(&mut self, ep: &Endpoint) {
+        let now_drops = ep.stats().drops;
+        let mut parts = Vec::new();
+        let mut total = 0;
+        for r in DropReason::ALL {
+            let n = now_drops[r as usize].saturating_sub(self.drops_reported[r as usize]);
+            if n > 0 {
+                total += n;
+                parts.push((r.name(), n));
+            }
+        }
+        self.drops_reported = now_drops;
+        if total == 0 {
+            return;
+        }
+        let text: Vec<String> = parts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        info!(
+            "dropped {total} datagrams in the last {} s: {}",
+            DROP_REPORT_PERIOD.as_secs(),
+            text.join(", ")
+        );
+        let by: serde_json::Map<String, Json> = parts
+            .iter()
+            .map(|(k, n)| ((*k).to_owned(), json!(n)))
+            .collect();
+        self.out
+            .json(json!({"event": "dropped", "datagrams": total, "by_reason": by}));
+    }
+
     fn flush(&mut self) {
         while let Some(e) = self.server.poll_event() {
             if let Some(apps) = &mut self.apps {
@@ -565,6 +604,17 @@ impl App for ServeApp {
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
         App::on_command(&mut self.server, ep, now, cmd);
         self.flush();
+    }
+
+    fn timeout(&self) -> Option<Instant> {
+        Some(self.next_drop_report)
+    }
+
+    fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        if now >= self.next_drop_report {
+            self.report_drops(ep);
+            self.next_drop_report = now + DROP_REPORT_PERIOD;
+        }
     }
 
     fn annotate(&self, snap: &mut Snapshot) {
@@ -601,6 +651,18 @@ fn load_identity(args: &ServeArgs) -> Result<(Identity, String), String> {
             Ok((id, format!("loaded from {}", path.display())))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Only the default location's directories are ours to create: a
+            // mistyped --identity must not leave a directory tree behind.
+            if args.identity.is_some()
+                && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && !dir.is_dir()
+            {
+                return Err(format!(
+                    "cannot create identity file {}: directory {} does not exist (create it first, or use --ephemeral)",
+                    path.display(),
+                    dir.display()
+                ));
+            }
             let id = new_identity()?;
             write_key_file(&path, &id.to_key_file_bytes())
                 .map_err(|e| format!("cannot write identity file {}: {e}", path.display()))?;
@@ -663,6 +725,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rtmfp-serve-test-{}", std::process::id()));
         let path = dir.join("sub").join("server.key");
         let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let args = |p: &Path| ServeArgs {
             listen: vec![],
             identity: Some(p.to_path_buf()),
@@ -686,6 +749,10 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        let missing = dir.join("no").join("such").join("server.key");
+        let e = load_identity(&args(&missing)).unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(!dir.join("no").exists(), "no directories created");
         let (b, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("loaded"), "{how}");
         assert_eq!(a.fingerprint(), b.fingerprint());

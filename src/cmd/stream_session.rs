@@ -77,10 +77,12 @@ pub async fn open(
     };
     let clock = Clock::new();
     let (ep, sockets, locals) =
-        super::connect::endpoint(&identity, &crypto, &candidates, &clock, None).map_err(|e| {
-            eprintln!("rtmfp {cmd}: cannot bind: {e}");
-            exit::FAILURE
-        })?;
+        super::connect::endpoint(&identity, &crypto, None, &candidates, &clock, None).map_err(
+            |e| {
+                eprintln!("rtmfp {cmd}: cannot bind: {e}");
+                exit::FAILURE
+            },
+        )?;
     let cfg = StreamConfig {
         url: url.server.original.clone(),
         app: url.server.app.clone(),

@@ -76,6 +76,10 @@ pub trait App {
 
     fn on_timeout(&mut self, _ep: &mut Endpoint, _now: Instant) {}
 
+    /// Shutdown was requested (a signal): called once, before the driver
+    /// closes every session, so the app can note where its work stood.
+    fn on_shutdown(&mut self, _ep: &mut Endpoint, _now: Instant) {}
+
     /// True when the driver should stop.
     fn done(&self) -> bool {
         false
@@ -166,6 +170,8 @@ pub struct Driver<A: App> {
     rx: RecvBuffers,
     /// Outgoing datagrams being coalesced for one GSO send.
     tx: Vec<u8>,
+    /// ICMP errors are read from the sockets (see [`Driver::with_transport_errors`]).
+    transport_errors: bool,
     crypto: Option<CryptoLink>,
 }
 
@@ -188,8 +194,20 @@ impl<A: App> Driver<A> {
             edge: EdgeStats::default(),
             rx: RecvBuffers::default(),
             tx: vec![0u8; MAX_SEGMENTS * MAX_DATAGRAM],
+            transport_errors: false,
             crypto: None,
         }
+    }
+
+    /// Reads ICMP unreachable errors from the sockets and hands them to
+    /// [`Endpoint::handle_unreachable`], so an opening session to a closed
+    /// port fails at once. For clients: a server has no use for them.
+    pub fn with_transport_errors(mut self) -> Self {
+        self.transport_errors = self
+            .sockets
+            .iter()
+            .all(|s| s.enable_transport_errors().is_ok());
+        self
     }
 
     /// Runs the endpoint's Diffie-Hellman jobs (`EndpointConfig::crypto_jobs`
@@ -298,6 +316,19 @@ impl<A: App> Driver<A> {
                     None => std::future::pending().await,
                 }
             };
+            let want_errors = self.transport_errors;
+            let errors = async move {
+                // Clients have one socket per address family: no allocation
+                // on this per-packet path.
+                match sockets.as_slice() {
+                    [a] if want_errors => (0, a.error_ready().await),
+                    [a, b, ..] if want_errors => tokio::select! {
+                        r = a.error_ready() => (0, r),
+                        r = b.error_ready() => (1, r),
+                    },
+                    _ => std::future::pending().await,
+                }
+            };
             let crypto = &mut self.crypto;
             let crypto_done = async {
                 match crypto.as_mut() {
@@ -306,6 +337,13 @@ impl<A: App> Driver<A> {
                 }
             };
             tokio::select! {
+                (i, r) = errors => {
+                    if r.is_ok() {
+                        let now = self.clock.now();
+                        let ep = &mut self.ep;
+                        self.sockets[i].take_unreachable(64, |a| ep.handle_unreachable(now, a));
+                    }
+                }
                 done = crypto_done => {
                     if let Some(d) = done {
                         let now = self.clock.now();
@@ -334,6 +372,7 @@ impl<A: App> Driver<A> {
                 _ = tokio::time::sleep_until(sleep_until.into()) => {}
                 _ = &mut shutdown, if shutting_down.is_none() => {
                     let now = self.clock.now();
+                    self.app.on_shutdown(&mut self.ep, now);
                     self.ep.close_all(now);
                     shutting_down = Some(now + grace);
                 }

@@ -110,6 +110,48 @@ impl UdpSocket {
     pub async fn writable(&self) -> io::Result<()> {
         self.io.writable().await
     }
+
+    /// Asks the kernel to queue ICMP errors (port or host unreachable) for
+    /// this socket (`IP_RECVERR`), so a client learns at once that nothing
+    /// listens instead of waiting out its timeout. A no-op off Linux.
+    pub fn enable_transport_errors(&self) -> io::Result<()> {
+        self.state
+            .enable_transport_errors(UdpSockRef::from(&self.io))
+    }
+
+    /// Resolves once the socket has an error queued (see
+    /// [`Self::enable_transport_errors`]).
+    pub async fn error_ready(&self) -> io::Result<()> {
+        self.io.ready(Interest::ERROR).await.map(|_| ())
+    }
+
+    /// Takes the queued errors (at most `limit`), calling `each` with the
+    /// address that reported each unreachable destination (port 0 when the
+    /// kernel does not say).
+    pub fn take_unreachable(&self, limit: usize, mut each: impl FnMut(SocketAddr)) -> usize {
+        let mut n = 0;
+        while n < limit {
+            match self.state.recv_transport_error(UdpSockRef::from(&self.io)) {
+                Ok(Some(e)) => {
+                    n += 1;
+                    if matches!(e.payload, quinn_udp::TransportErrorPayload::Unreachable)
+                        && let Some(a) = e.addr
+                    {
+                        each(a);
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // The readiness that woke us is edge-triggered; clear it so the
+        // next error wakes the task again.
+        self.io
+            .try_io(Interest::ERROR, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            })
+            .ok();
+        n
+    }
 }
 
 /// Receive buffers for one socket, allocated once.

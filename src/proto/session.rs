@@ -113,6 +113,10 @@ pub struct Opening {
     pub started: Instant,
     pub candidates: Vec<Candidate>,
     pub keying: Option<Keying>,
+    /// Addresses Redirects pointed us to, in order (for diagnosis).
+    pub redirects: Vec<SocketAddr>,
+    /// Where the accepted RHello came from.
+    pub rhello_from: Option<SocketAddr>,
 }
 
 /// Initiator state in `KeyingSent`.
@@ -124,6 +128,8 @@ pub struct Keying {
     pub datagram: Vec<u8>,
     pub schedule: ResendSchedule,
     pub cookie_changed: bool,
+    /// Keying with the Flash fallback identity (a Flash-era responder).
+    pub flash_fallback: bool,
     /// Packets for our ISID that arrived before RIKeying could be processed.
     pub early: VecDeque<(u16, SocketAddr, Vec<u8>)>,
 }
@@ -271,6 +277,10 @@ pub struct FarIdentity {
     pub hmac_rx: bool,
     pub sseq_tx: bool,
     pub sseq_rx: bool,
+    /// We opened it with the Flash-compatible fallback identity, because
+    /// the responder's certificate looked Flash-era (see
+    /// [`crate::proto::endpoint::Endpoint::set_flash_fallback`]).
+    pub flash_fallback: bool,
 }
 
 pub struct Session {

@@ -82,10 +82,14 @@ pub struct EndpointStats {
     pub stale_checks: u64,
     pub redirects_sent: u64,
     pub forwarded_hellos: u64,
+    /// IIKeying packets we resent because no RIKeying came (initiator):
+    /// the far end answers hellos but not keying (throttled, refusing).
+    pub keying_resends: u64,
 }
 
 impl EndpointStats {
     pub fn drop(&mut self, reason: DropReason) {
+        tracing::trace!(reason = reason.name(), "datagram dropped");
         self.drops[reason as usize] += 1;
     }
 

@@ -126,10 +126,6 @@ pub enum ServerError {
     StreamLimit(usize),
     #[error("unknown command {0:?}")]
     UnknownCommand(String),
-    #[error("client closed the control flow")]
-    ControlFlowEnded,
-    #[error("client rejected our control flow (code {0})")]
-    ControlFlowRejected(u64),
     #[error("could not open or write our control flow")]
     ControlFlowFailed,
 }
@@ -191,8 +187,46 @@ pub enum ServerEvent {
         /// The session was closed because of it.
         closed: bool,
     },
+    /// The client ended its NetConnection (a normal disconnect, not an
+    /// error); the session is being closed in order.
+    ClientClosed {
+        session: SessionHandle,
+        peer_id: [u8; 32],
+        how: ClientClose,
+    },
     /// Publish, play and their ends (the media relay).
     Media(MediaEvent),
+}
+
+/// How a client ended its NetConnection (spec 04 §3: either control flow
+/// ending ends it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientClose {
+    /// It finished its control flow.
+    ControlFlowClosed,
+    /// It rejected ours, with this exception code (0 from Flash and librtmfp).
+    ControlFlowRejected(u64),
+}
+
+impl ClientClose {
+    /// Stable name for `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientClose::ControlFlowClosed => "control_flow_closed",
+            ClientClose::ControlFlowRejected(_) => "control_flow_rejected",
+        }
+    }
+}
+
+impl std::fmt::Display for ClientClose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientClose::ControlFlowClosed => f.write_str("client closed its control flow"),
+            ClientClose::ControlFlowRejected(c) => {
+                write!(f, "client closed our control flow (code {c})")
+            }
+        }
+    }
 }
 
 /// Counters (monotonic).
@@ -462,7 +496,7 @@ impl Server {
                 };
                 if c.control_rx == Some(flow) {
                     // spec 04 §3: the control flow ending ends the NetConnection.
-                    self.fail(ep, now, h, ServerError::ControlFlowEnded, true);
+                    self.client_closed(ep, now, h, ClientClose::ControlFlowClosed);
                 } else {
                     c.stream_flows.retain(|&(f, _)| f != flow);
                 }
@@ -470,7 +504,7 @@ impl Server {
             FlowEvent::Exception { flow, code } => {
                 let ours = self.conns.get(&h).and_then(|c| c.control_tx);
                 if ours == Some(flow) {
-                    self.fail(ep, now, h, ServerError::ControlFlowRejected(code), true);
+                    self.client_closed(ep, now, h, ClientClose::ControlFlowRejected(code));
                 }
             }
             FlowEvent::SendFlowClosed { .. } => {}
@@ -563,6 +597,31 @@ impl Server {
             error,
             closed: failed,
         });
+    }
+
+    /// A client ending its NetConnection: close the session in order and
+    /// say how, once.
+    fn client_closed(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        h: SessionHandle,
+        how: ClientClose,
+    ) {
+        let Some(peer_id) = self.conns.get(&h).map(|c| c.peer_id) else {
+            return;
+        };
+        if ep
+            .session(h)
+            .is_some_and(|s| s.state == crate::proto::session::State::Open)
+        {
+            ep.close(now, h, true);
+            self.emit(ServerEvent::ClientClosed {
+                session: h,
+                peer_id,
+                how,
+            });
+        }
     }
 
     /// Reports a protocol error; `close` ends the session in order.
@@ -740,8 +799,11 @@ impl Server {
         let oe = c.object_encoding.unwrap_or(0.0);
         self.stats.connects += 1;
         self.registry.join(h, app.clone(), addr, now);
+        // `publicAddress`: where the client is seen from, as rtmfp-cpp's
+        // conncheck reports it, so every client learns its reflexive address.
         let info = StatusInfo::connect_success(self.cfg.description.clone(), oe)
             .with("connectionID", Value::str(peer_id_hex(&peer_id)))
+            .with("publicAddress", Value::str(addr.to_string()))
             .with(
                 "serverFingerprint",
                 Value::str(self.fingerprint_hex.clone()),

@@ -570,4 +570,45 @@ fn introductions_are_rate_limited_per_source() {
     );
 }
 
+#[test]
+fn a_client_closing_its_flows_is_a_close_not_an_error() {
+    let mut net = Net::new();
+    let c = net.add_client(FiHelloMode::Ignore);
+    let (h, f) = net.connect(c);
+    // What Flash and `rtmfp connect` do to disconnect: end the control flow.
+    net.clients[c].ep.transport(h).unwrap().close_flow(f);
+    net.clients[c].ep.wake(h);
+    net.run(Duration::from_millis(500));
+    assert!(
+        !net.server_events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Error { .. })),
+        "{:?}",
+        net.server_events
+    );
+    assert!(net.server_events.iter().any(|e| matches!(
+        e,
+        ServerEvent::ClientClosed {
+            how: ClientClose::ControlFlowClosed,
+            ..
+        }
+    )));
+    assert_eq!(net.server.connection_count(), 0);
+}
+
+#[test]
+fn connect_result_carries_the_public_address() {
+    let mut net = Net::new();
+    let c = net.add_client(FiHelloMode::Ignore);
+    net.connect(c);
+    let cmds = net.commands(c);
+    let info = &cmds[0].args[0];
+    assert_eq!(
+        info.get("publicAddress")
+            .and_then(Value::to_text)
+            .as_deref(),
+        Some("10.0.1.1:5000")
+    );
+}
+
 mod media;

@@ -145,6 +145,31 @@ impl<'a> Certificate<'a> {
     pub fn accepts_ancillary(&self) -> bool {
         self.accepts_ancillary
     }
+
+    /// Whether this is a Flash-era server certificate (Adobe Cirrus and its
+    /// descendants Cumulus and MonaServer, spec 03 §4.3 and 06): ephemeral
+    /// groups listed weakest first starting with group 2, after the extra
+    /// randomness. The reference (and we) list the strongest group first.
+    /// Such servers compute group 2 whatever was negotiated and read only
+    /// Flash Player's single-key certificate.
+    pub fn is_flash_era(&self) -> bool {
+        if self.is_static {
+            return false;
+        }
+        let mut seen_randomness = false;
+        let mut groups = Vec::new();
+        for o in Options::opts(self.canonical()) {
+            match o.typ {
+                cert_opt::EXTRA_RANDOMNESS if groups.is_empty() => seen_randomness = true,
+                cert_opt::EPHEMERAL_GROUP => match split_group(o.value) {
+                    Some((g, _)) => groups.push(g),
+                    None => return false,
+                },
+                _ => {}
+            }
+        }
+        seen_randomness && groups.first() == Some(&2) && groups.is_sorted()
+    }
 }
 
 /// `21 0f ‖ fp` (spec 03 §5.4).
@@ -180,4 +205,33 @@ pub fn near_wins_glare(near_cert: &[u8], far_cert: &[u8]) -> bool {
 /// that session's certificate (spec 03 §7).
 pub fn cert_overrides(old: &[u8], new: &[u8]) -> bool {
     old == new
+}
+
+#[cfg(test)]
+mod flash_era_tests {
+    use super::*;
+    use crate::proto::crypto::{DhGroup, Identity};
+    use crate::proto::rng::SeededRng;
+
+    #[test]
+    fn cirrus_lineage_certificates_are_recognised() {
+        // MonaServer2 / Cumulus / Adobe Cirrus: 01 0a, 41 0e + 64 random
+        // bytes, then groups 2, 5, 14 (spec 03 §4.3).
+        let mut mona = vec![0x01, 0x0a, 0x41, 0x0e];
+        mona.extend([0x5a; 64]);
+        mona.extend([0x02, 0x15, 0x02, 0x02, 0x15, 0x05, 0x02, 0x15, 0x0e]);
+        assert!(Certificate::parse(&mona).unwrap().is_flash_era());
+
+        // The reference server: strongest group first, randomness last.
+        let mut reference = vec![0x01, 0x0a, 0x02, 0x15, 0x10, 0x02, 0x15, 0x0e];
+        reference.extend([0x02, 0x15, 0x02, 0x41, 0x0e]);
+        reference.extend([0x5a; 64]);
+        assert!(!Certificate::parse(&reference).unwrap().is_flash_era());
+
+        let mut rng = SeededRng::new(3);
+        let ours = Identity::generate_ephemeral_server(&DhGroup::ALL, &mut rng).unwrap();
+        assert!(!ours.parsed().is_flash_era());
+        let flash = Identity::generate_static(&[DhGroup::G2], None, false, &mut rng).unwrap();
+        assert!(!flash.parsed().is_flash_era());
+    }
 }

@@ -123,7 +123,7 @@ impl Endpoint {
         let mut close_acked = false;
         let mut fihellos: Vec<(Vec<u8>, SocketAddr, Vec<u8>)> = Vec::new();
         let mut mobility_reply: Option<Vec<u8>> = None;
-        let mut probe_rtt: Option<Duration> = None;
+        let mut probe_rtt: Option<(Instant, Duration)> = None;
         let mut chunks = Chunks::new(area);
         for c in chunks.by_ref() {
             let open = s.state == State::Open;
@@ -140,14 +140,14 @@ impl Endpoint {
                         && let Ok(t) = <[u8; 8]>::try_from(t)
                     {
                         let sent = Instant::from_micros(u64::from_be_bytes(t));
-                        probe_rtt = Some(now.saturating_since(sent));
+                        probe_rtt = Some((sent, now.saturating_since(sent)));
                         s.probe_sent = None;
                     } else if msg.is_empty()
                         && let Some(sent) = s.probe_sent.take()
                     {
                         // A Mona-class peer's echo-less reply (spec 06); it may
                         // answer a keepalive instead, which is close enough.
-                        probe_rtt = Some(now.saturating_since(sent));
+                        probe_rtt = Some((sent, now.saturating_since(sent)));
                     }
                 }
                 Chunk::UserData(d) if open => s.transport.on_user_data(now, &d),
@@ -186,8 +186,13 @@ impl Endpoint {
             s.last_mobility_check_s = Some(now_s);
             s.pending.mobility = Some((iface, from, payload));
         }
-        if let Some(rtt) = probe_rtt {
-            self.events.push_back(Event::PingReply { session: h, rtt });
+        if let Some((sent, rtt)) = probe_rtt {
+            tracing::trace!(session = h.0, ?rtt, "ping reply");
+            self.events.push_back(Event::PingReply {
+                session: h,
+                rtt,
+                sent,
+            });
         }
         if let Some(reply) = mobility_reply {
             self.on_mobility_reply(now, h, iface, from, &reply);
@@ -244,6 +249,7 @@ impl Endpoint {
     }
 
     pub(super) fn on_close_request(&mut self, now: Instant, h: SessionHandle) {
+        tracing::debug!(session = h.0, "Close received from the far end");
         let s = self.session_mut(h).expect("caller checked");
         match s.state {
             State::Open => {
@@ -369,6 +375,7 @@ impl Endpoint {
     }
 
     pub(super) fn emit_closed(&mut self, h: SessionHandle, reason: CloseReason) {
+        tracing::debug!(session = h.0, ?reason, "session closed");
         self.stats.sessions_closed += 1;
         self.events.push_back(Event::Closed { session: h, reason });
     }

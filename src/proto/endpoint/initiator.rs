@@ -33,6 +33,8 @@ impl Endpoint {
             started: now,
             candidates: Vec::new(),
             keying: None,
+            redirects: Vec::new(),
+            rhello_from: None,
         };
         let h = self.insert_session(now, Role::Initiator, State::IHelloSent, 0, None);
         let mode = self.config.fihello_mode;
@@ -130,24 +132,42 @@ impl Endpoint {
             self.stats.drop(DropReason::BadKeying);
             return;
         }
+        // A Flash-era server (Cirrus lineage: Cumulus, MonaServer) keys with
+        // group 2 whatever it advertises and reads only Flash Player's
+        // single-key certificate (spec 06): answer it as Flash Player would.
+        let flash = self.flash_fallback.is_some() && cert.is_flash_era();
+        let (identity, settings) = match (&self.flash_fallback, flash) {
+            (Some(f), true) => (&f.0, &f.1),
+            _ => (&self.identity, &self.config.crypto),
+        };
         let keying = match crypto::InitiatorKeying::new(
-            &self.identity,
-            &self.config.crypto,
+            identity,
+            settings,
             rh.certificate,
             &mut *self.rng,
         ) {
             Ok(k) => k,
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(%from, error = ?e, "RHello: cannot key with its certificate");
                 self.stats.drop(DropReason::BadKeying);
                 return;
             }
         };
+        let near_cert = identity.certificate().to_vec();
+        tracing::debug!(
+            session = h.0,
+            %from,
+            group = keying.group() as u8,
+            flash_era = flash,
+            "RHello received; sending IIKeying"
+        );
         let fingerprint = cert.fingerprint();
         let local_sid = h.0.to_be_bytes();
-        let datagram = match self.seal_iikeying(now, local_sid, rh.cookie, keying.skic()) {
-            Some(d) => d,
-            None => return,
-        };
+        let datagram =
+            match self.seal_iikeying(now, local_sid, rh.cookie, keying.skic(), &near_cert) {
+                Some(d) => d,
+                None => return,
+            };
         let s = self.session_mut(h).expect("checked above");
         s.state = State::KeyingSent;
         s.far_addr = from;
@@ -162,8 +182,10 @@ impl Endpoint {
                 datagram: datagram.clone(),
                 schedule,
                 cookie_changed: false,
+                flash_fallback: flash,
                 early: VecDeque::new(),
             });
+            o.rhello_from = Some(from);
         }
         self.startup_out.push_back(StartupDatagram {
             iface,
@@ -180,8 +202,9 @@ impl Endpoint {
         isid: [u8; 4],
         cookie: &[u8],
         skic: &[u8],
+        cert: &[u8],
     ) -> Option<Vec<u8>> {
-        let cert = self.identity.certificate().to_vec();
+        let cert = cert.to_vec();
         let ik = chunk::IIKeying {
             isid,
             cookie,
@@ -210,6 +233,13 @@ impl Endpoint {
         let mut gone = false;
         for a in rd.addresses().take(REDIRECT_THRESHOLD) {
             any = true;
+            tracing::debug!(session = h.0, %from, to = %a.addr, "Redirect received");
+            if let Some(o) = self.session_mut(h).and_then(|s| s.opening.as_mut())
+                && o.redirects.len() < REDIRECT_THRESHOLD
+                && !o.redirects.contains(&a.addr)
+            {
+                o.redirects.push(a.addr);
+            }
             // 0.0.0.0:0 is MonaServer's "that peer is gone" (spec 06).
             if a.addr.ip().is_unspecified() || a.addr.port() == 0 {
                 gone = true;
@@ -232,6 +262,7 @@ impl Endpoint {
 
     pub(super) fn fail_opening(&mut self, h: SessionHandle, reason: OpenFailure) {
         if self.session(h).is_some_and(|s| s.is_opening()) {
+            tracing::debug!(session = h.0, ?reason, "session opening failed");
             self.stats.sessions_failed += 1;
             self.events
                 .push_back(Event::OpenFailed { session: h, reason });
@@ -269,7 +300,8 @@ impl Endpoint {
     ) {
         let keys = match keys {
             Ok(keys) => keys,
-            Err(_) => {
+            Err(e) => {
+                tracing::debug!(session = h.0, error = ?e, "RIKeying: keying failed");
                 self.stats.drop(DropReason::BadKeying);
                 self.fail_opening(h, OpenFailure::Keying);
                 return;
@@ -297,8 +329,17 @@ impl Endpoint {
             hmac_rx: keys.hmac_rx,
             sseq_tx: keys.sseq_tx,
             sseq_rx: keys.sseq_rx,
+            flash_fallback: keying_state.flash_fallback,
         });
         let (iface, far_addr) = (s.iface, s.far_addr);
+        tracing::debug!(
+            session = h.0,
+            %far_addr,
+            group = keys.group as u8,
+            hmac = keys.hmac_tx,
+            sseq = keys.sseq_tx,
+            "RIKeying received; session open"
+        );
         let early = std::mem::take(&mut keying_state.early);
         if self.by_tag.get(&opening.tag) == Some(&h) {
             self.by_tag.remove(&opening.tag);
@@ -334,10 +375,16 @@ impl Endpoint {
         let Some(skic) = k.keying.as_ref().map(|kk| kk.skic().to_vec()) else {
             return;
         };
+        let flash = k.flash_fallback;
         let local_sid = s.local_sid;
         let (iface, far) = (s.iface, s.far_addr);
         let new_cookie = cc.new_cookie.to_vec();
-        let Some(datagram) = self.seal_iikeying(now, local_sid, &new_cookie, &skic) else {
+        let cert = match (&self.flash_fallback, flash) {
+            (Some(f), true) => f.0.certificate().to_vec(),
+            _ => self.identity.certificate().to_vec(),
+        };
+        tracing::debug!(session = h.0, "Cookie Change received; resending IIKeying");
+        let Some(datagram) = self.seal_iikeying(now, local_sid, &new_cookie, &skic, &cert) else {
             return;
         };
         let s = self.session_mut(h).expect("caller checked");
@@ -369,12 +416,14 @@ impl Endpoint {
         if let Some(k) = o.keying.as_mut() {
             if k.schedule.is_due(now) {
                 k.schedule.sent(now);
+                tracing::debug!(session = h.0, to = %s.far_addr, "no RIKeying yet; resending IIKeying");
                 let d = StartupDatagram {
                     iface: s.iface,
                     dst: s.far_addr,
                     bytes: k.datagram.clone(),
                     keys_for: None,
                 };
+                self.stats.keying_resends += 1;
                 self.startup_out.push_back(d);
             }
             return;
@@ -389,6 +438,7 @@ impl Endpoint {
             }
         }
         for addr in due {
+            tracing::trace!(session = h.0, to = %addr, "sending IHello");
             let ih = chunk::IHello {
                 epd: &epd,
                 tag: &tag,
@@ -401,4 +451,86 @@ impl Endpoint {
             }
         }
     }
+
+    /// The network said `addr` (ICMP port or host unreachable; the address
+    /// that reported it, port 0 when unknown) cannot be reached. Opening
+    /// sessions drop the candidates at that IP, and give up with
+    /// [`OpenFailure::Unreachable`] once none is left: the answer a closed
+    /// port gives at once, instead of a silent timeout.
+    pub fn handle_unreachable(&mut self, _now: Instant, addr: SocketAddr) {
+        let hit =
+            |a: &SocketAddr| a.ip() == addr.ip() && (addr.port() == 0 || a.port() == addr.port());
+        let handles: Vec<SessionHandle> = self
+            .sessions()
+            .filter(|(_, s)| s.opening.is_some())
+            .map(|(h, _)| h)
+            .collect();
+        for h in handles {
+            let Some(s) = self.session_mut(h) else {
+                continue;
+            };
+            let gone = match s.state {
+                State::KeyingSent => hit(&s.far_addr),
+                State::IHelloSent => match s.opening.as_mut() {
+                    Some(o) if o.candidates.iter().any(|c| hit(&c.addr)) => {
+                        o.candidates.retain(|c| !hit(&c.addr));
+                        o.candidates.is_empty()
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
+            if gone {
+                tracing::debug!(session = h.0, %addr, "opening session: destination unreachable");
+                self.fail_opening(h, OpenFailure::Unreachable);
+            }
+        }
+    }
+
+    /// Opens sessions to Flash-era servers (Cirrus lineage, recognised by
+    /// their certificate's layout) with `identity`, Flash Player's
+    /// single-key group-2 certificate, and `crypto`: those servers key with
+    /// group 2 whatever they advertise and misread any other certificate.
+    pub fn set_flash_fallback(&mut self, identity: Identity, crypto: CryptoSettings) {
+        self.flash_fallback = Some(Box::new((identity, crypto)));
+    }
+
+    /// The identity a session was opened with: ours, or the Flash fallback.
+    pub fn near_identity(&self, h: SessionHandle) -> &Identity {
+        let flash = self
+            .session(h)
+            .and_then(|s| s.far.as_ref())
+            .is_some_and(|f| f.flash_fallback);
+        match (&self.flash_fallback, flash) {
+            (Some(f), true) => &f.0,
+            _ => &self.identity,
+        }
+    }
+
+    /// How far an opening session got, for telling a user why it failed.
+    pub fn opening_progress(&self, h: SessionHandle) -> Option<OpeningProgress> {
+        let s = self.session(h)?;
+        let o = s.opening.as_ref()?;
+        Some(OpeningProgress {
+            state: s.state,
+            candidates: o.candidates.iter().map(|c| c.addr).collect(),
+            redirects: o.redirects.clone(),
+            rhello_from: o.rhello_from,
+            flash_fallback: o.keying.as_ref().is_some_and(|k| k.flash_fallback),
+        })
+    }
+}
+
+/// What [`Endpoint::opening_progress`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpeningProgress {
+    /// `IHelloSent` (no usable RHello yet) or `KeyingSent` (RHello answered
+    /// with IIKeying, no RIKeying yet).
+    pub state: State,
+    pub candidates: Vec<SocketAddr>,
+    /// Where Redirects pointed.
+    pub redirects: Vec<SocketAddr>,
+    pub rhello_from: Option<SocketAddr>,
+    /// Keying as Flash Player, the responder looking Flash-era.
+    pub flash_fallback: bool,
 }

@@ -32,6 +32,7 @@ pub use crypto_jobs::{CryptoDone, CryptoJob, CryptoJobId, CryptoPoolStats};
 mod crypto_jobs;
 mod established;
 mod initiator;
+pub use initiator::OpeningProgress;
 mod introduction;
 mod responder;
 
@@ -100,6 +101,9 @@ pub enum Event {
     PingReply {
         session: SessionHandle,
         rtt: Duration,
+        /// When the probe answered was sent (the `now` given to
+        /// [`Endpoint::ping`]): matches a reply to its probe exactly.
+        sent: Instant,
     },
     /// A Redirect answered an opening session (spec 02 §15): the listed
     /// addresses (at most `REDIRECT_THRESHOLD`) are now IHello candidates.
@@ -214,6 +218,8 @@ pub struct Endpoint {
     last_refused: [Option<Instant>; 2],
     /// ECN code point of the datagram being processed.
     rx_ecn: u8,
+    /// Identity and crypto for sessions we open to Flash-era servers.
+    flash_fallback: Option<Box<(Identity, CryptoSettings)>>,
     /// DH work handed to worker threads (`crypto_jobs`).
     crypto_pool: crypto_jobs::CryptoPool,
 }
@@ -256,6 +262,7 @@ impl Endpoint {
             handshake_buckets: HashMap::new(),
             last_refused: [None; 2],
             rx_ecn: 0,
+            flash_fallback: None,
             crypto_pool: Default::default(),
         }
     }

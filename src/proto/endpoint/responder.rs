@@ -260,6 +260,7 @@ impl Endpoint {
             hmac_rx: keys.hmac_rx,
             sseq_tx: keys.sseq_tx,
             sseq_rx: keys.sseq_rx,
+            flash_fallback: false,
         });
         s.cipher = keys.cipher;
         let far_addr = s.far_addr;

@@ -829,6 +829,12 @@ impl Transport {
             return;
         }
         let (lost, any_loss, any_naks) = self.nak_pass();
+        if lost > 0 {
+            tracing::trace!(
+                lost_bytes = lost,
+                "fragments nacked as lost; retransmitting"
+            );
+        }
         let summary = AckSummary {
             acked: self.pkt.acked,
             lost,
@@ -1245,6 +1251,10 @@ impl Transport {
             self.retransmit_epoch = None;
             return;
         }
+        tracing::debug!(
+            in_flight = self.bytes_in_flight,
+            "retransmission timeout: resending outstanding data"
+        );
         if self
             .retransmit_epoch
             .is_some_and(|e| now >= e + self.cfg.retransmit_limit)

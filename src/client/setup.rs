@@ -1,0 +1,284 @@
+//! Opening a session to a server's app, the one path every client command
+//! takes (connect, the load generator, publish, subscribe, send): the
+//! handshake, the NetConnection `connect`, a deadline over both, and a
+//! phase-by-phase diagnosis when it fails ([`super::failure`]).
+//!
+//! Sans-IO, inside an [`crate::net::App`]: call [`Setup::start`] from the
+//! app, feed it the endpoint's events ([`Setup::on_event`]) and its
+//! deadline ([`Setup::deadline`], [`Setup::on_timeout`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::failure::{Failure, Kind, Phase, SetupWatch};
+use super::tc::{TcClient, TcEvent};
+use crate::flash::{Connect, Value};
+use crate::proto::Instant;
+use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
+use crate::proto::session::{CloseReason, State};
+
+/// What to connect to.
+#[derive(Debug, Clone)]
+pub struct SetupConfig {
+    /// The URL as given: `tcUrl` and the EPD (spec 03 §5.5).
+    pub url: String,
+    pub app: String,
+    pub candidates: Vec<SocketAddr>,
+    /// Handshake plus `connect` reply, at most.
+    pub timeout: Duration,
+}
+
+/// What a [`Setup`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetupEvent {
+    /// `connect` was answered with `_result`.
+    Connected {
+        info: Value,
+        /// First IHello to session open.
+        handshake: Duration,
+        /// Session open to the `connect` reply.
+        connect: Duration,
+    },
+    /// The setup, or the connected session, failed (the session is being
+    /// closed; nothing more comes from this setup).
+    Failed(Failure),
+    /// After connecting: a NetConnection event (status, keepalive).
+    Tc(TcEvent),
+    /// After connecting: the session closed (far end, timeout, or ours).
+    Closed(CloseReason),
+}
+
+/// One session being opened, then kept.
+pub struct Setup {
+    cfg: SetupConfig,
+    session: SessionHandle,
+    tc: Option<TcClient>,
+    watch: SetupWatch,
+    started: Instant,
+    opened: Option<Instant>,
+    connected: bool,
+    finished: bool,
+    /// We are closing it: flows and the session ending is expected.
+    closing: bool,
+}
+
+impl Setup {
+    /// Starts the handshake. Fails at once only if the endpoint cannot open
+    /// another session.
+    pub fn start(ep: &mut Endpoint, now: Instant, cfg: SetupConfig) -> Result<Self, Failure> {
+        let epd = crate::proto::crypto::epd_for_uri(&cfg.url);
+        let watch = SetupWatch::start(ep);
+        let session = ep.connect(now, &epd, &cfg.candidates).map_err(|e| {
+            Failure::new(
+                Phase::Hello,
+                Kind::Protocol,
+                format!("cannot start a session: {e:?}"),
+            )
+        })?;
+        tracing::debug!(session = session.0, url = %cfg.url, candidates = ?cfg.candidates, "opening session");
+        Ok(Self {
+            cfg,
+            session,
+            tc: None,
+            watch,
+            started: now,
+            opened: None,
+            connected: false,
+            finished: false,
+            closing: false,
+        })
+    }
+
+    pub fn session(&self) -> SessionHandle {
+        self.session
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected && !self.finished
+    }
+
+    /// True once connected-and-closed or failed: nothing more will come.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The NetConnection, once the session is open (to send commands on).
+    pub fn tc_mut(&mut self) -> Option<&mut TcClient> {
+        self.tc.as_mut()
+    }
+
+    /// Where the setup stands, for a failure raised from outside (an
+    /// interrupt).
+    pub fn phase(&self, ep: &Endpoint) -> Phase {
+        if self.connected {
+            return Phase::Session;
+        }
+        if self.opened.is_some() {
+            return Phase::Connect;
+        }
+        match ep.session(self.session).map(|s| s.state) {
+            Some(State::KeyingSent) => Phase::Keying,
+            _ => Phase::Hello,
+        }
+    }
+
+    /// Until connected: when to give up.
+    pub fn deadline(&self) -> Option<Instant> {
+        (!self.connected && !self.finished).then(|| self.started + self.cfg.timeout)
+    }
+
+    fn fail(&mut self, ep: &mut Endpoint, now: Instant, f: Failure) -> Option<SetupEvent> {
+        if self.finished {
+            return None;
+        }
+        self.finished = true;
+        tracing::debug!(
+            session = self.session.0,
+            phase = f.phase.name(),
+            kind = f.kind.name(),
+            "{f}"
+        );
+        self.close(ep, now);
+        Some(SetupEvent::Failed(f))
+    }
+
+    /// Ends the NetConnection and the session in order (or abandons an
+    /// opening one).
+    pub fn close(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.closing = true;
+        match ep.session(self.session).map(|s| s.state) {
+            Some(State::Open) => {
+                if let Some(tc) = self.tc.as_mut() {
+                    tc.close(ep);
+                }
+                ep.close(now, self.session, true);
+            }
+            Some(_) => ep.close(now, self.session, false),
+            None => {}
+        }
+    }
+
+    pub fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) -> Option<SetupEvent> {
+        let deadline = self.deadline()?;
+        if now < deadline {
+            return None;
+        }
+        let f = if self.opened.is_some() {
+            self.watch
+                .connect_unanswered(ep, self.session, self.cfg.timeout)
+        } else {
+            self.watch
+                .opening_timed_out(ep, self.session, &self.target(), self.cfg.timeout)
+        };
+        self.fail(ep, now, f)
+    }
+
+    fn target(&self) -> String {
+        match self.cfg.candidates.as_slice() {
+            [one] => one.to_string(),
+            _ => self.cfg.url.clone(),
+        }
+    }
+
+    /// Feeds one endpoint event; events of other sessions are ignored.
+    pub fn on_event(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        event: Event,
+    ) -> Option<SetupEvent> {
+        match event {
+            Event::Opened { session, .. } if session == self.session => {
+                self.opened = Some(now);
+                let connect: Connect = TcClient::flash_connect(&self.cfg.app, &self.cfg.url);
+                let mut tc = TcClient::new(session, connect);
+                let r = tc.start(ep);
+                self.tc = Some(tc);
+                if let Err(e) = r {
+                    let f = Failure::new(
+                        Phase::Connect,
+                        Kind::Input,
+                        format!("cannot send connect: {e}"),
+                    );
+                    return self.fail(ep, now, f);
+                }
+                tracing::debug!(session = session.0, app = %self.cfg.app, "session open; connect sent");
+                None
+            }
+            Event::OpenFailed { session, reason } if session == self.session => {
+                let waited = now.saturating_since(self.started);
+                let f = self.watch.open_failed(ep, reason, &self.target(), waited);
+                if self.finished {
+                    return None;
+                }
+                self.finished = true;
+                Some(SetupEvent::Failed(f))
+            }
+            Event::Closed { session, reason } if session == self.session => {
+                if self.finished {
+                    return None;
+                }
+                self.finished = true;
+                if self.connected || self.closing {
+                    tracing::debug!(session = session.0, ?reason, "session closed");
+                    return Some(SetupEvent::Closed(reason));
+                }
+                let f = match reason {
+                    CloseReason::Local | CloseReason::Shutdown => {
+                        Failure::interrupted(Phase::Connect, "a local close")
+                    }
+                    r => Failure::new(
+                        Phase::Connect,
+                        Kind::Closed,
+                        format!("the server closed the session before answering connect ({r:?})"),
+                    ),
+                };
+                Some(SetupEvent::Failed(f))
+            }
+            Event::Flow { session, event } if session == self.session => {
+                let tc = self.tc.as_mut()?;
+                let e = tc.on_flow_event(ep, event)?;
+                if self.closing {
+                    return None;
+                }
+                match e {
+                    TcEvent::Connected { info } => {
+                        self.connected = true;
+                        let opened = self.opened.unwrap_or(now);
+                        tracing::debug!(session = session.0, "connect answered");
+                        Some(SetupEvent::Connected {
+                            info,
+                            handshake: opened.saturating_since(self.started),
+                            connect: now.saturating_since(opened),
+                        })
+                    }
+                    TcEvent::Rejected { info, reason } => {
+                        self.fail(ep, now, Failure::rejected(info, reason))
+                    }
+                    TcEvent::Failed(m) => {
+                        let phase = self.phase(ep);
+                        self.fail(ep, now, Failure::new(phase, Kind::Protocol, m))
+                    }
+                    TcEvent::Ended if self.connected => {
+                        let f = Failure::new(
+                            Phase::Session,
+                            Kind::Closed,
+                            "the server ended the connection",
+                        );
+                        self.fail(ep, now, f)
+                    }
+                    TcEvent::Ended => {
+                        let f = Failure::new(
+                            Phase::Connect,
+                            Kind::Closed,
+                            "the server ended the connection before answering connect",
+                        );
+                        self.fail(ep, now, f)
+                    }
+                    other => Some(SetupEvent::Tc(other)),
+                }
+            }
+            _ => None,
+        }
+    }
+}
