@@ -239,7 +239,9 @@ impl App {
     pub fn new(title: impl Into<String>, sources: usize) -> Self {
         Self {
             title: title.into(),
-            sources: (0..sources).map(|_| Arc::new(Snapshot::default())).collect(),
+            sources: (0..sources)
+                .map(|_| Arc::new(Snapshot::default()))
+                .collect(),
             ended: vec![false; sources],
             rows: Vec::new(),
             sort: Column::Age,

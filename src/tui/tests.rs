@@ -36,7 +36,11 @@ fn row(i: u32) -> SessionRow {
         } else {
             PeerKind::Client
         },
-        app: Some(Arc::from(if i.is_multiple_of(2) { "live" } else { "vod/app" })),
+        app: Some(Arc::from(if i.is_multiple_of(2) {
+            "live"
+        } else {
+            "vod/app"
+        })),
         state: if i % 11 == 5 {
             State::KeyingSent
         } else {
