@@ -34,10 +34,15 @@ complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "help" -d 'Print this me
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s l -l listen -d 'Address to listen on (repeatable). Default: 0.0.0.0:1935 and [::]:1935' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l identity -d 'Identity key file; created on first run. Default: $XDG_DATA_HOME/rtmfp/server.key (or ~/.local/share/rtmfp/server.key)' -r -F
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l max-sessions -d 'Most sessions at once; further handshakes are refused (and logged)' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l handshake-rate -d 'Most new handshakes per second from one IP address (0 = unlimited)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l handshake-rate -d 'Most new handshakes per second from one source prefix (see --source-prefix-v4/-v6; 0 = unlimited)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keepalive -d 'Keepalive period sent to clients, in seconds' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v4 -d 'Prefix length that makes one IPv4 source for every per-source limit (handshake rate, half-open sessions, answer budgets, fair share of key computation)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v6 -d 'Prefix length that makes one IPv6 source (a host usually owns a whole /64)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keying-budget -d 'Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 50): above it new handshakes are dropped before any computation, and each source prefix gets a fair share. 0 = unlimited' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l ephemeral -d 'Use a fresh in-memory identity instead of a key file'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l json -d 'Write one JSON object per event on stdout (logs stay on stderr)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l require-hmac -d 'Refuse clients that do not authenticate every packet with HMAC-SHA-256. By default HMAC is used with every client that supports it (rtmfp-cpp, rtmfp) and left off for Flash-class clients (Flash Player, AIR, librtmfp), which only offer it on request'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l require-sseq -d 'Refuse clients that do not number their packets (session sequence numbers, which stop replays). Same default as for HMAC'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -32,7 +32,7 @@ Exit codes:
   2  usage error
   3  host name could not be resolved
   4  no answer (nothing listening, or UDP blocked)
-  5  rejected by the server (status code printed)
+  5  rejected by the server (status code printed; \"server full\" when at capacity)
   6  protocol or handshake failure";
 
 #[derive(Debug, Parser)]
@@ -105,7 +105,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub max_sessions: usize,
 
-    /// Most new handshakes per second from one IP address (0 = unlimited).
+    /// Most new handshakes per second from one source prefix (see --source-prefix-v4/-v6; 0 =
+    /// unlimited).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub handshake_rate: u32,
 
@@ -122,6 +123,32 @@ pub struct ServeArgs {
     /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters).
     #[arg(long)]
     pub json: bool,
+
+    /// Refuse clients that do not authenticate every packet with HMAC-SHA-256. By default HMAC is
+    /// used with every client that supports it (rtmfp-cpp, rtmfp) and left off for Flash-class
+    /// clients (Flash Player, AIR, librtmfp), which only offer it on request.
+    #[arg(long)]
+    pub require_hmac: bool,
+
+    /// Refuse clients that do not number their packets (session sequence numbers, which stop
+    /// replays). Same default as for HMAC.
+    #[arg(long)]
+    pub require_sseq: bool,
+
+    /// Prefix length that makes one IPv4 source for every per-source limit (handshake rate,
+    /// half-open sessions, answer budgets, fair share of key computation).
+    #[arg(long, value_name = "BITS", default_value_t = 32, value_parser = clap::value_parser!(u8).range(8..=32))]
+    pub source_prefix_v4: u8,
+
+    /// Prefix length that makes one IPv6 source (a host usually owns a whole /64).
+    #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = clap::value_parser!(u8).range(16..=128))]
+    pub source_prefix_v6: u8,
+
+    /// Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 50):
+    /// above it new handshakes are dropped before any computation, and each source prefix gets a
+    /// fair share. 0 = unlimited.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub keying_budget: u32,
 }
 
 /// How strongly to negotiate Diffie-Hellman.
@@ -156,8 +183,8 @@ pub enum DhChoice {
 /// hmac{send,recv}, sseq{send,recv}, handshake_ms, connect_ms, srtt_ms, ping_ms,
 /// keepalive{server_ms,peer_ms}, server_info), `ping` (seq, rtt_ms, lost), `ping_summary` (sent,
 /// received, min_ms, avg_ms, max_ms), `load` (sessions, concurrency, succeeded, failed,
-/// failures{no_answer,rejected,protocol}, elapsed_s, sessions_per_s, handshake_ms and connect_ms as
-/// {p50,p90,p99,max}), and `error` (kind: resolve, no_answer, rejected or protocol; message; for
+/// failures{no_answer,rejected,protocol,server_full}, elapsed_s, sessions_per_s, handshake_ms and connect_ms as
+/// {p50,p90,p99,max}), and `error` (kind: resolve, no_answer, rejected, server_full or protocol; message; for
 /// rejections also code, description and info).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(

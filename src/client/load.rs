@@ -343,7 +343,7 @@ pub struct LoadSummary {
     pub sessions: u32,
     pub concurrency: u32,
     pub succeeded: u32,
-    /// (kind, count) in a fixed order: no_answer, rejected, protocol.
+    /// (kind, count) in a fixed order: no_answer, rejected, protocol, server_full.
     pub failures: Vec<(&'static str, u32)>,
     /// One example message per failure kind.
     pub examples: Vec<(&'static str, String)>,
@@ -361,7 +361,12 @@ impl LoadSummary {
     ) -> Self {
         let mut hs = Vec::new();
         let mut cs = Vec::new();
-        let mut failures = vec![("no_answer", 0), ("rejected", 0), ("protocol", 0)];
+        let mut failures = vec![
+            ("no_answer", 0),
+            ("rejected", 0),
+            ("protocol", 0),
+            ("server_full", 0),
+        ];
         let mut examples: Vec<(&'static str, String)> = Vec::new();
         for r in results {
             match r {

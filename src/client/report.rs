@@ -240,6 +240,7 @@ impl Failure {
 
     pub fn kind(&self) -> &'static str {
         match self {
+            Failure::Rejected { info: Some(i), .. } if i.is_server_full() => "server_full",
             Failure::NoAnswer(_) => "no_answer",
             Failure::Rejected { .. } => "rejected",
             Failure::Protocol(_) => "protocol",

@@ -144,7 +144,7 @@ async fn run_async(args: ConnectArgs, url: RtmfpUrl) -> i32 {
     };
     let crypto = CryptoSettings {
         groups,
-        ..CryptoSettings::default()
+        ..CryptoSettings::preferred()
     };
     match args.sessions {
         Some(n) if args.hold => run_hold(&args, &url, n, &crypto, &candidates).await,
@@ -404,6 +404,7 @@ fn load_exit(summary: &LoadSummary) -> i32 {
     for (kind, code) in [
         ("protocol", exit::PROTOCOL),
         ("rejected", exit::REJECTED),
+        ("server_full", exit::REJECTED),
         ("no_answer", exit::NO_ANSWER),
     ] {
         if summary.failures.iter().any(|(k, n)| *k == kind && *n > 0) {

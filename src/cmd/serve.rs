@@ -11,10 +11,11 @@ use serde_json::{Value as Json, json};
 use tracing::{debug, error, info, warn};
 
 use crate::cli::{ServeArgs, exit};
+use crate::net::memory::{Trimmer, release_free_memory};
 use crate::net::{App, Clock, Driver, OsRng};
 use crate::proto::Instant;
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
-use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
+use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, GuardConfig};
 use crate::proto::flow::TransportConfig;
 use crate::proto::session::CloseReason;
 use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent};
@@ -97,8 +98,22 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
     }
 
     let clock = Clock::new();
+    let crypto = CryptoSettings {
+        hmac_send_always: args.require_hmac,
+        hmac_recv_required: args.require_hmac,
+        sseq_send_always: args.require_sseq,
+        sseq_recv_required: args.require_sseq,
+        ..CryptoSettings::preferred()
+    };
+    let guard = GuardConfig {
+        prefix_v4: args.source_prefix_v4,
+        prefix_v6: args.source_prefix_v6,
+        keying_budget: args.keying_budget,
+        ..GuardConfig::default()
+    };
     let config = EndpointConfig {
-        crypto: CryptoSettings::default(),
+        crypto,
+        guard,
         keepalive_period: KEEPALIVE,
         retransmit_limit: RETRANSMIT_LIMIT,
         idle_limit: Some(IDLE_LIMIT),
@@ -126,7 +141,11 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         },
         fingerprint,
     );
-    let app = ServeApp { server, out };
+    let app = ServeApp {
+        server,
+        out,
+        trimmer: Trimmer::default(),
+    };
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
     let mut driver = Driver::new(ep, app, sockets, clock).with_commands(cmd_rx);
     let fp = peer_id_hex(&fingerprint);
@@ -282,10 +301,7 @@ impl Output {
                     "peer_id": peer_id.as_ref().map(peer_id_hex), "reason": reason}));
             }
             ServerEvent::Refused { from, reason } => {
-                let reason = match reason {
-                    RefuseReason::SessionLimit => "session_limit",
-                    RefuseReason::HandshakeRate => "handshake_rate",
-                };
+                let reason = reason.name();
                 warn!("refusing handshakes from {from}: {reason}");
                 self.json(json!({"event": "refused", "from": from.to_string(), "reason": reason}));
             }
@@ -332,6 +348,7 @@ fn close_reason(r: CloseReason) -> &'static str {
 struct ServeApp {
     server: Server,
     out: Output,
+    trimmer: Trimmer,
 }
 
 impl ServeApp {
@@ -346,8 +363,14 @@ impl App for ServeApp {
     type Command = ServerCommand;
 
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
+        let closed = matches!(event, Event::Closed { .. });
         self.server.handle_event(ep, now, event);
         self.flush();
+        // After a load peak, give the memory of closed sessions back.
+        if closed && self.trimmer.observe(ep.session_count(), now) {
+            ep.shrink_tables();
+            release_free_memory();
+        }
     }
 
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
@@ -449,6 +472,11 @@ mod tests {
             handshake_rate: 0,
             keepalive: 15,
             json: false,
+            require_hmac: false,
+            require_sseq: false,
+            source_prefix_v4: 32,
+            source_prefix_v6: 64,
+            keying_budget: 0,
         };
         let (a, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("created"), "{how}");

@@ -28,7 +28,7 @@ pub use error::CryptoError;
 pub use identity::Identity;
 pub use keying::{
     CryptoSettings, InitiatorKeying, NEG_REQ, NEG_SND, NEG_SOR, PendingResponse, SessionKeys,
-    peer_id, respond, respond_deferred,
+    peer_id, respond, respond_deferred, respond_deferred_with, skic_group,
 };
 
 /// The signature every Flash endpoint sends in IIKeying/RIKeying: the single
