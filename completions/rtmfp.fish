@@ -36,6 +36,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l identity -d 'Ident
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l max-sessions -d 'Most sessions at once; further handshakes are refused (and logged)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l handshake-rate -d 'Most new handshakes per second from one source prefix (see --source-prefix-v4/-v6; 0 = unlimited)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keepalive -d 'Keepalive period sent to clients, in seconds' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l crypto-threads -d 'Threads for handshake Diffie-Hellman work, off the packet path. Default: one per spare core (at least 1); 0 runs it inline on the packet thread. When they are all busy, new handshakes are dropped (clients resend) rather than queued, and no one address gets more than its share' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dh-key-lifetime -d 'With --ephemeral: reuse the server\'s ephemeral DH key for new sessions for up to this long (e.g. 10s, 1m), halving the cost of a handshake. Trade-off: the sessions sharing a key lose forward secrecy between them; whoever later obtains that key (it lives in memory for this window) can decrypt all of them. Default: a fresh key per session' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v4 -d 'Prefix length that makes one IPv4 source for every per-source limit (handshake rate, half-open sessions, answer budgets, fair share of key computation)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v6 -d 'Prefix length that makes one IPv6 source (a host usually owns a whole /64)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keying-budget -d 'Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 50): above it new handshakes are dropped before any computation, and each source prefix gets a fair share. 0 = unlimited' -r
@@ -57,6 +59,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Dif
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l crypto-threads -d 'Threads for handshake Diffie-Hellman work with --sessions. Default: one per spare core (at least 1); 0 runs it inline' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l json -d 'Write the report as one JSON object per line'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'

@@ -114,6 +114,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub keepalive: u64,
 
+    /// Threads for handshake Diffie-Hellman work, off the packet path. Default: one per spare core
+    /// (at least 1); 0 runs it inline on the packet thread. When they are all busy, new handshakes
+    /// are dropped (clients resend) rather than queued, and no one address gets more than its share.
+    #[arg(long, value_name = "N")]
+    pub crypto_threads: Option<usize>,
+
+    /// With --ephemeral: reuse the server's ephemeral DH key for new sessions for up to this long
+    /// (e.g. 10s, 1m), halving the cost of a handshake. Trade-off: the sessions sharing a key lose
+    /// forward secrecy between them; whoever later obtains that key (it lives in memory for this
+    /// window) can decrypt all of them. Default: a fresh key per session.
+    #[arg(long, value_name = "T", value_parser = parse_duration, requires = "ephemeral")]
+    pub dh_key_lifetime: Option<Duration>,
+
     /// Write one JSON object per event on stdout (logs stay on stderr).
     ///
     /// Every object has an "event" field: identity (fingerprint, source), listening (addr,
@@ -237,6 +250,11 @@ pub struct ConnectArgs {
     /// (Flash Player's exact single-key certificate).
     #[arg(long, value_enum, default_value_t = DhChoice::Auto)]
     pub dh_group: DhChoice,
+
+    /// Threads for handshake Diffie-Hellman work with --sessions. Default: one per spare core (at
+    /// least 1); 0 runs it inline.
+    #[arg(long, value_name = "N")]
+    pub crypto_threads: Option<usize>,
 
     /// Write the report as one JSON object per line.
     #[arg(long)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod cmd;
 pub mod flash;
+pub mod media;
 pub mod net;
 pub mod proto;
 pub mod server;

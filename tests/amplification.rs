@@ -304,6 +304,11 @@ fn compact_certificate_keying_completes() {
                 _ => None,
             })
             .unwrap();
+        if want == DhGroup::G2 {
+            // The exact layout librtmfp parses (spec 06).
+            assert_eq!(skrc[..11], [3, 0x1a, 0, 0, 2, 0x1e, 0, 0x81, 2, 0x0d, 2]);
+            assert!(skrc.len() >= 138);
+        }
         let keys = ik.finish(&skrc).expect("the key is in SKRC");
         srv.handle_timeout(t0());
         let opened = std::iter::from_fn(|| srv.poll_event())

@@ -10,7 +10,7 @@ use crate::client::{
     ConnectApp, LoadApp, LoadConfig, LoadShared, LoadSummary, Output, ProbeConfig, RtmfpUrl,
     reportable_local_addr,
 };
-use crate::net::{Clock, Driver, OsRng, UdpSocket, bind};
+use crate::net::{Clock, CryptoThreads, Driver, OsRng, UdpSocket, bind};
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity};
 use crate::proto::endpoint::{Endpoint, EndpointConfig};
 
@@ -83,17 +83,24 @@ async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, S
     Ok(out)
 }
 
-/// An endpoint with one ephemeral socket per address family among `candidates`.
+/// An endpoint with one ephemeral socket per address family among `candidates`;
+/// its DH work goes to crypto threads when `threads` is given.
 fn endpoint(
     identity: &Identity,
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
     clock: &Clock,
+    threads: Option<&CryptoThreads>,
 ) -> std::io::Result<(Endpoint, Vec<UdpSocket>, Vec<SocketAddr>)> {
     let config = EndpointConfig {
         crypto: crypto.clone(),
         keepalive_period: CLIENT_KEEPALIVE,
         idle_limit: None,
+        crypto_jobs: if threads.is_some() {
+            crate::net::CRYPTO_JOBS_PER_THREAD
+        } else {
+            0
+        },
         ..EndpointConfig::default()
     };
     let mut ep = Endpoint::new(identity.clone(), config, Box::new(OsRng), clock.now());
@@ -161,7 +168,7 @@ async fn run_probe(
     candidates: &[SocketAddr],
 ) -> i32 {
     let clock = Clock::new();
-    let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
+    let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock, None) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("rtmfp connect: cannot bind: {e}");
@@ -205,6 +212,25 @@ async fn run_probe(
     driver.app.exit_code()
 }
 
+/// The load generator's crypto threads (`--crypto-threads`), shared by all
+/// its sessions: `Some(None)` for inline DH work, `None` after reporting a
+/// failure to start them.
+fn crypto_threads(args: &ConnectArgs) -> Option<Option<CryptoThreads>> {
+    let n = args
+        .crypto_threads
+        .unwrap_or_else(crate::net::default_crypto_threads);
+    if n == 0 {
+        return Some(None);
+    }
+    match CryptoThreads::spawn(n, n * crate::net::CRYPTO_JOBS_PER_THREAD) {
+        Ok(t) => Some(Some(t)),
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start crypto threads: {e}");
+            None
+        }
+    }
+}
+
 async fn run_load(
     args: &ConnectArgs,
     url: &RtmfpUrl,
@@ -213,6 +239,9 @@ async fn run_load(
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
 ) -> i32 {
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
     let shared = LoadShared::new(sessions);
     let slots = args.concurrency.min(sessions);
     let clock = Clock::new();
@@ -233,13 +262,14 @@ async fn run_load(
     }
     let begin = std::time::Instant::now();
     for identity in &identities {
-        let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("rtmfp connect: cannot bind: {e}");
-                return exit::FAILURE;
-            }
-        };
+        let (ep, sockets, locals) =
+            match endpoint(identity, crypto, candidates, &clock, threads.as_ref()) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("rtmfp connect: cannot bind: {e}");
+                    return exit::FAILURE;
+                }
+            };
         let cfg = LoadConfig {
             url: url.original.clone(),
             app: url.app.clone(),
@@ -249,7 +279,7 @@ async fn run_load(
             hold: false,
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared));
-        let mut driver = Driver::new(ep, app, sockets, clock);
+        let mut driver = Driver::new(ep, app, sockets, clock).with_crypto_threads(threads.as_ref());
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {
@@ -320,6 +350,9 @@ async fn run_hold(
         },
         _ = &mut ctrl_c => return exit::FAILURE,
     };
+    let Some(threads) = crypto_threads(args) else {
+        return exit::FAILURE;
+    };
     let shared = LoadShared::new(sessions);
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize));
     let clock = Clock::new();
@@ -338,14 +371,15 @@ async fn run_hold(
                 break;
             }
         };
-        let (ep, sockets, locals) = match endpoint(identity, crypto, candidates, &clock) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("rtmfp connect: cannot bind: {e}");
-                interrupted = true;
-                break;
-            }
-        };
+        let (ep, sockets, locals) =
+            match endpoint(identity, crypto, candidates, &clock, threads.as_ref()) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("rtmfp connect: cannot bind: {e}");
+                    interrupted = true;
+                    break;
+                }
+            };
         let cfg = LoadConfig {
             url: url.original.clone(),
             app: url.app.clone(),
@@ -355,7 +389,7 @@ async fn run_hold(
             hold: true,
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared)).with_permit(permit);
-        let mut driver = Driver::new(ep, app, sockets, clock);
+        let mut driver = Driver::new(ep, app, sockets, clock).with_crypto_threads(threads.as_ref());
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {

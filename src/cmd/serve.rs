@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cli::{ServeArgs, exit};
 use crate::net::memory::{Trimmer, release_free_memory};
-use crate::net::{App, Clock, Driver, OsRng};
+use crate::net::{App, Clock, CryptoThreads, Driver, OsRng};
 use crate::proto::Instant;
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, GuardConfig};
@@ -111,6 +111,9 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         keying_budget: args.keying_budget,
         ..GuardConfig::default()
     };
+    let crypto_threads = args
+        .crypto_threads
+        .unwrap_or_else(crate::net::default_crypto_threads);
     let config = EndpointConfig {
         crypto,
         guard,
@@ -125,6 +128,8 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
             ..TransportConfig::default()
         },
         handshake_rate: args.handshake_rate,
+        crypto_jobs: crypto_threads * crate::net::CRYPTO_JOBS_PER_THREAD,
+        dh_key_lifetime: args.dh_key_lifetime,
         ..EndpointConfig::default()
     };
     let fingerprint = identity.fingerprint();
@@ -147,7 +152,19 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         trimmer: Trimmer::default(),
     };
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
-    let mut driver = Driver::new(ep, app, sockets, clock).with_commands(cmd_rx);
+    let threads = match crypto_threads {
+        0 => None,
+        n => match CryptoThreads::spawn(n, n * crate::net::CRYPTO_JOBS_PER_THREAD) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                out.fatal(&format!("cannot start crypto threads: {e}"));
+                return exit::FAILURE;
+            }
+        },
+    };
+    let mut driver = Driver::new(ep, app, sockets, clock)
+        .with_commands(cmd_rx)
+        .with_crypto_threads(threads.as_ref());
     let fp = peer_id_hex(&fingerprint);
     for a in driver.local_addrs() {
         info!("listening on {a}");
@@ -471,6 +488,8 @@ mod tests {
             max_sessions: 10,
             handshake_rate: 0,
             keepalive: 15,
+            crypto_threads: None,
+            dh_key_lifetime: None,
             json: false,
             require_hmac: false,
             require_sseq: false,

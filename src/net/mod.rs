@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::proto::endpoint::{Endpoint, Event, MAX_DATAGRAM};
+use crate::proto::endpoint::{CryptoDone, CryptoJob, Endpoint, Event, MAX_DATAGRAM};
 use crate::proto::stats::EndpointStats;
 use crate::proto::{Instant, Rng};
 
@@ -82,6 +82,62 @@ pub trait App {
     }
 }
 
+/// Jobs queued or running per crypto worker thread: enough to keep each
+/// busy while results travel back, few enough that a full pool sheds load
+/// (IIKeyings dropped) within milliseconds of work.
+pub const CRYPTO_JOBS_PER_THREAD: usize = 4;
+
+/// The default number of crypto worker threads: one per spare core (at
+/// least one, so a single-core host still answers pings during a handshake).
+pub fn default_crypto_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
+}
+
+type JobAndReply = (CryptoJob, mpsc::UnboundedSender<CryptoDone>);
+
+/// Worker threads running endpoints' Diffie-Hellman jobs
+/// ([`Endpoint::poll_crypto_job`]); one set can serve several drivers (the
+/// load generator's). The threads end when the last handle is dropped.
+#[derive(Clone)]
+pub struct CryptoThreads {
+    jobs: std::sync::mpsc::SyncSender<JobAndReply>,
+}
+
+impl CryptoThreads {
+    /// `threads` workers sharing a queue of `capacity` jobs.
+    pub fn spawn(threads: usize, capacity: usize) -> io::Result<Self> {
+        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<JobAndReply>(capacity.max(1));
+        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        for i in 0..threads.max(1) {
+            let job_rx = std::sync::Arc::clone(&job_rx);
+            std::thread::Builder::new()
+                .name(format!("rtmfp-crypto-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for a job.
+                        let next = match job_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((job, reply)) = next else { return };
+                        // A driver gone meanwhile no longer wants the result.
+                        let _ = reply.send(job.run());
+                    }
+                })?;
+        }
+        Ok(Self { jobs })
+    }
+}
+
+/// A driver's connection to the crypto threads.
+struct CryptoLink {
+    threads: CryptoThreads,
+    reply: mpsc::UnboundedSender<CryptoDone>,
+    done: mpsc::UnboundedReceiver<CryptoDone>,
+}
+
 /// Counts of what the edge itself saw (the core counts the rest).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EdgeStats {
@@ -105,6 +161,7 @@ pub struct Driver<A: App> {
     rx: RecvBuffers,
     /// Outgoing datagrams being coalesced for one GSO send.
     tx: Vec<u8>,
+    crypto: Option<CryptoLink>,
 }
 
 /// Receive batches taken from one socket before looking at the others.
@@ -125,7 +182,22 @@ impl<A: App> Driver<A> {
             edge: EdgeStats::default(),
             rx: RecvBuffers::default(),
             tx: vec![0u8; MAX_SEGMENTS * MAX_DATAGRAM],
+            crypto: None,
         }
+    }
+
+    /// Runs the endpoint's Diffie-Hellman jobs (`EndpointConfig::crypto_jobs`
+    /// > 0) on `threads`; without, they run inline in this task.
+    pub fn with_crypto_threads(mut self, threads: Option<&CryptoThreads>) -> Self {
+        self.crypto = threads.map(|t| {
+            let (reply, done) = mpsc::unbounded_channel();
+            CryptoLink {
+                threads: t.clone(),
+                reply,
+                done,
+            }
+        });
+        self
     }
 
     pub fn with_commands(mut self, rx: mpsc::Receiver<A::Command>) -> Self {
@@ -200,7 +272,25 @@ impl<A: App> Driver<A> {
                     None => std::future::pending().await,
                 }
             };
+            let crypto = &mut self.crypto;
+            let crypto_done = async {
+                match crypto.as_mut() {
+                    Some(w) => w.done.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                done = crypto_done => {
+                    if let Some(d) = done {
+                        let now = self.clock.now();
+                        self.ep.complete_crypto_job(now, d);
+                        if let Some(w) = self.crypto.as_mut() {
+                            while let Ok(d) = w.done.try_recv() {
+                                self.ep.complete_crypto_job(now, d);
+                            }
+                        }
+                    }
+                }
                 (i, r) = readable => {
                     if r.is_ok() {
                         self.drain_socket(i);
@@ -259,6 +349,24 @@ impl<A: App> Driver<A> {
         }
         loop {
             let mut progressed = false;
+            while let Some(job) = self.ep.poll_crypto_job() {
+                progressed = true;
+                match &self.crypto {
+                    // The endpoint bounds its responder jobs by the queue's
+                    // size; should one not fit (a queue shared by several
+                    // drivers), it runs here.
+                    Some(link) => {
+                        if let Err(
+                            std::sync::mpsc::TrySendError::Full((job, _))
+                            | std::sync::mpsc::TrySendError::Disconnected((job, _)),
+                        ) = link.threads.jobs.try_send((job, link.reply.clone()))
+                        {
+                            self.ep.complete_crypto_job(now, job.run());
+                        }
+                    }
+                    None => self.ep.complete_crypto_job(now, job.run()),
+                }
+            }
             while let Some(e) = self.ep.poll_event() {
                 self.app.on_event(&mut self.ep, now, e);
                 progressed = true;

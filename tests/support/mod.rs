@@ -1,3 +1,4 @@
+pub mod media;
 pub mod netsim;
 
 use rtmfp::proto::SeededRng;

@@ -52,6 +52,10 @@ pub struct Node {
     link_free: Instant,
     /// Set to stop the node: it neither sends nor receives (a vanished peer).
     pub down: bool,
+    /// Set to keep the node's crypto jobs (`EndpointConfig::crypto_jobs`) in
+    /// `held_jobs` instead of running them inline: a busy worker pool.
+    pub hold_crypto: bool,
+    pub held_jobs: Vec<rtmfp::proto::endpoint::CryptoJob>,
 }
 
 struct InFlight {
@@ -138,6 +142,8 @@ impl Net {
             events: Vec::new(),
             link_free: self.now,
             down: false,
+            hold_crypto: false,
+            held_jobs: Vec::new(),
         });
         n
     }
@@ -155,6 +161,15 @@ impl Net {
     /// Moves every pending transmit onto the link and every event into its node.
     pub fn flush(&mut self) {
         for i in 0..self.nodes.len() {
+            // The inline executor: jobs finish at once, in order.
+            while let Some(job) = self.nodes[i].ep.poll_crypto_job() {
+                if self.nodes[i].hold_crypto {
+                    self.nodes[i].held_jobs.push(job);
+                } else {
+                    let now = self.now;
+                    self.nodes[i].ep.complete_crypto_job(now, job.run());
+                }
+            }
             loop {
                 if self.nodes[i].down {
                     break;
@@ -280,6 +295,15 @@ impl Net {
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         self.run_until(d, |n| n.now >= end);
+    }
+
+    /// Finishes the crypto jobs held by `node` (see `Node::hold_crypto`).
+    pub fn release_crypto(&mut self, node: usize) {
+        let now = self.now;
+        for job in std::mem::take(&mut self.nodes[node].held_jobs) {
+            self.nodes[node].ep.complete_crypto_job(now, job.run());
+        }
+        self.flush();
     }
 
     pub fn take_events(&mut self, node: usize) -> Vec<Event> {

@@ -1,13 +1,12 @@
 //! Diffie-Hellman over the MODP groups of spec 03 §8, constant time in the
-//! private exponent (crypto-bigint Montgomery exponentiation).
+//! private exponent (fixed-size Montgomery exponentiation, [`super::monty`]).
 
 use std::sync::OnceLock;
 
-use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
-use crypto_bigint::{BoxedUint, Odd};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::CryptoError;
+use super::monty::Monty;
 use crate::proto::rng::Rng;
 
 /// A Diffie-Hellman group of the Flash profile; generator 2 for all (spec 03 §8).
@@ -40,9 +39,42 @@ const MIN_BIT_COUNT: u32 = 16;
 /// Key generation retries before giving up on a broken RNG.
 const KEYGEN_ATTEMPTS: usize = 64;
 
-struct GroupParams {
-    params: BoxedMontyParams,
-    p: BoxedUint,
+/// One Montgomery context per group size (limbs, double-width limbs).
+/// Built once per group into a static, so unequal sizes cost nothing.
+#[allow(clippy::large_enum_variant)]
+enum GroupParams {
+    G2(Monty<16, 32>),
+    G5(Monty<24, 48>),
+    G14(Monty<32, 64>),
+    G16(Monty<64, 128>),
+}
+
+impl GroupParams {
+    fn pow(&self, base: &[u8], exp: &[u8]) -> Vec<u8> {
+        match self {
+            GroupParams::G2(m) => m.pow(base, exp),
+            GroupParams::G5(m) => m.pow(base, exp),
+            GroupParams::G14(m) => m.pow(base, exp),
+            GroupParams::G16(m) => m.pow(base, exp),
+        }
+    }
+
+    fn pow2(&self, exp: &[u8]) -> Vec<u8> {
+        match self {
+            GroupParams::G2(m) => m.pow2(exp),
+            GroupParams::G5(m) => m.pow2(exp),
+            GroupParams::G14(m) => m.pow2(exp),
+            GroupParams::G16(m) => m.pow2(exp),
+        }
+    }
+}
+
+struct Group {
+    monty: GroupParams,
+    /// The prime, big-endian, full length.
+    p: Vec<u8>,
+    /// `p - 2^24`: the largest acceptable public key.
+    upper: Vec<u8>,
 }
 
 /// Hex of the prime constants above (even length, hex digits only; checked
@@ -117,8 +149,8 @@ impl DhGroup {
         }
     }
 
-    fn params(self) -> &'static GroupParams {
-        static CELLS: [OnceLock<GroupParams>; 4] = [const { OnceLock::new() }; 4];
+    fn params(self) -> &'static Group {
+        static CELLS: [OnceLock<Group>; 4] = [const { OnceLock::new() }; 4];
         let (i, hex) = match self {
             DhGroup::G2 => (0, P2),
             DhGroup::G5 => (1, P5),
@@ -126,37 +158,52 @@ impl DhGroup {
             DhGroup::G16 => (3, P16),
         };
         CELLS[i].get_or_init(|| {
-            let p = BoxedUint::from_be_slice(&decode_hex(hex), self.bits())
-                .unwrap_or_else(|_| unreachable!("prime constant fits its group size"));
-            let odd = Option::<Odd<BoxedUint>>::from(Odd::new(p.clone()))
-                .unwrap_or_else(|| unreachable!("MODP primes are odd"));
-            GroupParams {
-                params: BoxedMontyParams::new_vartime(odd),
-                p,
-            }
+            let p = decode_hex(hex);
+            let monty = match self {
+                DhGroup::G2 => GroupParams::G2(Monty::new(&p)),
+                DhGroup::G5 => GroupParams::G5(Monty::new(&p)),
+                DhGroup::G14 => GroupParams::G14(Monty::new(&p)),
+                DhGroup::G16 => GroupParams::G16(Monty::new(&p)),
+            };
+            // p ends in 64 one bits, so p - 2^24 only clears bit 24.
+            let mut upper = p.clone();
+            let n = upper.len();
+            upper[n - 4] &= !1;
+            Group { monty, p, upper }
         })
     }
 
     /// The prime, big-endian, full length.
     pub fn prime(self) -> Vec<u8> {
-        self.params().p.to_be_bytes().into_vec()
+        self.params().p.clone()
     }
 }
 
-/// `base^exp mod p`, constant time in `exp` for a fixed exponent bit length.
-fn modpow(group: DhGroup, base: &BoxedUint, exp: &[u8]) -> Zeroizing<Vec<u8>> {
-    let gp = group.params();
-    let ebits = (exp.len() * 8) as u32;
-    let mut e = BoxedUint::from_be_slice(exp, ebits.max(64))
-        .unwrap_or_else(|_| unreachable!("precision covers the exponent bytes"));
-    let b = BoxedMontyForm::new(base.clone(), &gp.params);
-    let mut r = b.pow_bounded_exp(&e, ebits);
-    let mut v = r.retrieve();
-    let bytes = Zeroizing::new(v.to_be_bytes().into_vec());
-    e.zeroize();
-    r.zeroize();
-    v.zeroize();
-    bytes
+/// `base^exp mod p` for `base < p`, constant time in `exp` for a fixed
+/// exponent length; full-length big-endian.
+fn modpow(group: DhGroup, base: &[u8], exp: &[u8]) -> Zeroizing<Vec<u8>> {
+    #[cfg(test)]
+    EXPONENTIATIONS.with(|n| n.set(n.get() + 1));
+    Zeroizing::new(group.params().monty.pow(base, exp))
+}
+
+/// `2^exp mod p`, constant time in `exp` for a fixed exponent length.
+fn modpow_g(group: DhGroup, exp: &[u8]) -> Zeroizing<Vec<u8>> {
+    #[cfg(test)]
+    EXPONENTIATIONS.with(|n| n.set(n.get() + 1));
+    Zeroizing::new(group.params().monty.pow2(exp))
+}
+
+#[cfg(test)]
+thread_local! {
+    static EXPONENTIATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Modular exponentiations run on this thread so far (tests: proving that
+/// bad input is turned away before any).
+#[cfg(test)]
+pub(crate) fn exponentiations() -> u64 {
+    EXPONENTIATIONS.with(|n| n.get())
 }
 
 /// Drops leading zero bytes (OpenSSL `BN_bn2bin` minimal encoding, spec 03 §8.1).
@@ -186,11 +233,13 @@ pub fn validate_public_key(group: DhGroup, y: &[u8]) -> Result<(), CryptoError> 
     if ones < MIN_BIT_COUNT || zeros < MIN_BIT_COUNT {
         return Err(CryptoError::BadPublicKey);
     }
+    // Public values: plain comparisons of big-endian numbers of equal length.
     let gp = group.params();
-    let v = BoxedUint::from_be_slice(y, group.bits()).map_err(|_| CryptoError::BadPublicKey)?;
-    let edge = BoxedUint::one_with_precision(group.bits()).shl(EDGE_BITS);
-    let upper = gp.p.wrapping_sub(&edge);
-    if v < edge || v > upper {
+    let mut v = vec![0u8; group.prime_len()];
+    v[group.prime_len() - y.len()..].copy_from_slice(y);
+    let mut edge = vec![0u8; group.prime_len()];
+    edge[group.prime_len() - 1 - (EDGE_BITS / 8) as usize] = 1 << (EDGE_BITS % 8);
+    if v < edge || v > gp.upper {
         return Err(CryptoError::BadPublicKey);
     }
     Ok(())
@@ -267,9 +316,7 @@ impl DhPrivateKey {
         if x.is_empty() || x.len() > group.prime_len() {
             return Err(CryptoError::BadKeyFile);
         }
-        let g = BoxedUint::from_be_slice(&[2], group.bits())
-            .unwrap_or_else(|_| unreachable!("2 fits any group"));
-        let y = modpow(group, &g, x);
+        let y = modpow_g(group, x);
         Ok(DhPrivateKey {
             group,
             x: Zeroizing::new(x.to_vec()),
@@ -294,9 +341,7 @@ impl DhPrivateKey {
     /// `K = y^x mod p` after validating `y` (spec 03 §8.1).
     pub fn shared_secret(&self, far_public: &[u8]) -> Result<SharedSecret, CryptoError> {
         validate_public_key(self.group, far_public)?;
-        let y = BoxedUint::from_be_slice(far_public, self.group.bits())
-            .map_err(|_| CryptoError::BadPublicKey)?;
-        let k = modpow(self.group, &y, &self.x);
+        let k = modpow(self.group, far_public, &self.x);
         Ok(SharedSecret::from_bytes(minimal(&k)))
     }
 }
@@ -351,8 +396,8 @@ mod tests {
             let mut pm1 = g.prime();
             let last = pm1.len() - 1;
             pm1[last] -= 1;
-            let two = BoxedUint::from_be_slice(&[2], g.bits()).unwrap();
-            assert_eq!(minimal(&modpow(g, &two, &pm1)), [1], "{g:?}");
+            assert_eq!(minimal(&modpow(g, &[2], &pm1)), [1], "{g:?}");
+            assert_eq!(minimal(&modpow_g(g, &pm1)), [1], "{g:?}");
         }
     }
 
@@ -421,6 +466,86 @@ mod tests {
             validate_public_key(g, &above),
             Err(CryptoError::BadPublicKey)
         );
+    }
+
+    /// Differential test against num-bigint over random bases and
+    /// exponents of every length up to a few limbs past the ones we use,
+    /// plus the edge bases.
+    #[test]
+    fn matches_num_bigint_oracle() {
+        use num_bigint::BigUint;
+        let mut rng = SeededRng::new(11);
+        for g in DhGroup::ALL {
+            let p = BigUint::from_bytes_be(&g.prime());
+            let two = BigUint::from(2u8);
+            let mut pm1 = g.prime();
+            let last = pm1.len() - 1;
+            pm1[last] -= 1;
+            let mut bases: Vec<Vec<u8>> = vec![vec![0], vec![1], vec![2], pm1, vec![1, 0, 0, 0]];
+            for i in 0..24 {
+                let mut b = vec![0u8; 1 + (i * 37) % g.prime_len()];
+                rng.fill(&mut b);
+                if b.len() == g.prime_len() {
+                    b[0] &= 0x7f; // below p, whose top 64 bits are ones
+                }
+                bases.push(b);
+            }
+            for (i, base) in bases.iter().enumerate() {
+                let elen = 1 + (i * 13) % (g.exponent_bits() as usize / 8 + 24);
+                let mut e = vec![0u8; elen];
+                rng.fill(&mut e);
+                let eb = BigUint::from_bytes_be(&e);
+                let want = BigUint::from_bytes_be(base).modpow(&eb, &p);
+                let got = modpow(g, base, &e);
+                assert_eq!(got.len(), g.prime_len());
+                assert_eq!(BigUint::from_bytes_be(&got), want, "{g:?} base #{i}");
+                let got = modpow_g(g, &e);
+                assert_eq!(
+                    BigUint::from_bytes_be(&got),
+                    two.modpow(&eb, &p),
+                    "{g:?} 2^e #{i}"
+                );
+            }
+            // Through the public API: keys and secrets agree with the oracle.
+            let a = DhPrivateKey::generate(g, &mut rng).unwrap();
+            let b = DhPrivateKey::generate(g, &mut rng).unwrap();
+            let xa = BigUint::from_bytes_be(a.exponent());
+            assert_eq!(BigUint::from_bytes_be(a.public_key()), two.modpow(&xa, &p));
+            let k = a.shared_secret(b.public_key()).unwrap();
+            assert_eq!(
+                BigUint::from_bytes_be(k.as_bytes()),
+                BigUint::from_bytes_be(b.public_key()).modpow(&xa, &p)
+            );
+        }
+    }
+
+    /// Out-of-range, wrong-length and low-order keys (0, 1 and p - 1, the
+    /// elements of order 1 and 2 of a safe-prime group) cost no
+    /// exponentiation, in every group.
+    #[test]
+    fn bad_keys_are_rejected_before_any_exponentiation() {
+        for g in DhGroup::ALL {
+            let k = DhPrivateKey::from_exponent(g, &[0x81; 20]).unwrap();
+            let p = g.prime();
+            let mut pm1 = p.clone();
+            let last = pm1.len() - 1;
+            pm1[last] -= 1;
+            let mut long = vec![0x55; g.prime_len() + 1];
+            long[0] = 0;
+            let before = exponentiations();
+            for y in [
+                vec![],
+                vec![0],
+                vec![1],
+                pm1,
+                p.clone(),
+                long,
+                vec![0xff; g.prime_len()],
+            ] {
+                assert_eq!(k.shared_secret(&y).unwrap_err(), CryptoError::BadPublicKey);
+            }
+            assert_eq!(exponentiations(), before, "{g:?}");
+        }
     }
 
     #[test]

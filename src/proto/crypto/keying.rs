@@ -466,7 +466,7 @@ pub fn respond_deferred(
     skic: &[u8],
     rng: &mut dyn Rng,
 ) -> Result<(Vec<u8>, PendingResponse), CryptoError> {
-    respond_deferred_with(identity, settings, initiator_cert, skic, false, rng)
+    plan_response(identity, settings, initiator_cert, skic)?.build(None, rng)
 }
 
 /// As [`respond_deferred`]; `key_in_skrc` puts our public key in the SKRC
@@ -480,6 +480,22 @@ pub fn respond_deferred_with(
     key_in_skrc: bool,
     rng: &mut dyn Rng,
 ) -> Result<(Vec<u8>, PendingResponse), CryptoError> {
+    plan_response(identity, settings, initiator_cert, skic)?
+        .with_key_in_skrc(key_in_skrc)
+        .build(None, rng)
+}
+
+/// Every check of the responder's keying that costs no exponentiation:
+/// settings, certificate, SKIC options, group and the far public key (range,
+/// length, bit counts). What passes is a [`ResponsePlan`], whose
+/// [`ResponsePlan::build`] does the Diffie-Hellman work (on any thread), so
+/// a flood of garbage keys costs no exponentiation and no worker.
+pub fn plan_response(
+    identity: &Identity,
+    settings: &CryptoSettings,
+    initiator_cert: &[u8],
+    skic: &[u8],
+) -> Result<ResponsePlan, CryptoError> {
     settings.check()?;
     let cert = Certificate::parse(initiator_cert)?;
     let c = parse_component(skic)?;
@@ -505,55 +521,126 @@ pub fn respond_deferred_with(
         return Err(CryptoError::UnsupportedGroup);
     }
     validate_public_key(group, far_key)?;
-
-    let ours = match identity.static_key(group) {
-        Some(k) => k.clone(),
-        None => ephemeral_key(settings, group, rng)?,
-    };
-
-    let flash_class = settings.librtmfp_compatible_skrc
-        && group == DhGroup::G2
-        && !(hmac.send || hmac.recv || sseq.send || sseq.recv)
-        && ours.public_key().len() == group.prime_len();
-    let mut skrc = Vec::new();
-    if flash_class {
-        skrc.extend_from_slice(&FLASH_SKRC_PREFIX);
-    } else {
-        // 1e · 1a (reference order, spec 03 §9.4).
-        neg_options(&mut skrc, hmac, settings.hmac_len, sseq, true);
-    }
-    // A static *server* facing a Flash-class client must still hand out its
-    // key in SKRC (see below); a static *peer* must not: librtmfp's P2P
-    // initiator takes the key from the certificate and wants exactly
-    // `41 0e <64 B>` here (spec 06).
-    let static_server = identity.is_static() && identity.parsed().accepts_ancillary();
-    if identity.is_static() && !(flash_class && static_server) && !key_in_skrc {
-        let mut r = [0u8; COMPONENT_RANDOMNESS];
-        rng.fill(&mut r);
-        push(&mut skrc, comp_opt::EXTRA_RANDOMNESS, &r);
-    } else {
-        // Flash-class initiators (librtmfp, Flash Player) never read our
-        // certificate: they take the DH key from SKRC offset 11 whatever we
-        // are (spec 06). A static responder therefore repeats its static
-        // key here; initiators that keyed with the certificate's copy
-        // ignore this option (the reference only reads it when it needs a
-        // key), so both readings compute the same secret.
-        let mut v = vec![group.id()];
-        v.extend_from_slice(ours.public_key());
-        push(&mut skrc, comp_opt::EPHEMERAL_KEY, &v);
-    }
-    let pending = PendingResponse {
-        ours,
-        far_key: far_key.to_vec(),
-        skrc: skrc.clone(),
-        skic: skic.to_vec(),
+    Ok(ResponsePlan {
         group,
+        far_key: far_key.to_vec(),
+        skic: skic.to_vec(),
         hmac,
         sseq,
-        tx_tag: usize::from(settings.hmac_len),
         rx_tag,
-    };
-    Ok((skrc, pending))
+        static_key: identity.static_key(group).cloned(),
+        // A static *server* facing a Flash-class client must still hand out
+        // its key in SKRC (see `build`); a static *peer* must not.
+        static_server: identity.is_static() && identity.parsed().accepts_ancillary(),
+        key_in_skrc: false,
+        is_static: identity.is_static(),
+        librtmfp_compatible_skrc: settings.librtmfp_compatible_skrc,
+        hmac_len: settings.hmac_len,
+        exponent_bits: if settings.reference_exponents {
+            group.reference_exponent_bits()
+        } else {
+            group.exponent_bits()
+        },
+    })
+}
+
+/// A checked IIKeying awaiting the responder's Diffie-Hellman work
+/// ([`plan_response`]); owns everything it needs, so it can move to a
+/// worker thread.
+#[derive(Debug)]
+pub struct ResponsePlan {
+    group: DhGroup,
+    far_key: Vec<u8>,
+    skic: Vec<u8>,
+    hmac: Neg,
+    sseq: Neg,
+    rx_tag: usize,
+    static_key: Option<DhPrivateKey>,
+    static_server: bool,
+    is_static: bool,
+    librtmfp_compatible_skrc: bool,
+    hmac_len: u8,
+    exponent_bits: u32,
+    /// Our key goes in the SKRC even if static (see `with_key_in_skrc`).
+    key_in_skrc: bool,
+}
+
+impl ResponsePlan {
+    /// Puts our public key in the SKRC even when we are static: the
+    /// initiator keyed against our compact certificate, which has none
+    /// ([`Identity::compact_certificate`]).
+    pub fn with_key_in_skrc(mut self, yes: bool) -> Self {
+        self.key_in_skrc = yes;
+        self
+    }
+
+    pub fn group(&self) -> DhGroup {
+        self.group
+    }
+
+    /// Whether the responder answers with a fresh (ephemeral) key, which
+    /// [`ResponsePlan::build`] generates unless handed one to reuse.
+    pub fn is_ephemeral(&self) -> bool {
+        self.static_key.is_none()
+    }
+
+    /// Our key (the static one, `reuse` for an ephemeral responder when
+    /// given, else a fresh one) and the SKRC; the shared secret is left to
+    /// [`PendingResponse::finish`].
+    pub fn build(
+        self,
+        reuse: Option<DhPrivateKey>,
+        rng: &mut dyn Rng,
+    ) -> Result<(Vec<u8>, PendingResponse), CryptoError> {
+        let group = self.group;
+        let (hmac, sseq) = (self.hmac, self.sseq);
+        let ours = match (self.static_key, reuse) {
+            (Some(k), _) => k,
+            (None, Some(k)) if k.group() == group => k,
+            (None, _) => DhPrivateKey::generate_with_bits(group, self.exponent_bits, rng)?,
+        };
+        let flash_class = self.librtmfp_compatible_skrc
+            && group == DhGroup::G2
+            && !(hmac.send || hmac.recv || sseq.send || sseq.recv)
+            && ours.public_key().len() == group.prime_len();
+        let mut skrc = Vec::new();
+        if flash_class {
+            skrc.extend_from_slice(&FLASH_SKRC_PREFIX);
+        } else {
+            // 1e · 1a (reference order, spec 03 §9.4).
+            neg_options(&mut skrc, hmac, self.hmac_len, sseq, true);
+        }
+        // A static peer must not repeat its key here: librtmfp's P2P
+        // initiator takes the key from the certificate and wants exactly
+        // `41 0e <64 B>` (spec 06).
+        if self.is_static && !(flash_class && self.static_server) && !self.key_in_skrc {
+            let mut r = [0u8; COMPONENT_RANDOMNESS];
+            rng.fill(&mut r);
+            push(&mut skrc, comp_opt::EXTRA_RANDOMNESS, &r);
+        } else {
+            // Flash-class initiators (librtmfp, Flash Player) never read our
+            // certificate: they take the DH key from SKRC offset 11 whatever
+            // we are (spec 06). A static responder therefore repeats its
+            // static key here; initiators that keyed with the certificate's
+            // copy ignore this option (the reference only reads it when it
+            // needs a key), so both readings compute the same secret.
+            let mut v = vec![group.id()];
+            v.extend_from_slice(ours.public_key());
+            push(&mut skrc, comp_opt::EPHEMERAL_KEY, &v);
+        }
+        let pending = PendingResponse {
+            ours,
+            far_key: self.far_key,
+            skrc: skrc.clone(),
+            skic: self.skic,
+            group,
+            hmac,
+            sseq,
+            tx_tag: usize::from(self.hmac_len),
+            rx_tag: self.rx_tag,
+        };
+        Ok((skrc, pending))
+    }
 }
 
 /// The responder's keying with the Diffie-Hellman step still to do: the
@@ -572,6 +659,11 @@ pub struct PendingResponse {
 }
 
 impl PendingResponse {
+    /// Our key pair: an ephemeral responder may keep it for reuse.
+    pub fn key(&self) -> &DhPrivateKey {
+        &self.ours
+    }
+
     /// The shared secret and the session keys (spec 03 §10–§11).
     pub fn finish(self) -> Result<SessionKeys, CryptoError> {
         let k = self.ours.shared_secret(&self.far_key)?;

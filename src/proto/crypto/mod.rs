@@ -15,6 +15,7 @@ mod epd;
 mod error;
 mod identity;
 mod keying;
+mod monty;
 
 #[cfg(test)]
 mod vectors;
@@ -27,8 +28,9 @@ pub use epd::{Epd, epd_for_peer, epd_for_uri, make_epd};
 pub use error::CryptoError;
 pub use identity::Identity;
 pub use keying::{
-    CryptoSettings, InitiatorKeying, NEG_REQ, NEG_SND, NEG_SOR, PendingResponse, SessionKeys,
-    peer_id, respond, respond_deferred, respond_deferred_with, skic_group,
+    CryptoSettings, InitiatorKeying, NEG_REQ, NEG_SND, NEG_SOR, PendingResponse, ResponsePlan,
+    SessionKeys, peer_id, plan_response, respond, respond_deferred, respond_deferred_with,
+    skic_group,
 };
 
 /// The signature every Flash endpoint sends in IIKeying/RIKeying: the single

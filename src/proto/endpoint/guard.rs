@@ -341,6 +341,13 @@ impl Guard {
         }
     }
 
+    /// Would [`Guard::open_half`] succeed now?
+    pub fn half_open_available(&self, ip: IpAddr) -> bool {
+        self.half_open_total < self.cfg.half_open_total
+            && self.half_open.get(&self.prefix(ip)).copied().unwrap_or(0)
+                < self.cfg.half_open_per_prefix
+    }
+
     /// Reserves a half-open session slot for `ip`'s prefix.
     pub fn open_half(&mut self, ip: IpAddr) -> Result<(), Denied> {
         if self.half_open_total >= self.cfg.half_open_total {

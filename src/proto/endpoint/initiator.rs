@@ -237,7 +237,28 @@ impl Endpoint {
         let Some(keying) = k.keying.take() else {
             return;
         };
-        let keys = match keying.finish(ri.skrc) {
+        if ri.rsid == [0; 4] {
+            self.fail_opening(h, OpenFailure::Keying);
+            return;
+        }
+        if self.config.crypto_jobs > 0 {
+            self.submit_initiation(h, ri.rsid, keying, ri.skrc.to_vec());
+            return;
+        }
+        let keys = keying.finish(ri.skrc);
+        self.finish_initiation(now, h, ri.rsid, keys);
+    }
+
+    /// The initiator's keys are computed (inline or by a crypto job): the
+    /// session opens, or fails on a bad RIKeying.
+    pub(super) fn finish_initiation(
+        &mut self,
+        now: Instant,
+        h: SessionHandle,
+        rsid: [u8; 4],
+        keys: Result<crypto::SessionKeys, crypto::CryptoError>,
+    ) {
+        let keys = match keys {
             Ok(keys) => keys,
             Err(_) => {
                 self.stats.drop(DropReason::BadKeying);
@@ -245,15 +266,15 @@ impl Endpoint {
                 return;
             }
         };
-        if ri.rsid == [0; 4] {
-            self.fail_opening(h, OpenFailure::Keying);
+        let Some(s) = self.session_mut(h) else { return };
+        let Some(opening) = s.opening.take() else {
             return;
-        }
-        let s = self.session_mut(h).expect("caller checked");
-        let opening = s.opening.take().expect("checked above");
-        let mut keying_state = opening.keying.expect("checked above");
+        };
+        let Some(mut keying_state) = opening.keying else {
+            return;
+        };
         s.state = State::Open;
-        s.far_sid = ri.rsid;
+        s.far_sid = rsid;
         s.cipher = keys.cipher;
         s.opened_at = now;
         s.last_idle = now;

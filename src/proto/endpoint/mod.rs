@@ -27,6 +27,9 @@ use super::wire::chunk::{self, Chunk, Chunks};
 use super::wire::header::{Mode, PacketHeader, scramble_sid};
 use super::wire::{Writer, header};
 
+pub use crypto_jobs::{CryptoDone, CryptoJob, CryptoJobId, CryptoPoolStats};
+
+mod crypto_jobs;
 mod established;
 mod guard;
 mod initiator;
@@ -152,6 +155,14 @@ pub struct EndpointConfig {
     pub handshake_rate: u32,
     /// Limits on what unverified sources get (see [`GuardConfig`]).
     pub guard: GuardConfig,
+    /// Responder DH work queued or running on worker threads at most
+    /// (`poll_crypto_job`); 0 = none: the work runs inline, on the packet path.
+    pub crypto_jobs: usize,
+    /// Reuse an ephemeral responder key for new sessions for this long
+    /// (one exponentiation per session instead of two, at the cost of
+    /// forward secrecy between the sessions sharing it); `None` = a fresh
+    /// key per session.
+    pub dh_key_lifetime: Option<Duration>,
 }
 
 impl Default for EndpointConfig {
@@ -167,6 +178,8 @@ impl Default for EndpointConfig {
             transport: TransportConfig::default(),
             handshake_rate: 0,
             guard: GuardConfig::default(),
+            crypto_jobs: 0,
+            dh_key_lifetime: None,
         }
     }
 }
@@ -224,6 +237,8 @@ pub struct Endpoint {
     stopping: bool,
     /// ECN code point of the datagram being processed.
     rx_ecn: u8,
+    /// DH work handed to worker threads (`crypto_jobs`).
+    crypto_pool: crypto_jobs::CryptoPool,
 }
 
 /// IPs tracked for handshake rate limiting, at most; stale ones are
@@ -269,6 +284,7 @@ impl Endpoint {
             over_capacity: 0,
             stopping: false,
             rx_ecn: 0,
+            crypto_pool: Default::default(),
         }
     }
 
@@ -300,7 +316,8 @@ impl Endpoint {
     /// Sessions that count against `max_sessions`: all but the half-open
     /// ones and those admitted only to be told the server is full.
     pub fn confirmed_session_count(&self) -> usize {
-        self.session_count() - self.guard.half_open_count() - self.over_capacity
+        self.session_count()
+            .saturating_sub(self.guard.half_open_count() + self.over_capacity)
     }
 
     /// Was this session admitted past `max_sessions`, only so that it can be
@@ -361,6 +378,7 @@ impl Endpoint {
             self.remove_session(h);
         }
         self.startup_out.retain(|d| d.keys_for.is_none());
+        self.discard_responder_jobs();
     }
 
     pub fn session(&self, h: SessionHandle) -> Option<&Session> {

@@ -130,6 +130,13 @@ impl Endpoint {
         };
         let fingerprint = cert.fingerprint();
         let skic_digest = digest(ik.skic);
+        let jobs = self.config.crypto_jobs > 0;
+        if jobs
+            && let crypto_jobs::Offload::Duplicate =
+                self.offload_iikeying(iface, from, ik.isid, &skic_digest)
+        {
+            return;
+        }
         // A repeated IIKeying: resend the cached RIKeying, no key work.
         if let Some(&existing) = self.by_addr.get(&(iface, from)) {
             let s = self.session(existing).expect("indexed sessions exist");
@@ -189,82 +196,122 @@ impl Endpoint {
             }
             self.fail_opening(ours, OpenFailure::Glare);
         }
-        if self.session_count() >= self.config.max_sessions.saturating_mul(2).max(16) {
-            // Even over-capacity refusals need a slot; the table is bounded.
+        if self.session_table_full() {
             self.stats.drop(DropReason::Limit);
             self.refuse(now, from, RefuseReason::SessionLimit);
             return;
         }
-        let full = self.confirmed_session_count() >= self.config.max_sessions;
         if !self.take_handshake_token(now, from) {
             self.stats.drop(DropReason::Limit);
             self.refuse(now, from, RefuseReason::HandshakeRate);
             return;
         }
-        if self.guard.open_half(from.ip()).is_err() {
+        if !self.guard.half_open_available(from.ip()) {
             self.stats.drop(DropReason::Limit);
             self.refuse(now, from, RefuseReason::HalfOpen);
             return;
         }
-        // Priced and admitted before any exponentiation (an ephemeral key
-        // is generated right below).
+        // Priced and admitted before any exponentiation (key generation
+        // and the shared secret come later, inline or on the crypto pool).
         let cost = crypto::skic_group(ik.skic).map_or(1, keying_cost);
         if self.guard.take_keying(now, from.ip(), cost).is_err() {
-            self.guard.close_half(from.ip());
             self.stats.drop(DropReason::Limit);
             self.refuse(now, from, RefuseReason::KeyingBudget);
             return;
         }
-        let (skrc, pending) = match crypto::respond_deferred_with(
+        let plan = match crypto::plan_response(
             &self.identity,
             &self.config.crypto,
             ik.certificate,
             ik.skic,
-            compact,
-            &mut *self.rng,
         ) {
-            Ok(r) => r,
+            Ok(p) => p.with_key_in_skrc(compact),
             Err(_) => {
-                self.guard.close_half(from.ip());
                 self.stats.drop(DropReason::BadKeying);
                 return;
             }
         };
+        if jobs {
+            self.answered = true;
+            self.submit_response(now, iface, from, ik.isid, skic_digest, fingerprint, plan);
+            return;
+        }
+        let reuse = self.reusable_key(now, &plan);
+        let fresh = plan.is_ephemeral() && reuse.is_none();
+        let (skrc, pending) = match plan.build(reuse, &mut *self.rng) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.drop(DropReason::BadKeying);
+                return;
+            }
+        };
+        if fresh {
+            self.keep_for_reuse(now, pending.key());
+        }
+        let Some(h) = self.answer_iikeying(now, iface, from, ik.isid, &skrc, skic_digest) else {
+            return;
+        };
+        // The DH step waits until this RIKeying has left (poll_transmit),
+        // so the initiator's key computation runs alongside ours.
+        if let Some(d) = self.startup_out.back_mut() {
+            d.keys_for = Some(h);
+        }
+        let s = self.session_mut(h).expect("just inserted");
+        s.pending_keys = Some(Box::new((pending, fingerprint)));
+        self.reschedule(h);
+    }
+
+    /// Opens the responder's session for a keyed IIKeying and queues its
+    /// RIKeying (kept for answering resends); `None` when it cannot be sent.
+    pub(super) fn answer_iikeying(
+        &mut self,
+        now: Instant,
+        iface: u16,
+        from: SocketAddr,
+        isid: [u8; 4],
+        skrc: &[u8],
+        skic_digest: [u8; 32],
+    ) -> Option<SessionHandle> {
+        // Half-open until the initiator's first packet; past --max-sessions
+        // it is admitted only to be told the server is full.
+        let full = self.confirmed_session_count() >= self.config.max_sessions;
+        if self.guard.open_half(from.ip()).is_err() {
+            self.stats.drop(DropReason::Limit);
+            self.refuse(now, from, RefuseReason::HalfOpen);
+            return None;
+        }
+        if full {
+            self.refuse(now, from, RefuseReason::SessionLimit);
+        }
         let h = self.insert_session(now, Role::Responder, State::Open, iface, Some(from));
         let rsid = h.0.to_be_bytes();
         let ri = chunk::RIKeying {
             rsid,
-            skrc: &skrc,
+            skrc,
             signature: SIGNATURE,
             signed: &[],
         };
-        let lifetime = self.config.guard.half_open_lifetime;
+        let half_open = (now + self.config.guard.half_open_lifetime, from.ip());
         let s = self.session_mut(h).expect("just inserted");
-        s.half_open = Some((now + lifetime, from.ip()));
+        s.half_open = Some(half_open);
         if full {
-            s.over_capacity = Some(now + lifetime + OVER_CAPACITY_GRACE);
-            self.refuse(now, from, RefuseReason::SessionLimit);
+            s.over_capacity = Some(half_open.0 + OVER_CAPACITY_GRACE);
         }
-        if !self.send_startup(now, iface, from, ik.isid, |w| ri.encode(w)) {
+        if !self.send_startup(now, iface, from, isid, |w| ri.encode(w)) {
             self.remove_session(h);
-            return;
+            return None;
         }
         self.answered = true;
-        // The DH step waits until this RIKeying has left (poll_transmit),
-        // so the initiator's key computation runs alongside ours.
-        let cached = match self.startup_out.back_mut() {
-            Some(d) => {
-                d.keys_for = Some(h);
-                d.bytes.clone()
-            }
-            None => Vec::new(),
-        };
+        let cached = self
+            .startup_out
+            .back()
+            .map(|d| d.bytes.clone())
+            .unwrap_or_default();
         let s = self.session_mut(h).expect("just inserted");
-        s.far_sid = ik.isid;
-        s.pending_keys = Some(Box::new((pending, fingerprint)));
+        s.far_sid = isid;
         s.rikeying = Some((skic_digest, cached));
         self.by_addr.insert((iface, from), h);
-        self.reschedule(h);
+        Some(h)
     }
 
     /// Completes a responder session's keys (the deferred DH step) and
@@ -283,6 +330,17 @@ impl Endpoint {
                 return;
             }
         };
+        self.install_responder_keys(h, keys, fingerprint);
+    }
+
+    /// Gives a responder session its keys and reports it open.
+    pub(super) fn install_responder_keys(
+        &mut self,
+        h: SessionHandle,
+        keys: crypto::SessionKeys,
+        fingerprint: [u8; 32],
+    ) {
+        let Some(s) = self.session_mut(h) else { return };
         s.far = Some(FarIdentity {
             fingerprint,
             near_nonce: keys.near_nonce,
@@ -336,6 +394,12 @@ impl Endpoint {
             *slot = Some(now);
             self.events.push_back(Event::Refused { from, reason });
         }
+    }
+
+    /// The session table holds confirmed sessions up to `max_sessions`,
+    /// and as many again half-open or over-capacity ones, at most.
+    pub(super) fn session_table_full(&self) -> bool {
+        self.session_count() >= self.config.max_sessions.saturating_mul(2).max(16)
     }
 
     /// A half-open session's first authentic packet from the initiator:

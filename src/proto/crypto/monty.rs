@@ -1,0 +1,398 @@
+//! Fixed-size Montgomery arithmetic for the MODP groups, constant time in
+//! the exponent for a given exponent length.
+//!
+//! Why hand-written: a handshake's CPU is almost all modular exponentiation,
+//! and the generic, heap-allocated big integers of crypto-bigint spend about
+//! half their time outside the multiply. Here every size is a compile-time
+//! constant (`N` 64-bit limbs, `W = 2N` for a double-width product), so the
+//! loops have fixed trip counts and everything lives on the stack; squaring
+//! has its own routine (about half the word products of a multiplication);
+//! and raising the generator 2 takes only squarings and doublings.
+//!
+//! Constant time: no branch and no memory index depends on the exponent or
+//! on intermediate values. Table lookups read every entry and keep one with a
+//! mask; the final subtraction of each Montgomery product is a masked select.
+//! Only the exponent's length (a public parameter, fixed per group) shapes
+//! the sequence of operations.
+
+use std::hint::black_box;
+
+use zeroize::Zeroize;
+
+/// `acc + a * b + carry` as (low, high) words; never overflows.
+#[inline(always)]
+fn mac(acc: u64, a: u64, b: u64, carry: u64) -> (u64, u64) {
+    let t = u128::from(a) * u128::from(b) + u128::from(acc) + u128::from(carry);
+    (t as u64, (t >> 64) as u64)
+}
+
+/// `a + b + carry` as (sum, carry out).
+#[inline(always)]
+fn adc(a: u64, b: u64, carry: u64) -> (u64, u64) {
+    let t = u128::from(a) + u128::from(b) + u128::from(carry);
+    (t as u64, (t >> 64) as u64)
+}
+
+/// `a - b - borrow` as (difference, borrow out in {0, 1}).
+#[inline(always)]
+fn sbb(a: u64, b: u64, borrow: u64) -> (u64, u64) {
+    let t = u128::from(a).wrapping_sub(u128::from(b) + u128::from(borrow));
+    (t as u64, (t >> 127) as u64)
+}
+
+/// All ones when `bit` is 1, zero when 0, hidden from the optimiser so that
+/// selects stay branch-free.
+#[inline(always)]
+fn mask_of(bit: u64) -> u64 {
+    black_box(0u64.wrapping_sub(bit & 1))
+}
+
+/// `-p^-1 mod 2^64` by Newton iteration (p odd).
+fn neg_inverse(p0: u64) -> u64 {
+    let mut x: u64 = 1;
+    for _ in 0..6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(p0.wrapping_mul(x)));
+    }
+    x.wrapping_neg()
+}
+
+/// A modulus of `N` limbs with its Montgomery constants; `W` must be `2N`.
+#[derive(Clone)]
+pub(crate) struct Monty<const N: usize, const W: usize> {
+    p: [u64; N],
+    n0: u64,
+    /// R mod p: one in Montgomery form.
+    one: [u64; N],
+    /// R^2 mod p: converts into Montgomery form.
+    r2: [u64; N],
+}
+
+/// Exponent bits per window of [`Monty::pow`]: 4 costs 14 products for the
+/// table and one per 4 exponent bits, the minimum for 160- to 480-bit
+/// exponents (5 would spend 16 more on the table than it saves).
+pub(crate) const WINDOW: u32 = 4;
+const TABLE: usize = 1 << WINDOW;
+
+impl<const N: usize, const W: usize> Monty<N, W> {
+    /// Precomputes the constants for an odd `p` with its top bit set, given
+    /// big-endian in exactly `8 N` bytes.
+    pub fn new(p_be: &[u8]) -> Self {
+        const { assert!(W == 2 * N && N > 0) };
+        assert_eq!(p_be.len(), 8 * N, "modulus length");
+        let p = from_be(p_be);
+        assert!(
+            p[0] & 1 == 1 && p[N - 1] >> 63 == 1,
+            "odd, full-length modulus"
+        );
+        let mut m = Monty {
+            p,
+            n0: neg_inverse(p[0]),
+            one: [0; N],
+            r2: [0; N],
+        };
+        // 2^(64N) mod p by doubling 1 64N times, then 2^(128N) by 64N more:
+        // a few hundred thousand word operations, once per group.
+        let mut x = [0u64; N];
+        x[0] = 1;
+        for _ in 0..64 * N {
+            x = m.double_mod(&x);
+        }
+        m.one = x;
+        for _ in 0..64 * N {
+            x = m.double_mod(&x);
+        }
+        m.r2 = x;
+        m
+    }
+
+    /// `x - p` when `hi:x >= p`, else `x`; for `hi:x < 2p`.
+    #[inline(always)]
+    fn reduce_once(&self, x: &[u64; N], hi: u64) -> [u64; N] {
+        let mut s = [0u64; N];
+        let mut borrow = 0;
+        for i in 0..N {
+            (s[i], borrow) = sbb(x[i], self.p[i], borrow);
+        }
+        // Subtract when the value overflowed N limbs or did not borrow.
+        let take = mask_of(hi | (borrow ^ 1));
+        let mut out = [0u64; N];
+        for i in 0..N {
+            out[i] = (s[i] & take) | (x[i] & !take);
+        }
+        out
+    }
+
+    /// `2x mod p` for `x < p`.
+    #[inline(always)]
+    fn double_mod(&self, x: &[u64; N]) -> [u64; N] {
+        let mut d = [0u64; N];
+        let mut top = 0;
+        for i in 0..N {
+            d[i] = (x[i] << 1) | top;
+            top = x[i] >> 63;
+        }
+        self.reduce_once(&d, top)
+    }
+
+    /// Montgomery product `a b / R mod p` for `a, b < p` (CIOS, the two
+    /// carry chains of each row interleaved).
+    #[inline]
+    pub fn mul(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
+        let p = &self.p;
+        let mut t = [0u64; N];
+        let mut t_hi = 0u64;
+        for &bi in b.iter() {
+            let (x0, mut c1) = mac(t[0], a[0], bi, 0);
+            let m = x0.wrapping_mul(self.n0);
+            let (_, mut c2) = mac(x0, m, p[0], 0);
+            for j in 1..N {
+                let x;
+                (x, c1) = mac(t[j], a[j], bi, c1);
+                (t[j - 1], c2) = mac(x, m, p[j], c2);
+            }
+            let (x, h1) = adc(t_hi, c1, 0);
+            let (y, h2) = adc(x, c2, 0);
+            t[N - 1] = y;
+            t_hi = h1 + h2;
+        }
+        self.reduce_once(&t, t_hi)
+    }
+
+    /// Montgomery square `a^2 / R mod p` for `a < p`: the double-width
+    /// square (cross products once, doubled) then a separate reduction.
+    #[inline]
+    pub fn square(&self, a: &[u64; N]) -> [u64; N] {
+        let mut w = [0u64; W];
+        for i in 0..N - 1 {
+            let mut c = 0;
+            for j in i + 1..N {
+                (w[i + j], c) = mac(w[i + j], a[i], a[j], c);
+            }
+            w[i + N] = c;
+        }
+        let mut top = 0;
+        for x in w.iter_mut() {
+            let v = *x;
+            *x = (v << 1) | top;
+            top = v >> 63;
+        }
+        let mut c = 0;
+        for i in 0..N {
+            let (lo, hi) = mac(0, a[i], a[i], 0);
+            (w[2 * i], c) = adc(w[2 * i], lo, c);
+            (w[2 * i + 1], c) = adc(w[2 * i + 1], hi, c);
+        }
+        let out = self.reduce_wide(&mut w);
+        w.zeroize();
+        out
+    }
+
+    /// Montgomery reduction of a double-width `w < p R`.
+    #[inline(always)]
+    fn reduce_wide(&self, w: &mut [u64; W]) -> [u64; N] {
+        let p = &self.p;
+        let mut hi_carry = 0;
+        for i in 0..N {
+            let m = w[i].wrapping_mul(self.n0);
+            let mut c = 0;
+            for j in 0..N {
+                (w[i + j], c) = mac(w[i + j], m, p[j], c);
+            }
+            (w[i + N], hi_carry) = adc(w[i + N], c, hi_carry);
+        }
+        let mut t = [0u64; N];
+        t.copy_from_slice(&w[N..]);
+        let out = self.reduce_once(&t, hi_carry);
+        t.zeroize();
+        out
+    }
+
+    fn enter_mont(&self, x: &[u64; N]) -> [u64; N] {
+        self.mul(x, &self.r2)
+    }
+
+    fn leave_mont(&self, x: &[u64; N]) -> [u64; N] {
+        let mut one = [0u64; N];
+        one[0] = 1;
+        self.mul(x, &one)
+    }
+
+    /// `base^exp mod p` for `base < p` (big-endian, at most `8 N` bytes) and
+    /// a big-endian exponent whose byte length is public: a fixed 4-bit
+    /// window, one constant-time table lookup per window.
+    pub fn pow(&self, base_be: &[u8], exp_be: &[u8]) -> Vec<u8> {
+        let base = from_be_padded::<N>(base_be);
+        let mut table = [[0u64; N]; TABLE];
+        table[0] = self.one;
+        table[1] = self.enter_mont(&base);
+        for k in 2..TABLE {
+            table[k] = if k % 2 == 0 {
+                self.square(&table[k / 2])
+            } else {
+                self.mul(&table[k - 1], &table[1])
+            };
+        }
+        let mut z = self.one;
+        let mut pick = [0u64; N];
+        let mut first = true;
+        for &byte in exp_be {
+            for idx in [u64::from(byte >> 4), u64::from(byte & 15)] {
+                if !first {
+                    for _ in 0..WINDOW {
+                        z = self.square(&z);
+                    }
+                }
+                select(&table, idx, &mut pick);
+                z = if first { pick } else { self.mul(&z, &pick) };
+                first = false;
+            }
+        }
+        let mut r = self.leave_mont(&z);
+        let out = to_be(&r);
+        z.zeroize();
+        r.zeroize();
+        pick.zeroize();
+        table.zeroize();
+        out
+    }
+
+    /// `2^exp mod p`: per exponent bit one squaring and one masked doubling,
+    /// no multiplication.
+    pub fn pow2(&self, exp_be: &[u8]) -> Vec<u8> {
+        let mut z = self.one;
+        let mut first = true;
+        for &byte in exp_be {
+            for shift in (0..8).rev() {
+                if !first {
+                    z = self.square(&z);
+                }
+                first = false;
+                let d = self.double_mod(&z);
+                let take = mask_of(u64::from(byte >> shift));
+                for i in 0..N {
+                    z[i] = (d[i] & take) | (z[i] & !take);
+                }
+            }
+        }
+        let mut r = self.leave_mont(&z);
+        let out = to_be(&r);
+        z.zeroize();
+        r.zeroize();
+        out
+    }
+}
+
+/// Copies `table[idx]` into `out` reading every entry.
+#[inline(always)]
+fn select<const N: usize>(table: &[[u64; N]; TABLE], idx: u64, out: &mut [u64; N]) {
+    out.fill(0);
+    for (k, entry) in table.iter().enumerate() {
+        let eq = ((k as u64) ^ idx).wrapping_sub(1) >> 63; // 1 iff k == idx (both < 2^63)
+        let m = mask_of(eq);
+        for i in 0..N {
+            out[i] |= entry[i] & m;
+        }
+    }
+}
+
+/// Little-endian limbs of exactly `8 N` big-endian bytes.
+fn from_be<const N: usize>(b: &[u8]) -> [u64; N] {
+    let mut out = [0u64; N];
+    for (i, chunk) in b.rchunks_exact(8).enumerate() {
+        out[i] = u64::from_be_bytes(chunk.try_into().unwrap_or([0; 8]));
+    }
+    out
+}
+
+/// Little-endian limbs of at most `8 N` big-endian bytes, left-padded.
+fn from_be_padded<const N: usize>(b: &[u8]) -> [u64; N] {
+    let mut buf = [0u8; 8];
+    let mut out = [0u64; N];
+    for (i, limb) in out.iter_mut().enumerate() {
+        let end = b.len().saturating_sub(8 * i);
+        let start = b.len().saturating_sub(8 * (i + 1));
+        buf.fill(0);
+        buf[8 - (end - start)..].copy_from_slice(&b[start..end]);
+        *limb = u64::from_be_bytes(buf);
+    }
+    buf.zeroize();
+    out
+}
+
+/// Big-endian bytes, full length `8 N`.
+fn to_be<const N: usize>(x: &[u64; N]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 * N);
+    for limb in x.iter().rev() {
+        out.extend_from_slice(&limb.to_be_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// p = 2^128 - 159: a two-limb prime with its top bit set, small enough
+    /// for `u128` arithmetic to check against.
+    fn small() -> Monty<2, 4> {
+        let mut p = [0xffu8; 16];
+        p[15] = 0x61; // 2^128 - 159
+        Monty::new(&p)
+    }
+
+    #[test]
+    fn small_modulus_matches_u128_arithmetic() {
+        let m = small();
+        let p: u128 = u128::MAX - 158;
+        let mulmod = |a: u128, b: u128| -> u128 {
+            // Russian-peasant multiply mod p without overflow.
+            let (mut r, mut a, mut b) = (0u128, a % p, b);
+            while b > 0 {
+                if b & 1 == 1 {
+                    r = r
+                        .checked_add(a)
+                        .map_or(r.wrapping_add(a).wrapping_sub(p), |s| s % p);
+                }
+                a = a
+                    .checked_add(a)
+                    .map_or(a.wrapping_add(a).wrapping_sub(p), |s| s % p);
+                b >>= 1;
+            }
+            r
+        };
+        let powmod = |b: u128, e: u128| -> u128 {
+            let (mut r, mut b, mut e) = (1u128, b % p, e);
+            while e > 0 {
+                if e & 1 == 1 {
+                    r = mulmod(r, b);
+                }
+                b = mulmod(b, b);
+                e >>= 1;
+            }
+            r
+        };
+        let mut s = 0x1234_5678_9abc_def0_u128;
+        for _ in 0..50 {
+            s = s
+                .wrapping_mul(0x2545_f491_4f6c_dd1d_0000_0000_0000_0001)
+                .wrapping_add(7);
+            let b = s % p;
+            let e = s.rotate_left(40) >> 8;
+            let got = m.pow(&b.to_be_bytes(), &e.to_be_bytes()[1..]);
+            assert_eq!(u128::from_be_bytes(got.try_into().unwrap()), powmod(b, e));
+            let got2 = m.pow2(&e.to_be_bytes()[1..]);
+            assert_eq!(u128::from_be_bytes(got2.try_into().unwrap()), powmod(2, e));
+        }
+        // Edge exponents.
+        assert_eq!(m.pow(&[5], &[0]), to_be(&[1u64, 0]));
+        assert_eq!(m.pow2(&[0, 0]), to_be(&[1u64, 0]));
+        assert_eq!(m.pow(&[5], &[1]), to_be(&[5u64, 0]));
+    }
+
+    #[test]
+    fn neg_inverse_inverts() {
+        for p0 in [1u64, 3, 0xffff_ffff_ffff_ffff, 0x1234_5678_9abc_def1] {
+            assert_eq!(p0.wrapping_mul(neg_inverse(p0)), u64::MAX);
+        }
+    }
+}
