@@ -361,7 +361,7 @@ fn ihello_floods_of_every_shape_stay_within_three_times() {
         let mut now = t0();
         for round in 0..50u32 {
             for (k, d) in shapes.iter().enumerate() {
-                let from: SocketAddr = if (round + k as u32) % 2 == 0 {
+                let from: SocketAddr = if (round + k as u32).is_multiple_of(2) {
                     format!("203.0.113.{}:{}", round % 7 + 1, 1000 + k)
                         .parse()
                         .unwrap()
@@ -380,7 +380,7 @@ fn ihello_floods_of_every_shape_stay_within_three_times() {
                 }
                 while srv.poll_event().is_some() {}
             }
-            now = now + Duration::from_millis(10);
+            now += Duration::from_millis(10);
         }
         let mut answered = 0;
         for (ip, out) in &out_by {

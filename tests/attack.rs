@@ -52,18 +52,21 @@ impl Serve {
                 }
             }
         });
+        // Owned (killed on drop) before anything can panic.
+        let mut serve = Serve {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            lines: rx,
+        };
         loop {
-            let line = rx
+            let line = serve
+                .lines
                 .recv_timeout(Duration::from_secs(20))
                 .expect("serve reports its address");
             let v: Json = serde_json::from_str(&line).unwrap();
             if v["event"] == "listening" {
-                let addr = v["addr"].as_str().unwrap().parse().unwrap();
-                return Serve {
-                    child,
-                    addr,
-                    lines: rx,
-                };
+                serve.addr = v["addr"].as_str().unwrap().parse().unwrap();
+                return serve;
             }
         }
     }

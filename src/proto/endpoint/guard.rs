@@ -131,14 +131,14 @@ impl Prefix {
         }
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn bits(&self) -> u8 {
         self.1 & 0x7f
     }
 }
 
 impl std::fmt::Display for Prefix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network(), self.len())
+        write!(f, "{}/{}", self.network(), self.bits())
     }
 }
 
