@@ -28,8 +28,12 @@ complete -c rtmfp -n "__fish_rtmfp_needs_command" -s v -l verbose -d 'More log o
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -s V -l version -d 'Print version'
-complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "serve" -d 'Run the rendezvous server'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "serve" -d 'Run the rendezvous server and media relay'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "publish" -d 'Publish a live FLV stream from a file or stdin'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "subscribe" -d 'Play a live stream and write it as FLV'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "send" -d 'Send data messages on a stream (NetStream.send)'
+complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "probe-nat" -d 'Name this host\'s NAT in RFC 4787 terms and predict which peers a direct session can reach'
 complete -c rtmfp -n "__fish_rtmfp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s l -l listen -d 'Address to listen on (repeatable). Default: 0.0.0.0:1935 and [::]:1935' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l identity -d 'Identity key file; created on first run. Default: $XDG_DATA_HOME/rtmfp/server.key (or ~/.local/share/rtmfp/server.key)' -r -F
@@ -41,10 +45,16 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dh-key-lifetime -d
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v4 -d 'Prefix length that makes one IPv4 source for every per-source limit (handshake rate, half-open sessions, answer budgets, fair share of key computation)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v6 -d 'Prefix length that makes one IPv6 source (a host usually owns a whole /64)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keying-budget -d 'Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 50): above it new handshakes are dropped before any computation, and each source prefix gets a fair share. 0 = unlimited' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l probe-addr -d 'Answer NAT probes on this extra address (repeatable): STUN Binding requests (RFC 5389, with the RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe addresses). Give two IPs and two ports, e.g. A:3478 A:3479 B:3478 B:3479, for a full RFC 5780 server at A:3478. Off unless given' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one, reported in the log and as a JSON "metrics" event)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l refresh -d 'Dashboard refresh period' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l ephemeral -d 'Use a fresh in-memory identity instead of a key file'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l json -d 'Write one JSON object per event on stdout (logs stay on stderr)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l require-hmac -d 'Refuse clients that do not authenticate every packet with HMAC-SHA-256. By default HMAC is used with every client that supports it (rtmfp-cpp, rtmfp) and left off for Flash-class clients (Flash Player, AIR, librtmfp), which only offer it on request'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l require-sseq -d 'Refuse clients that do not number their packets (session sequence numbers, which stop replays). Same default as for HMAC'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -60,12 +70,76 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Dif
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l crypto-threads -d 'Threads for handshake Diffie-Hellman work with --sessions. Default: one per spare core (at least 1); 0 runs it inline' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l refresh -d 'Dashboard refresh period' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l json -d 'Write the report as one JSON object per line'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s V -l version -d 'Print version'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "serve" -d 'Run the rendezvous server'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l stream -d 'The stream name, for apps whose names contain slashes: the whole URL path is then the app' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s t -l timeout -d 'Give up after this long without the stream started (connect, createStream, publish/play)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers)' -r -f -a "auto\t'The strongest group both ends support'
+2\t'1024-bit MODP group 2, the only one Flash Player uses'
+5\t'1536-bit MODP group 5'
+14\t'2048-bit MODP group 14'
+16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l speed -d 'Pace at this multiple of real time' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l loop -d 'Publish the file this many times (a number, or inf); timestamps continue across loops' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l video-lifetime -d 'Lifetime of video messages before they are abandoned' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l audio-lifetime -d 'Lifetime of audio messages before they are abandoned' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l as-fast-as-possible -d 'No pacing: send as fast as the network takes it (media is then sent reliably)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l json -d 'Progress and events as JSON lines on stdout'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l stream -d 'The stream name, for apps whose names contain slashes: the whole URL path is then the app' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s t -l timeout -d 'Give up after this long without the stream started (connect, createStream, publish/play)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers)' -r -f -a "auto\t'The strongest group both ends support'
+2\t'1024-bit MODP group 2, the only one Flash Player uses'
+5\t'1536-bit MODP group 5'
+14\t'2048-bit MODP group 14'
+16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s o -l output -d 'Write the stream as FLV to this file, or - for stdout' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l duration -d 'Stop this long after the first frame' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l frames -d 'Stop after this many audio and video frames' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l wait -d 'How long to wait for a publisher (for the first frame or data message)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l json -d 'Data messages and the summary as JSON lines on stdout (on stderr with -o -)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stream -d 'The stream name, for apps whose names contain slashes: the whole URL path is then the app' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s t -l timeout -d 'Give up after this long without the stream started (connect, createStream, publish/play)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers)' -r -f -a "auto\t'The strongest group both ends support'
+2\t'1024-bit MODP group 2, the only one Flash Player uses'
+5\t'1536-bit MODP group 5'
+14\t'2048-bit MODP group 14'
+16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stdin -d 'Read one message per line from stdin (after any ARGs given)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l json -d 'Events as JSON lines on stdout'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s t -l timeout -d 'Give up waiting for the server\'s first answer after this long' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime-max -d 'Longest idle time tried with --lifetime' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime -d 'Also measure how long an idle mapping lasts (binary search on idle time: slow, up to about 8 x --lifetime-max)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 4 -l ipv4 -d 'Probe IPv4 only'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 6 -l ipv6 -d 'Probe IPv6 only'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l json -d 'Write the result as one JSON object per line (schema above)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s q -l quiet -d 'Only errors on stderr'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s V -l version -d 'Print version'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send probe-nat help" -f -a "serve" -d 'Run the rendezvous server and media relay'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send probe-nat help" -f -a "connect" -d 'Connect to an RTMFP server and report what happened'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send probe-nat help" -f -a "publish" -d 'Publish a live FLV stream from a file or stdin'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send probe-nat help" -f -a "subscribe" -d 'Play a live stream and write it as FLV'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send probe-nat help" -f -a "send" -d 'Send data messages on a stream (NetStream.send)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send probe-nat help" -f -a "probe-nat" -d 'Name this host\'s NAT in RFC 4787 terms and predict which peers a direct session can reach'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand help; and not __fish_seen_subcommand_from serve connect publish subscribe send probe-nat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

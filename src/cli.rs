@@ -23,6 +23,10 @@ pub mod exit {
     pub const REJECTED: i32 = 5;
     /// The far end spoke, but the handshake or protocol failed.
     pub const PROTOCOL: i32 = 6;
+    /// `subscribe`: the stream started, but no media or data arrived.
+    pub const NOTHING_RECEIVED: i32 = 7;
+    /// Stopped by SIGINT/SIGTERM before finishing.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 const EXIT_CODES: &str = "\
@@ -63,14 +67,24 @@ pub struct Cli {
 pub enum Command {
     Serve(ServeArgs),
     Connect(ConnectArgs),
+    Publish(PublishArgs),
+    Subscribe(SubscribeArgs),
+    Send(SendArgs),
+    ProbeNat(ProbeNatArgs),
 }
 
-/// Run the rendezvous server.
+/// Run the rendezvous server and media relay.
 ///
 /// Accepts Flash-compatible clients (Flash Player, AIR, librtmfp, rtmfp-cpp) into named apps, gives each
 /// its peer ID (the SHA-256 of its certificate), records the addresses it is seen from and reports, and
 /// keeps sessions alive. The server identity is a static Diffie-Hellman key kept in a file, so its
 /// fingerprint is stable across restarts.
+///
+/// It relays live streams: one publisher per stream name in each app (a publish with a higher
+/// `?priority=N`, at most 0, preempts one without), any number of subscribers, each started at once
+/// with the stream's metadata, sequence headers and current keyframe, timestamps rebased to start
+/// near 0 (`?asis` keeps them). `sha256:<hex>` of a name plays it but cannot publish it. A slow
+/// subscriber loses whole frames (then waits for a keyframe); it never slows the others.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
@@ -130,10 +144,14 @@ pub struct ServeArgs {
     /// Write one JSON object per event on stdout (logs stay on stderr).
     ///
     /// Every object has an "event" field: identity (fingerprint, source), listening (addr,
-    /// fingerprint), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
+    /// fingerprint), probe_listening (addr), session_opened (session, peer_id, addr), connect (session, peer_id, addr, app,
     /// tc_url, object_encoding), set_peer_info (session, peer_id, addresses), introduction (from,
     /// target, addresses), session_closed (session, peer_id, reason), refused (from, reason), error
-    /// (session, peer_id, error, closed; or fatal, error), shutdown (signal), stopped (counters).
+    /// (session, peer_id, error, closed; or fatal, error), publish (session, app, stream,
+    /// subscribers), unpublish (session, app, stream, subscribers, messages), play (session, app,
+    /// stream, subscribers, published), stop (session, app, stream, subscribers, sent, dropped),
+    /// bad_name (session, app, stream, reason), shutdown (signal), stopped (counters),
+    /// metrics (addr, url) with --metrics, stats (figures) with --stats-interval.
     #[arg(long)]
     pub json: bool,
 
@@ -162,6 +180,56 @@ pub struct ServeArgs {
     /// fair share. 0 = unlimited.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub keying_budget: u32,
+
+    /// Answer NAT probes on this extra address (repeatable): STUN Binding requests (RFC 5389, with the
+    /// RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe
+    /// addresses). Give two IPs and two ports, e.g. A:3478 A:3479 B:3478 B:3479, for a full RFC 5780
+    /// server at A:3478. Off unless given.
+    #[arg(long = "probe-addr", value_name = "ADDR")]
+    pub probe_addr: Vec<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one,
+    /// reported in the log and as a JSON "metrics" event).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+/// Watching a running command: the dashboard and periodic statistics. Shared by every command
+/// that runs endpoints (flattened into its arguments).
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet
+    /// charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort,
+    /// / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file).
+    #[arg(long, conflicts_with_all = ["json", "stats_interval"])]
+    pub dashboard: bool,
+
+    /// Dashboard refresh period.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration, requires = "dashboard")]
+    pub refresh: Duration,
+
+    /// With --dashboard, also append log lines to this file.
+    #[arg(long, value_name = "FILE", requires = "dashboard")]
+    pub log_file: Option<PathBuf>,
+
+    /// Print the dashboard's aggregate figures (sessions by state, packets, bytes, drops by
+    /// reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON
+    /// object per line on stdout, every DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stats_interval: Option<Duration>,
+}
+
+impl Default for MonitorArgs {
+    fn default() -> Self {
+        Self {
+            dashboard: false,
+            refresh: Duration::from_millis(250),
+            log_file: None,
+            stats_interval: None,
+        }
+    }
 }
 
 /// How strongly to negotiate Diffie-Hellman.
@@ -257,6 +325,269 @@ pub struct ConnectArgs {
     pub crypto_threads: Option<usize>,
 
     /// Write the report as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+/// Options every stream command shares: where the stream is and how to connect.
+#[derive(Debug, Args)]
+pub struct StreamTargetArgs {
+    /// rtmfp://host[:port]/app/STREAM (as ffmpeg and librtmfp write it), or
+    /// rtmfp://host[:port]/app#STREAM (as tcconn and tcpublish write it).
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// The stream name, for apps whose names contain slashes: the whole URL path is then the app.
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+
+    /// Give up after this long without the stream started (connect, createStream, publish/play).
+    #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers).
+    #[arg(long, value_enum, default_value_t = DhChoice::Auto)]
+    pub dh_group: DhChoice,
+}
+
+/// Publish a live FLV stream from a file or stdin.
+///
+/// Connects, creates a stream, publishes it live and sends every FLV tag as an RTMP message: audio and
+/// video on their own flows with lifetimes (stale frames are abandoned under congestion, as a live
+/// stream should), script data reliably (onMetaData as @setDataFrame, as tcpublish does). Tags are
+/// paced by their timestamps in real time unless --as-fast-as-possible. Exits once every message was
+/// delivered (acknowledged) or abandoned, after an orderly unpublish.
+///
+/// With --json, progress lines `{"type":"progress", position_s, frames, audio, video, data, bytes,
+/// bitrate_bps, queued_bytes}` each second, `{"type":"status", code, ...}` for stream events and a
+/// final `{"type":"published", ...}`; errors as `{"type":"error", kind, message}`.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  rtmfp publish rtmfp://127.0.0.1/live/cam movie.flv\n",
+    "  ffmpeg -re -f lavfi -i testsrc=size=320x240:rate=25 -c:v libx264 -g 50 -f flv - | rtmfp publish rtmfp://127.0.0.1/live/cam -\n",
+    "  rtmfp publish 'rtmfp://127.0.0.1/live#cam?priority=0' movie.flv --loop inf\n\n",
+    "Exit codes:\n",
+    "  0  everything published and acknowledged\n",
+    "  1  cannot read the file (malformed FLV: the byte offset is printed)\n",
+    "  2  usage error\n",
+    "  3  host name could not be resolved\n",
+    "  4  no answer within --timeout\n",
+    "  5  rejected: connect refused, or the stream name (NetStream.Publish.BadName)\n",
+    "  6  protocol failure, or the session died while publishing\n",
+    "  130  interrupted"
+))]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub target: StreamTargetArgs,
+
+    /// FLV file to publish, or - for stdin.
+    #[arg(value_name = "FILE")]
+    pub file: String,
+
+    /// Pace at this multiple of real time.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1.0,
+        conflicts_with = "as_fast_as_possible"
+    )]
+    pub speed: f64,
+
+    /// No pacing: send as fast as the network takes it (media is then sent reliably).
+    #[arg(long)]
+    pub as_fast_as_possible: bool,
+
+    /// Publish the file this many times (a number, or inf); timestamps continue across loops.
+    #[arg(long = "loop", value_name = "N|inf", default_value = "1", value_parser = parse_loops)]
+    pub loops: Loops,
+
+    /// Lifetime of video messages before they are abandoned.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub video_lifetime: Duration,
+
+    /// Lifetime of audio messages before they are abandoned.
+    #[arg(long, value_name = "DURATION", default_value = "2.2s", value_parser = parse_duration)]
+    pub audio_lifetime: Duration,
+
+    /// Progress and events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Play a live stream and write it as FLV.
+///
+/// Connects, creates a stream and plays it; the server answers with Play.Reset, Play.Start and, once
+/// the stream is published, its metadata, sequence headers and the current keyframe, then live media.
+/// Audio, video and data are written as FLV tags (to a file, or to stdout with -o -, e.g. into ffplay);
+/// data messages are also printed as JSON lines (on stderr; on stdout with --json unless -o -). Ends
+/// when the publisher stops (NetStream.Play.UnpublishNotify), after --duration or --frames, or on
+/// SIGINT, then prints a summary: frames by type, bytes, bit rate, gaps, late frames and the time to
+/// the first frame.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o cam.flv --duration 10s\n",
+    "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o - | ffplay -\n",
+    "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n\n",
+    "Exit codes:\n",
+    "  0  media or data arrived\n",
+    "  2  usage error\n",
+    "  3  host name could not be resolved\n",
+    "  4  no answer within --timeout\n",
+    "  5  rejected (connect or play refused)\n",
+    "  6  protocol failure, or the session died\n",
+    "  7  the stream started but nothing arrived (no publisher within --wait)\n",
+    "  130  interrupted before anything arrived"
+))]
+pub struct SubscribeArgs {
+    #[command(flatten)]
+    pub target: StreamTargetArgs,
+
+    /// Write the stream as FLV to this file, or - for stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+
+    /// Stop this long after the first frame.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Stop after this many audio and video frames.
+    #[arg(long, value_name = "N")]
+    pub frames: Option<u64>,
+
+    /// How long to wait for a publisher (for the first frame or data message).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub wait: Duration,
+
+    /// Data messages and the summary as JSON lines on stdout (on stderr with -o -).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Send data messages on a stream (NetStream.send).
+///
+/// Publishes the stream, sends HANDLER with the arguments (each a JSON value, encoded as AMF0: null,
+/// true, 3.5, "text", [..], {..}) as a data message every subscriber receives in order, then
+/// unpublishes once everything is acknowledged. With --stdin, every input line is one more message
+/// for HANDLER: a JSON array is its argument list, any other JSON value its single argument.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  rtmfp send rtmfp://127.0.0.1/live/chat onChat '\"hello\"' '{\"from\":\"me\"}'\n",
+    "  printf '\"one\"\\n\"two\"\\n' | rtmfp send rtmfp://127.0.0.1/live/chat onChat --stdin\n\n",
+    "Exit codes:\n",
+    "  0  every message sent and acknowledged\n",
+    "  2  usage error (an argument is not JSON)\n",
+    "  3-6  as for publish (5: the stream name is taken)"
+))]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub target: StreamTargetArgs,
+
+    /// The handler name subscribers see (the first value of the data message).
+    #[arg(value_name = "HANDLER")]
+    pub handler: String,
+
+    /// Arguments as JSON values.
+    #[arg(value_name = "ARG")]
+    pub args: Vec<String>,
+
+    /// Read one message per line from stdin (after any ARGs given).
+    #[arg(long)]
+    pub stdin: bool,
+
+    /// Events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How many times to publish a file; `None` is forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loops(pub Option<u64>);
+
+/// Parses a loop count: a positive number or `inf`.
+pub fn parse_loops(s: &str) -> Result<Loops, String> {
+    match s.trim() {
+        "inf" | "infinite" => Ok(Loops(None)),
+        n => match n.parse::<u64>() {
+            Ok(0) | Err(_) => Err(format!(
+                "not a loop count: {s:?} (a positive number or inf)"
+            )),
+            Ok(n) => Ok(Loops(Some(n))),
+        },
+    }
+}
+
+/// Name this host's NAT in RFC 4787 terms and predict which peers a direct session can reach.
+///
+/// Against an RFC 5780 STUN server (coturn's turnserver, or `rtmfp serve --probe-addr …`) it runs the
+/// RFC 5780 tests: the public address seen by the server; whether the public port stays the same toward a
+/// second server address and port (mapping: endpoint-independent, address-dependent or
+/// address-and-port-dependent); whether answers from a changed address or port get in (filtering, the same
+/// three kinds); whether the public port equals the local one (port preservation); whether a packet to our
+/// own public address comes back (hairpinning); and, with --lifetime, how long an idle mapping lasts. Then
+/// it names the NAT (full cone, restricted cone, port-restricted cone, symmetric) and prints which far NAT
+/// kinds a direct (peer-to-peer) session can reach and which need a relay, each with the reason. IPv4 and
+/// IPv6 are probed separately when the host name has both.
+///
+/// Evidence that does not fit together (answers from the wrong address, a server that ignores
+/// CHANGE-REQUEST, conflicting answers) is reported as inconsistent and leaves that behaviour unknown.
+///
+/// With --json there is one line per address family: {"type":"nat", "url", "family" ("ipv4"|"ipv6"),
+/// "server", "method":"stun", "elapsed_ms", "rtt_ms", "udp" (bool), "public_address", "local_address",
+/// "nat" (bool|null), "mapping" and "filtering" ("endpoint_independent" | "address_dependent" |
+/// "address_and_port_dependent" | null), "port_preserved", "hairpin" (bool|null), "class"
+/// ("full_cone" | "restricted_cone" | "port_restricted_cone" | "symmetric" | "udp_blocked" | null),
+/// "name" (familiar name), "consistent" (bool), "inconsistencies" and "notes" (lists of text),
+/// "lifetime_s" ({"min","max"} bounds in seconds, or null), "p2p" (list of {"far", "direct",
+/// "reason"})}; failures are {"type":"error", "kind", "message"}.
+///
+/// RTMFP probe servers (rtmfp://, rtmfp-cpp's conncheck) are not supported yet; --peer (probe, then try a
+/// direct session to a peer ID) waits for peer-ID sessions.
+#[derive(Debug, Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  rtmfp probe-nat stun://stun.example.net          RFC 5780 server on port 3478\n",
+    "  rtmfp probe-nat stun://192.0.2.10:3478 --json    one JSON line per address family\n",
+    "  rtmfp probe-nat stun://192.0.2.10 --lifetime --lifetime-max 10m\n\n",
+    "Exit codes:\n",
+    "  0  the probe ran (whatever the verdict)\n",
+    "  1  local failure (no socket)\n",
+    "  2  usage error (bad URL)\n",
+    "  3  host name could not be resolved\n",
+    "  4  no answer in any address family (UDP blocked, or no STUN server there)"
+))]
+pub struct ProbeNatArgs {
+    /// stun://host[:port] (port 3478 if not given).
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// Give up waiting for the server's first answer after this long.
+    #[arg(short, long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Also measure how long an idle mapping lasts (binary search on idle time: slow, up to about
+    /// 8 x --lifetime-max).
+    #[arg(long)]
+    pub lifetime: bool,
+
+    /// Longest idle time tried with --lifetime.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, requires = "lifetime")]
+    pub lifetime_max: Duration,
+
+    /// Probe IPv4 only.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Probe IPv6 only.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+
+    /// Write the result as one JSON object per line (schema above).
     #[arg(long)]
     pub json: bool,
 }

@@ -8,6 +8,8 @@ pub mod client;
 pub mod cmd;
 pub mod flash;
 pub mod media;
+pub mod nat;
 pub mod net;
 pub mod proto;
 pub mod server;
+pub mod tui;

@@ -20,6 +20,10 @@ fn main() {
     let code = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Connect(args) => cmd::connect::run(args),
+        Command::Publish(args) => cmd::publish::run(args),
+        Command::Subscribe(args) => cmd::subscribe::run(args),
+        Command::Send(args) => cmd::send::run(args),
+        Command::ProbeNat(args) => cmd::probe_nat::run(args),
     };
     std::process::exit(code);
 }

@@ -12,6 +12,8 @@
 pub mod load;
 pub mod probe;
 pub mod report;
+pub mod stream;
+pub mod stun_probe;
 pub mod tc;
 pub mod url;
 
@@ -21,7 +23,7 @@ pub use load::{LoadApp, LoadConfig, LoadShared, LoadSummary, Percentiles, SetupR
 pub use probe::{ConnectApp, Output, ProbeConfig};
 pub use report::{ConnectReport, Failure, PingSample, PingSummary};
 pub use tc::{TcClient, TcEvent, TcState};
-pub use url::{RtmfpUrl, UrlError};
+pub use url::{RtmfpUrl, StreamUrl, UrlError};
 
 /// The address to report for a socket bound to `bound`: when bound to the
 /// unspecified address, the local IP the OS would use toward `target` (a

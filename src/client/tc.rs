@@ -90,6 +90,16 @@ impl TcClient {
         self.state
     }
 
+    /// Our control flow, once started (NetStream flows from the server answer it).
+    pub fn control_flow(&self) -> Option<u64> {
+        self.control
+    }
+
+    /// The server's control flow, once it opened it (it carries `_result`s).
+    pub fn server_control_flow(&self) -> Option<u64> {
+        self.server_control
+    }
+
     /// Once the session is open: opens the control flow (`TC` stream 0,
     /// priority IMMEDIATE, no association, spec 04 §3) and sends `connect`.
     pub fn start(&mut self, ep: &mut Endpoint) -> Result<(), FlowError> {

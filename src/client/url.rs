@@ -36,6 +36,10 @@ pub enum UrlError {
     UserInfo,
     #[error("bad character {0:?} in host")]
     BadHost(char),
+    #[error(
+        "no stream name: write rtmfp://host/app/STREAM, rtmfp://host/app#STREAM or use --stream"
+    )]
+    NoStream,
 }
 
 impl RtmfpUrl {
@@ -72,6 +76,64 @@ impl RtmfpUrl {
     /// The host as an IP literal, if it is one (no resolution needed).
     pub fn ip(&self) -> Option<IpAddr> {
         self.host.parse().ok()
+    }
+}
+
+/// A stream on a server: the NetConnection URL and the stream name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamUrl {
+    /// The server URL without the stream (its `original` is the `tcUrl`).
+    pub server: RtmfpUrl,
+    /// The stream name, with any `?query` it carries (spec 04 §7.1).
+    pub stream: String,
+}
+
+impl StreamUrl {
+    /// Where the stream name comes from, first match wins:
+    /// * `stream` (the `--stream` option), for apps whose names contain
+    ///   slashes: the whole path is the app;
+    /// * a `#name` fragment (tcconn/tcpublish's form): the whole path is the app;
+    /// * the last path segment, as ffmpeg and librtmfp write
+    ///   `rtmfp://host[:port]/app/stream`; a query then belongs to the stream.
+    pub fn parse(s: &str, stream: Option<&str>) -> Result<Self, UrlError> {
+        let server = RtmfpUrl::parse(s)?;
+        if let Some(n) = stream.filter(|n| !n.is_empty()) {
+            return Ok(Self {
+                server,
+                stream: n.to_owned(),
+            });
+        }
+        if let Some((_, frag)) = s.trim().split_once('#')
+            && !frag.is_empty()
+        {
+            return Ok(Self {
+                server,
+                stream: frag.to_owned(),
+            });
+        }
+        let (app, name) = server.app.rsplit_once('/').ok_or(UrlError::NoStream)?;
+        if name.is_empty() {
+            return Err(UrlError::NoStream);
+        }
+        let stream = match &server.query {
+            Some(q) => format!("{name}?{q}"),
+            None => name.to_owned(),
+        };
+        // The tcUrl is the URL up to the app: cut the "/stream?query" tail.
+        let tail = server.original.len()
+            - name.len()
+            - 1
+            - server.query.as_ref().map_or(0, |q| q.len() + 1);
+        let original = server.original[..tail].to_owned();
+        Ok(Self {
+            server: RtmfpUrl {
+                app: app.to_owned(),
+                query: None,
+                original,
+                ..server
+            },
+            stream,
+        })
     }
 }
 
@@ -173,5 +235,53 @@ mod tests {
         assert!(matches!(e("rtmfp://[::1]x/a"), UrlError::BadPort(_)));
         assert_eq!(e("rtmfp://u:t@h/a"), UrlError::UserInfo);
         assert_eq!(e("rtmfp://h st/a"), UrlError::BadHost(' '));
+    }
+
+    #[test]
+    fn stream_urls_in_every_form() {
+        let s = StreamUrl::parse("rtmfp://127.0.0.1:19350/live/cam", None).unwrap();
+        assert_eq!((s.server.app.as_str(), s.stream.as_str()), ("live", "cam"));
+        assert_eq!(s.server.original, "rtmfp://127.0.0.1:19350/live");
+        assert_eq!(s.server.port, 19350);
+
+        let s = StreamUrl::parse("rtmfp://h/live/cam?asis", None).unwrap();
+        assert_eq!(
+            (s.server.app.as_str(), s.stream.as_str()),
+            ("live", "cam?asis")
+        );
+        assert_eq!(
+            (s.server.original.as_str(), s.server.query.as_deref()),
+            ("rtmfp://h/live", None)
+        );
+
+        let s = StreamUrl::parse("rtmfp://h/live/12345#Bunny?priority=3", None).unwrap();
+        assert_eq!(
+            (s.server.app.as_str(), s.stream.as_str()),
+            ("live/12345", "Bunny?priority=3")
+        );
+        assert_eq!(s.server.original, "rtmfp://h/live/12345");
+
+        let s = StreamUrl::parse("rtmfp://h/a/b/c", Some("x")).unwrap();
+        assert_eq!((s.server.app.as_str(), s.stream.as_str()), ("a/b/c", "x"));
+
+        let s = StreamUrl::parse("rtmfp://[::1]/app/inst/s", None).unwrap();
+        assert_eq!(
+            (s.server.app.as_str(), s.stream.as_str()),
+            ("app/inst", "s")
+        );
+        assert_eq!(s.server.original, "rtmfp://[::1]/app/inst");
+
+        for bad in [
+            "rtmfp://h/live",
+            "rtmfp://h",
+            "rtmfp://h/live/",
+            "rtmfp://h/live#",
+        ] {
+            assert_eq!(
+                StreamUrl::parse(bad, None).unwrap_err(),
+                UrlError::NoStream,
+                "{bad}"
+            );
+        }
     }
 }

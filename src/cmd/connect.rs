@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::monitor::Monitor;
 use crate::cli::{ConnectArgs, DhChoice, exit};
 use crate::client::{
     ConnectApp, LoadApp, LoadConfig, LoadShared, LoadSummary, Output, ProbeConfig, RtmfpUrl,
@@ -19,6 +20,13 @@ use crate::proto::endpoint::{Endpoint, EndpointConfig};
 const CLIENT_KEEPALIVE: Duration = Duration::from_secs(15);
 
 pub fn run(args: ConnectArgs) -> i32 {
+    if let Err(code) = super::monitor::check(&args.monitor, "connect") {
+        return code;
+    }
+    if args.monitor.dashboard && args.hold {
+        eprintln!("rtmfp connect: --dashboard does not work with --hold yet");
+        return exit::USAGE;
+    }
     let url = match RtmfpUrl::parse(&args.url) {
         Ok(u) => u,
         Err(e) => {
@@ -43,7 +51,7 @@ pub fn run(args: ConnectArgs) -> i32 {
     code
 }
 
-fn groups(choice: DhChoice) -> Vec<DhGroup> {
+pub(crate) fn groups(choice: DhChoice) -> Vec<DhGroup> {
     match choice {
         DhChoice::Auto => DhGroup::ALL.to_vec(),
         DhChoice::G2 => vec![DhGroup::G2],
@@ -61,7 +69,7 @@ fn error_line(json: bool, f: &crate::client::Failure) {
     }
 }
 
-async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+pub(crate) async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
     if let Some(ip) = url.ip() {
         return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
@@ -85,7 +93,7 @@ async fn resolve(url: &RtmfpUrl, timeout: Duration) -> Result<Vec<SocketAddr>, S
 
 /// An endpoint with one ephemeral socket per address family among `candidates`;
 /// its DH work goes to crypto threads when `threads` is given.
-fn endpoint(
+pub(crate) fn endpoint(
     identity: &Identity,
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
@@ -185,7 +193,26 @@ async fn run_probe(
         interval: args.interval,
     };
     let json = args.json;
+    let dashboard = args.monitor.dashboard;
+    let held = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let keep = Arc::clone(&held);
     let out = Box::new(move |o: Output| {
+        if dashboard {
+            // The screen is the dashboard's: show the report in its log
+            // pane, and print it once the terminal is given back.
+            let text = match &o {
+                Output::Connected(r) => r.to_string(),
+                Output::Ping(p) => p.to_string(),
+                Output::Summary(s) => s.to_string(),
+            };
+            for l in text.lines() {
+                tracing::info!("{l}");
+            }
+            if let Ok(mut k) = keep.lock() {
+                k.push(text);
+            }
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = match (&o, json) {
             (Output::Connected(r), true) => writeln!(stdout, "{}", r.to_json()),
@@ -198,10 +225,39 @@ async fn run_probe(
         let _ = stdout.flush();
     });
     let mut driver = Driver::new(ep, ConnectApp::new(cfg, out), sockets, clock);
-    let interrupted = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let mut sources = Vec::new();
+    if Monitor::wanted(&args.monitor) {
+        let (tap, rx) = Monitor::tap(&args.monitor, None);
+        driver = driver.with_snapshots(tap);
+        sources.push(rx);
+    }
+    let monitor = match Monitor::start(&args.monitor, "rtmfp connect", sources, "type") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start the dashboard: {e}");
+            return exit::FAILURE;
+        }
     };
-    if let Err(e) = driver.run(interrupted, Duration::from_secs(2)).await {
+    let quit = monitor.quit_requested();
+    let interrupted = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = quit => {}
+        }
+    };
+    let result = driver.run(interrupted, Duration::from_secs(2)).await;
+    driver.end_snapshots();
+    if monitor.has_dashboard() {
+        // Leave the final figures up until the user quits.
+        monitor.quit_requested().await;
+    }
+    monitor.finish();
+    if let Ok(held) = held.lock() {
+        for t in held.iter() {
+            println!("{t}");
+        }
+    }
+    if let Err(e) = result {
         eprintln!("rtmfp connect: {e}");
         return exit::FAILURE;
     }
@@ -261,6 +317,7 @@ async fn run_load(
         }
     }
     let begin = std::time::Instant::now();
+    let mut sources = Vec::new();
     for identity in &identities {
         let (ep, sockets, locals) =
             match endpoint(identity, crypto, candidates, &clock, threads.as_ref()) {
@@ -280,6 +337,11 @@ async fn run_load(
         };
         let app = LoadApp::new(cfg, Arc::clone(&shared));
         let mut driver = Driver::new(ep, app, sockets, clock).with_crypto_threads(threads.as_ref());
+        if Monitor::wanted(&args.monitor) {
+            let (tap, rx) = Monitor::tap(&args.monitor, None);
+            driver = driver.with_snapshots(tap);
+            sources.push(rx);
+        }
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {
@@ -288,6 +350,14 @@ async fn run_load(
             driver.run(stopped, Duration::from_secs(1)).await
         }));
     }
+    let monitor = match Monitor::start(&args.monitor, "rtmfp connect", sources, "type") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start the dashboard: {e}");
+            let _ = stop_tx.send(true);
+            return exit::FAILURE;
+        }
+    };
     let all = async {
         for t in tasks {
             let _ = t.await;
@@ -296,13 +366,23 @@ async fn run_load(
     tokio::pin!(all);
     let mut interrupted = false;
     tokio::select! {
-        _ = &mut all => {}
+        _ = &mut all => {
+            if monitor.has_dashboard() {
+                monitor.quit_requested().await;
+            }
+        }
         _ = tokio::signal::ctrl_c() => {
             interrupted = true;
             let _ = stop_tx.send(true);
             all.await;
         }
+        _ = monitor.quit_requested() => {
+            interrupted = true;
+            let _ = stop_tx.send(true);
+            all.await;
+        }
     }
+    monitor.finish();
     let results = shared.results();
     let summary = LoadSummary::new(sessions, slots, &results, begin.elapsed());
     if args.json {

@@ -3,13 +3,19 @@
 //! propagated as panics.
 
 pub mod connect;
+pub mod monitor;
+pub mod probe_nat;
+pub mod publish;
+pub mod send;
 pub mod serve;
+pub mod stream_session;
+pub mod subscribe;
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Logs go to stderr: human text, coloured only on a terminal. `RUST_LOG`
+/// Logs go to stderr (or the dashboard's pane, see [`crate::tui::logs`]): human text, coloured only on a terminal. `RUST_LOG`
 /// overrides the level chosen by -v/-q.
 pub fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
@@ -21,7 +27,8 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // stderr, or the dashboard's log pane while one runs.
+        .with_writer(crate::tui::logs::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();

@@ -2,23 +2,28 @@
 //! with a key-file identity, human or JSON event output and an orderly
 //! shutdown on SIGINT/SIGTERM.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use tracing::{debug, error, info, warn};
 
+use super::monitor::Monitor;
 use crate::cli::{ServeArgs, exit};
 use crate::net::memory::{Trimmer, release_free_memory};
+use crate::net::snapshot::Snapshot;
 use crate::net::{App, Clock, CryptoThreads, Driver, OsRng};
 use crate::proto::Instant;
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, GuardConfig};
 use crate::proto::flow::TransportConfig;
 use crate::proto::session::CloseReason;
-use crate::server::{Server, ServerCommand, ServerConfig, ServerEvent};
+use crate::server::metrics::SCRAPE_SNAPSHOT_EVERY;
+use crate::server::{MediaEvent, Server, ServerCommand, ServerConfig, ServerEvent};
 
 /// tcserver's liveness settings (spec 02 §8): ping after 10 s of silence,
 /// give up after 30 s of unanswered retransmission, close sessions that
@@ -35,10 +40,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const NOTIFY_GRACE: Duration = Duration::from_millis(200);
 /// Per-session flow caps: a TC client needs a control flow plus about
 /// three per stream (spec 04 §3); more is abuse, and flows cost memory.
+/// We send a control flow plus three per played stream.
 const MAX_RECV_FLOWS: usize = 64;
-const MAX_SEND_FLOWS: usize = 4;
-/// Receive buffer per flow: control messages are small, and a rendezvous
-/// server discards media.
+const MAX_SEND_FLOWS: usize = 1 + 3 * 8;
+/// Receive buffer per flow: control messages are small; a publishing
+/// stream's flows are given room for whole frames when it starts
+/// (`MediaConfig::publish_recv_buffer`).
 const RECV_BUFFER: usize = 64 * 1024;
 /// Identity generation retries until the group-2 key has full length: the
 /// Flash SKRC layout librtmfp parses needs exactly 128 bytes (spec 06), and a
@@ -46,6 +53,9 @@ const RECV_BUFFER: usize = 64 * 1024;
 const MAX_IDENTITY_TRIES: usize = 64;
 
 pub fn run(args: ServeArgs) -> i32 {
+    if let Err(code) = super::monitor::check(&args.monitor, "serve") {
+        return code;
+    }
     let out = Output { json: args.json };
     let (identity, source) = match load_identity(&args) {
         Ok(v) => v,
@@ -95,6 +105,21 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
     if sockets.is_empty() {
         out.fatal("no address to listen on");
         return exit::FAILURE;
+    }
+    if !args.probe_addr.is_empty() {
+        match crate::server::probes::bind(&args.probe_addr).await {
+            Ok(probe_sockets) => {
+                for a in probe_sockets.iter().filter_map(|s| s.local_addr().ok()) {
+                    info!("answering NAT probes (STUN) on {a}");
+                    out.json(json!({"event": "probe_listening", "addr": a.to_string()}));
+                }
+                tokio::spawn(crate::server::probes::run(probe_sockets));
+            }
+            Err(e) => {
+                out.fatal(&e);
+                return exit::FAILURE;
+            }
+        }
     }
 
     let clock = Clock::new();
@@ -146,10 +171,12 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         },
         fingerprint,
     );
+    let watched = Monitor::wanted(&args.monitor) || args.metrics.is_some();
     let app = ServeApp {
         server,
         out,
         trimmer: Trimmer::default(),
+        apps: watched.then(HashMap::new),
     };
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
     let threads = match crypto_threads {
@@ -165,19 +192,60 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
     let mut driver = Driver::new(ep, app, sockets, clock)
         .with_commands(cmd_rx)
         .with_crypto_threads(threads.as_ref());
+    let mut snapshots = None;
+    if watched {
+        let (tap, rx) = Monitor::tap(&args.monitor, args.metrics.map(|_| SCRAPE_SNAPSHOT_EVERY));
+        driver = driver.with_snapshots(tap);
+        snapshots = Some(rx);
+    }
     let fp = peer_id_hex(&fingerprint);
     for a in driver.local_addrs() {
         info!("listening on {a}");
         out.json(json!({"event": "listening", "addr": a.to_string(), "fingerprint": fp}));
     }
+    if let (Some(addr), Some(rx)) = (args.metrics, &snapshots) {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let bound = l.local_addr().map_or(addr, |a| a);
+                info!("metrics on http://{bound}/metrics");
+                out.json(json!({"event": "metrics", "addr": bound.to_string(),
+                    "url": format!("http://{bound}/metrics")}));
+                tokio::spawn(crate::server::metrics::serve(l, rx.clone()));
+            }
+            Err(e) => {
+                out.fatal(&format!("cannot serve metrics on {addr}: {e}"));
+                return exit::FAILURE;
+            }
+        }
+    }
+    let monitor = match Monitor::start(
+        &args.monitor,
+        "rtmfp serve",
+        snapshots.iter().cloned().collect(),
+        "event",
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            out.fatal(&format!("cannot start the dashboard: {e}"));
+            return exit::FAILURE;
+        }
+    };
 
+    let quit = monitor.quit_requested();
     let shutdown = async move {
-        shutdown_signal(out).await;
+        tokio::select! {
+            _ = shutdown_signal(out) => {}
+            _ = quit => {
+                info!("dashboard closed: closing all sessions");
+                out.json(json!({"event": "shutdown", "signal": "dashboard"}));
+            }
+        }
         if cmd_tx.send(ServerCommand::NotifyShutdown).await.is_ok() {
             tokio::time::sleep(NOTIFY_GRACE).await;
         }
     };
     let result = driver.run(shutdown, SHUTDOWN_GRACE).await;
+    monitor.finish();
     let stats = driver.ep.stats();
     let s = driver.app.server.stats();
     info!(
@@ -195,6 +263,12 @@ async fn serve(args: ServeArgs, identity: Identity, out: Output) -> i32 {
         "flows_rejected": s.flows_rejected,
         "bad_messages": s.bad_messages,
         "refused": s.refused,
+        "publishes": s.media.publishes,
+        "plays": s.media.plays,
+        "media_messages_in": s.media.messages_in,
+        "media_messages_out": s.media.messages_out,
+        "frames_dropped": s.media.frames_dropped,
+        "media_rejected": s.media.rejected,
         "rx_datagrams": stats.rx_datagrams,
         "dropped_datagrams": stats.total_drops(),
         "sessions_left": driver.ep.session_count(),
@@ -346,7 +420,82 @@ impl Output {
                 self.json(json!({"event": "error", "session": session.0,
                     "peer_id": peer_id_hex(peer_id), "error": error.to_string(), "closed": closed}));
             }
+            ServerEvent::Media(m) => self.media(m),
         }
+    }
+}
+
+impl Output {
+    /// Relay events: `publish`, `unpublish`, `play`, `stop`, `bad_name`.
+    fn media(&self, m: &MediaEvent) {
+        let v = match m {
+            MediaEvent::Publish {
+                session,
+                app,
+                name,
+                subscribers,
+            } => {
+                info!(
+                    "publish {app}/{name} (session {}, {subscribers} waiting)",
+                    session.0
+                );
+                json!({"event": "publish", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers})
+            }
+            MediaEvent::Unpublish {
+                session,
+                app,
+                name,
+                subscribers,
+                messages,
+            } => {
+                info!(
+                    "unpublish {app}/{name} after {messages} messages ({subscribers} subscribers)"
+                );
+                json!({"event": "unpublish", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers, "messages": messages})
+            }
+            MediaEvent::Play {
+                session,
+                app,
+                name,
+                subscribers,
+                published,
+            } => {
+                info!(
+                    "play {app}/{name} (session {}, {subscribers} subscribers)",
+                    session.0
+                );
+                json!({"event": "play", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers, "published": published})
+            }
+            MediaEvent::Stop {
+                session,
+                app,
+                name,
+                subscribers,
+                sent,
+                dropped,
+            } => {
+                info!(
+                    "stop {app}/{name} (session {}: {sent} sent, {dropped} dropped)",
+                    session.0
+                );
+                json!({"event": "stop", "session": session.0, "app": app, "stream": name,
+                    "subscribers": subscribers, "sent": sent, "dropped": dropped})
+            }
+            MediaEvent::BadName {
+                session,
+                app,
+                name,
+                reason,
+            } => {
+                info!("publish {app}/{name} refused: {reason}");
+                json!({"event": "bad_name", "session": session.0, "app": app, "stream": name,
+                    "reason": reason})
+            }
+        };
+        self.json(v);
     }
 }
 
@@ -366,11 +515,24 @@ struct ServeApp {
     server: Server,
     out: Output,
     trimmer: Trimmer,
+    /// Each session's app, kept only while snapshots are watched.
+    apps: Option<HashMap<u32, Arc<str>>>,
 }
 
 impl ServeApp {
     fn flush(&mut self) {
         while let Some(e) = self.server.poll_event() {
+            if let Some(apps) = &mut self.apps {
+                match &e {
+                    ServerEvent::Connect { session, app, .. } => {
+                        apps.insert(session.0, Arc::from(app.as_str()));
+                    }
+                    ServerEvent::SessionClosed { session, .. } => {
+                        apps.remove(&session.0);
+                    }
+                    _ => {}
+                }
+            }
             self.out.event(&e);
         }
     }
@@ -393,6 +555,16 @@ impl App for ServeApp {
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
         App::on_command(&mut self.server, ep, now, cmd);
         self.flush();
+    }
+
+    fn annotate(&self, snap: &mut Snapshot) {
+        snap.server = Some(self.server.stats());
+        if let Some(apps) = &self.apps {
+            for row in &mut snap.sessions {
+                row.app = apps.get(&row.handle).cloned();
+            }
+        }
+        // The media relay adds snap.streams (StreamRow) and snap.media here.
     }
 }
 
@@ -496,6 +668,9 @@ mod tests {
             source_prefix_v4: 32,
             source_prefix_v6: 64,
             keying_budget: 0,
+            metrics: None,
+            monitor: Default::default(),
+            probe_addr: vec![],
         };
         let (a, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("created"), "{how}");

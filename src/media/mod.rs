@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod flv;
+pub mod netstream;
 
 pub use codec::{
     AudioCodec, VideoCodec, audio_codec, is_audio_sequence_header, is_video_keyframe,

@@ -4,6 +4,7 @@
 //! (a server, a client command) runs inside that task through [`App`].
 
 pub mod memory;
+pub mod snapshot;
 mod socket;
 
 use std::future::poll_fn;
@@ -80,6 +81,10 @@ pub trait App {
     fn done(&self) -> bool {
         false
     }
+
+    /// Adds what the app knows to a dashboard snapshot (apps, peer kinds,
+    /// server counters, streams). Called only while someone watches.
+    fn annotate(&self, _snap: &mut snapshot::Snapshot) {}
 }
 
 /// Jobs queued or running per crypto worker thread: enough to keep each
@@ -157,6 +162,7 @@ pub struct Driver<A: App> {
     clock: Clock,
     commands: Option<mpsc::Receiver<A::Command>>,
     stats_tx: Option<watch::Sender<EndpointStats>>,
+    tap: Option<snapshot::SnapshotTap>,
     pub edge: EdgeStats,
     rx: RecvBuffers,
     /// Outgoing datagrams being coalesced for one GSO send.
@@ -179,6 +185,7 @@ impl<A: App> Driver<A> {
             clock,
             commands: None,
             stats_tx: None,
+            tap: None,
             edge: EdgeStats::default(),
             rx: RecvBuffers::default(),
             tx: vec![0u8; MAX_SEGMENTS * MAX_DATAGRAM],
@@ -210,6 +217,19 @@ impl<A: App> Driver<A> {
         self
     }
 
+    /// Publishes [`snapshot::Snapshot`]s through the tap while anyone
+    /// subscribes to it (dashboard, `--stats-interval`, `/metrics`).
+    pub fn with_snapshots(mut self, tap: snapshot::SnapshotTap) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// Stops publishing snapshots: readers see the channel close (the
+    /// dashboard marks the source ended).
+    pub fn end_snapshots(&mut self) {
+        self.tap = None;
+    }
+
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.sockets
             .iter()
@@ -237,6 +257,10 @@ impl<A: App> Driver<A> {
                 last_stats = now;
                 tx.send_replace(self.ep.stats());
             }
+            if let Some(tap) = &mut self.tap {
+                let app = &self.app;
+                tap.poll(&self.ep, &self.edge, now, |s| app.annotate(s));
+            }
             if let Some(deadline) = shutting_down {
                 if self.ep.session_count() == 0 || now >= deadline {
                     return Ok(());
@@ -252,6 +276,9 @@ impl<A: App> Driver<A> {
             if self.stats_tx.is_some() {
                 deadline =
                     crate::proto::time::earliest(deadline, Some(now + Duration::from_millis(250)));
+            }
+            if let Some(tap) = &self.tap {
+                deadline = crate::proto::time::earliest(deadline, tap.deadline());
             }
             let sleep_until = deadline
                 .map(|d| self.clock.to_std(d))

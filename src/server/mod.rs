@@ -15,6 +15,12 @@
 //! IDs and [`MAX_STREAM_FLOWS`] stream flows, [`MAX_REPORTED_ADDRESSES`]
 //! reported addresses.
 
+mod media_hooks;
+pub mod metrics;
+pub mod probes;
+pub mod relay;
+pub mod streams;
+pub mod stun;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +45,7 @@ use crate::proto::endpoint::{Endpoint, Event, RefuseReason, SessionHandle};
 use crate::proto::flow::{FlowEvent, Priority, WriteOptions};
 use crate::proto::session::{CloseReason, Role};
 use crate::proto::wire::address::{AddressOrigin, PeerAddress};
+pub use streams::{MediaConfig, MediaEvent, MediaStats, Streams};
 
 /// Reported (`setPeerInfo`) addresses kept per peer. Flash reports one per
 /// local interface; more only inflates Redirects (reflection amplification).
@@ -74,6 +81,8 @@ pub struct ServerConfig {
     /// a real initiator resends about once a second (spec 02 §3.1).
     /// 0 = unlimited.
     pub introduction_rate: u32,
+    /// The media relay's policy and bounds.
+    pub media: MediaConfig,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +95,7 @@ impl Default for ServerConfig {
             max_message: 64 * 1024,
             description: "Connection succeeded.".to_owned(),
             introduction_rate: 10,
+            media: MediaConfig::default(),
         }
     }
 }
@@ -160,6 +170,8 @@ pub enum ServerEvent {
         /// The session was closed because of it.
         closed: bool,
     },
+    /// Publish, play and their ends (the media relay).
+    Media(MediaEvent),
 }
 
 /// Counters (monotonic).
@@ -180,6 +192,12 @@ pub struct ServerStats {
     pub protocol_closes: u64,
     pub refused: u64,
     pub events_dropped: u64,
+    /// Streams being published now (a gauge, not monotonic).
+    pub streams: u64,
+    /// Subscribers playing now (a gauge).
+    pub subscribers: u64,
+    /// Relay counters.
+    pub media: MediaStats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,11 +262,13 @@ pub struct Server {
     limits: Limits,
     /// Token buckets for `introduction_rate`: (tokens, last refill).
     intro_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
+    media: Streams,
 }
 
 impl Server {
     /// `fingerprint` is our identity's (sent as `serverFingerprint`).
     pub fn new(cfg: ServerConfig, fingerprint: [u8; 32]) -> Self {
+        let cfg_media = cfg.media.clone();
         let limits = Limits {
             max_size: cfg.max_message,
             max_elements: 4096,
@@ -263,6 +283,7 @@ impl Server {
             stats: ServerStats::default(),
             limits,
             intro_buckets: HashMap::new(),
+            media: Streams::new(cfg_media),
         }
     }
 
@@ -271,7 +292,17 @@ impl Server {
     }
 
     pub fn stats(&self) -> ServerStats {
-        self.stats
+        ServerStats {
+            streams: self.media.published() as u64,
+            subscribers: self.media.subscribers() as u64,
+            media: self.media.stats(),
+            ..self.stats
+        }
+    }
+
+    /// The media relay (stream registry).
+    pub fn streams(&self) -> &Streams {
+        &self.media
     }
 
     pub fn connection(&self, h: SessionHandle) -> Option<&Connection> {
@@ -288,6 +319,11 @@ impl Server {
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        if self.events.is_empty() {
+            let media: Vec<MediaEvent> = self.media.drain_events().collect();
+            self.events
+                .extend(media.into_iter().map(ServerEvent::Media));
+        }
         self.events.pop_front()
     }
 
@@ -310,7 +346,7 @@ impl Server {
             } => self.on_opened(session, far_addr, peer_id),
             // We never initiate; nothing to track for other roles.
             Event::Opened { .. } | Event::OpenFailed { .. } | Event::PingReply { .. } => {}
-            Event::Closed { session, reason } => self.on_closed(session, reason),
+            Event::Closed { session, reason } => self.on_closed(ep, now, session, reason),
             Event::AddressChanged { session, addr } => {
                 if let Some(c) = self.conns.get_mut(&session) {
                     c.observed = addr;
@@ -355,7 +391,14 @@ impl Server {
         });
     }
 
-    fn on_closed(&mut self, session: SessionHandle, reason: CloseReason) {
+    fn on_closed(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        session: SessionHandle,
+        reason: CloseReason,
+    ) {
+        self.media.on_session_closed(ep, now, session);
         let conn = self.conns.remove(&session);
         let peer_id = conn.as_ref().map(|c| c.peer_id);
         if let Some(p) = peer_id
@@ -465,7 +508,7 @@ impl Server {
                 metadata,
                 return_for,
             } => self.on_new_flow(ep, now, h, flow, &metadata, return_for),
-            FlowEvent::Message { flow, data } => self.on_message(ep, now, h, flow, &data),
+            FlowEvent::Message { flow, data } => self.on_message(ep, now, h, flow, data),
             FlowEvent::FlowComplete { flow } => {
                 let Some(c) = self.conns.get_mut(&h) else {
                     return;
@@ -547,6 +590,7 @@ impl Server {
             {
                 if stream_id != 0 {
                     c.stream_flows.push((flow, stream_id));
+                    self.media_flow_room(ep, h, stream_id);
                 }
                 return;
             }
@@ -604,12 +648,11 @@ impl Server {
         now: Instant,
         h: SessionHandle,
         flow: u64,
-        data: &[u8],
+        data: Vec<u8>,
     ) {
         let Some(c) = self.conns.get(&h) else { return };
         if c.control_rx != Some(flow) {
-            // Stream flows: a rendezvous server carries no media; commands
-            // there (play, publish, closeStream) need no answer from us.
+            self.on_stream_message(ep, now, h, flow, data);
             return;
         }
         if data.len() > self.cfg.max_message {
@@ -617,7 +660,7 @@ impl Server {
             self.fail(ep, now, h, ServerError::Oversized(data.len()), false);
             return;
         }
-        let msg = match Message::parse_with(data, self.limits) {
+        let msg = match Message::parse_with(&data, self.limits) {
             Ok(m) => m,
             Err(e) => {
                 self.stats.bad_messages += 1;
@@ -710,7 +753,7 @@ impl Server {
                     }
                 }
             }
-            Ok(NetCommand::DeleteStream { stream_id }) => self.delete_stream(ep, h, stream_id),
+            Ok(NetCommand::DeleteStream { stream_id }) => self.delete_stream(ep, now, h, stream_id),
             // Replies and status from the client, and closeStream on the
             // control flow: nothing to do.
             Ok(
@@ -756,6 +799,7 @@ impl Server {
         let peer_id = conn.peer_id;
         let addr = conn.observed;
         let app = c.app_name().unwrap_or_default();
+        self.media.on_connect(h, app.clone());
         let oe = c.object_encoding.unwrap_or(0.0);
         self.stats.connects += 1;
         let info = StatusInfo::connect_success(self.cfg.description.clone(), oe)
@@ -785,7 +829,7 @@ impl Server {
         });
     }
 
-    fn delete_stream(&mut self, ep: &mut Endpoint, h: SessionHandle, stream_id: f64) {
+    fn delete_stream(&mut self, ep: &mut Endpoint, now: Instant, h: SessionHandle, stream_id: f64) {
         let Some(c) = self.conns.get_mut(&h) else {
             return;
         };
@@ -796,6 +840,10 @@ impl Server {
         if !c.streams.release(id) {
             return;
         }
+        self.media.on_stream_deleted(ep, now, h, id);
+        let Some(c) = self.conns.get_mut(&h) else {
+            return;
+        };
         // spec 04 §5.4: the stream's flows end with it.
         let mut gone = Vec::new();
         c.stream_flows.retain(|&(f, s)| {

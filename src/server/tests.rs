@@ -565,3 +565,5 @@ fn introductions_are_rate_limited_per_source() {
         "tokens refill with time"
     );
 }
+
+mod media;

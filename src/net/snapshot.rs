@@ -1,0 +1,402 @@
+//! What the dashboard, `--stats-interval` and `/metrics` read: an immutable
+//! [`Snapshot`] of one endpoint, built by the endpoint's own task on a timer
+//! and only while someone subscribes ([`SnapshotTap`]). Readers get an `Arc`
+//! through a watch channel; the packet path never waits for them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+use tokio::sync::watch;
+
+use crate::proto::Instant;
+use crate::proto::endpoint::Endpoint;
+use crate::proto::flow::FlowStats;
+use crate::proto::session::{Role, State};
+use crate::proto::stats::{DropReason, EndpointStats};
+use crate::server::ServerStats;
+
+use super::EdgeStats;
+
+/// Who the far end of a session is to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerKind {
+    /// A client that connected to us (we serve).
+    Client,
+    /// A server we connected to.
+    Server,
+    /// A peer we reached directly by peer ID.
+    Direct,
+    /// A peer introduced to us by a server (hole punched).
+    Introduced,
+}
+
+impl PeerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerKind::Client => "client",
+            PeerKind::Server => "server",
+            PeerKind::Direct => "direct",
+            PeerKind::Introduced => "introduced",
+        }
+    }
+}
+
+/// A session state as the dashboard names it (spec 02 §5).
+pub fn state_name(s: State) -> &'static str {
+    match s {
+        State::IHelloSent => "ihello",
+        State::KeyingSent => "keying",
+        State::Open => "open",
+        State::NearClose => "closing",
+        State::FarCloseLinger => "linger",
+        State::Closed => "closed",
+    }
+}
+
+/// Every state, in the order the metrics list them.
+pub const STATES: [State; 6] = [
+    State::IHelloSent,
+    State::KeyingSent,
+    State::Open,
+    State::NearClose,
+    State::FarCloseLinger,
+    State::Closed,
+];
+
+/// One session, as a table row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    /// The endpoint's session handle: stable for the session's life.
+    pub handle: u32,
+    pub peer_id: Option<[u8; 32]>,
+    pub far_addr: SocketAddr,
+    pub kind: PeerKind,
+    /// The app the peer connected to (or we connected to), once known.
+    pub app: Option<Arc<str>>,
+    pub state: State,
+    pub age: Duration,
+    pub srtt: Option<Duration>,
+    pub rttvar: Duration,
+    pub cwnd: usize,
+    pub in_flight: usize,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_packets: u64,
+    pub data_packets_out: u64,
+    pub retransmissions: u64,
+    pub losses: u64,
+    pub dh_group: Option<u8>,
+    /// HMAC and session sequence numbers, (send, receive).
+    pub hmac: (bool, bool),
+    pub sseq: (bool, bool),
+    pub flows: Vec<FlowStats>,
+}
+
+impl SessionRow {
+    /// Retransmitted data packets as a share of data packets sent, in %.
+    pub fn retrans_pct(&self) -> f64 {
+        pct(self.retransmissions, self.data_packets_out)
+    }
+
+    /// Data packets declared lost as a share of data packets sent, in %.
+    pub fn loss_pct(&self) -> f64 {
+        pct(self.losses, self.data_packets_out)
+    }
+}
+
+fn pct(n: u64, of: u64) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        (n as f64 * 100.0 / of as f64).min(100.0)
+    }
+}
+
+/// One published stream on a relay. Fed by the media relay (see
+/// `App::annotate`); empty until a command publishes streams.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamRow {
+    pub name: Arc<str>,
+    /// The publisher's peer ID, if known.
+    pub publisher: Option<[u8; 32]>,
+    pub subscribers: u32,
+    /// Media bits per second arriving from the publisher.
+    pub bitrate: u64,
+}
+
+/// Relay-wide media counters (monotonic except the current counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MediaStats {
+    pub streams: u64,
+    pub publishers: u64,
+    pub subscribers: u64,
+    pub relayed_bytes: u64,
+}
+
+/// Upper bounds (seconds) of the RTT histogram buckets.
+pub const RTT_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Smoothed RTTs of open sessions, each sampled once per
+/// [`RTT_SAMPLE_EVERY`]: a monotonic histogram of what sessions experienced.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RttHistogram {
+    /// Counts per bucket (not cumulative); the last is +Inf.
+    pub counts: [u64; RTT_BUCKETS.len() + 1],
+    pub sum_seconds: f64,
+}
+
+impl RttHistogram {
+    pub fn observe(&mut self, rtt: Duration) {
+        let s = rtt.as_secs_f64();
+        let i = RTT_BUCKETS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(RTT_BUCKETS.len());
+        self.counts[i] += 1;
+        self.sum_seconds += s;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// How often each open session's RTT enters the histogram.
+pub const RTT_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything a reader sees of one endpoint at one moment.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Snapshot {
+    /// Time since the endpoint's clock started.
+    pub uptime: Duration,
+    pub endpoint: EndpointStats,
+    pub edge: EdgeStatsCopy,
+    pub sessions: Vec<SessionRow>,
+    /// Set by `serve`.
+    pub server: Option<ServerStats>,
+    pub streams: Vec<StreamRow>,
+    pub media: MediaStats,
+    /// Retransmissions summed over sessions since the tap started (monotonic).
+    pub retransmissions: u64,
+    pub rtt: RttHistogram,
+}
+
+/// [`EdgeStats`] with the traits a snapshot needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EdgeStatsCopy {
+    pub send_errors: u64,
+    pub recv_errors: u64,
+}
+
+impl From<&EdgeStats> for EdgeStatsCopy {
+    fn from(e: &EdgeStats) -> Self {
+        Self {
+            send_errors: e.send_errors,
+            recv_errors: e.recv_errors,
+        }
+    }
+}
+
+impl Snapshot {
+    /// Sessions counted by state, in [`STATES`] order.
+    pub fn sessions_by_state(&self) -> [u64; STATES.len()] {
+        let mut n = [0u64; STATES.len()];
+        for r in &self.sessions {
+            if let Some(i) = STATES.iter().position(|s| *s == r.state) {
+                n[i] += 1;
+            }
+        }
+        n
+    }
+
+    pub fn introductions(&self) -> u64 {
+        self.server.map_or(0, |s| s.introductions)
+    }
+
+    /// The aggregate figures as one JSON object (`--stats-interval`); rates
+    /// are per second since `prev`, when given.
+    pub fn summary_json(&self, prev: Option<&Snapshot>) -> Json {
+        let e = &self.endpoint;
+        let mut drops = serde_json::Map::new();
+        for r in DropReason::ALL {
+            drops.insert(r.name().to_owned(), json!(e.dropped(r)));
+        }
+        let mut states = serde_json::Map::new();
+        for (s, n) in STATES.iter().zip(self.sessions_by_state()) {
+            states.insert(state_name(*s).to_owned(), json!(n));
+        }
+        let rates = prev.map(|p| {
+            let dt = self.uptime.saturating_sub(p.uptime).as_secs_f64();
+            let r = |now: u64, before: u64| {
+                if dt > 0.0 {
+                    now.saturating_sub(before) as f64 / dt
+                } else {
+                    0.0
+                }
+            };
+            json!({
+                "rx_packets": r(e.rx_datagrams, p.endpoint.rx_datagrams),
+                "tx_packets": r(e.tx_datagrams, p.endpoint.tx_datagrams),
+                "rx_bytes": r(e.rx_bytes, p.endpoint.rx_bytes),
+                "tx_bytes": r(e.tx_bytes, p.endpoint.tx_bytes),
+                "handshakes": r(e.handshakes_answered + e.sessions_opened,
+                    p.endpoint.handshakes_answered + p.endpoint.sessions_opened),
+                "sessions_opened": r(e.sessions_opened, p.endpoint.sessions_opened),
+            })
+        });
+        let rtts: Vec<f64> = self
+            .sessions
+            .iter()
+            .filter_map(|s| s.srtt)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect();
+        let avg_rtt = (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64);
+        json!({
+            "uptime_s": self.uptime.as_secs_f64(),
+            "sessions": self.sessions.len(),
+            "sessions_by_state": states,
+            "sessions_opened": e.sessions_opened,
+            "sessions_closed": e.sessions_closed,
+            "sessions_failed": e.sessions_failed,
+            "handshakes_answered": e.handshakes_answered,
+            "rx_packets": e.rx_datagrams,
+            "tx_packets": e.tx_datagrams,
+            "rx_bytes": e.rx_bytes,
+            "tx_bytes": e.tx_bytes,
+            "drops": drops,
+            "retransmissions": self.retransmissions,
+            "introductions": self.introductions(),
+            "refused": self.server.map_or(0, |s| s.refused),
+            "streams": self.streams.len(),
+            "publishers": self.media.publishers,
+            "subscribers": self.media.subscribers,
+            "relayed_bytes": self.media.relayed_bytes,
+            "avg_rtt_ms": avg_rtt,
+            "rates_per_s": rates,
+        })
+    }
+}
+
+/// Builds snapshots for one endpoint: lives in the driver, next to it.
+pub struct SnapshotTap {
+    tx: watch::Sender<Arc<Snapshot>>,
+    every: Duration,
+    next: Instant,
+    next_rtt_sample: Instant,
+    /// Last seen retransmission count per session handle.
+    seen_retrans: HashMap<u32, u64>,
+    retransmissions: u64,
+    rtt: RttHistogram,
+}
+
+impl SnapshotTap {
+    pub fn new(tx: watch::Sender<Arc<Snapshot>>, every: Duration) -> Self {
+        Self {
+            tx,
+            every: every.max(Duration::from_millis(10)),
+            next: Instant::ZERO,
+            next_rtt_sample: Instant::ZERO,
+            seen_retrans: HashMap::new(),
+            retransmissions: 0,
+            rtt: RttHistogram::default(),
+        }
+    }
+
+    /// A channel and its tap; the receiver side is what readers clone.
+    pub fn channel(every: Duration) -> (Self, watch::Receiver<Arc<Snapshot>>) {
+        let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+        (Self::new(tx, every), rx)
+    }
+
+    /// When the next snapshot is due, if anyone is listening.
+    pub fn deadline(&self) -> Option<Instant> {
+        (self.tx.receiver_count() > 0).then_some(self.next)
+    }
+
+    /// A new snapshot, if one is due and anyone listens; `annotate` adds
+    /// what the application knows (apps, server counters, streams).
+    pub fn poll(
+        &mut self,
+        ep: &Endpoint,
+        edge: &EdgeStats,
+        now: Instant,
+        annotate: impl FnOnce(&mut Snapshot),
+    ) {
+        if now < self.next || self.tx.receiver_count() == 0 {
+            return;
+        }
+        self.next = now + self.every;
+        let mut s = self.capture(ep, edge, now);
+        annotate(&mut s);
+        self.tx.send_replace(Arc::new(s));
+    }
+
+    fn capture(&mut self, ep: &Endpoint, edge: &EdgeStats, now: Instant) -> Snapshot {
+        let sample_rtt = now >= self.next_rtt_sample;
+        if sample_rtt {
+            self.next_rtt_sample = now + RTT_SAMPLE_EVERY;
+        }
+        let mut sessions = Vec::with_capacity(ep.session_count());
+        let mut seen = HashMap::with_capacity(self.seen_retrans.len().max(ep.session_count()));
+        for (h, s) in ep.sessions() {
+            let t = s.transport.stats();
+            let before = self.seen_retrans.get(&h.0).copied().unwrap_or(0);
+            self.retransmissions += t.retransmissions.saturating_sub(before);
+            seen.insert(h.0, t.retransmissions);
+            if sample_rtt
+                && s.state == State::Open
+                && let Some(r) = t.srtt
+            {
+                self.rtt.observe(r);
+            }
+            let far = s.far.as_ref();
+            sessions.push(SessionRow {
+                handle: h.0,
+                peer_id: far.map(|f| f.fingerprint),
+                far_addr: s.far_addr,
+                kind: match s.role {
+                    Role::Initiator => PeerKind::Server,
+                    Role::Responder => PeerKind::Client,
+                },
+                app: None,
+                state: s.state,
+                age: now.saturating_since(s.opened_at),
+                srtt: t.srtt,
+                rttvar: s.transport.rtt().rttvar(),
+                cwnd: t.cwnd,
+                in_flight: t.bytes_in_flight,
+                tx_bytes: s.counters.tx_bytes,
+                rx_bytes: s.counters.rx_bytes,
+                tx_packets: s.counters.tx_packets,
+                rx_packets: s.counters.rx_packets,
+                data_packets_out: t.data_packets_out,
+                retransmissions: t.retransmissions,
+                losses: t.losses,
+                dh_group: far.map(|f| f.group),
+                hmac: far.map_or((false, false), |f| (f.hmac_tx, f.hmac_rx)),
+                sseq: far.map_or((false, false), |f| (f.sseq_tx, f.sseq_rx)),
+                flows: if s.transport.has_flows() {
+                    s.transport.flow_stats().collect()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        self.seen_retrans = seen;
+        Snapshot {
+            uptime: Duration::from_micros(now.as_micros()),
+            endpoint: ep.stats(),
+            edge: edge.into(),
+            sessions,
+            server: None,
+            streams: Vec::new(),
+            media: MediaStats::default(),
+            retransmissions: self.retransmissions,
+            rtt: self.rtt,
+        }
+    }
+}

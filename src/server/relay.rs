@@ -1,0 +1,190 @@
+//! One subscriber of a relayed stream: what it is sent, with which
+//! timestamps, and what is dropped when it cannot keep up.
+//!
+//! Each subscriber's queue is its own stream flows' send buffers, bounded
+//! in time (every audio/video message carries a lifetime and the flow
+//! abandons it once stale) and in bytes (a frame is not queued while the
+//! subscriber already has [`RelayLimits::queue_bytes`] unacknowledged).
+//! A dropped video frame makes the subscriber wait for the next keyframe,
+//! so what it does get decodes. A slow subscriber therefore costs only its
+//! own frames: the publisher and the other subscribers never wait for it.
+
+use crate::flash::av::{audio_info, video_info};
+use crate::flash::message::{HEADER_LEN, msg_type};
+use crate::media::netstream::{Lane, StreamOut, timestamp_of};
+use crate::proto::Instant;
+use crate::proto::endpoint::Endpoint;
+
+/// Per-subscriber bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    /// Unacknowledged audio/video bytes allowed before frames are dropped.
+    /// One frame is always let through onto an empty queue, however big.
+    pub queue_bytes: usize,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            queue_bytes: 4 << 20,
+        }
+    }
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Dropped because the subscriber's queue is full (or its flow refused it).
+    Dropped,
+    /// Not wanted: muted, paused, or an inter frame while waiting for a keyframe.
+    Skipped,
+}
+
+/// Counters of one subscriber.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscriberStats {
+    pub sent: u64,
+    pub dropped: u64,
+    pub skipped: u64,
+}
+
+/// A subscriber's relay state.
+#[derive(Debug)]
+pub struct Subscriber {
+    pub out: StreamOut,
+    /// `?asis`: timestamps exactly as published.
+    pub asis: bool,
+    /// Added to the publisher's timestamps; `None` until the first message
+    /// of a publish fixes it, so every subscription starts near 0 and a
+    /// returning publisher continues where the last one stopped.
+    offset: Option<u32>,
+    last_out: u32,
+    /// Video inter frames are skipped until a keyframe.
+    need_keyframe: bool,
+    pub receive_audio: bool,
+    pub receive_video: bool,
+    pub paused: bool,
+    pub stats: SubscriberStats,
+    limits: RelayLimits,
+}
+
+impl Subscriber {
+    pub fn new(out: StreamOut, asis: bool, limits: RelayLimits) -> Self {
+        Self {
+            out,
+            asis,
+            offset: None,
+            last_out: 0,
+            need_keyframe: true,
+            receive_audio: true,
+            receive_video: true,
+            paused: false,
+            stats: SubscriberStats::default(),
+            limits,
+        }
+    }
+
+    /// A new publish starts (or the subscriber just joined): rebase anew
+    /// from the next message and wait for a keyframe.
+    pub fn restart(&mut self) {
+        self.offset = None;
+        self.need_keyframe = true;
+    }
+
+    /// Video resumes after mute or pause: wait for a keyframe.
+    pub fn resync(&mut self) {
+        self.need_keyframe = true;
+    }
+
+    fn out_ts(&mut self, ts: u32) -> u32 {
+        if self.asis {
+            return ts;
+        }
+        let off = *self
+            .offset
+            .get_or_insert_with(|| self.last_out.wrapping_sub(ts));
+        ts.wrapping_add(off)
+    }
+
+    /// The timestamp the next message will be rebased to if it has `ts`
+    /// (used for replayed configuration, which carries no time of its own).
+    pub fn anchor(&mut self, ts: u32) -> u32 {
+        self.out_ts(ts)
+    }
+
+    /// Relays one framed publisher message (audio, video or data),
+    /// rewriting its timestamp. `config` marks sequence headers and data
+    /// frames, which are never skipped and never dropped for lack of room.
+    pub fn deliver(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        msg: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> Outcome {
+        let t = msg.first().copied().unwrap_or(0);
+        let payload = msg.get(HEADER_LEN..).unwrap_or(&[]);
+        let media = t == msg_type::AUDIO || t == msg_type::VIDEO;
+        let (config, key) = match t {
+            msg_type::VIDEO => video_info(payload)
+                .map_or((false, false), |v| (v.is_sequence_header, v.is_keyframe)),
+            msg_type::AUDIO => (
+                audio_info(payload).is_some_and(|a| a.is_sequence_header),
+                false,
+            ),
+            _ => (true, false),
+        };
+        if media && !config {
+            let muted = if t == msg_type::AUDIO {
+                !self.receive_audio
+            } else {
+                !self.receive_video
+            };
+            if self.paused || muted {
+                self.stats.skipped += 1;
+                return Outcome::Skipped;
+            }
+            if t == msg_type::VIDEO && self.need_keyframe && !key {
+                self.stats.skipped += 1;
+                return Outcome::Skipped;
+            }
+            let queued = self.out.buffered(ep, &[Lane::Audio, Lane::Video]);
+            if queued > 0 && queued + payload.len() > self.limits.queue_bytes {
+                self.stats.dropped += 1;
+                if t == msg_type::VIDEO {
+                    self.need_keyframe = true;
+                }
+                return Outcome::Dropped;
+            }
+        }
+        let ts = self.out_ts(timestamp_of(msg));
+        let r = if self.asis || ts == timestamp_of(msg) {
+            self.out.write_raw(ep, now, msg)
+        } else {
+            scratch.clear();
+            scratch.extend_from_slice(msg);
+            scratch[1..HEADER_LEN].copy_from_slice(&ts.to_be_bytes());
+            self.out.write_raw(ep, now, scratch)
+        };
+        match r {
+            Ok(()) => {
+                if key {
+                    self.need_keyframe = false;
+                }
+                if crate::flash::message::timestamp_after(ts, self.last_out) {
+                    self.last_out = ts;
+                }
+                self.stats.sent += 1;
+                Outcome::Sent
+            }
+            Err(_) => {
+                if t == msg_type::VIDEO {
+                    self.need_keyframe = true;
+                }
+                self.stats.dropped += 1;
+                Outcome::Dropped
+            }
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! The NAT lab: hosts in Linux network namespaces joined by veth pairs and a
+//! bridge, behind NATs made of nftables rules. One reusable helper for every
+//! test that needs real NAT behaviour (the NAT prober, P2P sessions).
+//!
+//! Include it with `#[path = "support/natlab.rs"] mod natlab;`.
+//!
+//! # Addresses (documentation ranges only; nothing routes out of the lab)
+//! * `192.0.2.0/24` is the "public internet": a bridge in a namespace of its
+//!   own (the hub). Servers get `192.0.2.10`+, routed hosts (no NAT)
+//!   `192.0.2.50`+, NAT routers' public sides `192.0.2.100`+.
+//! * `198.51.100.0/24` holds the private sides: NAT number `n` (0..15) owns
+//!   `198.51.100.16n/28`, its router is `.16n+1`, its hosts `.16n+2` onwards.
+//! * `203.0.113.0/24` is not used by the lab, so tests can use it for
+//!   addresses that must not exist anywhere.
+//!
+//! No namespace has a default route: every route names a lab prefix, and the
+//! hub is connected to nothing but lab namespaces, so no packet can leave.
+//!
+//! # NAT kinds (RFC 4787 terms)
+//! * [`NatKind::None`]: a host on the public segment, no NAT, no firewall.
+//! * [`NatKind::FullCone`]: EIM + EIF. SNAT to the router's public address
+//!   (Linux keeps the source port when free) plus DNAT of everything that
+//!   arrives at that address to the one host behind it (a 1:1 NAT). The DNAT
+//!   is not restricted to the public side, so this NAT hairpins.
+//! * [`NatKind::PortRestricted`]: EIM + APDF, Linux `masquerade`: conntrack
+//!   keeps the source port when free (so the mapping does not depend on the
+//!   destination) and lets in only replies to the exact 5-tuple. No hairpin.
+//! * [`NatKind::Symmetric`]: APDM + APDF, `masquerade fully-random`: every new
+//!   destination endpoint gets a fresh random port.
+//! * [`NatKind::UdpBlocked`]: masquerade, but the router drops all forwarded
+//!   UDP.
+//!
+//! Several hosts can sit behind one NAT ([`Lab::host_behind`]): hairpinning.
+//!
+//! # Lifetime
+//! Namespace names are unique per process and lab (`rl<pid>x<n><role>`), and
+//! dropping the [`Lab`] kills what runs inside its namespaces and deletes
+//! them, also when a test panics.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why the lab could not be built on this machine.
+#[derive(Debug)]
+pub struct Skip(pub String);
+
+/// Which NAT sits in front of a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NatKind {
+    None,
+    FullCone,
+    PortRestricted,
+    Symmetric,
+    UdpBlocked,
+}
+
+impl NatKind {
+    pub const ALL: [NatKind; 5] = [
+        NatKind::None,
+        NatKind::FullCone,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+        NatKind::UdpBlocked,
+    ];
+}
+
+/// A machine in the lab: one namespace, one address on its segment.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub ns: String,
+    pub ip: Ipv4Addr,
+    /// Extra addresses on the same interface (servers).
+    pub extra: Vec<Ipv4Addr>,
+}
+
+impl Host {
+    /// A command that runs `program` inside this host's namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, program]);
+        c
+    }
+
+    /// All this host's addresses, main one first.
+    pub fn addrs(&self) -> Vec<Ipv4Addr> {
+        let mut v = vec![self.ip];
+        v.extend(&self.extra);
+        v
+    }
+}
+
+/// A NAT router: its namespace, public address and private /28.
+#[derive(Debug, Clone)]
+pub struct Nat {
+    pub kind: NatKind,
+    pub ns: String,
+    pub public: Ipv4Addr,
+    index: u8,
+    hosts: u8,
+}
+
+/// A process started in the lab; killed (by its pid) when dropped.
+pub struct LabChild(pub Child);
+
+impl Drop for LabChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+/// One lab: a public segment plus whatever servers, NATs and hosts a test adds.
+pub struct Lab {
+    prefix: String,
+    hub: String,
+    namespaces: Vec<String>,
+    hub_ports: u32,
+    servers: u8,
+    routed: u8,
+    nats: u8,
+}
+
+/// Run `ip`/`nft` and fail loudly: a lab half built is worse than none.
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {:?}: {e} (is iproute2/nftables installed?)",
+                args
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn nsrun(ns: &str, args: &[&str]) -> Output {
+    let mut v = vec!["ip", "netns", "exec", ns];
+    v.extend_from_slice(args);
+    run(&v)
+}
+
+/// nftables rules, fed on stdin so one call sets a whole table.
+fn nft(ns: &str, rules: &str) {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nft (nftables) must be installed for the NAT lab");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft failed in {ns}: {}\n{rules}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sysctl(ns: &str, key: &str, value: &str) {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    nsrun(ns, &["sh", "-c", &format!("echo {value} > {path}")]);
+}
+
+impl Lab {
+    /// Builds the public segment, or says why this machine cannot.
+    pub fn new() -> Result<Lab, Skip> {
+        if Command::new("ip").arg("-V").output().is_err() {
+            panic!("the NAT lab needs iproute2 (`ip`); .ci/run installs it");
+        }
+        let n = LABS.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("rl{}x{}", std::process::id(), n);
+        let hub = format!("{prefix}hub");
+        let probe = Command::new("ip")
+            .args(["netns", "add", &hub])
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| Skip(format!("cannot run ip: {e}")))?;
+        if !probe.status.success() {
+            return Err(Skip(format!(
+                "the kernel or our privileges refuse network namespaces ({})",
+                String::from_utf8_lossy(&probe.stderr).trim()
+            )));
+        }
+        let lab = Lab {
+            prefix,
+            hub: hub.clone(),
+            namespaces: vec![hub.clone()],
+            hub_ports: 0,
+            servers: 0,
+            routed: 0,
+            nats: 0,
+        };
+        run(&["ip", "-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        run(&["ip", "-n", &hub, "link", "set", "br0", "up"]);
+        run(&["ip", "-n", &hub, "link", "set", "lo", "up"]);
+        Ok(lab)
+    }
+
+    /// Like [`Lab::new`], but prints a loud notice and returns `None` when
+    /// namespaces are refused, so a test can `return` (skip).
+    pub fn or_skip(test: &str) -> Option<Lab> {
+        match Lab::new() {
+            Ok(l) => Some(l),
+            Err(Skip(why)) => {
+                eprintln!("\n*** SKIPPED {test}: NAT lab unavailable: {why} ***\n");
+                None
+            }
+        }
+    }
+
+    fn add_ns(&mut self, role: &str) -> String {
+        let ns = format!("{}{}", self.prefix, role);
+        run(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A veth from the hub's bridge to `ns`, named `dev` there.
+    fn plug_public(&mut self, ns: &str, dev: &str) {
+        let port = format!("p{}", self.hub_ports);
+        self.hub_ports += 1;
+        run(&[
+            "ip", "-n", &self.hub, "link", "add", &port, "type", "veth", "peer", "name", dev,
+            "netns", ns,
+        ]);
+        run(&["ip", "-n", &self.hub, "link", "set", &port, "master", "br0"]);
+        run(&["ip", "-n", &self.hub, "link", "set", &port, "up"]);
+        run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+    }
+
+    /// A server on the public segment with `n_addrs` addresses
+    /// (192.0.2.10 + 3k, +1, +2 …; at most 3).
+    pub fn server(&mut self, n_addrs: u8) -> Host {
+        assert!((1..=3).contains(&n_addrs), "a server has 1 to 3 addresses");
+        let k = self.servers;
+        assert!(k < 10, "at most 10 servers per lab");
+        self.servers += 1;
+        let ns = self.add_ns(&format!("s{k}"));
+        self.plug_public(&ns, "eth0");
+        let ips: Vec<Ipv4Addr> = (0..n_addrs)
+            .map(|i| Ipv4Addr::new(192, 0, 2, 10 + 3 * k + i))
+            .collect();
+        for ip in &ips {
+            run(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+        }
+        Host {
+            ns,
+            ip: ips[0],
+            extra: ips[1..].to_vec(),
+        }
+    }
+
+    /// A NAT router of `kind` (for [`NatKind::None`], use [`Lab::host`]).
+    pub fn nat(&mut self, kind: NatKind) -> Nat {
+        assert!(kind != NatKind::None, "NatKind::None has no router");
+        let index = self.nats;
+        assert!(index < 15, "at most 15 NATs per lab");
+        self.nats += 1;
+        let ns = self.add_ns(&format!("n{index}"));
+        self.plug_public(&ns, "wan");
+        let public = Ipv4Addr::new(192, 0, 2, 100 + index);
+        let router = Ipv4Addr::new(198, 51, 100, 16 * index + 1);
+        let lan = format!("198.51.100.{}/28", 16 * index);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{public}/24"),
+            "dev",
+            "wan",
+        ]);
+        run(&["ip", "-n", &ns, "link", "add", "lan", "type", "bridge"]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{router}/28"),
+            "dev",
+            "lan",
+        ]);
+        run(&["ip", "-n", &ns, "link", "set", "lan", "up"]);
+        sysctl(&ns, "net.ipv4.ip_forward", "1");
+        // Hairpinned packets leave by the interface they came in on; a
+        // redirect would tell the host to bypass the NAT.
+        sysctl(&ns, "net.ipv4.conf.all.send_redirects", "0");
+        sysctl(&ns, "net.ipv4.conf.lan.send_redirects", "0");
+        // With br_netfilter loaded, frames crossing the LAN bridge go through
+        // the IP hooks as bridged traffic, and a hairpinned (DNATed) packet
+        // would be bridged back out its own port, which a bridge refuses.
+        // Routing, not bridging, is what a NAT does: turn that off here (the
+        // ports also get hairpin mode, for kernels without per-namespace
+        // bridge sysctls).
+        nsrun(
+            &ns,
+            &[
+                "sh",
+                "-c",
+                "f=/proc/sys/net/bridge/bridge-nf-call-iptables; [ -w $f ] && echo 0 > $f || true",
+            ],
+        );
+        let rules = match kind {
+            NatKind::FullCone => format!(
+                "table ip lab {{
+                   chain pre {{ type nat hook prerouting priority dstnat; ip daddr {public} dnat to {host}; }}
+                   chain post {{ type nat hook postrouting priority srcnat; ip saddr {lan} snat to {public}; }}
+                 }}",
+                host = Ipv4Addr::new(198, 51, 100, 16 * index + 2)
+            ),
+            NatKind::PortRestricted => format!(
+                "table ip lab {{
+                   chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" ip saddr {lan} masquerade; }}
+                 }}"
+            ),
+            NatKind::Symmetric => format!(
+                "table ip lab {{
+                   chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" ip saddr {lan} masquerade fully-random; }}
+                 }}"
+            ),
+            NatKind::UdpBlocked => format!(
+                "table ip lab {{
+                   chain filt {{ type filter hook forward priority filter; meta l4proto udp drop; }}
+                   chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" ip saddr {lan} masquerade; }}
+                 }}"
+            ),
+            NatKind::None => unreachable!(),
+        };
+        nft(&ns, &rules);
+        Nat {
+            kind,
+            ns,
+            public,
+            index,
+            hosts: 0,
+        }
+    }
+
+    /// A host behind `nat` (its next private address). A full-cone NAT
+    /// forwards to its first host only.
+    pub fn host_behind(&mut self, nat: &mut Nat) -> Host {
+        assert!(nat.hosts < 12, "at most 12 hosts behind one NAT");
+        let j = nat.hosts;
+        nat.hosts += 1;
+        let ns = self.add_ns(&format!("n{}h{j}", nat.index));
+        let ip = Ipv4Addr::new(198, 51, 100, 16 * nat.index + 2 + j);
+        let router = Ipv4Addr::new(198, 51, 100, 16 * nat.index + 1);
+        let port = format!("h{j}");
+        run(&[
+            "ip", "-n", &nat.ns, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+            "netns", &ns,
+        ]);
+        run(&["ip", "-n", &nat.ns, "link", "set", &port, "master", "lan"]);
+        run(&[
+            "ip",
+            "-n",
+            &nat.ns,
+            "link",
+            "set",
+            &port,
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ]);
+        run(&["ip", "-n", &nat.ns, "link", "set", &port, "up"]);
+        run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ip}/28"),
+            "dev",
+            "eth0",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "192.0.2.0/24",
+            "via",
+            &router.to_string(),
+        ]);
+        Host {
+            ns,
+            ip,
+            extra: vec![],
+        }
+    }
+
+    /// One host behind a fresh NAT of `kind` (or on the public segment for
+    /// [`NatKind::None`]).
+    pub fn host(&mut self, kind: NatKind) -> (Host, Option<Nat>) {
+        if kind == NatKind::None {
+            let k = self.routed;
+            assert!(k < 40, "at most 40 routed hosts per lab");
+            self.routed += 1;
+            let ns = self.add_ns(&format!("r{k}"));
+            self.plug_public(&ns, "eth0");
+            let ip = Ipv4Addr::new(192, 0, 2, 50 + k);
+            run(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
+            return (
+                Host {
+                    ns,
+                    ip,
+                    extra: vec![],
+                },
+                None,
+            );
+        }
+        let mut nat = self.nat(kind);
+        let h = self.host_behind(&mut nat);
+        (h, Some(nat))
+    }
+
+    /// Starts `program args` in `host`, stdout piped, stderr to ours.
+    pub fn spawn(&self, host: &Host, program: &str, args: &[&str]) -> LabChild {
+        LabChild(
+            host.command(program)
+                .args(args)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn in the lab"),
+        )
+    }
+
+    /// Runs `program args` in `host` to completion, killed after `limit`.
+    pub fn run_in(&self, host: &Host, program: &str, args: &[&str], limit: Duration) -> Output {
+        let mut child = host
+            .command(program)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn in the lab");
+        let deadline = Instant::now() + limit;
+        // Drain pipes on threads so a chatty child cannot block on a full pipe.
+        let mut so = child.stdout.take().unwrap();
+        let mut se = child.stderr.take().unwrap();
+        let t1 = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut so, &mut v);
+            v
+        });
+        let t2 = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut se, &mut v);
+            v
+        });
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break child.wait().expect("wait");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: t1.join().unwrap(),
+            stderr: t2.join().unwrap(),
+        }
+    }
+
+    /// Sets how long the NAT keeps an idle UDP mapping (conntrack's UDP
+    /// timeouts, per namespace), so lifetime tests need not wait minutes.
+    pub fn set_udp_timeout(&self, nat: &Nat, secs: u32) {
+        let v = secs.to_string();
+        sysctl(&nat.ns, "net.netfilter.nf_conntrack_udp_timeout", &v);
+        sysctl(&nat.ns, "net.netfilter.nf_conntrack_udp_timeout_stream", &v);
+    }
+
+    /// The names of this lab's namespaces (for diagnostics).
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Kill what still runs in our namespaces (processes we started, found
+        // by namespace, not by name), then delete them; veths go with them.
+        for ns in self.namespaces.iter().rev() {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
