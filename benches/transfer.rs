@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use rtmfp::proto::crypto::{self, DhGroup};
+use rtmfp::proto::crypto::{self, CryptoSettings, DhGroup};
 use rtmfp::proto::endpoint::{EndpointConfig, Event, SessionHandle};
 use rtmfp::proto::flow::{FlowEvent, Priority, WriteOptions};
 use rtmfp::proto::session::State;
@@ -21,11 +21,16 @@ const G2: &[DhGroup] = &[DhGroup::G2];
 const MSG: usize = 16 * 1024;
 const BYTES: usize = 4 * 1024 * 1024;
 
-/// A server (node 0) and client (node 1) with an open session.
-fn open_pair(link: LinkConfig) -> (Net, SessionHandle) {
+/// A server (node 0) and client (node 1) with an open session, both with
+/// `crypto` (checksum framing, or HMAC-SHA-256 + sequence numbers).
+fn open_pair(link: LinkConfig, crypto: &CryptoSettings) -> (Net, SessionHandle) {
     let mut net = Net::new(1, link);
-    net.add(server_identity(1, G2), EndpointConfig::default());
-    net.add(client_identity(2, G2), EndpointConfig::default());
+    let cfg = EndpointConfig {
+        crypto: crypto.clone(),
+        ..EndpointConfig::default()
+    };
+    net.add(server_identity(1, G2), cfg.clone());
+    net.add(client_identity(2, G2), cfg);
     let server = net.nodes[0].addr;
     let now = net.now;
     let h = net.nodes[1]
@@ -100,14 +105,21 @@ fn bulk(c: &mut Criterion) {
     let mut g = c.benchmark_group("transfer_4MiB");
     g.throughput(Throughput::Bytes(BYTES as u64));
     g.sample_size(10);
+    // Same link, same group, same client: only the packet framing differs.
+    let framings = [
+        ("checksum", CryptoSettings::default()),
+        ("hmac_sseq", CryptoSettings::preferred()),
+    ];
     for (name, link) in links {
-        g.bench_function(name, |b| {
-            b.iter_batched(
-                || open_pair(link),
-                |(net, h)| transfer(net, h),
-                BatchSize::PerIteration,
-            )
-        });
+        for (framing, crypto) in &framings {
+            g.bench_function(format!("{name}/{framing}"), |b| {
+                b.iter_batched(
+                    || open_pair(link, crypto),
+                    |(net, h)| transfer(net, h),
+                    BatchSize::PerIteration,
+                )
+            });
+        }
     }
     g.finish();
 }

@@ -40,7 +40,7 @@ Exit codes:
   2    usage error (bad option, URL or input)
   3    host name could not be resolved
   4    no answer, port unreachable, or redirected to nowhere
-  5    rejected by the server (status code printed)
+  5    rejected by the server (status code printed; \"server full\" when at capacity)
   6    protocol or handshake failure (the error says which phase)
   7    subscribe: the stream started, but no media or data arrived
   8    peer unreachable: unknown to the server, or no direct path (reason printed)
@@ -130,14 +130,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub max_sessions: usize,
 
-    /// Most new handshakes per second from one IP address (0 = unlimited).
+    /// Most new handshakes per second from one source prefix (see --source-prefix-v4/-v6; 0 =
+    /// unlimited).
     ///
     /// Each handshake costs the server a Diffie-Hellman computation, so this bounds what one
-    /// address can make it spend. But many users can share one address behind a carrier-grade
+    /// prefix can make it spend. But many users can share one address behind a carrier-grade
     /// NAT, and they reconnect together after an outage: at N per second, 10,000 of them take
     /// 10,000/N seconds to get back in. The default (200) lets that happen within a minute while
-    /// one flooding address gets 200 DH computations a second at most. Load-testing your own
-    /// server from one machine? Use 0, or the test measures this limit, not the server.
+    /// one flooding prefix gets 200 DH computations a second at most (--keying-budget bounds the
+    /// total). Load-testing your own server from one machine? Use 0, or the test measures this
+    /// limit, not the server.
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub handshake_rate: u32,
 
@@ -174,6 +176,32 @@ pub struct ServeArgs {
     /// (addr, url) with --metrics, stats (figures) with --stats-interval.
     #[arg(long)]
     pub json: bool,
+
+    /// Refuse clients that do not authenticate every packet with HMAC-SHA-256. By default HMAC is
+    /// used with every client that supports it (rtmfp-cpp, rtmfp) and left off for Flash-class
+    /// clients (Flash Player, AIR, librtmfp), which only offer it on request.
+    #[arg(long)]
+    pub require_hmac: bool,
+
+    /// Refuse clients that do not number their packets (session sequence numbers, which stop
+    /// replays). Same default as for HMAC.
+    #[arg(long)]
+    pub require_sseq: bool,
+
+    /// Prefix length that makes one IPv4 source for every per-source limit (handshake rate,
+    /// half-open sessions, answer budgets, fair share of key computation).
+    #[arg(long, value_name = "BITS", default_value_t = 32, value_parser = clap::value_parser!(u8).range(8..=32))]
+    pub source_prefix_v4: u8,
+
+    /// Prefix length that makes one IPv6 source (a host usually owns a whole /64).
+    #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = clap::value_parser!(u8).range(16..=128))]
+    pub source_prefix_v6: u8,
+
+    /// Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 50):
+    /// above it new handshakes are dropped before any computation, and each source prefix gets a
+    /// fair share. 0 = unlimited.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub keying_budget: u32,
 
     /// Answer NAT probes on this extra address (repeatable): STUN Binding requests (RFC 5389, with the
     /// RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe

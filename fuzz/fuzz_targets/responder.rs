@@ -10,11 +10,17 @@
 //!   checks see arbitrary input.
 //! * 2: as 1, with the genuine client certificate in place, so the SKIC and
 //!   signature parsing get most of the fuzzer's attention.
+//! * 3: several IIKeyings (the first body byte says how many, up to 16) with
+//!   the cookie issued to `from()`, packed in one datagram, sent from
+//!   another address that does not own it (a cookie replay), then from its
+//!   owner.
 //!
-//! In every mode the endpoint must not panic and answers each datagram with
-//! at most one datagram.
+//! In every mode the endpoint must not panic, answers each datagram with
+//! at most one datagram, and sends an address that has not proven it
+//! receives (no valid cookie of its own) at most 3× what it sent.
 #![no_main]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
@@ -39,6 +45,10 @@ fn now() -> Instant {
 
 fn from() -> SocketAddr {
     "192.0.2.9:5000".parse().expect("literal address")
+}
+
+fn thief() -> SocketAddr {
+    "198.51.100.3:5000".parse().expect("literal address")
 }
 
 fn server(id: &Identity) -> Endpoint {
@@ -135,21 +145,35 @@ fuzz_target!(|data: &[u8]| {
     let mut dgram = vec![0u8; MAX_DATAGRAM];
     let mut sent = 0;
     let mut fed = 0;
-    let mut feed = |ep: &mut Endpoint, bytes: &[u8], sent: &mut usize| {
-        ep.handle_datagram(now(), 0, from(), bytes);
+    // Bytes in from, and out to, each address.
+    let mut inb: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut outb: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut feed = |ep: &mut Endpoint, src: SocketAddr, bytes: &[u8], sent: &mut usize| {
+        ep.handle_datagram(now(), 0, src, bytes);
         fed += 1;
-        while ep.poll_transmit(now(), &mut dgram).is_some() {
+        *inb.entry(src).or_default() += bytes.len();
+        let mut answers = 0;
+        while let Some(t) = ep.poll_transmit(now(), &mut dgram) {
             *sent += 1;
+            answers += 1;
+            *outb.entry(t.dst).or_default() += t.len;
         }
+        assert!(answers <= 1, "{answers} answers to one datagram");
         while ep.poll_event().is_some() {}
     };
-    match mode % 3 {
+    let seal = |plain: &[u8]| {
+        let mut sealed = vec![0u8; MAX_DATAGRAM];
+        PacketCipher::default_key()
+            .seal([0; 4], plain, &mut sealed)
+            .ok()
+            .map(|n| sealed[..n].to_vec())
+    };
+    match mode % 4 {
         0 => {
-            feed(&mut ep, body, &mut sent);
+            feed(&mut ep, from(), body, &mut sent);
             let plain = &body[..body.len().min(4000)];
-            let mut sealed = vec![0u8; MAX_DATAGRAM];
-            if let Ok(n) = PacketCipher::default_key().seal([0; 4], plain, &mut sealed) {
-                feed(&mut ep, &sealed[..n], &mut sent);
+            if let Some(d) = seal(plain) {
+                feed(&mut ep, from(), &d, &mut sent);
             }
             assert_eq!(
                 ep.session_count(),
@@ -157,16 +181,38 @@ fuzz_target!(|data: &[u8]| {
                 "no session without a cookie we issued"
             );
         }
+        3 => {
+            let Some((&n, rest)) = body.split_first() else {
+                return;
+            };
+            if rest.len() < 4 {
+                return;
+            }
+            let one = iikeying(f, &rest[..4], true, &rest[4..rest.len().min(400)]);
+            // Startup header once, then the chunk (type onward) n times.
+            let mut plain = one[..3].to_vec();
+            for _ in 0..=(n % 16) {
+                if plain.len() + one.len() > 7000 {
+                    break;
+                }
+                plain.extend_from_slice(&one[3..]);
+            }
+            if let Some(d) = seal(&plain) {
+                feed(&mut ep, thief(), &d, &mut sent);
+                assert_eq!(ep.session_count(), 0, "a replayed cookie opens nothing");
+                feed(&mut ep, from(), &d, &mut sent);
+                assert!(ep.session_count() <= 1, "one datagram, one session at most");
+            }
+        }
         m => {
             if body.len() < 4 {
                 return;
             }
             let plain = iikeying(f, &body[..4], m == 2, &body[4..body.len().min(4000)]);
-            let mut sealed = vec![0u8; MAX_DATAGRAM];
-            if let Ok(n) = PacketCipher::default_key().seal([0; 4], &plain, &mut sealed) {
-                feed(&mut ep, &sealed[..n], &mut sent);
+            if let Some(d) = seal(&plain) {
+                feed(&mut ep, from(), &d, &mut sent);
                 // A repeat must be answered from the cache or dropped, never twice.
-                feed(&mut ep, &sealed[..n], &mut sent);
+                feed(&mut ep, from(), &d, &mut sent);
             }
             assert!(ep.session_count() <= 1, "one IIKeying, one session at most");
         }
@@ -175,4 +221,14 @@ fuzz_target!(|data: &[u8]| {
         sent <= fed,
         "at most one answer per datagram: {sent} for {fed}"
     );
+    // Only `from()` can prove it receives (the cookie is its own), and only
+    // by opening a session; everyone else gets at most 3×.
+    for (dst, out) in &outb {
+        let verified = *dst == from() && ep.session_count() > 0;
+        let got = inb.get(dst).copied().unwrap_or(0);
+        assert!(
+            verified || *out <= 3 * got,
+            "{out} bytes to unverified {dst} for {got} in"
+        );
+    }
 });

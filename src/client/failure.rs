@@ -186,9 +186,16 @@ impl Failure {
                 r.as_deref().unwrap_or("no reason given")
             ),
         };
+        // A server at capacity refuses with a recognisable description
+        // (`StatusInfo::server_full`): say so plainly.
+        let kind = if info.as_ref().is_some_and(StatusInfo::is_server_full) {
+            Kind::ServerFull
+        } else {
+            Kind::Rejected
+        };
         Self {
             info: info.map(Box::new),
-            ..Self::new(Phase::Connect, Kind::Rejected, message)
+            ..Self::new(Phase::Connect, kind, message)
         }
     }
 
@@ -477,6 +484,16 @@ mod tests {
         assert_eq!(j["possible"].as_array().unwrap().len(), 4);
         assert_eq!(f.exit_code(), exit::PROTOCOL);
         assert!(f.to_string().contains("possible causes"));
+    }
+
+    #[test]
+    fn a_server_at_capacity_is_reported_as_full_not_rejected() {
+        let full = Failure::rejected(Some(StatusInfo::server_full("1000 sessions")), None);
+        assert_eq!(full.kind, Kind::ServerFull);
+        assert_eq!(full.to_json()["kind"], "server_full");
+        assert_eq!(full.exit_code(), exit::REJECTED);
+        let other = Failure::rejected(Some(StatusInfo::connect_rejected("no such app")), None);
+        assert_eq!(other.kind, Kind::Rejected);
     }
 
     #[test]

@@ -206,7 +206,7 @@ async fn run_async(args: ConnectArgs, url: RtmfpUrl, stop: Stop) -> i32 {
     let auto = args.dh_group == DhChoice::Auto;
     let crypto = CryptoSettings {
         groups: groups.clone(),
-        ..CryptoSettings::default()
+        ..CryptoSettings::preferred()
     };
     match args.sessions {
         Some(n) if args.hold => run_hold(&args, &url, n, &crypto, &candidates, &stop).await,

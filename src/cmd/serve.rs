@@ -14,11 +14,12 @@ use tracing::{debug, error, info, warn};
 
 use super::monitor::Monitor;
 use crate::cli::{ServeArgs, exit};
+use crate::net::memory::{Trimmer, release_free_memory};
 use crate::net::snapshot::Snapshot;
 use crate::net::{App, Clock, CryptoThreads, Driver, OsRng};
 use crate::proto::Instant;
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
-use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, RefuseReason};
+use crate::proto::endpoint::{Endpoint, EndpointConfig, Event, GuardConfig};
 use crate::proto::flow::TransportConfig;
 use crate::proto::session::CloseReason;
 use crate::proto::stats::DropReason;
@@ -131,11 +132,25 @@ async fn serve(
     }
 
     let clock = Clock::new();
+    let crypto = CryptoSettings {
+        hmac_send_always: args.require_hmac,
+        hmac_recv_required: args.require_hmac,
+        sseq_send_always: args.require_sseq,
+        sseq_recv_required: args.require_sseq,
+        ..CryptoSettings::preferred()
+    };
+    let guard = GuardConfig {
+        prefix_v4: args.source_prefix_v4,
+        prefix_v6: args.source_prefix_v6,
+        keying_budget: args.keying_budget,
+        ..GuardConfig::default()
+    };
     let crypto_threads = args
         .crypto_threads
         .unwrap_or_else(crate::net::default_crypto_threads);
     let config = EndpointConfig {
-        crypto: CryptoSettings::default(),
+        crypto,
+        guard,
         keepalive_period: KEEPALIVE,
         retransmit_limit: RETRANSMIT_LIMIT,
         idle_limit: Some(IDLE_LIMIT),
@@ -170,6 +185,7 @@ async fn serve(
     let app = ServeApp {
         server,
         out,
+        trimmer: Trimmer::default(),
         apps: watched.then(HashMap::new),
         drops_reported: [0; DropReason::COUNT],
         next_drop_report: clock.now() + DROP_REPORT_PERIOD,
@@ -389,10 +405,7 @@ impl Output {
                     "peer_id": peer_id.as_ref().map(peer_id_hex), "reason": reason}));
             }
             ServerEvent::Refused { from, reason } => {
-                let reason = match reason {
-                    RefuseReason::SessionLimit => "session_limit",
-                    RefuseReason::HandshakeRate => "handshake_rate",
-                };
+                let reason = reason.name();
                 warn!("refusing handshakes from {from}: {reason}");
                 self.json(json!({"event": "refused", "from": from.to_string(), "reason": reason}));
             }
@@ -534,6 +547,7 @@ struct ServeApp {
     /// Drop counters at the last report, and when the next is due.
     drops_reported: [u64; DropReason::COUNT],
     next_drop_report: Instant,
+    trimmer: Trimmer,
     /// Each session's app, kept only while snapshots are watched.
     apps: Option<HashMap<u32, Arc<str>>>,
 }
@@ -597,8 +611,14 @@ impl App for ServeApp {
     type Command = ServerCommand;
 
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
+        let closed = matches!(event, Event::Closed { .. });
         self.server.handle_event(ep, now, event);
         self.flush();
+        // After a load peak, give the memory of closed sessions back.
+        if closed && self.trimmer.observe(ep.session_count(), now) {
+            ep.shrink_tables();
+            release_free_memory();
+        }
     }
 
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
@@ -737,6 +757,11 @@ mod tests {
             dh_key_lifetime: None,
             json: false,
             introduce_across_apps: false,
+            require_hmac: false,
+            require_sseq: false,
+            source_prefix_v4: 32,
+            source_prefix_v6: 64,
+            keying_budget: 0,
             metrics: None,
             monitor: Default::default(),
             probe_addr: vec![],

@@ -36,6 +36,9 @@ pub mod name {
 }
 
 /// Standard status codes (spec 04 §7.4).
+/// How a server at capacity words its `Connect.Rejected` description.
+pub const SERVER_FULL: &str = "server full";
+
 pub mod code {
     pub const CONNECT_SUCCESS: &str = "NetConnection.Connect.Success";
     pub const CONNECT_REJECTED: &str = "NetConnection.Connect.Rejected";
@@ -267,6 +270,21 @@ impl StatusInfo {
         Self::new(Level::Status, code::CONNECT_SUCCESS)
             .description(description)
             .with("objectEncoding", Value::Number(object_encoding))
+    }
+
+    /// The refusal of a server at capacity: `Connect.Rejected` whose
+    /// description starts with [`SERVER_FULL`], which clients report as such.
+    pub fn server_full(detail: &str) -> Self {
+        Self::connect_rejected(format!("{SERVER_FULL}: {detail}"))
+    }
+
+    /// Is this the refusal of a server at capacity?
+    pub fn is_server_full(&self) -> bool {
+        self.code == code::CONNECT_REJECTED
+            && self
+                .description
+                .as_deref()
+                .is_some_and(|d| d.starts_with(SERVER_FULL))
     }
 
     pub fn connect_rejected(description: impl Into<String>) -> Self {

@@ -3,6 +3,7 @@
 //! endpoint with `&mut` (no mutex); the application logic that sits on top
 //! (a server, a client command) runs inside that task through [`App`].
 
+pub mod memory;
 pub mod snapshot;
 mod socket;
 
@@ -372,6 +373,8 @@ impl<A: App> Driver<A> {
                 _ = tokio::time::sleep_until(sleep_until.into()) => {}
                 _ = &mut shutdown, if shutting_down.is_none() => {
                     let now = self.clock.now();
+                    // Handshake work still queued is worth nothing now.
+                    self.ep.discard_pending_handshakes();
                     self.app.on_shutdown(&mut self.ep, now);
                     self.ep.close_all(now);
                     shutting_down = Some(now + grace);

@@ -27,6 +27,8 @@ pub const TAG_LENGTH: usize = 16;
 pub const COOKIE_LENGTH: usize = 64;
 /// Bytes of the time hash kept in the cookie (4 + 28 + 32 = 64).
 const TIME_HASH_LENGTH: usize = 28;
+/// Cookie time-field bit marking a compact-certificate RHello.
+const COMPACT_BIT: u32 = 1 << 31;
 /// Encoded socket address: flags + 16-byte IPv6 + port.
 const MAX_ADDRESS_LENGTH: usize = 19;
 
@@ -69,7 +71,16 @@ impl CookieJar {
 
     /// A cookie for `src`: `t (u32) ‖ H(secret ‖ t)[..28] ‖ H(secret ‖ t ‖ address(src))`.
     pub fn make(&self, now: Instant, src: SocketAddr) -> [u8; COOKIE_LENGTH] {
-        let t = (self.seconds(now) as u32).to_be_bytes();
+        self.make_for(now, src, false)
+    }
+
+    /// A cookie that also records, authenticated, that the RHello carrying
+    /// it had our compact certificate (the top bit of the time field: an
+    /// instance would have to run 68 years to need it), so the IIKeying
+    /// that echoes it is answered with our key in SKRC.
+    pub fn make_for(&self, now: Instant, src: SocketAddr, compact: bool) -> [u8; COOKIE_LENGTH] {
+        let secs = (self.seconds(now) as u32) & !COMPACT_BIT;
+        let t = (secs | if compact { COMPACT_BIT } else { 0 }).to_be_bytes();
         let mut out = [0u8; COOKIE_LENGTH];
         out[..4].copy_from_slice(&t);
         out[4..32].copy_from_slice(&self.time_hash(&t)[..TIME_HASH_LENGTH]);
@@ -82,7 +93,7 @@ impl CookieJar {
             return CookieCheck::Bad;
         };
         let tv = [cookie[0], cookie[1], cookie[2], cookie[3]];
-        let t = u64::from(u32::from_be_bytes(tv));
+        let t = u64::from(u32::from_be_bytes(tv) & !COMPACT_BIT);
         let now_s = self.seconds(now);
         if t > now_s || now_s - t > MAX_COOKIE_LIFETIME.as_secs() {
             return CookieCheck::Bad;
@@ -94,6 +105,13 @@ impl CookieJar {
             return CookieCheck::Mismatch;
         }
         CookieCheck::Ok
+    }
+
+    /// Was this cookie (already checked) issued with the compact certificate?
+    pub fn is_compact(cookie: &[u8]) -> bool {
+        cookie
+            .first()
+            .is_some_and(|b| u32::from(*b) << 24 & COMPACT_BIT != 0)
     }
 
     fn time_hash(&self, tv: &[u8]) -> [u8; 32] {
@@ -203,6 +221,13 @@ mod tests {
         assert_eq!(jar.check(later, a, &bad[..n]), CookieCheck::Bad);
         assert_eq!(jar.check(later, a, &c[..n - 1]), CookieCheck::Bad);
         assert_eq!(jar.check(later, a, &[]), CookieCheck::Bad);
+        // The compact marker is authenticated and leaves the time intact.
+        let cc = jar.make_for(t0 + Duration::from_secs(3), a, true);
+        assert_eq!(jar.check(later, a, &cc), CookieCheck::Ok);
+        assert!(CookieJar::is_compact(&cc) && !CookieJar::is_compact(&c));
+        let mut forged = c;
+        forged[0] |= 0x80;
+        assert_eq!(jar.check(later, a, &forged), CookieCheck::Bad);
         let other = CookieJar::new(&mut SeededRng::new(2), t0);
         assert_eq!(other.check(later, a, &c[..n]), CookieCheck::Bad);
     }

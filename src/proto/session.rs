@@ -335,6 +335,14 @@ pub struct Session {
     pub queued: bool,
     /// Whether the session is in the endpoint's event queue.
     pub events_queued: bool,
+    /// Responder: half-open (keyed, no packet from the initiator in the
+    /// session yet) until this deadline; the address whose prefix holds the
+    /// half-open slot.
+    pub half_open: Option<(Instant, std::net::IpAddr)>,
+    /// Responder: admitted past `max_sessions` only to be told the server is
+    /// full (the application refuses it plainly; the endpoint ends it at
+    /// this deadline if the application does not).
+    pub over_capacity: Option<Instant>,
 }
 
 impl Session {
@@ -390,10 +398,13 @@ impl Session {
                 Some(d)
             }
             State::Open if self.pending_keys.is_some() => {
-                self.keys_handed.then_some(self.opened_at)
+                let keys = self.keys_handed.then_some(self.opened_at);
+                super::time::earliest(keys, self.half_open.map(|(t, _)| t))
             }
             State::Open => {
                 let mut d = self.transport.poll_timeout();
+                d = super::time::earliest(d, self.half_open.map(|(t, _)| t));
+                d = super::time::earliest(d, self.over_capacity);
                 let ka = if self.keepalive_outstanding {
                     self.keepalive_rtx_at
                 } else {

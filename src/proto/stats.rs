@@ -28,10 +28,13 @@ pub enum DropReason {
     Limit,
     /// A startup chunk that matched no opening session.
     Unmatched,
+    /// An answer withheld: more than 3× what its unverified destination
+    /// sent, a second answer to one datagram, or over a byte budget.
+    Amplification,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::TooShort,
         DropReason::UnknownSession,
@@ -44,6 +47,7 @@ impl DropReason {
         DropReason::BadKeying,
         DropReason::Limit,
         DropReason::Unmatched,
+        DropReason::Amplification,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +63,7 @@ impl DropReason {
             DropReason::BadKeying => "bad_keying",
             DropReason::Limit => "limit",
             DropReason::Unmatched => "unmatched",
+            DropReason::Amplification => "amplification",
         }
     }
 }
@@ -85,6 +90,13 @@ pub struct EndpointStats {
     /// IIKeying packets we resent because no RIKeying came (initiator):
     /// the far end answers hellos but not keying (throttled, refusing).
     pub keying_resends: u64,
+    /// Bytes sent to addresses that had not proven they receive (RHello,
+    /// Cookie Change, Redirect).
+    pub unverified_tx_bytes: u64,
+    /// Half-open responder sessions: keyed, no packet from the initiator yet.
+    pub half_open: u64,
+    /// Half-open sessions that expired without a packet from the initiator.
+    pub half_open_expired: u64,
 }
 
 impl EndpointStats {

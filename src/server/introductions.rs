@@ -85,7 +85,12 @@ impl Server {
                 });
             }
         }
-        ep.send_redirect(now, iface, from, tag, &addrs);
+        // The target answers the initiator directly: forward only what the
+        // initiator's 3x credit and byte budget allowed a Redirect for.
+        if !ep.send_redirect(now, iface, from, tag, &addrs) {
+            self.stats.introductions_limited += 1;
+            return;
+        }
         ep.forward_ihello(session, epd, from, tag);
         self.stats.introductions += 1;
         self.emit(ServerEvent::Introduction {

@@ -788,6 +788,17 @@ impl Server {
     }
 
     fn on_connect(&mut self, ep: &mut Endpoint, now: Instant, h: SessionHandle, c: Connect) {
+        if !self.conns.contains_key(&h) {
+            return;
+        }
+        if ep.is_over_capacity(h) {
+            // Admitted past --max-sessions only to hear this; the endpoint
+            // ends the session shortly (closing now would drop the reply).
+            self.stats.refused += 1;
+            let info = StatusInfo::server_full("no room for another session, try again later");
+            self.send_command(ep, now, h, Command::error(c.transaction_id, &info));
+            return;
+        }
         let Some(conn) = self.conns.get_mut(&h) else {
             return;
         };

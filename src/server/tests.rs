@@ -553,6 +553,7 @@ fn introductions_are_rate_limited_per_source() {
             tag: vec![7; 16],
         };
         let now = net.now;
+        net.server_ep.credit_for_test(now, attacker.ip(), 68);
         net.server.handle_event(&mut net.server_ep, now, e);
     };
     for _ in 0..10 {

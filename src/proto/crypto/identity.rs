@@ -189,6 +189,29 @@ impl Identity {
         }
     }
 
+    /// The smallest certificate a server can answer an ancillary-data
+    /// (URL) IHello with: `01 0a` and one `02 15 g` per group, no key and no
+    /// randomness, so it fits in 3× the smallest IHello Flash-class clients
+    /// send. `all_groups` false keeps group 2 only (what every Flash-class
+    /// client keys with; our first group if we lack it). Initiators keying
+    /// against it find our key in SKRC, as with any ephemeral server.
+    pub fn compact_certificate(&self, all_groups: bool) -> Vec<u8> {
+        let groups = self.groups();
+        let pick: Vec<DhGroup> = if all_groups {
+            groups
+        } else if groups.contains(&DhGroup::G2) {
+            vec![DhGroup::G2]
+        } else {
+            groups.into_iter().take(1).collect()
+        };
+        let mut cert = Vec::with_capacity(2 + 3 * pick.len());
+        push(&mut cert, cert_opt::ACCEPTS_ANCILLARY, &[]);
+        for g in pick {
+            push(&mut cert, cert_opt::EPHEMERAL_GROUP, &[g.id()]);
+        }
+        cert
+    }
+
     /// Responder side: does `epd` select us (spec 03 §5.2)? A malformed EPD
     /// selects nobody. Ancillary data is for the application to inspect.
     pub fn selected_by(&self, epd: &[u8]) -> bool {

@@ -61,6 +61,12 @@ pub struct CryptoSettings {
     /// ([`DhGroup::reference_exponent_bits`]) instead of our shorter group-2
     /// exponents; only needed to reproduce its byte-exact vectors.
     pub reference_exponents: bool,
+    /// Use HMAC and session sequence numbers with every peer that supports
+    /// them, without requiring them: request them (REQ) of a far side that
+    /// offers them, and send them when asked. As responder, an initiator
+    /// that only offers on request (SOR, the Flash Player and librtmfp
+    /// signature) is left without, as those clients expect.
+    pub prefer_integrity: bool,
 }
 
 impl Default for CryptoSettings {
@@ -76,6 +82,7 @@ impl Default for CryptoSettings {
             groups: DhGroup::ALL.to_vec(),
             librtmfp_compatible_skrc: true,
             reference_exponents: false,
+            prefer_integrity: false,
         }
     }
 }
@@ -95,6 +102,15 @@ fn ephemeral_key(
 }
 
 impl CryptoSettings {
+    /// Our commands' default: the reference defaults plus
+    /// [`CryptoSettings::prefer_integrity`].
+    pub fn preferred() -> Self {
+        CryptoSettings {
+            prefer_integrity: true,
+            ..Self::default()
+        }
+    }
+
     /// `tcserver`/`conncheck` style: send and require HMAC and sequence numbers (flags 0x07).
     pub fn require_all() -> Self {
         CryptoSettings {
@@ -128,11 +144,15 @@ impl CryptoSettings {
 pub(crate) struct Neg {
     pub(crate) send: bool,
     pub(crate) recv: bool,
+    /// Request it (REQ) without requiring it.
+    pub(crate) want: bool,
 }
 
 impl Neg {
     fn flags(self) -> u8 {
-        NEG_SOR | if self.send { NEG_SND } else { 0 } | if self.recv { NEG_REQ } else { 0 }
+        NEG_SOR
+            | if self.send { NEG_SND } else { 0 }
+            | if self.recv || self.want { NEG_REQ } else { 0 }
     }
 
     /// Spec 03 §12.2, run once on the far side's flags.
@@ -140,6 +160,12 @@ impl Neg {
         if self.recv && far & (NEG_SND | NEG_SOR) == 0 {
             return Err(CryptoError::Negotiation);
         }
+        // We asked (or ask now, as responder): a far side that can send it
+        // will, so we receive it.
+        if self.want && far & (NEG_SND | NEG_SOR) != 0 {
+            self.recv = true;
+        }
+        self.want = false;
         if far & NEG_SND != 0 {
             self.recv = true;
         }
@@ -191,6 +217,13 @@ pub(crate) fn parse_component(bytes: &[u8]) -> Result<Component<'_>, CryptoError
         }
     }
     Ok(c)
+}
+
+/// The DH group a SKIC names (its ephemeral key's or its group select),
+/// read without any key work, so a responder can price the keying first.
+pub fn skic_group(skic: &[u8]) -> Option<u64> {
+    let c = parse_component(skic).ok()?;
+    c.ephemeral.map(|(g, _)| g).or(c.group_select)
 }
 
 /// Runs both negotiations against a far component; returns the far tag length.
@@ -287,12 +320,20 @@ fn initial_neg(s: &CryptoSettings) -> (Neg, Neg) {
         Neg {
             send: s.hmac_send_always,
             recv: s.hmac_recv_required,
+            want: s.prefer_integrity,
         },
         Neg {
             send: s.sseq_send_always,
             recv: s.sseq_recv_required,
+            want: s.prefer_integrity,
         },
     )
+}
+
+/// Does this far flags byte show active support (it sends always or
+/// requests), rather than the bare offer Flash-class clients make?
+fn actively_supported(far: Option<u8>) -> bool {
+    far.is_some_and(|f| f & (NEG_SND | NEG_REQ) != 0)
 }
 
 /// The initiator's half of keying: built when sending IIKeying, finished by
@@ -428,6 +469,22 @@ pub fn respond_deferred(
     plan_response(identity, settings, initiator_cert, skic)?.build(None, rng)
 }
 
+/// As [`respond_deferred`]; `key_in_skrc` puts our public key in the SKRC
+/// even when we are static (the initiator keyed against our compact
+/// certificate, which carries no key: [`Identity::compact_certificate`]).
+pub fn respond_deferred_with(
+    identity: &Identity,
+    settings: &CryptoSettings,
+    initiator_cert: &[u8],
+    skic: &[u8],
+    key_in_skrc: bool,
+    rng: &mut dyn Rng,
+) -> Result<(Vec<u8>, PendingResponse), CryptoError> {
+    plan_response(identity, settings, initiator_cert, skic)?
+        .with_key_in_skrc(key_in_skrc)
+        .build(None, rng)
+}
+
 /// Every check of the responder's keying that costs no exponentiation:
 /// settings, certificate, SKIC options, group and the far public key (range,
 /// length, bit counts). What passes is a [`ResponsePlan`], whose
@@ -443,6 +500,11 @@ pub fn plan_response(
     let cert = Certificate::parse(initiator_cert)?;
     let c = parse_component(skic)?;
     let (mut hmac, mut sseq) = initial_neg(settings);
+    // Flash Player and librtmfp offer both on request (SOR) but librtmfp
+    // implements neither: only an initiator that shows active support is
+    // asked for them.
+    hmac.want &= actively_supported(c.hmac.map(|(f, _)| f));
+    sseq.want &= actively_supported(c.sseq);
     let rx_tag = negotiate(&mut hmac, &mut sseq, &c)?;
 
     // Which key of the initiator (spec 03 §9.5).
@@ -470,6 +532,7 @@ pub fn plan_response(
         // A static *server* facing a Flash-class client must still hand out
         // its key in SKRC (see `build`); a static *peer* must not.
         static_server: identity.is_static() && identity.parsed().accepts_ancillary(),
+        key_in_skrc: false,
         is_static: identity.is_static(),
         librtmfp_compatible_skrc: settings.librtmfp_compatible_skrc,
         hmac_len: settings.hmac_len,
@@ -498,9 +561,19 @@ pub struct ResponsePlan {
     librtmfp_compatible_skrc: bool,
     hmac_len: u8,
     exponent_bits: u32,
+    /// Our key goes in the SKRC even if static (see `with_key_in_skrc`).
+    key_in_skrc: bool,
 }
 
 impl ResponsePlan {
+    /// Puts our public key in the SKRC even when we are static: the
+    /// initiator keyed against our compact certificate, which has none
+    /// ([`Identity::compact_certificate`]).
+    pub fn with_key_in_skrc(mut self, yes: bool) -> Self {
+        self.key_in_skrc = yes;
+        self
+    }
+
     pub fn group(&self) -> DhGroup {
         self.group
     }
@@ -540,7 +613,7 @@ impl ResponsePlan {
         // A static peer must not repeat its key here: librtmfp's P2P
         // initiator takes the key from the certificate and wants exactly
         // `41 0e <64 B>` (spec 06).
-        if self.is_static && !(flash_class && self.static_server) {
+        if self.is_static && !(flash_class && self.static_server) && !self.key_in_skrc {
             let mut r = [0u8; COMPONENT_RANDOMNESS];
             rng.fill(&mut r);
             push(&mut skrc, comp_opt::EXTRA_RANDOMNESS, &r);

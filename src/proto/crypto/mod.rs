@@ -29,7 +29,8 @@ pub use error::CryptoError;
 pub use identity::Identity;
 pub use keying::{
     CryptoSettings, InitiatorKeying, NEG_REQ, NEG_SND, NEG_SOR, PendingResponse, ResponsePlan,
-    SessionKeys, peer_id, plan_response, respond, respond_deferred,
+    SessionKeys, peer_id, plan_response, respond, respond_deferred, respond_deferred_with,
+    skic_group,
 };
 
 /// The signature every Flash endpoint sends in IIKeying/RIKeying: the single

@@ -519,6 +519,7 @@ fn mona_session(iik: &str, rik: &str, k: &str, first: &str, reply: &str) -> (Vec
     let off = keying::Neg {
         send: false,
         recv: false,
+        want: false,
     };
     let mut ikeys = keying::derive(&k, &skic, &skrc, DhGroup::G2, off, off, 16, 0);
     let mut rkeys = keying::derive(&k, &skrc, &skic, DhGroup::G2, off, off, 16, 0);
@@ -956,4 +957,50 @@ fn keying_never_panics_on_garbage() {
             let _ = ik.finish(&junk);
         }
     }
+}
+
+/// Our default (`preferred`) turns HMAC and sequence numbers on with a peer
+/// that supports them actively, and leaves Flash-class initiators (bare
+/// SOR offers, as Flash Player and librtmfp send) exactly as before.
+#[test]
+fn preferred_integrity_is_used_when_supported_and_never_forced() {
+    let mut rng = SeededRng::new(7);
+    let server = Identity::generate_static(&[DhGroup::G2], None, true, &mut rng).unwrap();
+    let client = Identity::generate_static(&[DhGroup::G2], None, false, &mut rng).unwrap();
+    let run = |ic: &CryptoSettings, rc: &CryptoSettings, rng: &mut SeededRng| {
+        let ik = InitiatorKeying::new(&client, ic, server.certificate(), rng).unwrap();
+        let skic = ik.skic().to_vec();
+        let (skrc, rk) = respond(&server, rc, client.certificate(), &skic, rng).unwrap();
+        let ik = ik.finish(&skrc).unwrap();
+        (skrc, ik, rk)
+    };
+    let pref = CryptoSettings::preferred();
+    // Ours with ours: all four on, both ends agree.
+    let (_, i, r) = run(&pref, &pref, &mut rng);
+    assert!(i.hmac_tx && i.hmac_rx && i.sseq_tx && i.sseq_rx);
+    assert!(r.hmac_tx && r.hmac_rx && r.sseq_tx && r.sseq_rx);
+    // A reference-default responder (SOR only) still gives ours what it asks.
+    let (_, i, r) = run(&pref, &CryptoSettings::default(), &mut rng);
+    assert!(i.hmac_rx && r.hmac_tx && i.sseq_rx && r.sseq_tx);
+    assert!(!i.hmac_tx && !r.hmac_rx);
+    // A Flash-class initiator: nothing on, and the SKRC librtmfp insists on.
+    let (skrc, i, r) = run(&CryptoSettings::flash_player(), &pref, &mut rng);
+    assert!(!(i.hmac_tx || i.hmac_rx || i.sseq_tx || i.sseq_rx));
+    assert!(!(r.hmac_tx || r.hmac_rx || r.sseq_tx || r.sseq_rx));
+    assert_eq!(skrc[..7], h("031a0000021e00"));
+    // An operator's requirement still refuses such an initiator.
+    let ik = InitiatorKeying::new(
+        &client,
+        &CryptoSettings::flash_player(),
+        server.certificate(),
+        &mut rng,
+    )
+    .unwrap();
+    let req = CryptoSettings {
+        hmac_recv_required: true,
+        ..CryptoSettings::preferred()
+    };
+    // Flash offers SOR, so a requiring server gets HMAC from it.
+    let (_, rk) = respond(&server, &req, client.certificate(), ik.skic(), &mut rng).unwrap();
+    assert!(rk.hmac_rx);
 }

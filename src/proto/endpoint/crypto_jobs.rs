@@ -376,6 +376,26 @@ impl Endpoint {
         self.crypto_pool.stats.submitted += 1;
     }
 
+    /// Shutdown: responder work not yet taken by a worker is dropped, and
+    /// what is running is discarded when it comes back.
+    pub(super) fn discard_responder_jobs(&mut self) {
+        let pool = &mut self.crypto_pool;
+        let dropped: Vec<CryptoJobId> = pool
+            .queued
+            .iter()
+            .filter(|j| matches!(j.work, Work::Respond { .. }))
+            .map(|j| j.id)
+            .collect();
+        pool.queued
+            .retain(|j| !matches!(j.work, Work::Respond { .. }));
+        for id in dropped {
+            pool.finish(id);
+        }
+        for meta in pool.jobs.values_mut() {
+            meta.cancelled = true;
+        }
+    }
+
     fn next_crypto_job_id(&mut self) -> CryptoJobId {
         let id = CryptoJobId(self.crypto_pool.next_id);
         self.crypto_pool.next_id += 1;
@@ -456,7 +476,7 @@ impl Endpoint {
         if meta.cancelled || self.by_addr.contains_key(&(meta.iface, meta.from)) {
             return;
         }
-        if self.session_count() >= self.config.max_sessions {
+        if self.session_table_full() {
             self.stats.drop(DropReason::Limit);
             self.refuse(now, meta.from, RefuseReason::SessionLimit);
             return;

@@ -89,6 +89,10 @@ impl Endpoint {
         s.last_rx = now;
         // Any authentic packet answers a stale check: the far end is alive.
         s.stale_check = None;
+        if s.half_open.is_some() {
+            self.confirm(h);
+        }
+        let s = self.session_mut(h).expect("caller checked");
         // A packet under the session keys proves the initiator got our
         // RIKeying: keep only the digest that recognises stale IIKeyings,
         // not the datagram (memory per idle session).
@@ -401,6 +405,9 @@ impl Endpoint {
     }
 
     pub(super) fn session_timeout(&mut self, now: Instant, h: SessionHandle) {
+        if self.expire_unconfirmed(now, h) {
+            return;
+        }
         let Some(s) = self.session_mut(h) else { return };
         match s.state {
             State::IHelloSent | State::KeyingSent => self.opening_timeout(now, h),

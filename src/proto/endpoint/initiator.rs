@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// Plain length our IHellos are padded to (0xff padding ends the chunk
+/// list): 420 bytes on the wire, so 3× covers a 1.2 kB RHello.
+const IHELLO_MIN_PLAIN: usize = 413;
+
 impl Endpoint {
     /// Starts (or reuses) a session to the endpoint named by `epd`, sending
     /// IHellos to each candidate address.
@@ -355,6 +359,12 @@ impl Endpoint {
         for (iface, from, data) in early {
             self.handle_session_datagram(now, h, iface, from, &data);
         }
+        // Speak at once, even with nothing to say yet: a responder keeps a
+        // session half-open (and drops it after a few RTOs) until the
+        // initiator's first packet in it arrives.
+        if let Some(s) = self.session_mut(h) {
+            s.pending.keepalive_ping = true;
+        }
         self.mark_ready(h);
         self.reschedule(h);
     }
@@ -446,7 +456,14 @@ impl Endpoint {
             let v6 = addr.is_ipv6();
             for (i, &is6) in ifaces.iter().enumerate() {
                 if is6 == v6 {
-                    self.send_startup(now, i as u16, addr, [0; 4], |w| ih.encode(w));
+                    self.send_startup(now, i as u16, addr, [0; 4], |w| {
+                        ih.encode(w)?;
+                        // Padded so a responder that answers no more than
+                        // 3× what it gets can afford its full certificate
+                        // (ours, with four static keys, needs ~1.2 kB).
+                        let pad = IHELLO_MIN_PLAIN.saturating_sub(w.len());
+                        w.fill(0xff, pad.min(w.remaining()))
+                    });
                 }
             }
         }

@@ -10,7 +10,9 @@ impl Endpoint {
         }
     }
 
-    /// Forwarder: sends `tag`'s initiator a Redirect listing `addrs`.
+    /// Forwarder: sends `tag`'s initiator a Redirect listing `addrs`, as
+    /// many of them as 3× the IHello allows (the initiator has not proven it
+    /// receives). Returns whether it went out.
     pub fn send_redirect(
         &mut self,
         now: Instant,
@@ -18,21 +20,37 @@ impl Endpoint {
         to: SocketAddr,
         tag: &[u8],
         addrs: &[PeerAddress],
-    ) {
-        let mut list = [0u8; REDIRECT_THRESHOLD * 19];
-        let mut w = Writer::new(&mut list);
-        for a in addrs.iter().take(REDIRECT_THRESHOLD) {
-            if a.encode(&mut w).is_err() {
-                break;
+    ) -> bool {
+        let credit = self.guard.credit(now, to.ip());
+        let mut n_addrs = addrs.len().min(REDIRECT_THRESHOLD);
+        loop {
+            let mut list = [0u8; REDIRECT_THRESHOLD * 19];
+            let mut w = Writer::new(&mut list);
+            for a in addrs.iter().take(n_addrs) {
+                if a.encode(&mut w).is_err() {
+                    break;
+                }
             }
-        }
-        let n = w.len();
-        let r = chunk::Redirect {
-            tag,
-            addresses: &list[..n],
-        };
-        if self.send_startup(now, iface, to, [0; 4], |w| r.encode(w)) {
-            self.stats.redirects_sent += 1;
+            let n = w.len();
+            let r = chunk::Redirect {
+                tag,
+                addresses: &list[..n],
+            };
+            let Some(bytes) = self.seal_startup(now, [0; 4], true, |w| r.encode(w)) else {
+                return false;
+            };
+            if bytes.len() as u64 <= credit {
+                if self.send_budgeted(iface, to, bytes, now) {
+                    self.stats.redirects_sent += 1;
+                    return true;
+                }
+                return false;
+            }
+            if n_addrs == 0 {
+                self.stats.drop(DropReason::Amplification);
+                return false;
+            }
+            n_addrs -= 1;
         }
     }
 
@@ -81,6 +99,12 @@ impl Endpoint {
         if !self.identity.selected_by(epd) {
             return;
         }
+        // The forwarder relays an IHello we never saw: answer it as if it
+        // had come, within 3× the smallest datagram that could carry it.
+        let relayed = ihello_datagram_len(epd.len(), tag.len()) as u64;
+        let compact_ok = crypto::Epd::parse(epd).is_ok_and(|e| {
+            e.fingerprint_raw().is_none() && e.hostname().is_none() && e.ancillary().is_some()
+        });
         match s.fihello_mode {
             FiHelloMode::Ignore => {}
             FiHelloMode::SendRHello => {
@@ -90,11 +114,19 @@ impl Endpoint {
                     .filter(|&i| self.ifaces[i as usize] == v6)
                     .collect();
                 for i in ifaces {
-                    self.send_rhello(now, i, reply_to, tag);
+                    self.guard.add_credit(
+                        now,
+                        reply_to.ip(),
+                        guard::AMPLIFICATION_FACTOR * relayed,
+                    );
+                    self.answered = false;
+                    self.send_rhello(now, i, reply_to, tag, compact_ok);
                 }
             }
             FiHelloMode::SendRedirect => {
                 let iface = s.iface;
+                self.guard
+                    .add_credit(now, reply_to.ip(), guard::AMPLIFICATION_FACTOR * relayed);
                 self.send_redirect(now, iface, reply_to, tag, &[]);
             }
         }

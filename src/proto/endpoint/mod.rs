@@ -31,10 +31,14 @@ pub use crypto_jobs::{CryptoDone, CryptoJob, CryptoJobId, CryptoPoolStats};
 
 mod crypto_jobs;
 mod established;
+mod guard;
 mod initiator;
 pub use initiator::OpeningProgress;
 mod introduction;
 mod responder;
+
+use guard::Guard;
+pub use guard::{GuardConfig, Prefix, ihello_datagram_len, keying_cost};
 
 /// Largest datagram we build or accept (spec 01 §5.4 `DECRYPT_BUF_LENGTH`).
 pub const MAX_DATAGRAM: usize = 8192;
@@ -128,8 +132,26 @@ pub enum Event {
 pub enum RefuseReason {
     /// `max_sessions` reached.
     SessionLimit,
-    /// The source IP exceeded `handshake_rate`.
+    /// The source prefix exceeded `handshake_rate`.
     HandshakeRate,
+    /// Too many half-open sessions from the prefix or in total.
+    HalfOpen,
+    /// The global keying budget (or the prefix's fair share) is spent.
+    KeyingBudget,
+}
+
+impl RefuseReason {
+    pub const COUNT: usize = 4;
+
+    /// Stable name for logs and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefuseReason::SessionLimit => "session_limit",
+            RefuseReason::HandshakeRate => "handshake_rate",
+            RefuseReason::HalfOpen => "half_open",
+            RefuseReason::KeyingBudget => "keying_budget",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -143,8 +165,10 @@ pub struct EndpointConfig {
     pub fihello_mode: FiHelloMode,
     pub transport: TransportConfig,
     /// Most keyings (IIKeying with a valid cookie, the expensive step) per
-    /// second from one IP address; 0 = unlimited.
+    /// second from one address prefix; 0 = unlimited.
     pub handshake_rate: u32,
+    /// Limits on what unverified sources get (see [`GuardConfig`]).
+    pub guard: GuardConfig,
     /// Responder DH work queued or running on worker threads at most
     /// (`poll_crypto_job`); 0 = none: the work runs inline, on the packet path.
     pub crypto_jobs: usize,
@@ -167,6 +191,7 @@ impl Default for EndpointConfig {
             fihello_mode: FiHelloMode::Ignore,
             transport: TransportConfig::default(),
             handshake_rate: 0,
+            guard: GuardConfig::default(),
             crypto_jobs: 0,
             dh_key_lifetime: None,
         }
@@ -213,9 +238,17 @@ pub struct Endpoint {
     tc_rx_latest: Option<(SessionHandle, Instant)>,
     tc_rx_previous: Option<(SessionHandle, Instant)>,
     tc_sent_any: Option<Instant>,
-    /// Per-IP token buckets for `handshake_rate`: (tokens, last refill).
-    handshake_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
-    last_refused: [Option<Instant>; 2],
+    /// Per-prefix token buckets for `handshake_rate`: (tokens, last refill).
+    handshake_buckets: HashMap<Prefix, (f64, Instant)>,
+    last_refused: [Option<Instant>; RefuseReason::COUNT],
+    /// Credit, budgets and half-open slots for unverified sources.
+    guard: Guard,
+    /// Whether the datagram being handled has had its one answer.
+    answered: bool,
+    /// Confirmed sessions admitted over capacity (see `is_over_capacity`).
+    over_capacity: usize,
+    /// Shutting down: no new handshakes are answered.
+    stopping: bool,
     /// ECN code point of the datagram being processed.
     rx_ecn: u8,
     /// Identity and crypto for sessions we open to Flash-era servers.
@@ -236,6 +269,7 @@ impl Endpoint {
         now: Instant,
     ) -> Self {
         let cookies = CookieJar::new(&mut *rng, now);
+        let guard = Guard::new(config.guard.clone());
         Self {
             identity,
             config,
@@ -260,7 +294,11 @@ impl Endpoint {
             tc_rx_previous: None,
             tc_sent_any: None,
             handshake_buckets: HashMap::new(),
-            last_refused: [None; 2],
+            last_refused: [None; RefuseReason::COUNT],
+            guard,
+            answered: false,
+            over_capacity: 0,
+            stopping: false,
             rx_ecn: 0,
             flash_fallback: None,
             crypto_pool: Default::default(),
@@ -284,11 +322,80 @@ impl Endpoint {
     pub fn stats(&self) -> EndpointStats {
         let mut s = self.stats;
         s.sessions_current = self.session_count() as u64;
+        s.half_open = self.guard.half_open_count() as u64;
         s
     }
 
     pub fn session_count(&self) -> usize {
         self.slots.len() - self.free.len()
+    }
+
+    /// Sessions that count against `max_sessions`: all but the half-open
+    /// ones and those admitted only to be told the server is full.
+    pub fn confirmed_session_count(&self) -> usize {
+        self.session_count()
+            .saturating_sub(self.guard.half_open_count() + self.over_capacity)
+    }
+
+    /// Was this session admitted past `max_sessions`, only so that it can be
+    /// told plainly that the server is full? The application should refuse
+    /// it (a server: `NetConnection.Connect.Rejected`, "server full") and
+    /// close it; the endpoint ends it shortly anyway.
+    pub fn is_over_capacity(&self, h: SessionHandle) -> bool {
+        self.session(h).is_some_and(|s| s.over_capacity.is_some())
+    }
+
+    /// Gives back the spare capacity of the endpoint's tables after a load
+    /// peak (call rarely: it rebuilds what it shrinks).
+    pub fn shrink_tables(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.len() * 4 < m.capacity() {
+                m.shrink_to_fit();
+            }
+        }
+        shrink(&mut self.by_addr);
+        shrink(&mut self.by_tag);
+        shrink(&mut self.handshake_buckets);
+        self.rebuild_timers();
+        self.timers.shrink_to_fit();
+        self.ready.shrink_to_fit();
+        self.with_events.shrink_to_fit();
+        self.events.shrink_to_fit();
+        self.startup_out.shrink_to_fit();
+        self.free.shrink_to_fit();
+        self.guard.shrink();
+    }
+
+    /// As if a startup datagram of `len` bytes had arrived from `ip` (unit
+    /// tests that inject endpoint events without datagrams).
+    #[cfg(test)]
+    pub(crate) fn credit_for_test(&mut self, now: Instant, ip: std::net::IpAddr, len: usize) {
+        self.guard.received(now, ip, len);
+    }
+
+    /// Drops every handshake not yet confirmed (half-open responder
+    /// sessions and their pending key work) and queued startup answers, and
+    /// answers no new handshake from now on, so that shutdown spends
+    /// nothing on them.
+    pub fn discard_pending_handshakes(&mut self) {
+        self.stopping = true;
+        let half: Vec<SessionHandle> = self
+            .sessions()
+            .filter(|(_, s)| s.half_open.is_some())
+            .map(|(h, _)| h)
+            .collect();
+        for h in half {
+            if let Some(s) = self.session_mut(h) {
+                let opened = s.pending_keys.is_none();
+                s.pending_keys = None;
+                if opened {
+                    self.abort_session(h, false, Some(CloseReason::Shutdown));
+                }
+            }
+            self.remove_session(h);
+        }
+        self.startup_out.retain(|d| d.keys_for.is_none());
+        self.discard_responder_jobs();
     }
 
     pub fn session(&self, h: SessionHandle) -> Option<&Session> {
@@ -428,6 +535,7 @@ impl Endpoint {
         ecn: u8,
     ) {
         self.rx_ecn = ecn;
+        self.answered = false;
         self.stats.rx_datagrams += 1;
         self.stats.rx_bytes += data.len() as u64;
         // SSID + one cipher block is the least the Flash profile produces.
@@ -438,6 +546,10 @@ impl Endpoint {
         let ssid = [data[0], data[1], data[2], data[3]];
         let sid = scramble_sid(ssid, &data[4..]);
         if sid == [0; 4] {
+            if self.stopping {
+                self.stats.drop(DropReason::Limit);
+                return;
+            }
             self.handle_startup(now, iface, from, data);
         } else {
             let h = SessionHandle(u32::from_be_bytes(sid));
@@ -557,6 +669,8 @@ impl Endpoint {
             scheduled: None,
             queued: false,
             events_queued: false,
+            half_open: None,
+            over_capacity: None,
         };
         self.slots[idx].session = Some(Box::new(session));
         h
@@ -575,6 +689,12 @@ impl Endpoint {
         let Some(s) = slot.session.take() else { return };
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(idx as u32);
+        if let Some((_, ip)) = s.half_open {
+            self.guard.close_half(ip);
+        }
+        if s.over_capacity.is_some() && s.half_open.is_none() {
+            self.over_capacity -= 1;
+        }
         if self.by_addr.get(&(s.iface, s.far_addr)) == Some(&h) {
             self.by_addr.remove(&(s.iface, s.far_addr));
         }
@@ -653,6 +773,27 @@ impl Endpoint {
             self.stats.drop(DropReason::Limit);
             return false;
         }
+        let Some(bytes) = self.seal_startup(now, far_sid, true, body) else {
+            return false;
+        };
+        self.startup_out.push_back(StartupDatagram {
+            iface,
+            dst,
+            bytes,
+            keys_for: None,
+        });
+        true
+    }
+
+    /// Seals a startup-mode packet under the default key; `timestamp` false
+    /// leaves the optional timestamp out (2 bytes, for the smallest answers).
+    fn seal_startup(
+        &mut self,
+        now: Instant,
+        far_sid: [u8; 4],
+        timestamp: bool,
+        body: impl FnOnce(&mut Writer) -> Result<(), super::wire::WireError>,
+    ) -> Option<Vec<u8>> {
         let ts = self.timestamp(now);
         let mut plain = std::mem::take(&mut self.tx_plain);
         let limit = header::MAX_STARTUP_PACKET.min(plain.len());
@@ -661,7 +802,7 @@ impl Endpoint {
             time_critical: false,
             time_critical_reverse: false,
             mode: Mode::Startup,
-            timestamp: Some(ts),
+            timestamp: timestamp.then_some(ts),
             timestamp_echo: None,
         };
         let ok = hdr.encode(&mut w).is_ok() && body(&mut w).is_ok();
@@ -675,18 +816,48 @@ impl Endpoint {
             })
             .flatten();
         self.tx_plain = plain;
-        let Some(len) = sealed else { return false };
+        let len = sealed?;
         out.truncate(len);
+        Some(out)
+    }
+
+    /// Queues an answer to the datagram being handled, sent to an address
+    /// that has not proven it receives: at most one per datagram, and only
+    /// within the 3× credit and the destination prefix's byte budget.
+    fn send_answer(&mut self, iface: u16, dst: SocketAddr, bytes: Vec<u8>, now: Instant) -> bool {
+        if self.answered {
+            self.stats.drop(DropReason::Amplification);
+            return false;
+        }
+        self.send_budgeted(iface, dst, bytes, now)
+    }
+
+    /// As [`Endpoint::send_answer`] for answers made outside the handling of
+    /// their datagram (a Redirect the application decides on: one per
+    /// unmatched IHello, and only the first IHello of a datagram counts).
+    fn send_budgeted(&mut self, iface: u16, dst: SocketAddr, bytes: Vec<u8>, now: Instant) -> bool {
+        if self.startup_out.len() >= MAX_STARTUP_QUEUE {
+            self.stats.drop(DropReason::Limit);
+            return false;
+        }
+        if self.guard.spend(now, dst.ip(), bytes.len()).is_err() {
+            self.stats.drop(DropReason::Amplification);
+            return false;
+        }
+        self.answered = true;
+        self.stats.unverified_tx_bytes += bytes.len() as u64;
         self.startup_out.push_back(StartupDatagram {
             iface,
             dst,
-            bytes: out,
+            bytes,
             keys_for: None,
         });
         true
     }
 
     fn handle_startup(&mut self, now: Instant, iface: u16, from: SocketAddr, data: &[u8]) {
+        // What this datagram may be answered with (3× its size).
+        self.guard.received(now, from.ip(), data.len());
         let mut plain_buf = std::mem::take(&mut self.rx_plain);
         let mut cipher = std::mem::replace(&mut self.default_cipher, PacketCipher::default_key());
         match cipher.open(data, &mut plain_buf) {

@@ -1,8 +1,13 @@
 //! The stateless responder (spec 02 §3.5, §11): IHello, cookies, IIKeying,
 //! the deferred Diffie-Hellman step, stale-session checks, refusals and the
-//! per-source handshake rate limit.
+//! per-source handshake rate limit; answers sized and budgeted by
+//! [`super::guard`], half-open sessions and over-capacity refusals.
 
 use super::*;
+
+/// How long an over-capacity session may stay open for the application to
+/// refuse it, once confirmed.
+const OVER_CAPACITY_GRACE: Duration = Duration::from_secs(3);
 
 impl Endpoint {
     pub(super) fn on_ihello(
@@ -14,7 +19,13 @@ impl Endpoint {
         tag: &[u8],
     ) {
         if self.identity.selected_by(epd) {
-            self.send_rhello(now, iface, from, tag);
+            // Only an IHello that names us by ancillary data (a URL) may be
+            // answered with our compact certificate: one naming us by
+            // fingerprint or hostname needs the certificate it names.
+            let compact_ok = crypto::Epd::parse(epd).is_ok_and(|e| {
+                e.fingerprint_raw().is_none() && e.hostname().is_none() && e.ancillary().is_some()
+            });
+            self.send_rhello(now, iface, from, tag, compact_ok);
         } else {
             self.events.push_back(Event::UnmatchedIHello {
                 iface,
@@ -25,17 +36,51 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn send_rhello(&mut self, now: Instant, iface: u16, to: SocketAddr, tag: &[u8]) {
-        let cookie = self.cookies.make(now, to);
-        let cert = self.identity.certificate().to_vec();
-        let rh = chunk::RHello {
-            tag,
-            cookie: &cookie,
-            certificate: &cert,
-        };
-        if self.send_startup(now, iface, to, [0; 4], |w| rh.encode(w)) {
-            self.stats.handshakes_answered += 1;
+    /// Answers an IHello with the largest RHello that the 3× rule allows:
+    /// our own certificate, else (`compact_ok`) the compact one with every
+    /// group, with group 2 only, and without the timestamp; nothing if even
+    /// that is too big. Under a byte-budget squeeze, the compact form first.
+    pub(super) fn send_rhello(
+        &mut self,
+        now: Instant,
+        iface: u16,
+        to: SocketAddr,
+        tag: &[u8],
+        compact_ok: bool,
+    ) -> bool {
+        let credit = self.guard.credit(now, to.ip());
+        let squeezed = compact_ok && self.guard.under_pressure(now, to.ip());
+        let full = self.identity.certificate().to_vec();
+        let mut forms: Vec<(Vec<u8>, bool, bool)> = Vec::with_capacity(4);
+        if !squeezed {
+            forms.push((full, false, true));
         }
+        if compact_ok {
+            forms.push((self.identity.compact_certificate(true), true, true));
+            forms.push((self.identity.compact_certificate(false), true, true));
+            forms.push((self.identity.compact_certificate(false), true, false));
+        }
+        for (cert, compact, timestamp) in forms {
+            let cookie = self.cookies.make_for(now, to, compact);
+            let rh = chunk::RHello {
+                tag,
+                cookie: &cookie,
+                certificate: &cert,
+            };
+            let Some(bytes) = self.seal_startup(now, [0; 4], timestamp, |w| rh.encode(w)) else {
+                continue;
+            };
+            if bytes.len() as u64 > credit {
+                continue;
+            }
+            if self.send_answer(iface, to, bytes, now) {
+                self.stats.handshakes_answered += 1;
+                return true;
+            }
+            return false;
+        }
+        self.stats.drop(DropReason::Amplification);
+        false
     }
 
     pub(super) fn on_iikeying(
@@ -51,12 +96,17 @@ impl Endpoint {
                 return;
             }
             CookieCheck::Mismatch => {
-                let fresh = self.cookies.make(now, from);
+                // The new address has not proven it receives: a Cookie
+                // Change is an answer like an RHello (3×, one per datagram).
+                let compact = CookieJar::is_compact(ik.cookie);
+                let fresh = self.cookies.make_for(now, from, compact);
                 let cc = chunk::CookieChange {
                     old_cookie: ik.cookie,
                     new_cookie: &fresh,
                 };
-                if self.send_startup(now, iface, from, ik.isid, |w| cc.encode(w)) {
+                if let Some(bytes) = self.seal_startup(now, ik.isid, true, |w| cc.encode(w))
+                    && self.send_answer(iface, from, bytes, now)
+                {
                     self.stats.cookie_changes += 1;
                 }
                 return;
@@ -67,6 +117,13 @@ impl Endpoint {
             self.stats.drop(DropReason::BadKeying);
             return;
         }
+        // One answer per datagram, even to an address that proved it
+        // receives: a datagram packing many IIKeyings gets one RIKeying.
+        if self.answered {
+            self.stats.drop(DropReason::Amplification);
+            return;
+        }
+        let compact = CookieJar::is_compact(ik.cookie);
         let Ok(cert) = Certificate::parse(ik.certificate) else {
             self.stats.drop(DropReason::BadKeying);
             return;
@@ -92,6 +149,7 @@ impl Endpoint {
                 // has our RIKeying, so this is a stale duplicate.
                 if !bytes.is_empty() {
                     let bytes = bytes.clone();
+                    self.answered = true;
                     self.startup_out.push_back(StartupDatagram {
                         iface,
                         dst: from,
@@ -138,7 +196,7 @@ impl Endpoint {
             }
             self.fail_opening(ours, OpenFailure::Glare);
         }
-        if self.session_count() >= self.config.max_sessions {
+        if self.session_table_full() {
             self.stats.drop(DropReason::Limit);
             self.refuse(now, from, RefuseReason::SessionLimit);
             return;
@@ -148,19 +206,33 @@ impl Endpoint {
             self.refuse(now, from, RefuseReason::HandshakeRate);
             return;
         }
+        if !self.guard.half_open_available(from.ip()) {
+            self.stats.drop(DropReason::Limit);
+            self.refuse(now, from, RefuseReason::HalfOpen);
+            return;
+        }
+        // Priced and admitted before any exponentiation (key generation
+        // and the shared secret come later, inline or on the crypto pool).
+        let cost = crypto::skic_group(ik.skic).map_or(1, keying_cost);
+        if self.guard.take_keying(now, from.ip(), cost).is_err() {
+            self.stats.drop(DropReason::Limit);
+            self.refuse(now, from, RefuseReason::KeyingBudget);
+            return;
+        }
         let plan = match crypto::plan_response(
             &self.identity,
             &self.config.crypto,
             ik.certificate,
             ik.skic,
         ) {
-            Ok(p) => p,
+            Ok(p) => p.with_key_in_skrc(compact),
             Err(_) => {
                 self.stats.drop(DropReason::BadKeying);
                 return;
             }
         };
         if jobs {
+            self.answered = true;
             self.submit_response(now, iface, from, ik.isid, skic_digest, fingerprint, plan);
             return;
         }
@@ -200,6 +272,17 @@ impl Endpoint {
         skrc: &[u8],
         skic_digest: [u8; 32],
     ) -> Option<SessionHandle> {
+        // Half-open until the initiator's first packet; past --max-sessions
+        // it is admitted only to be told the server is full.
+        let full = self.confirmed_session_count() >= self.config.max_sessions;
+        if self.guard.open_half(from.ip()).is_err() {
+            self.stats.drop(DropReason::Limit);
+            self.refuse(now, from, RefuseReason::HalfOpen);
+            return None;
+        }
+        if full {
+            self.refuse(now, from, RefuseReason::SessionLimit);
+        }
         let h = self.insert_session(now, Role::Responder, State::Open, iface, Some(from));
         let rsid = h.0.to_be_bytes();
         let ri = chunk::RIKeying {
@@ -208,10 +291,17 @@ impl Endpoint {
             signature: SIGNATURE,
             signed: &[],
         };
+        let half_open = (now + self.config.guard.half_open_lifetime, from.ip());
+        let s = self.session_mut(h).expect("just inserted");
+        s.half_open = Some(half_open);
+        if full {
+            s.over_capacity = Some(half_open.0 + OVER_CAPACITY_GRACE);
+        }
         if !self.send_startup(now, iface, from, isid, |w| ri.encode(w)) {
             self.remove_session(h);
             return None;
         }
+        self.answered = true;
         let cached = self
             .startup_out
             .back()
@@ -307,8 +397,65 @@ impl Endpoint {
         }
     }
 
-    /// Token bucket per source IP: `handshake_rate` per second, bursts of
-    /// the same size.
+    /// The session table holds confirmed sessions up to `max_sessions`,
+    /// and as many again half-open or over-capacity ones, at most.
+    pub(super) fn session_table_full(&self) -> bool {
+        self.session_count() >= self.config.max_sessions.saturating_mul(2).max(16)
+    }
+
+    /// A half-open session's first authentic packet from the initiator:
+    /// it is a session now, and counts against `max_sessions`.
+    pub(super) fn confirm(&mut self, h: SessionHandle) {
+        let Some(s) = self.session_mut(h) else { return };
+        let Some((_, ip)) = s.half_open.take() else {
+            return;
+        };
+        let over = s.over_capacity.is_some();
+        if over {
+            // From now on it only waits for the application's refusal.
+            s.over_capacity = Some(s.last_rx + OVER_CAPACITY_GRACE);
+        }
+        self.guard.close_half(ip);
+        if over {
+            self.over_capacity += 1;
+        }
+        self.reschedule(h);
+    }
+
+    /// Ends a half-open session whose initiator never spoke, or an
+    /// over-capacity one the application did not refuse in time. Its
+    /// address proved it receives (the cookie), so a keyed session is
+    /// ended with a lone Close Ack; one still without keys silently.
+    pub(super) fn expire_unconfirmed(&mut self, now: Instant, h: SessionHandle) -> bool {
+        let Some(s) = self.session_mut(h) else {
+            return false;
+        };
+        let half = s.half_open.is_some_and(|(t, _)| now >= t);
+        let over = s.over_capacity.is_some_and(|t| now >= t);
+        if !(half || over) {
+            return false;
+        }
+        let had_half = s.half_open.take();
+        let was_over = s.over_capacity.take().is_some();
+        let reported = s.pending_keys.is_none();
+        s.pending_keys = None;
+        if let Some((_, ip)) = had_half {
+            self.guard.close_half(ip);
+            self.stats.half_open_expired += 1;
+        } else if was_over {
+            self.over_capacity -= 1;
+        }
+        if reported {
+            self.abort_session(h, true, Some(CloseReason::Timeout));
+            self.mark_ready(h);
+        } else {
+            self.remove_session(h);
+        }
+        true
+    }
+
+    /// Token bucket per source prefix: `handshake_rate` per second, bursts
+    /// of the same size.
     pub(super) fn take_handshake_token(&mut self, now: Instant, from: SocketAddr) -> bool {
         let rate = f64::from(self.config.handshake_rate);
         if rate == 0.0 {
@@ -323,10 +470,8 @@ impl Endpoint {
                 return false;
             }
         }
-        let (tokens, last) = self
-            .handshake_buckets
-            .entry(from.ip())
-            .or_insert((rate, now));
+        let prefix = self.guard.prefix(from.ip());
+        let (tokens, last) = self.handshake_buckets.entry(prefix).or_insert((rate, now));
         *tokens = (*tokens + now.saturating_since(*last).as_secs_f64() * rate).min(rate);
         *last = now;
         if *tokens >= 1.0 {
