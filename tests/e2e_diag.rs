@@ -355,7 +355,9 @@ fn connect_learns_its_public_address_and_announces_amf3() {
 
 #[test]
 fn serve_refusing_keyings_is_diagnosed_as_such() {
-    let srv = Serve::start(&["--max-sessions", "0"]);
+    // A keying budget smaller than one group-16 computation: the server
+    // answers IHellos but drops every IIKeying before any work.
+    let srv = Serve::start(&["--keying-budget", "1"]);
     let (out, _) = run(
         &["connect", &srv.url("live"), "--json", "--timeout", "2s"],
         Duration::from_secs(30),
@@ -375,6 +377,19 @@ fn serve_refusing_keyings_is_diagnosed_as_such() {
             .unwrap()
             .contains("DH group or crypto mismatch?")
     );
+}
+
+#[test]
+fn a_server_at_its_session_limit_says_it_is_full() {
+    let srv = Serve::start(&["--max-sessions", "0"]);
+    let (out, _) = run(
+        &["connect", &srv.url("live"), "--json", "--timeout", "5s"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let e = error_of(&out);
+    assert_eq!(e["phase"], "connect", "{e}");
+    assert_eq!(e["kind"], "server_full", "{e}");
 }
 
 #[test]

@@ -240,5 +240,9 @@ fn idle_tc_connection_costs_under_4_kib() {
     let grown = LIVE.load(Ordering::Relaxed) - base.unwrap();
     let per = grown as f64 / N as f64;
     eprintln!("server heap per idle TC connection: {per:.0} bytes");
-    assert!(per < 4096.0, "{per:.0} bytes per idle TC connection");
+    // 3.6 KiB before HMAC and session sequence numbers were negotiated by
+    // default with our own clients (two keyed HMAC states, ~480 bytes) and
+    // before the presence registry and per-connection media state: 4.1 KiB
+    // measured with them, so the budget is 4.5 KiB.
+    assert!(per < 4608.0, "{per:.0} bytes per idle TC connection");
 }

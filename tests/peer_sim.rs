@@ -183,11 +183,15 @@ fn introduction_opens_a_direct_session_and_reports_the_path() {
         "direct, not via the server"
     );
     assert_eq!(path, PathKind::Reflexive);
-    // 10 ms one way (virtual time). The forwarded IHello lets B's RHello
-    // reach A 30 ms after asking, before A even tries the Redirect's
-    // candidate; IIKeying/RIKeying add one peer round trip: 50 ms, against
-    // a floor of one server RTT + one peer RTT = 40 ms.
-    assert_eq!(elapsed, Duration::from_millis(50), "{elapsed:?}");
+    // 10 ms one way (virtual time): Redirect after one server round trip
+    // (20 ms), A's IHello to B's candidate and B's RHello (20 ms),
+    // IIKeying/RIKeying (20 ms): 60 ms, against a floor of one server RTT +
+    // one peer RTT = 40 ms. B does not answer the forwarded IHello with its
+    // RHello any more: its certificate is larger than 3x the IHello the
+    // server relayed, and A has not proven it receives (issue 12's rule).
+    // That answer was what reached A at 50 ms, and it is what opens B's NAT
+    // toward A: issue 8's NAT lab must settle how B punches within the rule.
+    assert_eq!(elapsed, Duration::from_millis(60), "{elapsed:?}");
     let rtt = rtt.expect("rtt measured");
     assert!(rtt >= Duration::from_millis(20), "{rtt:?}");
     assert!(lab.net.nodes[lab.b].events.iter().any(|e| matches!(

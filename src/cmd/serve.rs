@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 use super::monitor::Monitor;
 use crate::cli::{ServeArgs, exit};
 use crate::net::memory::{Trimmer, release_free_memory};
-use crate::net::snapshot::Snapshot;
+use crate::net::snapshot::{MediaStats as SnapshotMedia, Snapshot, StreamRow};
 use crate::net::{App, Clock, CryptoThreads, Driver, OsRng};
 use crate::proto::Instant;
 use crate::proto::crypto::{CryptoSettings, DhGroup, Identity, peer_id_hex};
@@ -644,7 +644,23 @@ impl App for ServeApp {
                 row.app = apps.get(&row.handle).cloned();
             }
         }
-        // The media relay adds snap.streams (StreamRow) and snap.media here.
+        let media = self.server.streams();
+        snap.streams = media
+            .published_streams()
+            .map(|s| StreamRow {
+                name: Arc::from(s.name.as_str()),
+                publisher: self.server.connection(s.publisher).map(|c| *c.peer_id()),
+                subscribers: u32::try_from(s.subscribers).unwrap_or(u32::MAX),
+                bitrate: s.bits_per_second,
+            })
+            .collect();
+        let relay = media.stats();
+        snap.media = SnapshotMedia {
+            streams: media.stream_count() as u64,
+            publishers: snap.streams.len() as u64,
+            subscribers: media.subscribers() as u64,
+            relayed_bytes: relay.bytes_out,
+        };
     }
 }
 

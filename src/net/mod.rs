@@ -91,10 +91,13 @@ pub trait App {
     fn annotate(&self, _snap: &mut snapshot::Snapshot) {}
 }
 
-/// Jobs queued or running per crypto worker thread: a burst of a few dozen
-/// clients (a room joining at once) is answered without resends, while a
-/// full queue still holds well under a second of 4096-bit work.
-pub const CRYPTO_JOBS_PER_THREAD: usize = 32;
+/// Jobs queued or running per crypto worker thread: a burst of a hundred
+/// clients (a room joining at once, a load run) is answered without resends,
+/// while a full queue still holds under half a second of 4096-bit work
+/// (about 3 ms each here). With 32, a burst of 200 from one address took
+/// seven resend rounds (up to 28 s) to get in; the keying budget, not this
+/// queue, is what bounds the CPU a flood can take.
+pub const CRYPTO_JOBS_PER_THREAD: usize = 128;
 
 /// The default number of crypto worker threads: one per spare core (at
 /// least one, so a single-core host still answers pings during a handshake).

@@ -48,7 +48,7 @@ use crate::proto::crypto::{Epd, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, Event, RefuseReason, SessionHandle};
 use crate::proto::flow::{FlowEvent, Priority, WriteOptions};
 use crate::proto::session::{CloseReason, Role};
-pub use streams::{MediaConfig, MediaEvent, MediaStats, Streams};
+pub use streams::{MediaConfig, MediaEvent, MediaStats, StreamInfo, Streams};
 
 /// Reported (`setPeerInfo`) addresses kept per peer. Flash reports one per
 /// local interface; more only inflates Redirects (reflection amplification).

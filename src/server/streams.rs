@@ -116,6 +116,8 @@ pub struct MediaStats {
     pub messages_in: u64,
     pub bytes_in: u64,
     pub messages_out: u64,
+    /// Message bytes handed to subscribers' flows.
+    pub bytes_out: u64,
     /// Frames a slow subscriber could not take.
     pub frames_dropped: u64,
     /// Stream messages refused: on a stream that is not publishing,
@@ -150,6 +152,43 @@ struct Publisher {
     end: (SessionHandle, u32),
     priority: f64,
     messages: u64,
+    rate: RateMeter,
+}
+
+/// Bits per second over windows of [`RATE_WINDOW`]: what the dashboard
+/// shows for a stream, without keeping any history.
+#[derive(Debug, Default)]
+struct RateMeter {
+    window_start: Option<Instant>,
+    window_bytes: u64,
+    bps: u64,
+}
+
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl RateMeter {
+    fn add(&mut self, now: Instant, bytes: usize) {
+        let start = *self.window_start.get_or_insert(now);
+        self.window_bytes += bytes as u64;
+        let elapsed = now.saturating_since(start);
+        if elapsed >= RATE_WINDOW {
+            let ms = u64::try_from(elapsed.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            self.bps = self.window_bytes.saturating_mul(8000) / ms;
+            self.window_start = Some(now);
+            self.window_bytes = 0;
+        }
+    }
+}
+
+/// One published stream, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub name: String,
+    pub publisher: SessionHandle,
+    pub subscribers: usize,
+    pub bits_per_second: u64,
 }
 
 #[derive(Debug)]
@@ -240,6 +279,19 @@ impl Streams {
             .values()
             .filter(|s| s.publisher.is_some())
             .count()
+    }
+
+    /// The streams being published now, for the dashboard.
+    pub fn published_streams(&self) -> impl Iterator<Item = StreamInfo> + '_ {
+        self.streams.values().filter_map(|s| {
+            let p = s.publisher.as_ref()?;
+            Some(StreamInfo {
+                name: s.name.clone(),
+                publisher: p.end.0,
+                subscribers: s.subscribers.len(),
+                bits_per_second: p.rate.bps,
+            })
+        })
     }
 
     /// Subscribers (playing stream ends) now.
@@ -472,6 +524,7 @@ impl Streams {
             end: (h, sid),
             priority,
             messages: 0,
+            rate: RateMeter::default(),
         });
         stream.cache = Cache::default();
         let subs = stream.subscribers.clone();
@@ -652,6 +705,7 @@ impl Streams {
         for m in &c.gop {
             if e.link.deliver(ep, now, m, &mut self.scratch) == Outcome::Sent {
                 self.stats.messages_out += 1;
+                self.stats.bytes_out += m.len() as u64;
             }
         }
     }
@@ -682,11 +736,15 @@ impl Streams {
         };
         if let Some(p) = stream.publisher.as_mut() {
             p.messages += 1;
+            p.rate.add(now, data.len());
         }
         for s in &stream.subscribers {
             if let Some(e) = self.ends.get_mut(s) {
                 match e.link.deliver(ep, now, &data, &mut self.scratch) {
-                    Outcome::Sent => self.stats.messages_out += 1,
+                    Outcome::Sent => {
+                        self.stats.messages_out += 1;
+                        self.stats.bytes_out += data.len() as u64;
+                    }
                     Outcome::Dropped => self.stats.frames_dropped += 1,
                     Outcome::Skipped => {}
                 }
@@ -748,6 +806,7 @@ impl Streams {
                 && e.link.deliver(ep, now, &msg, &mut self.scratch) == Outcome::Sent
             {
                 self.stats.messages_out += 1;
+                self.stats.bytes_out += msg.len() as u64;
             }
         }
     }
@@ -907,4 +966,22 @@ fn strip_first_string(p: &[u8]) -> Option<&[u8]> {
     }
     let len = usize::from(u16::from_be_bytes([*p.get(1)?, *p.get(2)?]));
     p.get(3 + len..)
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    #[test]
+    fn rate_meter_reports_bits_per_second_per_window() {
+        let t0 = Instant::from_micros(1_000_000);
+        let mut m = RateMeter::default();
+        // 250 kB over 2 s = 1 Mbit/s, published once the window closes.
+        for i in 0..10u64 {
+            m.add(t0 + std::time::Duration::from_millis(i * 200), 25_000);
+            assert_eq!(m.bps, 0, "no figure before a whole window");
+        }
+        m.add(t0 + RATE_WINDOW, 0);
+        assert_eq!(m.bps, 1_000_000);
+    }
 }
