@@ -630,9 +630,7 @@ mod json {
                 Ok(v) => write_amf3(out, &v),
                 Err(_) => {
                     out.push_str("{\"$amf3\":\"");
-                    for b in raw {
-                        let _ = write!(out, "{b:02x}");
-                    }
+                    out.push_str(&hex::encode(raw));
                     out.push_str("\"}");
                 }
             },
@@ -674,9 +672,7 @@ mod json {
             ),
             Amf3Value::ByteArray(b) => {
                 out.push('"');
-                for x in b {
-                    let _ = write!(out, "{x:02x}");
-                }
+                out.push_str(&hex::encode(b));
                 out.push('"');
             }
             Amf3Value::VectorInt { items, .. } => write_list(out, items.iter(), |o, i| {

@@ -14,16 +14,8 @@ fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
     for p in parts {
         mac.update(p);
     }
-    let tag = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(64);
-    for b in tag.iter() {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    out
+    hex::encode(mac.finalize().into_bytes())
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// App token: `hex(HMAC-SHA256(secret, app))`.
 pub fn app_token(secret: &[u8], app: &str) -> String {
@@ -71,10 +63,7 @@ mod tests {
     use super::*;
 
     fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        hex::decode(s).unwrap()
     }
 
     /// Spec 03 §13.4 (tcserver.md, recomputed by tools/worked_example.py).

@@ -42,11 +42,5 @@ pub const FINGERPRINT_LEN: usize = 32;
 
 /// Lowercase hex of a fingerprint: the Flash peer ID text form (spec 03 §6).
 pub fn peer_id_hex(fp: &[u8; FINGERPRINT_LEN]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
-    for b in fp {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 15)] as char);
-    }
-    s
+    hex::encode(fp)
 }
