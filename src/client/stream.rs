@@ -442,12 +442,8 @@ impl StreamApp {
         let Some(sid) = self.stream_id else {
             return false;
         };
-        let ours = self.tc.as_ref().and_then(|t| t.control_flow());
         let md = TcMetadata::parse(metadata).ok();
-        if md.is_some_and(|m| m.stream_id == u64::from(sid))
-            && return_for.is_some()
-            && return_for == ours
-        {
+        if carries_our_stream(sid, md.as_ref(), return_for) {
             self.incoming.push(flow);
             if let Some(t) = ep.transport(h) {
                 t.set_recv_buffer(flow, STREAM_RECV_BUFFER);
@@ -827,9 +823,30 @@ impl App for StreamApp {
     }
 }
 
+/// Whether a flow the server opened carries our stream `sid`: it names the
+/// stream ID and answers one of our flows. tcserver associates it with our
+/// control flow, MonaServer2 with the stream's own flow (where publish/play
+/// went); requiring the control flow left every Mona stream unanswered.
+fn carries_our_stream(sid: u32, md: Option<&TcMetadata>, return_for: Option<u64>) -> bool {
+    md.is_some_and(|m| m.stream_id == u64::from(sid)) && return_for.is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_flows_are_accepted_whichever_of_our_flows_they_answer() {
+        let md = TcMetadata::new(1);
+        // tcserver: associated with our control flow (2 here); MonaServer2:
+        // with our flow for stream 1, where publish went (4 here).
+        assert!(carries_our_stream(1, Some(&md), Some(2)));
+        assert!(carries_our_stream(1, Some(&md), Some(4)));
+        // Not an answer to anything of ours, or another stream's flow.
+        assert!(!carries_our_stream(1, Some(&md), None));
+        assert!(!carries_our_stream(2, Some(&md), Some(2)));
+        assert!(!carries_our_stream(1, None, Some(2)));
+    }
 
     #[test]
     fn on_metadata_prefix() {

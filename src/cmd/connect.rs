@@ -166,7 +166,12 @@ fn flash_crypto(crypto: &CryptoSettings) -> CryptoSettings {
 
 /// Identities for one endpoint: ours, and (with `--dh-group auto`) Flash
 /// Player's single-key group-2 one for Flash-era servers.
-fn identities(groups: &[DhGroup], auto: bool) -> Result<(Identity, Option<Identity>), String> {
+/// Our identity for `groups`, and with `auto` also the Flash-compatible
+/// fallback (one group-2 key) for servers that only key like Flash Player.
+pub(crate) fn identities(
+    groups: &[DhGroup],
+    auto: bool,
+) -> Result<(Identity, Option<Identity>), String> {
     let id = Identity::generate_static(groups, None, false, &mut OsRng)
         .map_err(|e| format!("cannot create identity: {e}"))?;
     let flash = if auto {

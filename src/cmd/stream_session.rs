@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::json;
-
-use crate::cli::{StreamTargetArgs, exit};
+use crate::cli::{DhChoice, StreamTargetArgs, exit};
+use crate::client::failure::{Kind, Phase};
 use crate::client::stream::{StreamApp, StreamConfig, StreamInput, StreamRole};
 use crate::client::{Failure, StreamUrl};
 use crate::media::netstream::Lifetimes;
-use crate::net::{Clock, Driver, OsRng};
-use crate::proto::crypto::{CryptoSettings, Identity};
+use crate::net::{Clock, Driver};
+use crate::proto::crypto::CryptoSettings;
 
 /// How long an interrupted command waits for its orderly close.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
@@ -55,34 +54,35 @@ pub async fn open(
     let candidates = match super::connect::resolve(&url.server, t.timeout).await {
         Ok(c) => c,
         Err(m) => {
-            if json {
-                println!(
-                    "{}",
-                    json!({"type": "error", "kind": "resolve", "message": m})
-                );
-            } else {
-                eprintln!("rtmfp {cmd}: {m}");
-            }
-            return Err(exit::RESOLVE);
+            let f = Failure::new(Phase::Resolve, Kind::Resolve, m);
+            return Err(report_failure(cmd, json, &f));
         }
     };
+    // As `connect`: Flash-era servers (Mona, Cumulus) are recognised by
+    // their certificate and keyed with Flash Player's single group-2 key.
     let groups = super::connect::groups(t.dh_group);
-    let identity = Identity::generate_static(&groups, None, false, &mut OsRng).map_err(|e| {
-        eprintln!("rtmfp {cmd}: cannot create identity: {e}");
+    let auto = t.dh_group == DhChoice::Auto;
+    let (identity, flash) = super::connect::identities(&groups, auto).map_err(|e| {
+        eprintln!("rtmfp {cmd}: {e}");
         exit::FAILURE
     })?;
     let crypto = CryptoSettings {
         groups,
-        ..CryptoSettings::default()
+        ..CryptoSettings::preferred()
     };
     let clock = Clock::new();
-    let (ep, sockets, locals) =
-        super::connect::endpoint(&identity, &crypto, None, &candidates, &clock, None).map_err(
-            |e| {
-                eprintln!("rtmfp {cmd}: cannot bind: {e}");
-                exit::FAILURE
-            },
-        )?;
+    let (ep, sockets, locals) = super::connect::endpoint(
+        &identity,
+        &crypto,
+        flash.as_ref(),
+        &candidates,
+        &clock,
+        None,
+    )
+    .map_err(|e| {
+        eprintln!("rtmfp {cmd}: cannot bind: {e}");
+        exit::FAILURE
+    })?;
     let cfg = StreamConfig {
         url: url.server.original.clone(),
         app: url.server.app.clone(),
