@@ -103,8 +103,9 @@ pub async fn open(
 pub async fn run(cmd: &str, s: &mut Session, interrupted: Arc<AtomicBool>) -> Result<(), i32> {
     let tx = s.input.clone();
     let flag = interrupted.clone();
+    let stop = super::signals::Stop::install();
     let signals = tokio::spawn(async move {
-        wait_signal().await;
+        stop.wait().await;
         flag.store(true, Ordering::SeqCst);
         let _ = tx.send(StreamInput::Stop).await;
     });
@@ -127,22 +128,4 @@ pub async fn run(cmd: &str, s: &mut Session, interrupted: Arc<AtomicBool>) -> Re
         eprintln!("rtmfp {cmd}: {e}");
         exit::FAILURE
     })
-}
-
-async fn wait_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
