@@ -478,13 +478,22 @@ pub struct StreamTargetArgs {
 /// paced by their timestamps in real time unless --as-fast-as-possible. Exits once every message was
 /// delivered (acknowledged) or abandoned, after an orderly unpublish.
 ///
+/// With --p2p the stream goes directly to peers instead (Flash's directConnections, spec 04 §8): the
+/// server only introduces them. Each peer that plays the stream by our peer ID or --name (`rtmfp
+/// subscribe --peer`) gets it on its own direct session, starting with the metadata, sequence headers
+/// and current keyframe, as from a server; the server carries no media. --print-peer-id prints our
+/// peer ID on stdout once connected, for scripts; --max-peers and --allow limit who may play.
+///
 /// With --json, progress lines `{"type":"progress", position_s, frames, audio, video, data, bytes,
 /// bitrate_bps, queued_bytes}` each second, `{"type":"status", code, ...}` for stream events and a
-/// final `{"type":"published", ...}`; errors as `{"type":"error", kind, message}`.
+/// final `{"type":"published", ...}`; errors as `{"type":"error", kind, message}`. With --p2p also
+/// `{"type":"connected", peer_id, ...}` and the peer lines of `connect --peer` (`peer_incoming`,
+/// `peer_closed`).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp publish rtmfp://127.0.0.1/live/cam movie.flv\n",
+    "  rtmfp publish --p2p --print-peer-id --name cam1 rtmfp://127.0.0.1/live/cam movie.flv\n",
     "  ffmpeg -re -f lavfi -i testsrc=size=320x240:rate=25 -c:v libx264 -g 50 -f flv - | rtmfp publish rtmfp://127.0.0.1/live/cam -\n",
     "  rtmfp publish 'rtmfp://127.0.0.1/live#cam?priority=0' movie.flv --loop inf\n\n",
     "Exit codes:\n",
@@ -494,7 +503,7 @@ pub struct StreamTargetArgs {
     "  3  host name could not be resolved\n",
     "  4  no answer within --timeout\n",
     "  5  rejected: connect refused, or the stream name (NetStream.Publish.BadName)\n",
-    "  6  protocol failure, or the session died while publishing\n",
+    "  6  protocol failure, or the session died while publishing (with --p2p: the server session)\n",
     "  130  interrupted"
 ))]
 pub struct PublishArgs {
@@ -533,6 +542,26 @@ pub struct PublishArgs {
     /// Progress and events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Publish directly to the peers that play the stream (directConnections), not to the server.
+    #[arg(long)]
+    pub p2p: bool,
+
+    /// Print our peer ID (64 hex digits) on stdout once connected.
+    #[arg(long, requires = "p2p")]
+    pub print_peer_id: bool,
+
+    /// Accept at most this many peer sessions at once.
+    #[arg(long, value_name = "N", requires = "p2p")]
+    pub max_peers: Option<usize>,
+
+    /// Accept peer sessions only from this peer ID (repeatable).
+    #[arg(long = "allow", value_name = "PEERID", requires = "p2p")]
+    pub allow: Vec<String>,
+
+    /// Register this name in the app, so peers can play with --peer NAME.
+    #[arg(long, value_name = "NICK", requires = "p2p")]
+    pub name: Option<String>,
 }
 
 /// Play a live stream and write it as FLV.
@@ -544,10 +573,17 @@ pub struct PublishArgs {
 /// when the publisher stops (NetStream.Play.UnpublishNotify), after --duration or --frames, or on
 /// SIGINT, then prints a summary: frames by type, bytes, bit rate, gaps, late frames and the time to
 /// the first frame.
+///
+/// With --peer PEERID|NAME the stream is played directly from that peer (a `publish --p2p`, or a Flash
+/// or librtmfp peer publishing with directConnections): the server introduces us, a direct session
+/// is punched through both NATs, and play goes to the peer on stream 2000001. The peer lines of
+/// `connect --peer` report the path and timings. A peer the server does not know, or that no
+/// candidate reaches, ends with exit code 8 and the reason.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o cam.flv --duration 10s\n",
+    "  rtmfp subscribe --peer cam1 rtmfp://127.0.0.1/live/cam -o cam.flv\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o - | ffplay -\n",
     "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n\n",
     "Exit codes:\n",
@@ -558,6 +594,7 @@ pub struct PublishArgs {
     "  5  rejected (connect or play refused)\n",
     "  6  protocol failure, or the session died\n",
     "  7  the stream started but nothing arrived (no publisher within --wait)\n",
+    "  8  --peer: the peer is unknown to the server or unreachable\n",
     "  130  interrupted before anything arrived"
 ))]
 pub struct SubscribeArgs {
@@ -583,6 +620,14 @@ pub struct SubscribeArgs {
     /// Data messages and the summary as JSON lines on stdout (on stderr with -o -).
     #[arg(long)]
     pub json: bool,
+
+    /// Play directly from this peer (64-hex-digit peer ID, or a name registered with --name).
+    #[arg(long, value_name = "PEERID|NAME")]
+    pub peer: Option<String>,
+
+    /// Register this name in the app while playing.
+    #[arg(long, value_name = "NICK", requires = "peer")]
+    pub name: Option<String>,
 }
 
 /// Send data messages on a stream (NetStream.send).
@@ -591,15 +636,21 @@ pub struct SubscribeArgs {
 /// true, 3.5, "text", [..], {..}) as a data message every subscriber receives in order, then
 /// unpublishes once everything is acknowledged. With --stdin, every input line is one more message
 /// for HANDLER: a JSON array is its argument list, any other JSON value its single argument.
+///
+/// With --peer PEERID|NAME the messages go directly to that peer over a direct session (stream
+/// 2000001), not through the server; `rtmfp connect URL --stay DURATION` prints what peers send it
+/// (`{"type":"data", peer_id, values}`).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp send rtmfp://127.0.0.1/live/chat onChat '\"hello\"' '{\"from\":\"me\"}'\n",
+    "  rtmfp send --peer bob rtmfp://127.0.0.1/live/chat onChat '\"hi bob\"'\n",
     "  printf '\"one\"\\n\"two\"\\n' | rtmfp send rtmfp://127.0.0.1/live/chat onChat --stdin\n\n",
     "Exit codes:\n",
     "  0  every message sent and acknowledged\n",
     "  2  usage error (an argument is not JSON)\n",
-    "  3-6  as for publish (5: the stream name is taken)"
+    "  3-6  as for publish (5: the stream name is taken)\n",
+    "  8  --peer: the peer is unknown to the server or unreachable"
 ))]
 pub struct SendArgs {
     #[command(flatten)]
@@ -620,6 +671,14 @@ pub struct SendArgs {
     /// Events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Send directly to this peer (64-hex-digit peer ID, or a name registered with --name).
+    #[arg(long, value_name = "PEERID|NAME")]
+    pub peer: Option<String>,
+
+    /// Register this name in the app while sending.
+    #[arg(long, value_name = "NICK", requires = "peer")]
+    pub name: Option<String>,
 }
 
 /// How many times to publish a file; `None` is forever.

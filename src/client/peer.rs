@@ -155,6 +155,14 @@ impl PeerSessions {
         self.openings.len()
     }
 
+    /// The peer on an open peer session (ours or incoming).
+    pub fn peer_of(&self, h: SessionHandle) -> Option<[u8; 32]> {
+        self.open
+            .iter()
+            .find(|(s, _, _)| *s == h)
+            .map(|(_, p, _)| *p)
+    }
+
     pub fn open_sessions(&self) -> impl Iterator<Item = (SessionHandle, [u8; 32])> + '_ {
         self.open.iter().map(|(h, p, _)| (*h, *p))
     }
@@ -392,8 +400,12 @@ impl PeerSessions {
                 });
                 None
             }
-            Event::Flow { session, .. } if self.open.iter().any(|(h, _, _)| *h == session) => {
-                // No NetStreams on peer sessions yet: refuse what arrives.
+            Event::Flow { session, .. }
+                if !self.open.iter().any(|(h, _, _)| *h == session)
+                    && self.openings.iter().any(|o| o.session == session) =>
+            {
+                // Not reported open yet (waiting for the RTT probe): what
+                // the peer opens this early is refused.
                 if let Event::Flow {
                     event: crate::proto::flow::FlowEvent::NewFlow { flow, .. },
                     ..

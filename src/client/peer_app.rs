@@ -8,11 +8,14 @@ use std::time::Duration;
 use super::Failure;
 use super::peer::{AcceptPolicy, PeerEvent, PeerSessions};
 use super::tc::{TcClient, TcEvent, public_address};
-use crate::flash::Value;
+use crate::flash::amf0::Limits;
 use crate::flash::presence::{self, PeerEntry, parse_peer_id};
+use crate::flash::{TcMetadata, Value};
+use crate::media::netstream::{Incoming, classify};
 use crate::net::App;
 use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
+use crate::proto::flow::FlowEvent;
 use crate::proto::session::{FiHelloMode, State};
 
 #[derive(Debug, Clone)]
@@ -55,12 +58,20 @@ pub enum PeerOutput {
         target: Option<String>,
         event: PeerEvent,
     },
+    /// A data message a peer sent us directly (`send --peer`).
+    Data {
+        peer: [u8; 32],
+        timestamp: u32,
+        values: Vec<Value>,
+    },
 }
 
 const NAME_TID: f64 = 2.0;
 const LIST_TID: f64 = 3.0;
 const LOOKUP_TID: f64 = 100.0;
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// Direct data flows accepted from peers at once.
+const MAX_DIRECT_FLOWS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -87,6 +98,8 @@ pub struct PeerApp {
     targets: Vec<(SessionHandle, String, [u8; 32])>,
     failure: Option<Failure>,
     peer_failures: usize,
+    /// Direct stream flows peers opened to us: (session, flow).
+    direct_in: Vec<(SessionHandle, u64)>,
 }
 
 impl PeerApp {
@@ -104,11 +117,71 @@ impl PeerApp {
             targets: Vec::new(),
             failure: None,
             peer_failures: 0,
+            direct_in: Vec::new(),
         }
     }
 
     pub fn failure(&self) -> Option<&Failure> {
         self.failure.as_ref()
+    }
+
+    /// The server session (the NetConnection), once started.
+    pub fn server_session(&self) -> Option<SessionHandle> {
+        self.session
+    }
+
+    /// The peer on an open peer session.
+    pub fn peer_of(&self, h: SessionHandle) -> Option<[u8; 32]> {
+        self.peers.as_ref().and_then(|p| p.peer_of(h))
+    }
+
+    /// Direct data from peers (`send --peer`): TC flows with a stream ID
+    /// that answer nothing of ours; their data messages are reported, the
+    /// rest ignored. Returns false for flows not of an open peer session.
+    fn on_peer_flow(
+        &mut self,
+        ep: &mut Endpoint,
+        session: SessionHandle,
+        event: FlowEvent,
+    ) -> bool {
+        let Some(peer) = self.peer_of(session) else {
+            return false;
+        };
+        match event {
+            FlowEvent::NewFlow {
+                flow,
+                metadata,
+                return_for,
+            } => {
+                let md = TcMetadata::parse(&metadata).ok();
+                if let (Some(m), None) = (md, return_for)
+                    && m.stream_id != 0
+                    && self.direct_in.len() < MAX_DIRECT_FLOWS
+                {
+                    self.direct_in.push((session, flow));
+                } else if let Some(t) = ep.transport(session) {
+                    t.reject_flow(flow, 0);
+                }
+                ep.wake(session);
+            }
+            FlowEvent::Message { flow, data } if self.direct_in.contains(&(session, flow)) => {
+                if let Ok(Incoming::Data {
+                    timestamp, values, ..
+                }) = classify(data, Limits::default())
+                {
+                    (self.out)(PeerOutput::Data {
+                        peer,
+                        timestamp,
+                        values,
+                    });
+                }
+            }
+            FlowEvent::FlowComplete { flow } => {
+                self.direct_in.retain(|x| *x != (session, flow));
+            }
+            _ => {}
+        }
+        true
     }
 
     pub fn exit_code(&self) -> i32 {
@@ -126,7 +199,8 @@ impl PeerApp {
         self.close(ep, now);
     }
 
-    fn close(&mut self, ep: &mut Endpoint, now: Instant) {
+    /// Orderly end: the server session closes, and the peer sessions with it.
+    pub fn close(&mut self, ep: &mut Endpoint, now: Instant) {
         if matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
             return;
         }
@@ -375,6 +449,12 @@ impl App for PeerApp {
                     } => self.on_reply(ep, now, transaction_id, result),
                     TcEvent::Keepalive(_) | TcEvent::Status(_) => {}
                 }
+            }
+            Event::Flow { session, event } => {
+                self.on_peer_flow(ep, session, event);
+            }
+            Event::Closed { session, .. } => {
+                self.direct_in.retain(|(h, _)| *h != session);
             }
             _ => {}
         }

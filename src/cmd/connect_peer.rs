@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 
 use crate::cli::{ConnectArgs, exit};
 use crate::client::peer::Candidate;
-use crate::client::report::ms;
+use crate::client::report::{amf_json, ms};
 use crate::client::{AcceptPolicy, PeerApp, PeerAppConfig, PeerEvent, PeerOutput, RtmfpUrl};
 use crate::flash::presence::parse_peer_id;
 use crate::net::{Clock, Driver};
@@ -118,6 +118,12 @@ pub fn to_json(o: &PeerOutput) -> Json {
             "peer_id": peer_id_hex(peer_id),
             "observed_address": observed.map(|a| a.to_string()),
             "connect_ms": ms(*connect_time)}),
+        PeerOutput::Data {
+            peer,
+            timestamp,
+            values,
+        } => json!({"type": "data", "peer_id": peer_id_hex(peer), "timestamp": timestamp,
+            "values": values.iter().map(amf_json).collect::<Vec<_>>()}),
         PeerOutput::Named(Ok(n)) => json!({"type": "name", "name": n, "ok": true}),
         PeerOutput::Named(Err(m)) => json!({"type": "name", "ok": false, "message": m}),
         PeerOutput::Peers(list) => json!({"type": "peers", "peers": list.iter().map(|e| json!({
@@ -181,6 +187,11 @@ pub fn to_text(o: &PeerOutput) -> String {
             ms(*connect_time),
             peer_id_hex(peer_id),
             observed.map_or("(not reported)".into(), |a| a.to_string())
+        ),
+        PeerOutput::Data { peer, values, .. } => format!(
+            "peer {}: data {}",
+            peer_id_hex(peer),
+            Json::Array(values.iter().map(amf_json).collect())
         ),
         PeerOutput::Named(Ok(n)) => format!("registered as {n:?}"),
         PeerOutput::Named(Err(m)) => format!("name refused: {m}"),
