@@ -562,6 +562,10 @@ pub struct PublishArgs {
     /// Register this name in the app, so peers can play with --peer NAME.
     #[arg(long, value_name = "NICK", requires = "p2p")]
     pub name: Option<String>,
+
+    /// Start reading FILE only once this many peers play (each then gets the whole stream).
+    #[arg(long, value_name = "N", requires = "p2p")]
+    pub wait_peers: Option<usize>,
 }
 
 /// Play a live stream and write it as FLV.

@@ -67,6 +67,8 @@ pub struct PeerStreamConfig {
     /// The stream name (published, or played).
     pub stream: String,
     pub lifetimes: Option<Lifetimes>,
+    /// Publisher: the input starts once this many peers play.
+    pub wait_peers: usize,
 }
 
 /// Counters of a direct publisher.
@@ -115,6 +117,7 @@ pub struct PeerStreamApp {
     draining: Option<Instant>,
     deadline: Instant,
     finished: bool,
+    wait_peers: usize,
 }
 
 impl PeerStreamApp {
@@ -157,6 +160,7 @@ impl PeerStreamApp {
             draining: None,
             deadline: Instant::NEVER,
             finished: false,
+            wait_peers: cfg.wait_peers,
         }
     }
 
@@ -231,14 +235,13 @@ impl PeerStreamApp {
     fn on_peer_output(&mut self, ep: &mut Endpoint, now: Instant, o: PeerOutput) {
         match o {
             PeerOutput::Connected { .. } if self.mode == PeerMode::Publish => {
-                self.started_at = Some(now);
-                self.progress.started.store(true, Relaxed);
                 (self.out)(StreamOutput::Started(StatusInfo::stream_event(
                     code::PUBLISH_START,
                     "Publishing directly to peers",
                     self.stream.clone(),
                 )));
                 self.deadline = now;
+                self.check_start(now);
             }
             PeerOutput::Unresolved { explanation, .. } if self.mode != PeerMode::Publish => {
                 self.fail(ep, now, peer_failure(explanation));
@@ -314,6 +317,14 @@ impl PeerStreamApp {
     }
 
     // ---- publisher -------------------------------------------------------
+
+    /// The input starts (the reader is let go) once enough peers play.
+    fn check_start(&mut self, now: Instant) {
+        if self.started_at.is_none() && self.playing() >= self.wait_peers {
+            self.started_at = Some(now);
+            self.progress.started.store(true, Relaxed);
+        }
+    }
 
     fn on_publisher_flow(
         &mut self,
@@ -440,6 +451,9 @@ impl PeerStreamApp {
         }
         self.stats.plays += 1;
         self.subs[i].link = Some(link);
+        if self.deadline != Instant::NEVER {
+            self.check_start(now);
+        }
     }
 
     /// One message from our input to every playing peer.

@@ -104,6 +104,8 @@ pub struct PeerOptions {
     pub max_peers: Option<usize>,
     pub allow: Vec<String>,
     pub print_peer_id: bool,
+    /// Publisher: the stream starts once this many peers play.
+    pub wait_peers: usize,
     /// Peer events go to stderr even with --json (stdout carries FLV).
     pub stdout_busy: bool,
 }
@@ -193,6 +195,7 @@ pub async fn open(
         mode,
         stream: url.stream.clone(),
         lifetimes,
+        wait_peers: opts.wait_peers,
     };
     let (print_id, to_stdout) = (opts.print_peer_id, json && !opts.stdout_busy);
     let peer_out = Box::new(move |o: &PeerOutput| {

@@ -90,6 +90,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
             max_peers: args.max_peers,
             allow: args.allow.clone(),
             print_peer_id: args.print_peer_id,
+            wait_peers: args.wait_peers.unwrap_or(0),
             stdout_busy: false,
         };
         let mode = PeerMode::Publish;
