@@ -225,8 +225,15 @@ async fn run_async(args: ConnectArgs, url: RtmfpUrl, stop: Stop) -> i32 {
                 }
             };
             if args.peer.wanted() {
-                return super::connect_peer::run(&args, &url, &identity, &crypto, &candidates)
-                    .await;
+                return super::connect_peer::run(
+                    &args,
+                    &url,
+                    &identity,
+                    &crypto,
+                    &candidates,
+                    &stop,
+                )
+                .await;
             }
             run_probe(
                 &args,
