@@ -303,7 +303,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__publish)
-            opts="-t -v -q -h -V --stream --timeout --dh-group --speed --as-fast-as-possible --loop --video-lifetime --audio-lifetime --json --verbose --quiet --help --version"
+            opts="-t -v -q -h -V --stream --timeout --dh-group --speed --as-fast-as-possible --loop --video-lifetime --audio-lifetime --json --p2p --print-peer-id --max-peers --allow --name --wait-peers --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -341,6 +341,22 @@ _rtmfp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -349,7 +365,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__send)
-            opts="-t -v -q -h -V --stream --timeout --dh-group --stdin --json --verbose --quiet --help --version"
+            opts="-t -v -q -h -V --stream --timeout --dh-group --stdin --json --peer --name --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -369,6 +385,14 @@ _rtmfp() {
                     ;;
                 --dh-group)
                     COMPREPLY=($(compgen -W "auto 2 5 14 16" -- "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -457,7 +481,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__subscribe)
-            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --json --verbose --quiet --help --version"
+            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --json --peer --name --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -496,6 +520,14 @@ _rtmfp() {
                     return 0
                     ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -76,7 +76,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l log-file -d 'Wit
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l peer -d 'Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name) through the server and report the path and timings. Repeatable' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l name -d 'Register this name in the app, so others can use --peer NAME' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions (e.g. 60s)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions and printing the data messages peers send us (e.g. 60s)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l max-peers -d 'Accept at most this many peer sessions opened to us at once' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
@@ -99,8 +99,14 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l speed -d 'Pace a
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l loop -d 'Publish the file this many times (a number, or inf); timestamps continue across loops' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l video-lifetime -d 'Lifetime of video messages before they are abandoned' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l audio-lifetime -d 'Lifetime of audio messages before they are abandoned' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l max-peers -d 'Accept at most this many peer sessions at once' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l name -d 'Register this name in the app, so peers can play with --peer NAME' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l wait-peers -d 'Start reading FILE only once this many peers play (each then gets the whole stream)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l as-fast-as-possible -d 'No pacing: send as fast as the network takes it (media is then sent reliably)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l json -d 'Progress and events as JSON lines on stdout'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l p2p -d 'Publish directly to the peers that play the stream (directConnections), not to the server'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l print-peer-id -d 'Print our peer ID (64 hex digits) on stdout once connected'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -116,6 +122,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s o -l output -d
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l duration -d 'Stop this long after the first frame' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l frames -d 'Stop after this many audio and video frames' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l wait -d 'How long to wait for a publisher (for the first frame or data message)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l peer -d 'Play directly from this peer (64-hex-digit peer ID, or a name registered with --name)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l name -d 'Register this name in the app while playing' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l json -d 'Data messages and the summary as JSON lines on stdout (on stderr with -o -)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s q -l quiet -d 'Only errors on stderr'
@@ -128,6 +136,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l dh-group -d 'Diffie
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l peer -d 'Send directly to this peer (64-hex-digit peer ID, or a name registered with --name)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l name -d 'Register this name in the app while sending' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stdin -d 'Read one message per line from stdin (after any ARGs given)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l json -d 'Events as JSON lines on stdout'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'

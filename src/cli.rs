@@ -405,7 +405,8 @@ pub struct ConnectArgs {
 /// message), `peers` (peers: [{peer_id, name, connected_s}]), `peer_attempt` (target, peer_id,
 /// candidates: [{addr, kind, after_ms}]), `peer_opened` (target, peer_id, addr, path, elapsed_ms,
 /// rtt_ms, candidates), `peer_failed` (target, peer_id, unknown, message, elapsed_ms, candidates),
-/// `peer_incoming` (peer_id, addr, accepted), `peer_closed` (peer_id, reason).
+/// `peer_incoming` (peer_id, addr, accepted), `peer_closed` (peer_id, reason), `data` (peer_id,
+/// timestamp, values: a data message a peer sent us directly with `send --peer`).
 #[derive(Debug, Args, Default, Clone)]
 pub struct PeerArgs {
     /// Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name)
@@ -421,7 +422,8 @@ pub struct PeerArgs {
     #[arg(long, conflicts_with = "sessions")]
     pub list_peers: bool,
 
-    /// Stay connected this long after the rest is done, accepting peer sessions (e.g. 60s).
+    /// Stay connected this long after the rest is done, accepting peer sessions and printing the data
+    /// messages peers send us (e.g. 60s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "sessions")]
     pub stay: Option<Duration>,
 

@@ -100,6 +100,9 @@ pub struct PeerApp {
     peer_failures: usize,
     /// Direct stream flows peers opened to us: (session, flow).
     direct_in: Vec<(SessionHandle, u64)>,
+    /// SIGINT/SIGTERM arrived: the driver is closing every session.
+    stopping: bool,
+    connected: bool,
 }
 
 impl PeerApp {
@@ -118,6 +121,23 @@ impl PeerApp {
             failure: None,
             peer_failures: 0,
             direct_in: Vec::new(),
+            stopping: false,
+            connected: false,
+        }
+    }
+
+    /// Records the signal (named `signal`) that stopped the work. Once
+    /// connected, what was reported stands and the run counts as complete
+    /// (like an interrupted `--count` or `--hold`); before, the interrupt is
+    /// the outcome.
+    pub fn interrupted(&mut self, signal: &str) {
+        if !self.connected && self.failure.is_none() {
+            let phase = if self.session.is_some() {
+                super::failure::Phase::Connect
+            } else {
+                super::failure::Phase::Hello
+            };
+            self.failure = Some(Failure::interrupted(phase, signal));
         }
     }
 
@@ -250,6 +270,7 @@ impl PeerApp {
 
     fn on_connected(&mut self, ep: &mut Endpoint, now: Instant, info: &Value) {
         let h = self.session.expect("connected implies a session");
+        self.connected = true;
         (self.out)(PeerOutput::Connected {
             server: ep.session(h).map_or(self.cfg.candidates[0], |s| s.far_addr),
             peer_id: ep.identity().fingerprint(),
@@ -410,14 +431,16 @@ impl App for PeerApp {
             }
             Event::OpenFailed { session, .. } if Some(session) == self.session => {
                 self.session = None;
-                self.failure.get_or_insert(Failure::no_answer(format!(
-                    "no answer from {}",
-                    self.cfg.url
-                )));
+                if !self.stopping {
+                    self.failure.get_or_insert(Failure::no_answer(format!(
+                        "no answer from {}",
+                        self.cfg.url
+                    )));
+                }
                 self.phase = Phase::Done;
             }
             Event::Closed { session, reason } if Some(session) == self.session => {
-                if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                if !self.stopping && !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
                     self.failure.get_or_insert(Failure::protocol(format!(
                         "server session closed ({reason:?})"
                     )));
@@ -435,7 +458,9 @@ impl App for PeerApp {
                     }
                     TcEvent::Failed(m) => self.fail(ep, now, Failure::protocol(m)),
                     TcEvent::Ended => {
-                        if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                        if !self.stopping
+                            && !matches!(self.phase, Phase::Closing { .. } | Phase::Done)
+                        {
                             self.fail(
                                 ep,
                                 now,
@@ -458,6 +483,11 @@ impl App for PeerApp {
             }
             _ => {}
         }
+    }
+
+    fn on_shutdown(&mut self, _ep: &mut Endpoint, _now: Instant) {
+        // The driver closes the sessions: their ends are ours, not failures.
+        self.stopping = true;
     }
 
     fn timeout(&self) -> Option<Instant> {

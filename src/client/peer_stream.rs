@@ -687,8 +687,16 @@ impl App for PeerStreamApp {
         self.drain_outputs(ep, now);
     }
 
+    fn on_shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.inner.on_shutdown(ep, now);
+    }
+
     fn done(&self) -> bool {
         self.inner.done()
+    }
+
+    fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
+        self.inner.annotate(snap);
     }
 }
 

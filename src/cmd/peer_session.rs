@@ -89,10 +89,24 @@ impl App for AnyStream {
         }
     }
 
+    fn on_shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
+        match self {
+            AnyStream::Server(a) => a.on_shutdown(ep, now),
+            AnyStream::Peer(a) => a.on_shutdown(ep, now),
+        }
+    }
+
     fn done(&self) -> bool {
         match self {
             AnyStream::Server(a) => a.done(),
             AnyStream::Peer(a) => a.done(),
+        }
+    }
+
+    fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
+        match self {
+            AnyStream::Server(a) => a.annotate(snap),
+            AnyStream::Peer(a) => a.annotate(snap),
         }
     }
 }
