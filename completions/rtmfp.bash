@@ -303,7 +303,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__publish)
-            opts="-t -v -q -h -V --stream --timeout --dh-group --speed --as-fast-as-possible --loop --video-lifetime --audio-lifetime --json --p2p --print-peer-id --max-peers --allow --name --wait-peers --verbose --quiet --help --version"
+            opts="-t -v -q -h -V --stream --timeout --dh-group --speed --as-fast-as-possible --loop --video-lifetime --audio-lifetime --json --p2p --print-peer-id --max-peers --allow --name --wait-peers --no-introductions --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -481,7 +481,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__subscribe)
-            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --json --peer --name --verbose --quiet --help --version"
+            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --json --peer --name --fallback --direct-timeout --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -528,6 +528,14 @@ _rtmfp() {
                     return 0
                     ;;
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fallback)
+                    COMPREPLY=($(compgen -W "relay none" -- "${cur}"))
+                    return 0
+                    ;;
+                --direct-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -107,6 +107,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l as-fast-as-possi
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l json -d 'Progress and events as JSON lines on stdout'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l p2p -d 'Publish directly to the peers that play the stream (directConnections), not to the server'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l print-peer-id -d 'Print our peer ID (64 hex digits) on stdout once connected'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l no-introductions -d 'Do not let the server introduce peers to us (our addresses stay private): peers that play us then get the stream through the server (subscribe --fallback relay)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -124,6 +125,9 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l frames -d 'Sto
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l wait -d 'How long to wait for a publisher (for the first frame or data message)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l peer -d 'Play directly from this peer (64-hex-digit peer ID, or a name registered with --name)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l name -d 'Register this name in the app while playing' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l fallback -d 'With --peer, when no direct session opens within --direct-timeout: relay (ask the server to have the publisher publish the stream to it too, and play it from there), or none (fail, exit 8)' -r -f -a "relay\t'Play through the server (our extension: the publisher must be an rtmfp publish --p2p)'
+none\t'Fail with the reason (exit code 8)'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l direct-timeout -d 'With --peer, how long the direct session may take to open' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l json -d 'Data messages and the summary as JSON lines on stdout (on stderr with -o -)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s q -l quiet -d 'Only errors on stderr'

@@ -568,6 +568,11 @@ pub struct PublishArgs {
     /// Start reading FILE only once this many peers play (each then gets the whole stream).
     #[arg(long, value_name = "N", requires = "p2p")]
     pub wait_peers: Option<usize>,
+
+    /// Do not let the server introduce peers to us (our addresses stay private): peers that play us
+    /// then get the stream through the server (subscribe --fallback relay).
+    #[arg(long, requires = "p2p")]
+    pub no_introductions: bool,
 }
 
 /// Play a live stream and write it as FLV.
@@ -583,8 +588,12 @@ pub struct PublishArgs {
 /// With --peer PEERID|NAME the stream is played directly from that peer (a `publish --p2p`, or a Flash
 /// or librtmfp peer publishing with directConnections): the server introduces us, a direct session
 /// is punched through both NATs, and play goes to the peer on stream 2000001. The peer lines of
-/// `connect --peer` report the path and timings. A peer the server does not know, or that no
-/// candidate reaches, ends with exit code 8 and the reason.
+/// `connect --peer` report the path and timings. When no direct session opens within
+/// --direct-timeout, --fallback relay (the default) asks the server to have the publisher publish the
+/// stream to the server too (our own TC call, answered only for an `rtmfp publish --p2p`; a Flash or
+/// librtmfp publisher simply gets no relay) and plays it from there: a `relayed` line says so and why
+/// direct failed, and the summary has `path` (direct or relayed) and `direct_failed`. With --fallback
+/// none, or when the relay is refused, it ends with exit code 8 and the reasons.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
@@ -634,6 +643,24 @@ pub struct SubscribeArgs {
     /// Register this name in the app while playing.
     #[arg(long, value_name = "NICK", requires = "peer")]
     pub name: Option<String>,
+
+    /// With --peer, when no direct session opens within --direct-timeout: relay (ask the server to
+    /// have the publisher publish the stream to it too, and play it from there), or none (fail, exit 8).
+    #[arg(long, value_enum, default_value_t = Fallback::Relay, requires = "peer")]
+    pub fallback: Fallback,
+
+    /// With --peer, how long the direct session may take to open.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, requires = "peer")]
+    pub direct_timeout: Duration,
+}
+
+/// What `subscribe --peer` does when no direct session opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fallback {
+    /// Play through the server (our extension: the publisher must be an rtmfp publish --p2p).
+    Relay,
+    /// Fail with the reason (exit code 8).
+    None,
 }
 
 /// Send data messages on a stream (NetStream.send).

@@ -3,7 +3,8 @@
 //! FLV out equals the FLV in, tag by tag, and serve carried no media),
 //! data by peer ID (`send --peer` to `connect --stay`), the peer sessions
 //! ending with the publisher's server session on both sides, and an
-//! unknown or forged peer ID failing at once with exit code 8.
+//! unknown or forged peer ID failing at once with exit code 8, and the
+//! relay fallback (`--fallback relay`, and `none` failing with exit 8).
 
 #[path = "support/media.rs"]
 mod media;
@@ -327,6 +328,84 @@ fn unknown_or_forged_peer_fails_at_once_with_exit_8() {
             "answered, not timed out"
         );
     }
+}
+
+/// A publisher that refuses introductions cannot be reached directly: the
+/// subscriber asks the server to relay, the publisher publishes to the
+/// server too, and the stream arrives through it.
+#[test]
+fn relay_fallback_carries_a_stream_no_direct_session_can() {
+    if !media::ffmpeg_available() {
+        return;
+    }
+    let dir = tempdir();
+    let input = dir.join("in.flv");
+    media::make_flv(&input, 2, Some("flv"), None);
+    let (serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live/cam");
+    let publisher = Proc::spawn(&[
+        "publish",
+        "--p2p",
+        "--no-introductions",
+        "--name",
+        "hidden",
+        "--json",
+        "--loop",
+        "inf",
+        &url,
+        input.to_str().unwrap(),
+    ]);
+    let mut seen = Vec::new();
+    publisher.wait_for("type", "name", &mut seen);
+    // --fallback none: the reason, exit 8.
+    let (code, lines) = Proc::spawn(&[
+        "subscribe",
+        "--peer",
+        "hidden",
+        "--fallback",
+        "none",
+        "--json",
+        &url,
+    ])
+    .wait();
+    assert_eq!(code, 8, "{lines:?}");
+    assert_eq!(of_type(&lines, "error")[0]["kind"], "peer_unreachable");
+    // --fallback relay (the default).
+    let (code, lines) = Proc::spawn(&[
+        "subscribe",
+        "--peer",
+        "hidden",
+        "--json",
+        "--frames",
+        "20",
+        &url,
+    ])
+    .wait();
+    assert_eq!(code, 0, "{lines:?}");
+    let relayed = of_type(&lines, "relayed");
+    assert_eq!(relayed.len(), 1, "{lines:?}");
+    let summary = of_type(&lines, "summary")[0];
+    assert_eq!(summary["path"], "relayed", "{summary}");
+    assert!(summary["direct_failed"].as_str().is_some(), "{summary}");
+    assert!(summary["frames"].as_u64().unwrap() >= 20, "{summary}");
+    let request = publisher.wait_for("type", "server_status", &mut seen);
+    assert_eq!(request["code"], "NetConnection.Relay.Request");
+    publisher.signal("-INT");
+    let (_, pub_lines) = publisher.wait();
+    assert_eq!(
+        of_type(&pub_lines, "published")[0]["relayed_to_server"],
+        true
+    );
+    serve.signal("-TERM");
+    let (_, serve_lines) = serve.wait();
+    let stopped = serve_lines
+        .iter()
+        .find(|l| l["event"] == "stopped")
+        .unwrap();
+    assert!(
+        stopped["media_bytes_out"].as_u64().unwrap() > 0,
+        "the server carried it: {stopped}"
+    );
 }
 
 fn tempdir() -> std::path::PathBuf {

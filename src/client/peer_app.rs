@@ -26,6 +26,8 @@ pub struct PeerAppConfig {
     pub local_addrs: Vec<SocketAddr>,
     /// Until connected, and for each peer.
     pub timeout: Duration,
+    /// For each peer, if not `timeout`.
+    pub peer_timeout: Option<Duration>,
     /// Peer IDs (64 hex digits) or names, in order.
     pub peers: Vec<String>,
     pub name: Option<String>,
@@ -58,6 +60,18 @@ pub enum PeerOutput {
         target: Option<String>,
         event: PeerEvent,
     },
+    /// The answer to a [`PeerApp::call`] with a custom transaction ID.
+    Reply {
+        transaction_id: f64,
+        result: Result<Vec<Value>, Option<crate::flash::StatusInfo>>,
+    },
+    /// An `onStatus` the server sent on the NetConnection.
+    ServerStatus(crate::flash::StatusInfo),
+    /// No direct session opened; the stream comes through the server.
+    Relayed {
+        peer: [u8; 32],
+        reason: String,
+    },
     /// A data message a peer sent us directly (`send --peer`).
     Data {
         peer: [u8; 32],
@@ -69,6 +83,8 @@ pub enum PeerOutput {
 const NAME_TID: f64 = 2.0;
 const LIST_TID: f64 = 3.0;
 const LOOKUP_TID: f64 = 100.0;
+/// Transaction IDs from here on belong to the caller of [`PeerApp::call`].
+pub const CUSTOM_TID: f64 = 10_000.0;
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Direct data flows accepted from peers at once.
 const MAX_DIRECT_FLOWS: usize = 64;
@@ -143,6 +159,12 @@ impl PeerApp {
 
     pub fn failure(&self) -> Option<&Failure> {
         self.failure.as_ref()
+    }
+
+    /// The server's control flow on the NetConnection (our stream flows
+    /// toward the server answer it).
+    pub fn server_control_flow(&self) -> Option<u64> {
+        self.tc.as_ref().and_then(TcClient::server_control_flow)
     }
 
     /// The server session (the NetConnection), once started.
@@ -246,7 +268,9 @@ impl PeerApp {
         }
     }
 
-    fn call(&mut self, ep: &mut Endpoint, tid: f64, cmd: crate::flash::Command) {
+    /// A call on the NetConnection; its answer is reported as
+    /// [`PeerOutput::Reply`] when `tid` is [`CUSTOM_TID`] or above.
+    pub fn call(&mut self, ep: &mut Endpoint, tid: f64, cmd: crate::flash::Command) {
         if let Some(tc) = self.tc.as_mut()
             && tc.call(ep, &cmd).is_ok()
         {
@@ -318,7 +342,12 @@ impl PeerApp {
                 .and_then(|i| i.description.clone())
                 .unwrap_or_else(|| "refused".into())
         };
-        if tid == NAME_TID {
+        if tid >= CUSTOM_TID {
+            (self.out)(PeerOutput::Reply {
+                transaction_id: tid,
+                result,
+            });
+        } else if tid == NAME_TID {
             let r = match &result {
                 Ok(_) => Ok(self.cfg.name.clone().unwrap_or_default()),
                 Err(e) => Err(why(e)),
@@ -417,7 +446,7 @@ impl App for PeerApp {
                 ep.set_fihello_mode(session, FiHelloMode::SendRHello);
                 self.peers = Some(PeerSessions::new(
                     session,
-                    self.cfg.timeout,
+                    self.cfg.peer_timeout.unwrap_or(self.cfg.timeout),
                     self.cfg.policy.clone(),
                 ));
                 let mut tc = TcClient::new(
@@ -472,7 +501,8 @@ impl App for PeerApp {
                         transaction_id,
                         result,
                     } => self.on_reply(ep, now, transaction_id, result),
-                    TcEvent::Keepalive(_) | TcEvent::Status(_) => {}
+                    TcEvent::Status(info) => (self.out)(PeerOutput::ServerStatus(info)),
+                    TcEvent::Keepalive(_) => {}
                 }
             }
             Event::Flow { session, event } => {

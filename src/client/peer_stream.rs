@@ -16,15 +16,21 @@ use std::time::Duration;
 
 use super::failure::{Failure, Kind, Phase};
 use super::peer::PeerEvent;
-use super::peer_app::{PeerApp, PeerAppConfig, PeerOutput};
-use super::stream::{Progress, STREAM_RECV_BUFFER, StreamInput, StreamOutput};
+use super::peer_app::{CUSTOM_TID, PeerApp, PeerAppConfig, PeerOutput};
+use super::stream::{
+    Progress, STREAM_RECV_BUFFER, StreamApp, StreamConfig, StreamInput, StreamOutput, StreamRole,
+};
 use crate::flash::amf0::Limits;
 use crate::flash::command::{code, name, rtmp_sample_access};
 use crate::flash::message::{HEADER_LEN, msg_type};
+use crate::flash::relay_fallback as rf;
 use crate::flash::{Command, Message, NetCommand, Play, StatusInfo, TcMetadata, UserControl};
-use crate::media::netstream::{Incoming, Lifetimes, StreamOut, classify, is_sample_access};
+use crate::media::netstream::{
+    Incoming, Lifetimes, StreamOut, classify, is_sample_access, timestamp_of,
+};
 use crate::net::App;
 use crate::proto::Instant;
+use crate::proto::crypto::peer_id_hex;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::flow::FlowEvent;
 use crate::server::relay::{Outcome, RelayLimits, Subscriber};
@@ -46,6 +52,10 @@ const RELIABLE: Lifetimes = Lifetimes {
     audio: Duration::from_secs(86_400),
     video: Duration::from_secs(86_400),
 };
+/// Transaction IDs of our relay-fallback calls.
+const RELAYABLE_TID: f64 = CUSTOM_TID;
+const RELAY_TID: f64 = CUSTOM_TID + 1.0;
+const CREATE_TID: f64 = CUSTOM_TID + 2.0;
 /// "Stay connected" for as long as the stream lasts.
 const FOREVER: Duration = Duration::from_secs(10 * 365 * 86_400);
 
@@ -69,6 +79,22 @@ pub struct PeerStreamConfig {
     pub lifetimes: Option<Lifetimes>,
     /// Publisher: the input starts once this many peers play.
     pub wait_peers: usize,
+    /// Player: when no direct session opens, ask the server to relay.
+    pub fallback_relay: bool,
+}
+
+/// A direct publisher's stream to the server (relay fallback).
+struct RelayOut {
+    /// `None` until createStream is answered.
+    out: Option<StreamOut>,
+    /// The server's flows for it (status); accepted, not read further.
+    flows: Vec<u64>,
+}
+
+/// What a player switches to when the stream comes through the server.
+pub struct RelaySwitch {
+    pub app: StreamApp,
+    pub reason: String,
 }
 
 /// Counters of a direct publisher.
@@ -118,6 +144,15 @@ pub struct PeerStreamApp {
     deadline: Instant,
     finished: bool,
     wait_peers: usize,
+    base: PeerAppConfig,
+    fallback_relay: bool,
+    /// Publisher: our publish to the server, on the NetConnection we
+    /// already have (a second session with our peer ID would supersede it),
+    /// when a peer asked for a relay.
+    relay: Option<RelayOut>,
+    /// Player: why direct failed, while the relay is being asked for.
+    relay_reason: Option<(String, [u8; 32])>,
+    switch: Option<String>,
 }
 
 impl PeerStreamApp {
@@ -126,6 +161,7 @@ impl PeerStreamApp {
         out: Box<dyn FnMut(StreamOutput) + Send>,
         peer_out: Box<dyn FnMut(&PeerOutput) + Send>,
     ) -> Self {
+        let keep = cfg.base.clone();
         let mut base = cfg.base;
         base.peers = match &cfg.mode {
             PeerMode::Publish => Vec::new(),
@@ -161,11 +197,21 @@ impl PeerStreamApp {
             deadline: Instant::NEVER,
             finished: false,
             wait_peers: cfg.wait_peers,
+            base: keep,
+            fallback_relay: cfg.fallback_relay,
+            relay: None,
+            relay_reason: None,
+            switch: None,
         }
     }
 
     pub fn failure(&self) -> Option<&Failure> {
         self.failure.as_ref().or(self.inner.failure())
+    }
+
+    /// Whether we also publish to the server (a peer asked for a relay).
+    pub fn relaying(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| r.out.is_some())
     }
 
     /// Peers playing right now.
@@ -185,7 +231,7 @@ impl PeerStreamApp {
             return;
         }
         self.finished = true;
-        self.draining = None;
+        let drained = self.draining.take().is_some();
         let info = StatusInfo::stream_event(
             code::PLAY_UNPUBLISH_NOTIFY,
             "Unpublish Notify",
@@ -199,6 +245,7 @@ impl PeerStreamApp {
                 l.out.close(ep);
             }
         }
+        let _ = drained;
         if let Some(s) = self.out_stream.as_mut() {
             if self.mode != PeerMode::Publish {
                 let close = Message::command(0, NetCommand::CloseStream.to_command());
@@ -227,7 +274,10 @@ impl PeerStreamApp {
                 .unwrap_or_else(|p| p.into_inner())
                 .pop_front();
             let Some(o) = next else { return };
-            (self.peer_out)(&o);
+            // Answers to our own calls are reported by what they lead to.
+            if !matches!(o, PeerOutput::Reply { .. }) {
+                (self.peer_out)(&o);
+            }
             self.on_peer_output(ep, now, o);
         }
     }
@@ -242,6 +292,47 @@ impl PeerStreamApp {
                 )));
                 self.deadline = now;
                 self.check_start(now);
+                let cmd = rf::set_relayable(RELAYABLE_TID, &self.stream);
+                self.inner.call(ep, RELAYABLE_TID, cmd);
+            }
+            PeerOutput::ServerStatus(info)
+                if self.mode == PeerMode::Publish
+                    && info.code == rf::RELAY_REQUEST
+                    && info.detail.as_deref() == Some(self.stream.as_str()) =>
+            {
+                self.start_relay(ep, now)
+            }
+            PeerOutput::Reply {
+                transaction_id,
+                result: Ok(values),
+            } if transaction_id == CREATE_TID => self.relay_created(ep, now, &values),
+            PeerOutput::Reply {
+                transaction_id,
+                result,
+            } if transaction_id == RELAY_TID => {
+                let Some((reason, peer)) = self.relay_reason.take() else {
+                    return;
+                };
+                match result {
+                    Ok(_) => {
+                        (self.peer_out)(&PeerOutput::Relayed {
+                            peer,
+                            reason: reason.clone(),
+                        });
+                        self.switch = Some(reason);
+                        self.inner.close(ep, now);
+                    }
+                    Err(info) => {
+                        let why = info
+                            .and_then(|i| i.description)
+                            .unwrap_or_else(|| "refused".into());
+                        self.fail(
+                            ep,
+                            now,
+                            peer_failure(format!("{reason}; the server cannot relay: {why}")),
+                        );
+                    }
+                }
             }
             PeerOutput::Unresolved { explanation, .. } if self.mode != PeerMode::Publish => {
                 self.fail(ep, now, peer_failure(explanation));
@@ -250,8 +341,25 @@ impl PeerStreamApp {
                 PeerEvent::Opened { session, .. } if target.is_some() && self.target.is_none() => {
                     self.on_target_open(ep, now, session)
                 }
-                PeerEvent::Failed { explanation, .. } if target.is_some() => {
-                    self.fail(ep, now, peer_failure(explanation))
+                PeerEvent::Failed {
+                    explanation,
+                    unknown,
+                    peer,
+                    ..
+                } if target.is_some() => {
+                    // Even an "unknown" peer may be one that refuses
+                    // introductions: the server has the last word.
+                    let _ = unknown;
+                    let relay = self.fallback_relay && matches!(self.mode, PeerMode::Play { .. });
+                    if relay {
+                        // Our own TC call; only a publisher that declared
+                        // the stream relayable is ever asked.
+                        let cmd = rf::relay_stream(RELAY_TID, &peer_id_hex(&peer), &self.stream);
+                        self.relay_reason = Some((explanation, peer));
+                        self.inner.call(ep, RELAY_TID, cmd);
+                    } else {
+                        self.fail(ep, now, peer_failure(explanation))
+                    }
                 }
                 PeerEvent::Closed {
                     session, reason, ..
@@ -313,6 +421,96 @@ impl PeerStreamApp {
                 }
             }
             PeerMode::Publish => {}
+        }
+    }
+
+    /// The stream config of a server stream on the same server.
+    fn server_stream(&self, role: StreamRole) -> StreamConfig {
+        StreamConfig {
+            url: self.base.url.clone(),
+            app: self.base.app.clone(),
+            stream: self.stream.clone(),
+            role,
+            candidates: self.base.candidates.clone(),
+            local_addrs: self.base.local_addrs.clone(),
+            timeout: self.base.timeout,
+            lifetimes: Some(self.lifetimes),
+        }
+    }
+
+    /// Player: the relay was granted; the caller swaps us for this server
+    /// stream (same output, same progress).
+    pub fn take_switch(&mut self) -> Option<RelaySwitch> {
+        let reason = self.switch.take()?;
+        let role = StreamRole::Play {
+            start: None,
+            duration: None,
+            reset: None,
+        };
+        let cfg = self.server_stream(role);
+        let out = std::mem::replace(&mut self.out, Box::new(|_| {}));
+        let mut app = StreamApp::new(cfg, out);
+        app.progress = self.progress.clone();
+        Some(RelaySwitch { app, reason })
+    }
+
+    /// Publisher: a peer cannot reach us; publish to the server too, on
+    /// our NetConnection: createStream first.
+    fn start_relay(&mut self, ep: &mut Endpoint, _now: Instant) {
+        if self.relay.is_some() || self.finished {
+            return;
+        }
+        let cmd = NetCommand::CreateStream {
+            transaction_id: CREATE_TID,
+        }
+        .to_command();
+        self.inner.call(ep, CREATE_TID, cmd);
+        self.relay = Some(RelayOut {
+            out: None,
+            flows: Vec::new(),
+        });
+    }
+
+    /// createStream answered: publish, then what a late subscriber needs.
+    fn relay_created(&mut self, ep: &mut Endpoint, now: Instant, values: &[crate::flash::Value]) {
+        let (Some(h), Some(r)) = (self.inner.server_session(), self.relay.as_mut()) else {
+            return;
+        };
+        let Some(sid) = values.iter().find_map(crate::flash::Value::as_f64) else {
+            return;
+        };
+        let mut out = StreamOut::new(
+            h,
+            sid as u64,
+            self.inner.server_control_flow(),
+            self.lifetimes,
+        );
+        let publish = NetCommand::Publish(crate::flash::Publish::live(self.stream.clone()));
+        let _ = out.write_message(ep, now, &Message::command(0, publish.to_command()));
+        let c = &self.cache;
+        for (_, d) in &c.data_frames {
+            let _ = out.write(ep, now, msg_type::DATA, 0, &with_set_data_frame(d));
+        }
+        for m in [&c.audio_config, &c.video_config]
+            .into_iter()
+            .flatten()
+            .chain(c.gop.iter())
+        {
+            let _ = out.write_raw(ep, now, m);
+        }
+        r.out = Some(out);
+    }
+
+    /// One framed input message to the server too, when relaying.
+    fn relay_write(&mut self, ep: &mut Endpoint, now: Instant, msg: &[u8]) {
+        let Some(out) = self.relay.as_mut().and_then(|r| r.out.as_mut()) else {
+            return;
+        };
+        if msg.first() == Some(&msg_type::DATA) && is_on_metadata(&msg[HEADER_LEN..]) {
+            let payload = with_set_data_frame(&msg[HEADER_LEN..]);
+            let _ = out.write(ep, now, msg_type::DATA, timestamp_of(msg), &payload);
+        } else {
+            let _ = out.write_raw(ep, now, msg);
         }
     }
 
@@ -456,8 +654,10 @@ impl PeerStreamApp {
         }
     }
 
-    /// One message from our input to every playing peer.
+    /// One message from our input to every playing peer (and the server,
+    /// when relaying).
     fn deliver_all(&mut self, ep: &mut Endpoint, now: Instant, msg: &[u8]) {
+        self.relay_write(ep, now, msg);
         for s in &mut self.subs {
             if let Some(l) = s.link.as_mut() {
                 match l.deliver(ep, now, msg, &mut self.scratch) {
@@ -571,6 +771,7 @@ impl PeerStreamApp {
         if self.finished {
             return;
         }
+
         match input {
             StreamInput::Stop => self.finish(ep, now),
             StreamInput::End => {
@@ -623,6 +824,15 @@ fn peer_failure(explanation: String) -> Failure {
     Failure::new(Phase::Connect, Kind::PeerUnreachable, explanation)
 }
 
+/// `@setDataFrame` + the payload: how a publisher gives a server a data
+/// frame to keep (the server strips it).
+fn with_set_data_frame(payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(payload.len() + 16);
+    let _ = crate::flash::amf0::encode_str(&mut p, name::SET_DATA_FRAME);
+    p.extend_from_slice(payload);
+    p
+}
+
 /// Whether an AMF0 payload starts with the string `onMetaData`.
 fn is_on_metadata(p: &[u8]) -> bool {
     let n = name::ON_META_DATA.as_bytes();
@@ -637,6 +847,31 @@ impl App for PeerStreamApp {
 
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
         match event {
+            // The server's flows for our relayed stream: taken, not read.
+            Event::Flow {
+                session,
+                event:
+                    FlowEvent::NewFlow {
+                        flow,
+                        ref metadata,
+                        return_for: Some(_),
+                    },
+            } if Some(session) == self.inner.server_session()
+                && self.relay.as_ref().is_some_and(|r| {
+                    r.out.as_ref().is_some_and(|o| {
+                        TcMetadata::parse(metadata).is_ok_and(|m| m.stream_id == o.stream_id)
+                    })
+                }) =>
+            {
+                if let Some(r) = self.relay.as_mut() {
+                    r.flows.push(flow);
+                }
+            }
+            Event::Flow {
+                session,
+                event: FlowEvent::Message { flow, .. },
+            } if Some(session) == self.inner.server_session()
+                && self.relay.as_ref().is_some_and(|r| r.flows.contains(&flow)) => {}
             Event::Flow { session, event }
                 if Some(session) != self.inner.server_session()
                     && self.inner.peer_of(session).is_some()
@@ -668,10 +903,7 @@ impl App for PeerStreamApp {
 
     fn timeout(&self) -> Option<Instant> {
         let own = (self.deadline != Instant::NEVER && !self.finished).then_some(self.deadline);
-        match (own, self.inner.timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [own, self.inner.timeout()].into_iter().flatten().min()
     }
 
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {

@@ -55,6 +55,7 @@ pub async fn run(
         candidates: candidates.to_vec(),
         local_addrs: locals,
         timeout: args.timeout,
+        peer_timeout: None,
         peers: args.peer.peers.clone(),
         name: args.peer.name.clone(),
         list_peers: args.peer.list_peers,
@@ -126,6 +127,21 @@ pub fn to_json(o: &PeerOutput) -> Json {
             values,
         } => json!({"type": "data", "peer_id": peer_id_hex(peer), "timestamp": timestamp,
             "values": values.iter().map(amf_json).collect::<Vec<_>>()}),
+        PeerOutput::Reply {
+            transaction_id,
+            result,
+        } => match result {
+            Ok(v) => json!({"type": "reply", "transaction_id": transaction_id,
+                "values": v.iter().map(amf_json).collect::<Vec<_>>()}),
+            Err(i) => json!({"type": "reply", "transaction_id": transaction_id,
+                "error": i.as_ref().map(|i| amf_json(&i.to_value()))}),
+        },
+        PeerOutput::ServerStatus(i) => json!({"type": "server_status", "code": i.code,
+            "info": amf_json(&i.to_value())}),
+        PeerOutput::Relayed { peer, reason } => {
+            json!({"type": "relayed", "peer_id": peer_id_hex(peer),
+            "path": "relayed", "reason": reason})
+        }
         PeerOutput::Named(Ok(n)) => json!({"type": "name", "name": n, "ok": true}),
         PeerOutput::Named(Err(m)) => json!({"type": "name", "ok": false, "message": m}),
         PeerOutput::Peers(list) => json!({"type": "peers", "peers": list.iter().map(|e| json!({
@@ -194,6 +210,15 @@ pub fn to_text(o: &PeerOutput) -> String {
             "peer {}: data {}",
             peer_id_hex(peer),
             Json::Array(values.iter().map(amf_json).collect())
+        ),
+        PeerOutput::Reply {
+            transaction_id,
+            result,
+        } => format!("reply to call {transaction_id}: {result:?}"),
+        PeerOutput::ServerStatus(i) => format!("server status {}", i.code),
+        PeerOutput::Relayed { peer, reason } => format!(
+            "peer {}: no direct path ({reason}); the stream comes through the server (path: relayed)",
+            peer_id_hex(peer)
         ),
         PeerOutput::Named(Ok(n)) => format!("registered as {n:?}"),
         PeerOutput::Named(Err(m)) => format!("name refused: {m}"),

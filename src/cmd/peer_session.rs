@@ -26,26 +26,29 @@ use super::stream_session::{Session, report_failure};
 pub enum AnyStream {
     Server(StreamApp),
     Peer(PeerStreamApp),
+    /// A `--peer` stream that no direct session could carry, played
+    /// through the server instead (why direct failed).
+    Relayed(StreamApp, String),
 }
 
 impl AnyStream {
     pub fn progress(&self) -> Arc<Progress> {
         match self {
-            AnyStream::Server(a) => a.progress.clone(),
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.progress.clone(),
             AnyStream::Peer(a) => a.progress.clone(),
         }
     }
 
     pub fn failure(&self) -> Option<&Failure> {
         match self {
-            AnyStream::Server(a) => a.failure(),
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.failure(),
             AnyStream::Peer(a) => a.failure(),
         }
     }
 
     pub fn started_at(&self) -> Option<Instant> {
         match self {
-            AnyStream::Server(a) => a.started_at,
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.started_at,
             AnyStream::Peer(a) => a.started_at,
         }
     }
@@ -53,7 +56,26 @@ impl AnyStream {
     pub fn peer(&self) -> Option<&PeerStreamApp> {
         match self {
             AnyStream::Peer(a) => Some(a),
-            AnyStream::Server(_) => None,
+            _ => None,
+        }
+    }
+
+    /// How the stream travels: `server`, `direct` (to or from peers), or
+    /// `relayed` (a `--peer` stream through the server), with why.
+    pub fn path(&self) -> (&'static str, Option<&str>) {
+        match self {
+            AnyStream::Server(_) => ("server", None),
+            AnyStream::Peer(_) => ("direct", None),
+            AnyStream::Relayed(_, why) => ("relayed", Some(why)),
+        }
+    }
+
+    /// A player whose relay was granted becomes a server stream.
+    fn switch(&mut self) {
+        if let AnyStream::Peer(p) = self
+            && let Some(s) = p.take_switch()
+        {
+            *self = AnyStream::Relayed(s.app, s.reason);
         }
     }
 }
@@ -63,49 +85,51 @@ impl App for AnyStream {
 
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
         match self {
-            AnyStream::Server(a) => a.on_event(ep, now, event),
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.on_event(ep, now, event),
             AnyStream::Peer(a) => a.on_event(ep, now, event),
         }
+        self.switch();
     }
 
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: StreamInput) {
         match self {
-            AnyStream::Server(a) => a.on_command(ep, now, cmd),
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.on_command(ep, now, cmd),
             AnyStream::Peer(a) => a.on_command(ep, now, cmd),
         }
     }
 
     fn timeout(&self) -> Option<Instant> {
         match self {
-            AnyStream::Server(a) => a.timeout(),
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.timeout(),
             AnyStream::Peer(a) => a.timeout(),
         }
     }
 
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
         match self {
-            AnyStream::Server(a) => a.on_timeout(ep, now),
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.on_timeout(ep, now),
             AnyStream::Peer(a) => a.on_timeout(ep, now),
         }
+        self.switch();
     }
 
     fn on_shutdown(&mut self, ep: &mut Endpoint, now: Instant) {
         match self {
-            AnyStream::Server(a) => a.on_shutdown(ep, now),
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.on_shutdown(ep, now),
             AnyStream::Peer(a) => a.on_shutdown(ep, now),
         }
     }
 
     fn done(&self) -> bool {
         match self {
-            AnyStream::Server(a) => a.done(),
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.done(),
             AnyStream::Peer(a) => a.done(),
         }
     }
 
     fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
         match self {
-            AnyStream::Server(a) => a.annotate(snap),
+            AnyStream::Server(a) | AnyStream::Relayed(a, _) => a.annotate(snap),
             AnyStream::Peer(a) => a.annotate(snap),
         }
     }
@@ -120,6 +144,12 @@ pub struct PeerOptions {
     pub print_peer_id: bool,
     /// Publisher: the stream starts once this many peers play.
     pub wait_peers: usize,
+    /// Player: how long a direct session may take to open.
+    pub direct_timeout: Option<Duration>,
+    /// Player: then ask the server to relay the stream.
+    pub fallback_relay: bool,
+    /// No setPeerInfo: the server introduces nobody to us.
+    pub no_introductions: bool,
     /// Peer events go to stderr even with --json (stdout carries FLV).
     pub stdout_busy: bool,
 }
@@ -194,10 +224,11 @@ pub async fn open(
         candidates,
         local_addrs: locals,
         timeout: t.timeout,
+        peer_timeout: opts.direct_timeout,
         peers: Vec::new(),
         name: opts.name.clone(),
         list_peers: false,
-        introductions: true,
+        introductions: !opts.no_introductions,
         stay: Duration::ZERO,
         policy: AcceptPolicy {
             max_peers: opts.max_peers,
@@ -210,6 +241,7 @@ pub async fn open(
         stream: url.stream.clone(),
         lifetimes,
         wait_peers: opts.wait_peers,
+        fallback_relay: opts.fallback_relay,
     };
     let (print_id, to_stdout) = (opts.print_peer_id, json && !opts.stdout_busy);
     let peer_out = Box::new(move |o: &PeerOutput| {

@@ -91,7 +91,8 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
             allow: args.allow.clone(),
             print_peer_id: args.print_peer_id,
             wait_peers: args.wait_peers.unwrap_or(0),
-            stdout_busy: false,
+            no_introductions: args.no_introductions,
+            ..PeerOptions::default()
         };
         let mode = PeerMode::Publish;
         peer_session::open(
@@ -172,6 +173,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         summary["peer_plays"] = json!(p.stats.plays);
         summary["peer_refused"] = json!(p.stats.refused);
         summary["peer_bytes"] = json!(p.stats.bytes_out);
+        summary["relayed_to_server"] = json!(p.relaying());
     }
     if json {
         println!("{summary}");

@@ -199,6 +199,8 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
             let opts = PeerOptions {
                 name: args.name.clone(),
                 stdout_busy: stdout_is_flv,
+                direct_timeout: Some(args.direct_timeout),
+                fallback_relay: args.fallback == crate::cli::Fallback::Relay,
                 ..PeerOptions::default()
             };
             let mode = PeerMode::Play { peer: peer.clone() };
@@ -292,6 +294,12 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         "first_frame_ms": first_ms.map(|m| (m * 1000.0).round() / 1000.0),
         "ended": ended,
     });
+    let mut summary = summary;
+    if args.peer.is_some() {
+        let (path, why) = app.path();
+        summary["path"] = json!(path);
+        summary["direct_failed"] = json!(why);
+    }
     if json {
         st.line(&summary);
     } else {

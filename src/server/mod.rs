@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod probes;
 mod registry;
 pub mod relay;
+mod relay_fallback;
 pub mod streams;
 pub mod stun;
 #[cfg(test)]
@@ -232,6 +233,9 @@ impl std::fmt::Display for ClientClose {
 /// Counters (monotonic).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerStats {
+    /// Relay fallbacks asked of a publisher, and refused (see `relay_fallback`).
+    pub relays_requested: u64,
+    pub relays_refused: u64,
     pub sessions_opened: u64,
     pub connects: u64,
     pub peer_infos: u64,
@@ -324,6 +328,8 @@ pub struct Server {
     intro_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
     media: Streams,
     registry: Registry,
+    /// Streams each connection may be asked to publish here (relay fallback).
+    relayable: HashMap<SessionHandle, Vec<String>>,
 }
 
 impl Server {
@@ -346,6 +352,7 @@ impl Server {
             intro_buckets: HashMap::new(),
             registry: Registry::default(),
             media: Streams::new(cfg_media),
+            relayable: HashMap::new(),
         }
     }
 
@@ -467,6 +474,7 @@ impl Server {
         self.media.on_session_closed(ep, now, session);
         let conn = self.conns.remove(&session);
         self.registry.leave(session);
+        self.relayable.remove(&session);
         let peer_id = conn.as_ref().map(|c| c.peer_id);
         if let Some(p) = peer_id
             && self.peers.get(&p) == Some(&session)
@@ -779,6 +787,7 @@ impl Server {
                 }
             }
             _ if self.on_presence_command(ep, now, h, &cmd) => {}
+            _ if self.on_relay_command(ep, now, h, &cmd) => {}
             _ => {
                 self.stats.unknown_commands += 1;
                 self.send_command(ep, now, h, Command::call_failed(&cmd));
