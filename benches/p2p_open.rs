@@ -26,14 +26,16 @@ impl Drop for Kill {
 
 /// Starts `args`, returns it and the first JSON line where `key` == `value`.
 fn start(args: &[&str], key: &str, value: &str) -> (Kill, Json) {
-    let mut c = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn rtmfp");
-    let out = c.stdout.take().unwrap();
+    let mut c = Kill(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn rtmfp"),
+    );
+    let out = c.0.stdout.take().unwrap();
     let mut lines = BufReader::new(out).lines();
     loop {
         let l = lines.next().expect("line").expect("read");
@@ -41,7 +43,7 @@ fn start(args: &[&str], key: &str, value: &str) -> (Kill, Json) {
             && v[key] == value
         {
             std::thread::spawn(move || for _ in lines {});
-            return (Kill(c), v);
+            return (c, v);
         }
     }
 }
