@@ -17,7 +17,7 @@ use crate::proto::crypto::CryptoSettings;
 /// The check takes 60 ms + 5 × ERTO on the reference server (ERTO at least
 /// 250 ms): about 1.5 s on a short path. Waiting this long covers a slow
 /// path too.
-const RESULTS_WAIT: Duration = Duration::from_secs(10);
+const RESULTS_WAIT: Duration = Duration::from_secs(4);
 
 pub fn run(args: ProbeNatArgs) -> i32 {
     let out = Out { json: args.json };

@@ -26,6 +26,8 @@ pub mod streams;
 pub mod stun;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conncheck;
 
 pub use registry::{Member, Registry};
 
