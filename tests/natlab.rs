@@ -468,3 +468,117 @@ fn lab_mapping_lifetime_is_measured() {
         "lifetime {lo}..{hi} s for a 4 s timeout"
     );
 }
+
+/// Our serve with the RTMFP connectivity check's three probe sockets, one
+/// per server address (rtmfp-cpp conncheck's layout).
+fn start_our_rtmfp_server(lab: &Lab, server: &Host) -> LabChild {
+    let (a1, a2, a3) = (server.ip, server.extra[0], server.extra[1]);
+    let args = [
+        "serve".to_owned(),
+        "-q".into(),
+        "--ephemeral".into(),
+        "--json".into(),
+        "--listen".into(),
+        format!("{a1}:1935"),
+        "--probe-addr".into(),
+        format!("{a1}:1936"),
+        "--probe-addr".into(),
+        format!("{a2}:1937"),
+        "--probe-addr".into(),
+        format!("{a3}:1938"),
+    ];
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = lab.spawn(server, BIN, &argv);
+    wait_events(&mut child, "probe_listening", 3);
+    child
+}
+
+/// Over RTMFP the verdict must be the STUN one, except what the
+/// connectivity check cannot see: ADM vs APDM (spec 05 §3.3) and
+/// hairpinning (not tested: null).
+fn check_rtmfp(kind: NatKind, code: Option<i32>, v: &Json, server: &str) {
+    let ctx = format!("{kind:?} via RTMFP at {server}: {v}");
+    assert_eq!(v["method"], "rtmfp", "{ctx}");
+    let Some(e) = expected(kind) else {
+        return check(kind, code, v, server);
+    };
+    assert_eq!(v["hairpin"], Json::Null, "{ctx}");
+    let mapping = if e.mapping == "endpoint_independent" {
+        e.mapping
+    } else {
+        "address_or_address_and_port_dependent"
+    };
+    assert_eq!(v["mapping"], mapping, "{ctx}");
+    // The rest is asserted as for STUN, with those two fields taken as read.
+    let mut same = v.clone();
+    same["hairpin"] = Json::Bool(e.hairpin);
+    same["mapping"] = Json::String(e.mapping.into());
+    check(kind, code, &same, server);
+}
+
+#[test]
+fn lab_kinds_classified_over_rtmfp_by_our_server() {
+    let Some(mut lab) = Lab::or_skip("lab_kinds_classified_over_rtmfp_by_our_server") else {
+        return;
+    };
+    let server = lab.server(3);
+    let _serve = start_our_rtmfp_server(&lab, &server);
+    let target = format!("rtmfp://{}:1935/app", server.ip);
+    let hosts: Vec<(NatKind, Host)> = NatKind::ALL.iter().map(|k| (*k, lab.host(*k).0)).collect();
+    let results: Vec<(NatKind, Option<i32>, Json)> = std::thread::scope(|s| {
+        let lab = &lab;
+        let target = &target;
+        let handles: Vec<_> = hosts
+            .iter()
+            .map(|(k, h)| s.spawn(move || (*k, probe(lab, h, target))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let (k, (c, v)) = h.join().unwrap();
+                (k, c, v)
+            })
+            .collect()
+    });
+    for (k, c, v) in &results {
+        check_rtmfp(*k, *c, v, &server.ns);
+    }
+}
+
+/// The same host gets the same verdict from both halves of probe-nat:
+/// STUN against our probe quad, and the RTMFP check against the same
+/// server (filtering, NAT, port preservation and the class agree).
+#[test]
+fn lab_rtmfp_and_stun_verdicts_agree() {
+    let Some(mut lab) = Lab::or_skip("lab_rtmfp_and_stun_verdicts_agree") else {
+        return;
+    };
+    let stun_server = lab.server(2);
+    let rtmfp_server = lab.server(3);
+    let _a = start_our_server(&lab, &stun_server);
+    let _b = start_our_rtmfp_server(&lab, &rtmfp_server);
+    for kind in [
+        NatKind::None,
+        NatKind::FullCone,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+    ] {
+        let (host, _) = lab.host(kind);
+        let (_, s) = probe(&lab, &host, &format!("stun://{}:3478", stun_server.ip));
+        let (_, r) = probe(
+            &lab,
+            &host,
+            &format!("rtmfp://{}:1935/app", rtmfp_server.ip),
+        );
+        for key in [
+            "udp",
+            "nat",
+            "filtering",
+            "port_preserved",
+            "class",
+            "consistent",
+        ] {
+            assert_eq!(s[key], r[key], "{kind:?} {key}: stun {s} rtmfp {r}");
+        }
+    }
+}
