@@ -582,3 +582,91 @@ fn lab_rtmfp_and_stun_verdicts_agree() {
         }
     }
 }
+
+/// Interop: rtmfp-cpp's `conncheck` as the probe server (three addresses in
+/// a lab namespace), our `probe-nat rtmfp://` behind every lab NAT. Our
+/// verdict must be the lab's truth, and the results conncheck logs (its own
+/// reading of the probes) must be what we were sent. The reference is not
+/// part of this project: the test runs only when `RTMFP_CONNCHECK` names a
+/// conncheck binary built elsewhere, and says so when it skips.
+#[test]
+fn lab_rtmfp_cpp_conncheck_interop() {
+    let Some(bin) = std::env::var_os("RTMFP_CONNCHECK") else {
+        eprintln!("\n*** RTMFP_CONNCHECK (path to rtmfp-cpp's conncheck) not set; skipping ***\n");
+        return;
+    };
+    let bin = bin.to_string_lossy().into_owned();
+    let Some(mut lab) = Lab::or_skip("lab_rtmfp_cpp_conncheck_interop") else {
+        return;
+    };
+    let server = lab.server(3);
+    let (a1, a2, a3) = (server.ip, server.extra[0], server.extra[1]);
+    let mut cc = lab.spawn(
+        &server,
+        &bin,
+        &[
+            "-v",
+            "-B",
+            &format!("{a1}:1935"),
+            "-p",
+            "1936",
+            "-a",
+            &format!("{a2}:1937"),
+            "-i",
+            &format!("{a3}:1938"),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let target = format!("rtmfp://{a1}:1935/app");
+    let mut ours = Vec::new();
+    for kind in NatKind::ALL {
+        let (host, _) = lab.host(kind);
+        let (code, v) = probe(&lab, &host, &target);
+        check_rtmfp(kind, code, &v, "conncheck");
+        ours.push((kind, v));
+    }
+    // conncheck's log is block-buffered: stop it to read it.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &cc.0.id().to_string()])
+        .status();
+    let mut log = String::new();
+    if let Some(mut out) = cc.0.stdout.take() {
+        use std::io::Read;
+        let _ = out.read_to_string(&mut log);
+    }
+    let results: Vec<Json> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|v| v["@type"] == "results")
+        .collect();
+    for (kind, v) in &ours {
+        if !v["udp"].as_bool().unwrap_or(false) {
+            continue;
+        }
+        let public = v["public_address"].as_str().unwrap();
+        let r = results
+            .iter()
+            .find(|r| r["address"] == public)
+            .unwrap_or_else(|| panic!("{kind:?}: conncheck logged no results for {public}"));
+        eprintln!("{kind:?}: conncheck's own reading {r}");
+        let filtering = match (
+            r["receiveSameAddressDifferentPortAllowed"].as_bool(),
+            r["receiveDifferentAddressDifferentPortAllowed"].as_bool(),
+        ) {
+            (Some(true), Some(true)) => "endpoint_independent",
+            (Some(true), Some(false)) => "address_dependent",
+            _ => "address_and_port_dependent",
+        };
+        assert_eq!(v["filtering"], filtering, "{kind:?}: {v} vs {r}");
+        let eim = r["sendAfterIntroductionPreservesSourcePort"] == Json::Bool(true);
+        assert_eq!(
+            v["mapping"] == "endpoint_independent",
+            eim,
+            "{kind:?}: {v} vs {r}"
+        );
+        assert_eq!(
+            v["nat"].as_bool().map(|n| !n),
+            r["publicAddressIsLocal"].as_bool()
+        );
+    }
+}
