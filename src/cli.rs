@@ -216,6 +216,10 @@ pub struct ServeArgs {
     /// probe address stands for it).
     #[arg(long = "probe-addr", value_name = "ADDR")]
     pub probe_addr: Vec<SocketAddr>,
+    /// Run the RTMFP connectivity check only for clients of this app (repeatable); without it, every
+    /// client that sends setPeerInfo is checked, as rtmfp-cpp's conncheck does.
+    #[arg(long = "probe-app", value_name = "APP", requires = "probe_addr")]
+    pub probe_app: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one,
     /// reported in the log and as a JSON "metrics" event).
     #[arg(long, value_name = "ADDR")]

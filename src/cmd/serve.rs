@@ -194,6 +194,7 @@ async fn serve(
             probe_addrs,
             listen: listen_addrs,
             rng: Box::new(OsRng),
+            apps: args.probe_app.clone(),
         });
         let (tx, rx) = tokio::sync::mpsc::channel(PROBE_QUEUE);
         probe_tx = Some(tx);
@@ -820,6 +821,7 @@ mod tests {
             metrics: None,
             monitor: Default::default(),
             probe_addr: vec![],
+            probe_app: vec![],
         };
         let (a, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("created"), "{how}");

@@ -110,6 +110,9 @@ pub struct ConncheckConfig {
     pub listen: Vec<SocketAddr>,
     /// Randomness for the probe tags.
     pub rng: Box<dyn Rng + Send>,
+    /// Check only clients of these apps (`--probe-app`); empty: every
+    /// client that sends `setPeerInfo`, as rtmfp-cpp's conncheck does.
+    pub apps: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +147,7 @@ pub(super) struct Conncheck {
     probe_addrs: Vec<SocketAddr>,
     listen: Vec<SocketAddr>,
     rng: Box<dyn Rng + Send>,
+    apps: Vec<String>,
     checks: HashMap<SessionHandle, Check>,
     by_tag: HashMap<[u8; PROBE_TAG_LEN], SessionHandle>,
     out: VecDeque<ProbeSend>,
@@ -165,6 +169,7 @@ impl Conncheck {
             probe_addrs: cfg.probe_addrs,
             listen: cfg.listen,
             rng: cfg.rng,
+            apps: cfg.apps,
             checks: HashMap::new(),
             by_tag: HashMap::new(),
             out: VecDeque::new(),
@@ -237,6 +242,12 @@ impl Server {
         };
         if cc.checks.contains_key(&h) || cc.checks.len() >= MAX_CHECKS {
             return;
+        }
+        if !cc.apps.is_empty() {
+            let app = self.registry.member(h).map(|m| m.app.as_str());
+            if !app.is_some_and(|a| cc.apps.iter().any(|x| x == a)) {
+                return;
+            }
         }
         let Some(s) = ep.session(h) else { return };
         let observed = s.far_addr;

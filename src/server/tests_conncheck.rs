@@ -85,6 +85,10 @@ struct Run {
 }
 
 fn run(mapping: Mapping, filtering: Filtering) -> Run {
+    run_with(mapping, filtering, vec![])
+}
+
+fn run_with(mapping: Mapping, filtering: Filtering, apps: Vec<String>) -> Run {
     let mut rng = SeededRng::new(7);
     let sid = Identity::generate_ephemeral_server(&[DhGroup::G2], &mut rng).unwrap();
     let mut sep = Endpoint::new(
@@ -99,6 +103,7 @@ fn run(mapping: Mapping, filtering: Filtering) -> Run {
         probe_addrs: PROBES.iter().map(|p| a(p)).collect(),
         listen: vec![a(MAIN)],
         rng: Box::new(SeededRng::new(9)),
+        apps,
     });
     let cid = Identity::generate_static(&[DhGroup::G2], None, false, &mut rng).unwrap();
     let mut cep = Endpoint::new(
@@ -272,4 +277,26 @@ fn probes_and_answers_obey_the_3x_rule() {
             st.fihellos_sent
         );
     }
+}
+
+/// `--probe-app`: clients of other apps are not probed at all.
+#[test]
+fn clients_of_other_apps_cost_nothing() {
+    let r = run_with(
+        Mapping::EndpointIndependent,
+        Filtering::EndpointIndependent,
+        vec!["conncheck".into()],
+    );
+    assert!(r.app.outcome.results.is_none());
+    assert!(r.app.outcome.no_results);
+    assert_eq!(r.server.conncheck_stats(), Default::default());
+    for p in PROBES {
+        assert_eq!(r.from.get(&a(p)), None, "nothing came from {p}");
+    }
+    let r = run_with(
+        Mapping::EndpointIndependent,
+        Filtering::EndpointIndependent,
+        vec!["app".into()],
+    );
+    assert!(r.app.outcome.results.is_some());
 }
