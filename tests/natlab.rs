@@ -670,3 +670,70 @@ fn lab_rtmfp_cpp_conncheck_interop() {
         );
     }
 }
+
+fn probe6(lab: &Lab, host: &Host, target: &str) -> (Option<i32>, Json) {
+    let out = lab.run_in(
+        host,
+        BIN,
+        &["probe-nat", target, "--json", "--timeout", "2s", "-6"],
+        Duration::from_secs(20),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().next().unwrap_or_else(|| {
+        panic!(
+            "probe-nat -6 printed nothing; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        out.status.code(),
+        serde_json::from_str(line).expect("JSON line"),
+    )
+}
+
+/// IPv6 (2001:db8::/32) through NAT66 of every lab kind: both halves of
+/// probe-nat classify each as its IPv4 twin, against one serve holding the
+/// STUN quad and the RTMFP check's third address.
+#[test]
+fn lab_ipv6_kinds_classified_over_stun_and_rtmfp() {
+    let Some(mut lab) = Lab::or_skip("lab_ipv6_kinds_classified_over_stun_and_rtmfp") else {
+        return;
+    };
+    let server = lab.server(3);
+    let v6 = lab.enable_ipv6(&server, None);
+    let (s1, s2, s3) = (v6[0], v6[1], v6[2]);
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "-q".into(),
+        "--ephemeral".into(),
+        "--json".into(),
+        "--listen".into(),
+        format!("[{s1}]:1935"),
+    ];
+    for a in [
+        format!("[{s1}]:3478"),
+        format!("[{s1}]:3479"),
+        format!("[{s2}]:3478"),
+        format!("[{s2}]:3479"),
+        format!("[{s3}]:3478"),
+    ] {
+        args.push("--probe-addr".into());
+        args.push(a);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut serve = lab.spawn(&server, BIN, &argv);
+    wait_events(&mut serve, "probe_listening", 5);
+    for kind in NatKind::ALL {
+        let (host, nat) = lab.host(kind);
+        if let Some(n) = nat.as_ref() {
+            lab.enable_ipv6_nat(n);
+        }
+        lab.enable_ipv6(&host, nat.as_ref());
+        let (code, v) = probe6(&lab, &host, &format!("stun://[{s1}]:3478"));
+        assert_eq!(v["family"], "ipv6", "{v}");
+        check(kind, code, &v, "ipv6 stun");
+        let (code, v) = probe6(&lab, &host, &format!("rtmfp://[{s1}]:1935/app"));
+        assert_eq!(v["family"], "ipv6", "{v}");
+        check_rtmfp(kind, code, &v, "ipv6 rtmfp");
+    }
+}
