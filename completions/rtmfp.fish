@@ -137,6 +137,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s h -l help -d 'Print
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s V -l version -d 'Print version'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s t -l timeout -d 'Give up waiting for the server\'s first answer after this long' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime-max -d 'Longest idle time tried with --lifetime' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l peer -d 'After the probe (rtmfp:// only), try a direct session to this peer (peer ID, or a name it registered with `connect --name`) through the server\'s introduction, and report what spec 05 §5.1 predicted from our NAT class against what happened, and what that says of the peer\'s NAT. JSON: {"type":"peer_check", "target", "peer_id", "our_class", "predicted": {"direct" (bool|null), "direct_with", "relay_with"}, "actual": {"direct", "addr", "path", "elapsed_ms", "rtt_ms" | "message"}, "agrees" (bool|null), "explanation"}. Exit 8 when the server does not know the peer' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l peer-timeout -d 'With --peer: how long the direct session may take to open' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime -d 'Also measure how long an idle mapping lasts (binary search on idle time: slow, up to about 8 x --lifetime-max)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 4 -l ipv4 -d 'Probe IPv4 only'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 6 -l ipv6 -d 'Probe IPv6 only'

@@ -689,13 +689,15 @@ pub fn parse_loops(s: &str) -> Result<Loops, String> {
     "  rtmfp probe-nat stun://stun.example.net          RFC 5780 server on port 3478\n",
     "  rtmfp probe-nat stun://192.0.2.10:3478 --json    one JSON line per address family\n",
     "  rtmfp probe-nat stun://192.0.2.10 --lifetime --lifetime-max 10m\n",
-    "  rtmfp probe-nat rtmfp://192.0.2.10/app          RTMFP connectivity check (conncheck, serve --probe-addr)\n\n",
+    "  rtmfp probe-nat rtmfp://192.0.2.10/app          RTMFP connectivity check (conncheck, serve --probe-addr)\n",
+    "  rtmfp probe-nat rtmfp://192.0.2.10/app --peer bob   then try a direct session to peer \"bob\"\n\n",
     "Exit codes:\n",
     "  0  the probe ran (whatever the verdict)\n",
     "  1  local failure (no socket)\n",
     "  2  usage error (bad URL)\n",
     "  3  host name could not be resolved\n",
-    "  4  no answer in any address family (UDP blocked, or no server there)"
+    "  4  no answer in any address family (UDP blocked, or no server there)\n",
+    "  8  --peer: the server does not know that peer"
 ))]
 pub struct ProbeNatArgs {
     /// stun://host[:port] (port 3478 if not given), or rtmfp://host[:port]/app (port 1935).
@@ -726,6 +728,19 @@ pub struct ProbeNatArgs {
     /// Write the result as one JSON object per line (schema above).
     #[arg(long)]
     pub json: bool,
+
+    /// After the probe (rtmfp:// only), try a direct session to this peer (peer ID, or a name it
+    /// registered with `connect --name`) through the server's introduction, and report what spec 05
+    /// §5.1 predicted from our NAT class against what happened, and what that says of the peer's NAT.
+    /// JSON: {"type":"peer_check", "target", "peer_id", "our_class", "predicted": {"direct" (bool|null),
+    /// "direct_with", "relay_with"}, "actual": {"direct", "addr", "path", "elapsed_ms", "rtt_ms" |
+    /// "message"}, "agrees" (bool|null), "explanation"}. Exit 8 when the server does not know the peer.
+    #[arg(long, value_name = "PEERID|NAME")]
+    pub peer: Option<String>,
+
+    /// With --peer: how long the direct session may take to open.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, requires = "peer")]
+    pub peer_timeout: Duration,
 }
 
 /// `--listen`: an IP socket address, or HOST:PORT resolved now (the first

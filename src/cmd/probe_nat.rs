@@ -91,6 +91,13 @@ pub fn run(args: ProbeNatArgs) -> i32 {
     if args.url.starts_with("rtmfp://") {
         return super::probe_nat_rtmfp::run(args);
     }
+    if args.peer.is_some() {
+        out.error(
+            "usage",
+            "--peer needs an rtmfp:// server: the peer is reached through its introduction",
+        );
+        return exit::USAGE;
+    }
     let (host, port) = match parse_stun_url(&args.url) {
         Ok(v) => v,
         Err(e) => {

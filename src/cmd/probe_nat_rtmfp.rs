@@ -3,6 +3,7 @@
 //! ([`crate::client::conncheck`]), classified like the STUN probe
 //! ([`crate::nat::classify_conncheck`]) and reported in the same shape.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::probe_nat::{Out, Report, spinner};
@@ -97,6 +98,8 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
     };
     let mut any_answer = false;
     let mut last_failure = None;
+    // The first family's verdict and server, for --peer.
+    let mut first: Option<(SocketAddr, Verdict)> = None;
     for server in targets {
         let family = if server.is_ipv4() { "IPv4" } else { "IPv6" };
         let pb = spinner(args.json);
@@ -185,6 +188,24 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
         } else {
             print!("{}", report.text());
         }
+        if first.is_none() {
+            first = Some((server, verdict.clone()));
+        }
+    }
+    if let (Some(target), Some((server, verdict))) = (&args.peer, &first)
+        && verdict.udp
+    {
+        return super::probe_nat_peer::run(
+            out,
+            url,
+            target,
+            *server,
+            verdict,
+            &identity,
+            &crypto,
+            args.peer_timeout,
+        )
+        .await;
     }
     if any_answer {
         exit::OK
