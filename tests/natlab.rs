@@ -808,3 +808,50 @@ fn lab_peer_check_prediction_matches_reality() {
         assert_eq!(v["agrees"], true, "{ctx}");
     }
 }
+
+/// The RTMFP check gives the same verdict on every run, and its wall time
+/// next to the STUN probe's on the same path (figures only, printed; no
+/// timing is asserted; the kernel here has no netem, so no added delay).
+#[test]
+fn lab_rtmfp_results_stable_over_repeated_runs() {
+    let Some(mut lab) = Lab::or_skip("lab_rtmfp_results_stable_over_repeated_runs") else {
+        return;
+    };
+    let runs: usize = std::env::var("NATLAB_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let server = lab.server(3);
+    let _serve = start_our_rtmfp_server(&lab, &server);
+    let stun_server = lab.server(2);
+    let _stun = start_our_server(&lab, &stun_server);
+    let rtmfp = format!("rtmfp://{}:1935/app", server.ip);
+    let stun = format!("stun://{}:3478", stun_server.ip);
+    for kind in [
+        NatKind::FullCone,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+    ] {
+        let (host, _) = lab.host(kind);
+        let (mut ours, mut st) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let t = std::time::Instant::now();
+            let (code, v) = probe(&lab, &host, &rtmfp);
+            ours.push(t.elapsed().as_secs_f64() * 1e3);
+            check_rtmfp(kind, code, &v, &server.ns);
+            let t = std::time::Instant::now();
+            let (code, v) = probe(&lab, &host, &stun);
+            st.push(t.elapsed().as_secs_f64() * 1e3);
+            check(kind, code, &v, &stun_server.ns);
+        }
+        ours.sort_by(f64::total_cmp);
+        st.sort_by(f64::total_cmp);
+        eprintln!(
+            "{kind:?}: probe-nat rtmfp:// p50 {:.0} ms p99 {:.0} ms; stun:// p50 {:.0} ms p99 {:.0} ms ({runs} runs, process start included)",
+            percentile(&ours, 0.5),
+            percentile(&ours, 0.99),
+            percentile(&st, 0.5),
+            percentile(&st, 0.99),
+        );
+    }
+}
