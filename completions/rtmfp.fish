@@ -46,6 +46,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v4 -
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v6 -d 'Prefix length that makes one IPv6 source (a host usually owns a whole /64)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keying-budget -d 'Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 50): above it new handshakes are dropped before any computation, and each source prefix gets a fair share. 0 = unlimited' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l probe-addr -d 'Answer NAT probes on this extra address (repeatable): STUN Binding requests (RFC 5389, with the RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe addresses). Give two IPs and two ports, e.g. A:3478 A:3479 B:3478 B:3479, for a full RFC 5780 server at A:3478. Off unless given' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l probe-app -d 'Run the RTMFP connectivity check only for clients of this app (repeatable); without it, every client that sends setPeerInfo is checked, as rtmfp-cpp\'s conncheck does' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one, reported in the log and as a JSON "metrics" event)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l refresh -d 'Dashboard refresh period' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
@@ -136,6 +137,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s h -l help -d 'Print
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s V -l version -d 'Print version'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s t -l timeout -d 'Give up waiting for the server\'s first answer after this long' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime-max -d 'Longest idle time tried with --lifetime' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l peer -d 'After the probe (rtmfp:// only), try a direct session to this peer (peer ID, or a name it registered with `connect --name`) through the server\'s introduction, and report what spec 05 §5.1 predicted from our NAT class against what happened, and what that says of the peer\'s NAT. JSON: {"type":"peer_check", "target", "peer_id", "our_class", "predicted": {"direct" (bool|null), "direct_with", "relay_with"}, "actual": {"direct", "addr", "path", "elapsed_ms", "rtt_ms" | "message"}, "agrees" (bool|null), "explanation"}. Exit 8 when the server does not know the peer' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l peer-timeout -d 'With --peer: how long the direct session may take to open' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime -d 'Also measure how long an idle mapping lasts (binary search on idle time: slow, up to about 8 x --lifetime-max)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 4 -l ipv4 -d 'Probe IPv4 only'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 6 -l ipv6 -d 'Probe IPv6 only'

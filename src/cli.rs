@@ -207,8 +207,19 @@ pub struct ServeArgs {
     /// RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe
     /// addresses). Give two IPs and two ports, e.g. A:3478 A:3479 B:3478 B:3479, for a full RFC 5780
     /// server at A:3478. Off unless given.
+    ///
+    /// The same sockets run the RTMFP connectivity check of rtmfp-cpp's conncheck for every client that
+    /// sends setPeerInfo: an IHello from the listen IP on another port, one from another IP, and an
+    /// FIHello asking for the answer at a third address (another IP, else another port of the second);
+    /// then onStatus NetConnection.ConnectivityCheck.Results with conncheck's keys. Each probe is sent at
+    /// most 5 times, only to the client's session address. Needs a specific --listen IP (or the first
+    /// probe address stands for it).
     #[arg(long = "probe-addr", value_name = "ADDR")]
     pub probe_addr: Vec<SocketAddr>,
+    /// Run the RTMFP connectivity check only for clients of this app (repeatable); without it, every
+    /// client that sends setPeerInfo is checked, as rtmfp-cpp's conncheck does.
+    #[arg(long = "probe-app", value_name = "APP", requires = "probe_addr")]
+    pub probe_app: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one,
     /// reported in the log and as a JSON "metrics" event).
     #[arg(long, value_name = "ADDR")]
@@ -663,23 +674,33 @@ pub fn parse_loops(s: &str) -> Result<Loops, String> {
 /// "lifetime_s" ({"min","max"} bounds in seconds, or null), "p2p" (list of {"far", "direct",
 /// "reason"})}; failures are {"type":"error", "kind", "message"}.
 ///
-/// RTMFP probe servers (rtmfp://, rtmfp-cpp's conncheck) are not supported yet; --peer (probe, then try a
-/// direct session to a peer ID) waits for peer-ID sessions.
+/// Against an RTMFP server that runs the connectivity check (rtmfp://host[:port]/app: rtmfp-cpp's
+/// `conncheck`, or `rtmfp serve --probe-addr …`) it connects, sends setPeerInfo and answers the server's
+/// probes: an IHello from the server's address on another port and one from another address (did an
+/// unsolicited packet get in? that is the filtering), and an FIHello asking for an answer to a third
+/// address (did our public port stay the same toward a new destination? that is the mapping). The server
+/// reports what came back (NetConnection.ConnectivityCheck.Results) and the verdict is the same as over
+/// STUN, with "method":"rtmfp" in the JSON; the check cannot tell address-dependent from
+/// address-and-port-dependent mapping ("mapping":"address_or_address_and_port_dependent"), and does not
+/// test hairpinning or the lifetime.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp probe-nat stun://stun.example.net          RFC 5780 server on port 3478\n",
     "  rtmfp probe-nat stun://192.0.2.10:3478 --json    one JSON line per address family\n",
-    "  rtmfp probe-nat stun://192.0.2.10 --lifetime --lifetime-max 10m\n\n",
+    "  rtmfp probe-nat stun://192.0.2.10 --lifetime --lifetime-max 10m\n",
+    "  rtmfp probe-nat rtmfp://192.0.2.10/app          RTMFP connectivity check (conncheck, serve --probe-addr)\n",
+    "  rtmfp probe-nat rtmfp://192.0.2.10/app --peer bob   then try a direct session to peer \"bob\"\n\n",
     "Exit codes:\n",
     "  0  the probe ran (whatever the verdict)\n",
     "  1  local failure (no socket)\n",
     "  2  usage error (bad URL)\n",
     "  3  host name could not be resolved\n",
-    "  4  no answer in any address family (UDP blocked, or no STUN server there)"
+    "  4  no answer in any address family (UDP blocked, or no server there)\n",
+    "  8  --peer: the server does not know that peer"
 ))]
 pub struct ProbeNatArgs {
-    /// stun://host[:port] (port 3478 if not given).
+    /// stun://host[:port] (port 3478 if not given), or rtmfp://host[:port]/app (port 1935).
     #[arg(value_name = "URL")]
     pub url: String,
 
@@ -707,6 +728,19 @@ pub struct ProbeNatArgs {
     /// Write the result as one JSON object per line (schema above).
     #[arg(long)]
     pub json: bool,
+
+    /// After the probe (rtmfp:// only), try a direct session to this peer (peer ID, or a name it
+    /// registered with `connect --name`) through the server's introduction, and report what spec 05
+    /// §5.1 predicted from our NAT class against what happened, and what that says of the peer's NAT.
+    /// JSON: {"type":"peer_check", "target", "peer_id", "our_class", "predicted": {"direct" (bool|null),
+    /// "direct_with", "relay_with"}, "actual": {"direct", "addr", "path", "elapsed_ms", "rtt_ms" |
+    /// "message"}, "agrees" (bool|null), "explanation"}. Exit 8 when the server does not know the peer.
+    #[arg(long, value_name = "PEERID|NAME")]
+    pub peer: Option<String>,
+
+    /// With --peer: how long the direct session may take to open.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, requires = "peer")]
+    pub peer_timeout: Duration,
 }
 
 /// `--listen`: an IP socket address, or HOST:PORT resolved now (the first
