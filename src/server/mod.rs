@@ -945,4 +945,12 @@ impl crate::net::App for Server {
             ServerCommand::NotifyShutdown => self.notify_shutdown(ep, now),
         }
     }
+
+    fn timeout(&self) -> Option<Instant> {
+        self.media.timeout()
+    }
+
+    fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.media.on_timeout(ep, now);
+    }
 }

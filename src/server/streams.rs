@@ -25,6 +25,8 @@ use crate::proto::flow::WriteOptions;
 
 use super::relay::{Outcome, RelayLimits, Subscriber};
 
+mod liveness;
+
 /// Relay policy and bounds.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
@@ -48,6 +50,11 @@ pub struct MediaConfig {
     /// Receive buffer given to a publisher's stream flows: a whole frame
     /// must fit while it is reassembled.
     pub publish_recv_buffer: usize,
+    /// A publisher whose session has sent nothing at all for this long,
+    /// although it was pinged, is gone (killed, unplugged): its streams are
+    /// unpublished and its session closed, instead of waiting for the
+    /// session's own timeout. `None` leaves it to the session.
+    pub publisher_timeout: Option<std::time::Duration>,
 }
 
 impl Default for MediaConfig {
@@ -63,6 +70,7 @@ impl Default for MediaConfig {
             gop_bytes: 16 << 20,
             max_data_frames: 16,
             publish_recv_buffer: (16 << 20) - 1024,
+            publisher_timeout: Some(liveness::DEFAULT_PUBLISHER_TIMEOUT),
         }
     }
 }
@@ -82,6 +90,8 @@ pub enum MediaEvent {
         name: String,
         subscribers: usize,
         messages: u64,
+        /// Why, when the publisher did not ask (it was lost or preempted).
+        reason: Option<String>,
     },
     Play {
         session: SessionHandle,
@@ -153,6 +163,8 @@ struct Publisher {
     priority: f64,
     messages: u64,
     rate: RateMeter,
+    /// When the liveness check last pinged its session.
+    probed: Option<Instant>,
 }
 
 /// Bits per second over windows of [`RATE_WINDOW`]: what the dashboard
@@ -243,6 +255,8 @@ pub struct Streams {
     stats: MediaStats,
     limits: Limits,
     scratch: Vec<u8>,
+    /// When publishers' liveness is checked next (`None`: no publisher).
+    next_liveness_check: Option<Instant>,
 }
 
 impl Streams {
@@ -262,6 +276,7 @@ impl Streams {
             stats: MediaStats::default(),
             limits,
             scratch: Vec::new(),
+            next_liveness_check: None,
         }
     }
 
@@ -500,7 +515,13 @@ impl Streams {
             if priority > old.priority {
                 let old_end = old.end;
                 let old_app = app.clone();
-                self.stop(ep, now, old_end, false);
+                self.stop_because(
+                    ep,
+                    now,
+                    old_end,
+                    false,
+                    Some("Preempted by a higher priority publisher".to_owned()),
+                );
                 self.bad_name(
                     ep,
                     now,
@@ -525,9 +546,11 @@ impl Streams {
             priority,
             messages: 0,
             rate: RateMeter::default(),
+            probed: None,
         });
         stream.cache = Cache::default();
         let subs = stream.subscribers.clone();
+        self.arm_liveness(now);
         if let Some(e) = self.ends.get_mut(&(h, sid)) {
             e.role = Role::Publishing(key);
         }
@@ -815,6 +838,19 @@ impl Streams {
     /// (closeStream, a new publish/play), so a publisher is told
     /// Unpublish.Success; otherwise its stream or session is gone.
     fn stop(&mut self, ep: &mut Endpoint, now: Instant, end: (SessionHandle, u32), orderly: bool) {
+        self.stop_because(ep, now, end, orderly, None);
+    }
+
+    /// [`Self::stop`], telling subscribers `reason` (the UnpublishNotify
+    /// description) when the publisher did not leave by itself.
+    fn stop_because(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        end: (SessionHandle, u32),
+        orderly: bool,
+        reason: Option<String>,
+    ) {
         let Some(e) = self.ends.get_mut(&end) else {
             return;
         };
@@ -832,7 +868,7 @@ impl Streams {
                 let name = stream.name.clone();
                 let info = StatusInfo::stream_event(
                     code::PLAY_UNPUBLISH_NOTIFY,
-                    "Unpublish Notify",
+                    reason.as_deref().unwrap_or("Unpublish Notify"),
                     name.clone(),
                 );
                 for s in &subs {
@@ -857,6 +893,7 @@ impl Streams {
                     name,
                     subscribers: subs.len(),
                     messages,
+                    reason,
                 });
                 self.forget_if_unused(&key);
             }
