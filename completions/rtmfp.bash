@@ -461,7 +461,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__subscribe)
-            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --json --verbose --quiet --help --version"
+            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --start --len --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -500,6 +500,14 @@ _rtmfp() {
                     return 0
                     ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --start)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --len)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

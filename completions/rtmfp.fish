@@ -117,6 +117,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s o -l output -d
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l duration -d 'Stop this long after the first frame' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l frames -d 'Stop after this many audio and video frames' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l wait -d 'How long to wait for a publisher (for the first frame or data message)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l start -d 'NetStream.play\'s start: -2 live (or recorded; the default), -1 live only, 0 or more asks for recorded content from that second on. rtmfp serve relays live streams only and answers a recording request with NetStream.Play.StreamNotFound (exit 5)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l len -d 'NetStream.play\'s len: ask the server for this many seconds of media, after which it ends the play with NetStream.Play.Stop; 0 asks for a single frame. Unlike --duration, the server counts, in media time' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l json -d 'Data messages and the summary as JSON lines on stdout (on stderr with -o -)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s q -l quiet -d 'Only errors on stderr'

@@ -562,7 +562,8 @@ pub struct PublishArgs {
     "Examples:\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o cam.flv --duration 10s\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o - | ffplay -\n",
-    "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n\n",
+    "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n",
+    "  rtmfp subscribe rtmfp://127.0.0.1/live/cam --len 5 -o clip.flv   5 s of media, server-timed\n\n",
     "Exit codes:\n",
     "  0  media or data arrived\n",
     "  2  usage error\n",
@@ -592,6 +593,18 @@ pub struct SubscribeArgs {
     /// How long to wait for a publisher (for the first frame or data message).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub wait: Duration,
+
+    /// NetStream.play's start: -2 live (or recorded; the default), -1 live only, 0 or more asks for
+    /// recorded content from that second on. rtmfp serve relays live streams only and answers a
+    /// recording request with NetStream.Play.StreamNotFound (exit 5).
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    pub start: Option<f64>,
+
+    /// NetStream.play's len: ask the server for this many seconds of media, after which it ends
+    /// the play with NetStream.Play.Stop; 0 asks for a single frame. Unlike --duration, the server
+    /// counts, in media time.
+    #[arg(long, value_name = "SECS")]
+    pub len: Option<f64>,
 
     /// Data messages and the summary as JSON lines on stdout (on stderr with -o -).
     #[arg(long)]

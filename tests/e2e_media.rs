@@ -508,6 +508,48 @@ fn a_killed_publisher_is_reported_to_subscribers_within_the_publisher_timeout() 
 }
 
 #[test]
+fn play_len_is_honoured_by_the_server_and_a_recorded_start_refused() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let input = fixture("len.flv", 8);
+    let mut serve = Serve::start();
+    let out = tmp("len-out.flv");
+    let timed = Proc::spawn(&[
+        "-q",
+        "subscribe",
+        &serve.url("live/len"),
+        "--len",
+        "2",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    serve.wait_players("len", 1);
+    let publ = Proc::spawn(&[
+        "-q",
+        "publish",
+        &serve.url("live/len"),
+        input.to_str().unwrap(),
+    ]);
+    let (code, stdout, err) = timed.finish(WAIT);
+    assert_eq!(code, 0, "{err}");
+    let v = summary(&stdout);
+    assert_eq!(v["ended"], "NetStream.Play.Stop", "{v}");
+    let video = track(&read_tags(&out), TagType::Video)
+        .iter()
+        .map(|(ts, _)| *ts)
+        .collect::<Vec<_>>();
+    let span = video.last().unwrap() - video.first().unwrap();
+    assert!((1500..2000).contains(&span), "2 s of media: {span} ms");
+    let (code, _, err) =
+        Proc::spawn(&["-q", "subscribe", &serve.url("live/len"), "--start", "0"]).finish(WAIT);
+    assert_eq!(code, 5, "a recording asked of a live relay: {err}");
+    assert!(err.contains("StreamNotFound"), "{err}");
+    drop(publ);
+}
+
+#[test]
 fn sent_data_reaches_subscribers_in_order() {
     let mut serve = Serve::start();
     let sub = Proc::spawn(&["-q", "subscribe", &serve.url("live/chat"), "--json"]);

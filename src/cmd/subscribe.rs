@@ -195,8 +195,8 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         })
     };
     let role = StreamRole::Play {
-        start: None,
-        duration: None,
+        start: args.start,
+        duration: args.len,
         reset: None,
     };
     let mut s =

@@ -26,6 +26,7 @@ use crate::proto::flow::WriteOptions;
 use super::relay::{Outcome, RelayLimits, Subscriber};
 
 mod liveness;
+mod play_args;
 
 /// Relay policy and bounds.
 #[derive(Debug, Clone)]
@@ -225,6 +226,8 @@ struct End {
     role: Role,
     /// Our flows toward this client stream; relayed media when playing.
     link: Subscriber,
+    /// Plays queued with `reset` false, started in turn as each ends.
+    playlist: Vec<play_args::Queued>,
 }
 
 /// The connection facts the relay needs from the server.
@@ -381,6 +384,7 @@ impl Streams {
         let relay = self.cfg.relay;
         self.ends.entry((ctx.session, sid)).or_insert_with(|| End {
             role: Role::Idle,
+            playlist: Vec::new(),
             link: Subscriber::new(
                 StreamOut::new(ctx.session, u64::from(sid), ctx.control_rx, lifetimes),
                 false,
@@ -425,13 +429,13 @@ impl Streams {
                 }
             }
             Ok(NetCommand::Play(p)) => {
-                self.stop(ep, now, (ctx.session, sid), true);
-                if let Some(n) = p.name {
-                    self.play(ep, now, ctx, sid, &n);
-                }
+                self.on_play(ep, now, ctx, sid, p);
                 Effect::None
             }
             Ok(NetCommand::CloseStream) => {
+                if let Some(e) = self.ends.get_mut(&(ctx.session, sid)) {
+                    e.playlist.clear();
+                }
                 self.stop(ep, now, (ctx.session, sid), true);
                 Effect::None
             }
@@ -599,7 +603,15 @@ impl Streams {
         Effect::None
     }
 
-    fn play(&mut self, ep: &mut Endpoint, now: Instant, ctx: ConnCtx, sid: u32, raw: &str) {
+    fn play(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        ctx: ConnCtx,
+        sid: u32,
+        raw: &str,
+        opts: play_args::Live,
+    ) {
         let h = ctx.session;
         let app = self.app_of(h);
         let Some(n) = StreamName::parse(raw) else {
@@ -641,6 +653,7 @@ impl Streams {
                 n.flag("asis"),
                 self.cfg.relay,
             );
+            e.link.set_play_len(opts.len_ms);
         }
         let stream = self.streams.entry(key.clone()).or_insert_with(|| Stream {
             name: n.name.clone(),
@@ -663,12 +676,15 @@ impl Streams {
                 WriteOptions::default(),
             );
         }
-        self.status(
-            ep,
-            now,
-            (h, sid),
-            &StatusInfo::stream_event(code::PLAY_RESET, "Reset", n.name.clone()),
-        );
+        // A play appended to a playlist (`reset` false) is not a reset.
+        if opts.reset {
+            self.status(
+                ep,
+                now,
+                (h, sid),
+                &StatusInfo::stream_event(code::PLAY_RESET, "Reset", n.name.clone()),
+            );
+        }
         self.status(
             ep,
             now,
@@ -690,6 +706,7 @@ impl Streams {
             self.status(ep, now, (h, sid), &info);
             self.fast_start(ep, now, &key, (h, sid));
         }
+        let done = self.ends.get(&(h, sid)).is_some_and(|e| e.link.finished);
         self.events.push(MediaEvent::Play {
             session: h,
             app,
@@ -697,6 +714,9 @@ impl Streams {
             subscribers: count,
             published,
         });
+        if done {
+            self.finish_plays(ep, now, &key);
+        }
     }
 
     /// Sends a late subscriber what it needs to start decoding at once:
@@ -761,9 +781,12 @@ impl Streams {
             p.messages += 1;
             p.rate.add(now, data.len());
         }
+        let mut finished = false;
         for s in &stream.subscribers {
             if let Some(e) = self.ends.get_mut(s) {
-                match e.link.deliver(ep, now, &data, &mut self.scratch) {
+                let r = e.link.deliver(ep, now, &data, &mut self.scratch);
+                finished |= e.link.finished;
+                match r {
                     Outcome::Sent => {
                         self.stats.messages_out += 1;
                         self.stats.bytes_out += data.len() as u64;
@@ -774,6 +797,9 @@ impl Streams {
             }
         }
         cache_media(&mut stream.cache, data, self.cfg.gop_bytes);
+        if finished {
+            self.finish_plays(ep, now, &key);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
