@@ -136,7 +136,8 @@ pub struct MediaStats {
     pub rejected: u64,
 }
 
-type Key = (String, [u8; 32]);
+/// App and name hash; the app shared, so the per-message lookup copies nothing.
+type Key = (std::sync::Arc<str>, [u8; 32]);
 
 #[derive(Debug, Default)]
 struct Cache {
@@ -360,6 +361,9 @@ impl Streams {
             self.stats.rejected += 1;
             return Effect::None;
         }
+        if t == msg_type::DATA && self.relay_plain_data(ep, now, ctx.session, sid, &data) {
+            return Effect::None;
+        }
         match classify(data, self.limits) {
             Ok(Incoming::Command(c)) => self.on_command(ep, now, ctx, sid, &c),
             Ok(Incoming::Data {
@@ -498,7 +502,9 @@ impl Streams {
                 Some(bad("too many publishes on this connection"))
             }
             Some(n)
-                if !self.streams.contains_key(&(app.clone(), n.hash))
+                if !self
+                    .streams
+                    .contains_key(&(std::sync::Arc::from(app.as_str()), n.hash))
                     && self.streams.len() >= self.cfg.max_streams =>
             {
                 Some(bad("too many streams"))
@@ -514,7 +520,7 @@ impl Streams {
         let priority = n
             .number("priority")
             .map_or(f64::NEG_INFINITY, |p| p.min(0.0));
-        let key = (app.clone(), n.hash);
+        let key: Key = (std::sync::Arc::from(app.as_str()), n.hash);
         if let Some(old) = self.streams.get(&key).and_then(|s| s.publisher.as_ref()) {
             if priority > old.priority {
                 let old_end = old.end;
@@ -621,7 +627,7 @@ impl Streams {
             self.status(ep, now, (h, sid), &info);
             return;
         };
-        let key = (app.clone(), n.hash);
+        let key: Key = (std::sync::Arc::from(app.as_str()), n.hash);
         let full = match self.streams.get(&key) {
             Some(s) => s.subscribers.len() >= self.cfg.max_subscribers,
             None => self.streams.len() >= self.cfg.max_streams,
@@ -800,6 +806,51 @@ impl Streams {
         if finished {
             self.finish_plays(ep, now, &key);
         }
+    }
+
+    /// The hot path of NetStream.send: an AMF0 data message from a
+    /// publisher that is not `@setDataFrame`/`@clearDataFrame` goes to every
+    /// subscriber as it came, validated but not decoded, copied only into
+    /// each subscriber's flow. False leaves the message to [`Self::on_data`].
+    fn relay_plain_data(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        h: SessionHandle,
+        sid: u32,
+        data: &[u8],
+    ) -> bool {
+        let Some(Role::Publishing(key)) = self.ends.get(&(h, sid)).map(|e| &e.role) else {
+            return false;
+        };
+        let Some(payload) = data.get(HEADER_LEN..) else {
+            return false;
+        };
+        if matches!(
+            crate::flash::amf0::leading_str(payload),
+            Some(name::SET_DATA_FRAME | name::CLEAR_DATA_FRAME)
+        ) {
+            return false;
+        }
+        if crate::flash::amf0::check_all(payload, self.limits).is_err() {
+            self.stats.rejected += 1;
+            return true;
+        }
+        let key = key.clone();
+        let Some(stream) = self.streams.get(&key) else {
+            return true;
+        };
+        self.stats.messages_in += 1;
+        self.stats.bytes_in += payload.len() as u64;
+        for s in &stream.subscribers {
+            if let Some(e) = self.ends.get_mut(s)
+                && e.link.deliver(ep, now, data, &mut self.scratch) == Outcome::Sent
+            {
+                self.stats.messages_out += 1;
+                self.stats.bytes_out += data.len() as u64;
+            }
+        }
+        true
     }
 
     #[allow(clippy::too_many_arguments)]
