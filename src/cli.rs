@@ -170,7 +170,7 @@ pub struct ServeArgs {
     /// client_closed (session, peer_id, reason: control_flow_closed or control_flow_rejected, code),
     /// session_closed (session, peer_id, reason), refused (from, reason), dropped (datagrams,
     /// by_reason), error (session, peer_id, error, closed; or fatal, error), publish (session, app,
-    /// stream, subscribers), unpublish (session, app, stream, subscribers, messages), play (session,
+    /// stream, subscribers), unpublish (session, app, stream, subscribers, messages, reason if lost or preempted), play (session,
     /// app, stream, subscribers, published), stop (session, app, stream, subscribers, sent, dropped),
     /// bad_name (session, app, stream, reason), shutdown (signal), stopped (counters), metrics
     /// (addr, url) with --metrics, stats (figures) with --stats-interval.
@@ -224,6 +224,14 @@ pub struct ServeArgs {
     /// reported in the log and as a JSON "metrics" event).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+
+    /// A publisher whose session sends nothing at all for this long, although the server pings it
+    /// (from a third of this on), is taken as gone (killed, unplugged): its streams are unpublished
+    /// at once, subscribers get NetStream.Play.UnpublishNotify naming the silence, and its session
+    /// is closed. Without it a vanished publisher is only noticed when its session times out. 0 =
+    /// leave it to the session.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub publisher_timeout: Duration,
 
     /// Introduce clients of different apps to each other. By default an introduction is only
     /// made between two clients connected to the same app; anything else is answered as if the
@@ -553,14 +561,20 @@ pub struct PublishArgs {
 /// Audio, video and data are written as FLV tags (to a file, or to stdout with -o -, e.g. into ffplay);
 /// data messages are also printed as JSON lines (on stderr; on stdout with --json unless -o -). Ends
 /// when the publisher stops (NetStream.Play.UnpublishNotify), after --duration or --frames, or on
-/// SIGINT, then prints a summary: frames by type, bytes, bit rate, gaps, late frames and the time to
-/// the first frame.
+/// SIGINT, then prints a summary: frames by type, bytes, bit rate, gaps, late frames, the time to
+/// the first frame, and how the stream ended.
+///
+/// A publisher that vanishes without closing (killed, unplugged) is reported by an rtmfp server
+/// within its --publisher-timeout (3 s by default) plus a round trip: the stream ends with
+/// NetStream.Play.UnpublishNotify and the reason ("Publisher lost: no packet from it for 3.0 s").
+/// Other servers notice only when the publisher's session times out.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o cam.flv --duration 10s\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o - | ffplay -\n",
-    "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n\n",
+    "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n",
+    "  rtmfp subscribe rtmfp://127.0.0.1/live/cam --len 5 -o clip.flv   5 s of media, server-timed\n\n",
     "Exit codes:\n",
     "  0  media or data arrived\n",
     "  2  usage error\n",
@@ -590,6 +604,18 @@ pub struct SubscribeArgs {
     /// How long to wait for a publisher (for the first frame or data message).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub wait: Duration,
+
+    /// NetStream.play's start: -2 live (or recorded; the default), -1 live only, 0 or more asks for
+    /// recorded content from that second on. rtmfp serve relays live streams only and answers a
+    /// recording request with NetStream.Play.StreamNotFound (exit 5).
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    pub start: Option<f64>,
+
+    /// NetStream.play's len: ask the server for this many seconds of media, after which it ends
+    /// the play with NetStream.Play.Stop; 0 asks for a single frame. Unlike --duration, the server
+    /// counts, in media time.
+    #[arg(long, value_name = "SECS")]
+    pub len: Option<f64>,
 
     /// Data messages and the summary as JSON lines on stdout (on stderr with -o -).
     #[arg(long)]

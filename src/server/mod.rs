@@ -967,10 +967,15 @@ impl crate::net::App for Server {
     }
 
     fn timeout(&self) -> Option<Instant> {
-        self.conncheck_timeout()
+        crate::proto::time::earliest(self.conncheck_timeout(), self.media.timeout())
     }
 
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        self.on_conncheck_timeout(ep, now);
+        if self.conncheck_timeout().is_some_and(|t| t <= now) {
+            self.on_conncheck_timeout(ep, now);
+        }
+        if self.media.timeout().is_some_and(|t| t <= now) {
+            self.media.on_timeout(ep, now);
+        }
     }
 }
