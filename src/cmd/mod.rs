@@ -8,6 +8,8 @@ pub mod json;
 pub mod monitor;
 pub mod peer_session;
 pub mod probe_nat;
+pub mod probe_nat_peer;
+pub mod probe_nat_rtmfp;
 pub mod publish;
 pub mod send;
 pub mod serve;

@@ -15,6 +15,7 @@
 //! IDs and [`MAX_STREAM_FLOWS`] stream flows, [`MAX_REPORTED_ADDRESSES`]
 //! reported addresses.
 
+pub mod conncheck;
 mod introductions;
 mod media_hooks;
 pub mod metrics;
@@ -26,6 +27,8 @@ pub mod streams;
 pub mod stun;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conncheck;
 
 pub use registry::{Member, Registry};
 
@@ -330,6 +333,9 @@ pub struct Server {
     registry: Registry,
     /// Streams each connection may be asked to publish here (relay fallback).
     relayable: HashMap<SessionHandle, Vec<String>>,
+    /// `--probe-addr`: the connectivity check (spec 05 §3).
+    conncheck: Option<conncheck::Conncheck>,
+    conncheck_stats: conncheck::ConncheckStats,
 }
 
 impl Server {
@@ -353,6 +359,8 @@ impl Server {
             registry: Registry::default(),
             media: Streams::new(cfg_media),
             relayable: HashMap::new(),
+            conncheck: None,
+            conncheck_stats: Default::default(),
         }
     }
 
@@ -472,6 +480,7 @@ impl Server {
         reason: CloseReason,
     ) {
         self.media.on_session_closed(ep, now, session);
+        self.end_conncheck(session);
         let conn = self.conns.remove(&session);
         self.registry.leave(session);
         self.relayable.remove(&session);
@@ -739,6 +748,7 @@ impl Server {
                 if transaction_id != 0.0 {
                     self.send_command(ep, now, h, Command::result(transaction_id, []));
                 }
+                self.start_conncheck(ep, now, h, &addrs);
                 self.emit(ServerEvent::SetPeerInfo {
                     session: h,
                     peer_id,
@@ -940,6 +950,13 @@ fn ms(d: Duration) -> u32 {
 pub enum ServerCommand {
     /// [`Server::notify_shutdown`].
     NotifyShutdown,
+    /// [`Server::probe_returned`]: an RHello with a probe tag reached probe
+    /// socket `via`.
+    ProbeReturned {
+        via: usize,
+        from: SocketAddr,
+        tag: [u8; crate::nat::rtmfp_probe::PROBE_TAG_LEN],
+    },
 }
 
 impl crate::net::App for Server {
@@ -952,6 +969,22 @@ impl crate::net::App for Server {
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
         match cmd {
             ServerCommand::NotifyShutdown => self.notify_shutdown(ep, now),
+            ServerCommand::ProbeReturned { via, from, tag } => {
+                self.probe_returned(ep, now, via, from, tag)
+            }
+        }
+    }
+
+    fn timeout(&self) -> Option<Instant> {
+        crate::proto::time::earliest(self.conncheck_timeout(), self.media.timeout())
+    }
+
+    fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        if self.conncheck_timeout().is_some_and(|t| t <= now) {
+            self.on_conncheck_timeout(ep, now);
+        }
+        if self.media.timeout().is_some_and(|t| t <= now) {
+            self.media.on_timeout(ep, now);
         }
     }
 }
