@@ -19,6 +19,9 @@ use std::hint::black_box;
 
 use zeroize::Zeroize;
 
+#[cfg(target_arch = "x86_64")]
+use super::monty_adx::Adx;
+
 /// `acc + a * b + carry` as (low, high) words; never overflows.
 #[inline(always)]
 fn mac(acc: u64, a: u64, b: u64, carry: u64) -> (u64, u64) {
@@ -65,6 +68,9 @@ pub(crate) struct Monty<const N: usize, const W: usize> {
     one: [u64; N],
     /// R^2 mod p: converts into Montgomery form.
     r2: [u64; N],
+    /// Present when the CPU runs the BMI2/ADX row kernel.
+    #[cfg(target_arch = "x86_64")]
+    adx: Option<Adx>,
 }
 
 /// Exponent bits per window of [`Monty::pow`]: 4 costs 14 products for the
@@ -89,6 +95,8 @@ impl<const N: usize, const W: usize> Monty<N, W> {
             n0: neg_inverse(p[0]),
             one: [0; N],
             r2: [0; N],
+            #[cfg(target_arch = "x86_64")]
+            adx: Adx::detect(),
         };
         // 2^(64N) mod p by doubling 1 64N times, then 2^(128N) by 64N more:
         // a few hundred thousand word operations, once per group.
@@ -134,75 +142,161 @@ impl<const N: usize, const W: usize> Monty<N, W> {
         self.reduce_once(&d, top)
     }
 
-    /// Montgomery product `a b / R mod p` for `a, b < p` (CIOS, the two
-    /// carry chains of each row interleaved).
+    /// Montgomery product `a b / R mod p` for `a, b < p`.
     #[inline]
     pub fn mul(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
-        let p = &self.p;
-        let mut t = [0u64; N];
-        let mut t_hi = 0u64;
-        for &bi in b.iter() {
-            let (x0, mut c1) = mac(t[0], a[0], bi, 0);
-            let m = x0.wrapping_mul(self.n0);
-            let (_, mut c2) = mac(x0, m, p[0], 0);
-            for j in 1..N {
-                let x;
-                (x, c1) = mac(t[j], a[j], bi, c1);
-                (t[j - 1], c2) = mac(x, m, p[j], c2);
-            }
-            let (x, h1) = adc(t_hi, c1, 0);
-            let (y, h2) = adc(x, c2, 0);
-            t[N - 1] = y;
-            t_hi = h1 + h2;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(adx) = self.adx {
+            return self.mul_rows(adx, a, b);
         }
-        self.reduce_once(&t, t_hi)
+        self.mul_portable(a, b)
     }
 
-    /// Montgomery square `a^2 / R mod p` for `a < p`: the double-width
-    /// square (cross products once, doubled) then a separate reduction.
+    /// Montgomery square `a^2 / R mod p` for `a < p`.
     #[inline]
     pub fn square(&self, a: &[u64; N]) -> [u64; N] {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(adx) = self.adx {
+            return self.square_rows(adx, a);
+        }
+        self.square_portable(a)
+    }
+
+    /// [`Monty::mul`] by rows of the ADX kernel (operand scanning): the
+    /// double-width product, then a separate reduction.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn mul_rows(&self, adx: Adx, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
         let mut w = [0u64; W];
-        for i in 0..N - 1 {
-            let mut c = 0;
-            for j in i + 1..N {
-                (w[i + j], c) = mac(w[i + j], a[i], a[j], c);
-            }
-            w[i + N] = c;
-        }
-        let mut top = 0;
-        for x in w.iter_mut() {
-            let v = *x;
-            *x = (v << 1) | top;
-            top = v >> 63;
-        }
-        let mut c = 0;
         for i in 0..N {
-            let (lo, hi) = mac(0, a[i], a[i], 0);
-            (w[2 * i], c) = adc(w[2 * i], lo, c);
-            (w[2 * i + 1], c) = adc(w[2 * i + 1], hi, c);
+            w[i + N] = adx.mul_add_row(&mut w[i..], a, b[i]);
         }
-        let out = self.reduce_wide(&mut w);
+        let out = self.reduce_rows(adx, &mut w);
         w.zeroize();
         out
     }
 
-    /// Montgomery reduction of a double-width `w < p R`.
+    /// [`Monty::square`] by rows of the ADX kernel: cross products once,
+    /// doubled, plus the diagonal, then a separate reduction.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn square_rows(&self, adx: Adx, a: &[u64; N]) -> [u64; N] {
+        let mut w = [0u64; W];
+        for i in 0..N - 1 {
+            w[i + N] = adx.mul_add_row(&mut w[2 * i + 1..], &a[i + 1..], a[i]);
+        }
+        double_add_diagonal(&mut w, a);
+        let out = self.reduce_rows(adx, &mut w);
+        w.zeroize();
+        out
+    }
+
+    /// Montgomery reduction of a double-width `w < p R` by kernel rows.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn reduce_wide(&self, w: &mut [u64; W]) -> [u64; N] {
-        let p = &self.p;
+    fn reduce_rows(&self, adx: Adx, w: &mut [u64; W]) -> [u64; N] {
         let mut hi_carry = 0;
         for i in 0..N {
             let m = w[i].wrapping_mul(self.n0);
-            let mut c = 0;
-            for j in 0..N {
-                (w[i + j], c) = mac(w[i + j], m, p[j], c);
-            }
+            let c = adx.mul_add_row(&mut w[i..], &self.p, m);
             (w[i + N], hi_carry) = adc(w[i + N], c, hi_carry);
         }
         let mut t = [0u64; N];
         t.copy_from_slice(&w[N..]);
         let out = self.reduce_once(&t, hi_carry);
+        t.zeroize();
+        out
+    }
+
+    /// Montgomery product `a b / R mod p` for `a, b < p`, product scanning
+    /// with the reduction interleaved column by column (FIPS): every word
+    /// product lands in one three-word accumulator, so the carries form a
+    /// short add/adc chain instead of a carry word per product.
+    #[inline]
+    fn mul_portable(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
+        let p = &self.p;
+        let mut m = [0u64; N];
+        let mut acc = Acc::default();
+        for k in 0..N {
+            let mut red = Acc::default();
+            for i in 0..k {
+                acc.mac(a[i], b[k - i]);
+                red.mac(m[i], p[k - i]);
+            }
+            acc.add(&red);
+            acc.mac(a[k], b[0]);
+            m[k] = acc.lo.wrapping_mul(self.n0);
+            acc.mac(m[k], p[0]);
+            acc.shift();
+        }
+        let mut t = [0u64; N];
+        for k in N..2 * N - 1 {
+            let mut red = Acc::default();
+            for i in k + 1 - N..N {
+                acc.mac(a[i], b[k - i]);
+                red.mac(m[i], p[k - i]);
+            }
+            acc.add(&red);
+            t[k - N] = acc.lo;
+            acc.shift();
+        }
+        t[N - 1] = acc.lo;
+        let out = self.reduce_once(&t, acc.hi);
+        m.zeroize();
+        t.zeroize();
+        out
+    }
+
+    /// Montgomery square `a^2 / R mod p` for `a < p`: as [`Monty::mul_portable`], but
+    /// each column's cross products are summed once and doubled.
+    #[inline]
+    fn square_portable(&self, a: &[u64; N]) -> [u64; N] {
+        let p = &self.p;
+        let mut m = [0u64; N];
+        let mut acc = Acc::default();
+        for k in 0..N {
+            let mut cross = Acc::default();
+            let mut red = Acc::default();
+            let h = k.div_ceil(2);
+            for i in 0..h {
+                cross.mac(a[i], a[k - i]);
+                red.mac(m[i], p[k - i]);
+            }
+            for i in h..k {
+                red.mac(m[i], p[k - i]);
+            }
+            acc.add_doubled(&cross);
+            acc.add(&red);
+            if k % 2 == 0 {
+                acc.mac(a[k / 2], a[k / 2]);
+            }
+            m[k] = acc.lo.wrapping_mul(self.n0);
+            acc.mac(m[k], p[0]);
+            acc.shift();
+        }
+        let mut t = [0u64; N];
+        for k in N..2 * N - 1 {
+            let mut cross = Acc::default();
+            let mut red = Acc::default();
+            let h = k.div_ceil(2);
+            for i in k + 1 - N..h {
+                cross.mac(a[i], a[k - i]);
+                red.mac(m[i], p[k - i]);
+            }
+            for i in h..N {
+                red.mac(m[i], p[k - i]);
+            }
+            acc.add_doubled(&cross);
+            acc.add(&red);
+            if k % 2 == 0 {
+                acc.mac(a[k / 2], a[k / 2]);
+            }
+            t[k - N] = acc.lo;
+            acc.shift();
+        }
+        t[N - 1] = acc.lo;
+        let out = self.reduce_once(&t, acc.hi);
+        m.zeroize();
         t.zeroize();
         out
     }
@@ -279,6 +373,77 @@ impl<const N: usize, const W: usize> Monty<N, W> {
         z.zeroize();
         r.zeroize();
         out
+    }
+}
+
+/// A three-word column accumulator `c:hi:lo` for product scanning.
+#[derive(Default)]
+struct Acc {
+    lo: u64,
+    hi: u64,
+    c: u64,
+}
+
+impl Acc {
+    /// `self += a * b`.
+    #[inline(always)]
+    fn mac(&mut self, a: u64, b: u64) {
+        let t = u128::from(a) * u128::from(b);
+        let s = (u128::from(self.hi) << 64) | u128::from(self.lo);
+        let (s, o) = s.overflowing_add(t);
+        self.lo = s as u64;
+        self.hi = (s >> 64) as u64;
+        self.c += u64::from(o);
+    }
+
+    /// `self += 2 x`.
+    #[inline(always)]
+    fn add_doubled(&mut self, x: &Acc) {
+        let c = (x.c << 1) | (x.hi >> 63);
+        let hi = (x.hi << 1) | (x.lo >> 63);
+        let lo = x.lo << 1;
+        let s = (u128::from(self.hi) << 64) | u128::from(self.lo);
+        let (s, o) = s.overflowing_add((u128::from(hi) << 64) | u128::from(lo));
+        self.lo = s as u64;
+        self.hi = (s >> 64) as u64;
+        self.c += c + u64::from(o);
+    }
+
+    /// `self += x`.
+    #[inline(always)]
+    fn add(&mut self, x: &Acc) {
+        let s = (u128::from(self.hi) << 64) | u128::from(self.lo);
+        let (s, o) = s.overflowing_add((u128::from(x.hi) << 64) | u128::from(x.lo));
+        self.lo = s as u64;
+        self.hi = (s >> 64) as u64;
+        self.c += x.c + u64::from(o);
+    }
+
+    /// Moves to the next column: `self >>= 64`.
+    #[inline(always)]
+    fn shift(&mut self) {
+        self.lo = self.hi;
+        self.hi = self.c;
+        self.c = 0;
+    }
+}
+
+/// `w = 2 w + sum a[i]^2 2^(128 i)`: completes a square from its cross
+/// products.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn double_add_diagonal<const N: usize, const W: usize>(w: &mut [u64; W], a: &[u64; N]) {
+    let mut top = 0;
+    for x in w.iter_mut() {
+        let v = *x;
+        *x = (v << 1) | top;
+        top = v >> 63;
+    }
+    let mut c = 0;
+    for i in 0..N {
+        let (lo, hi) = mac(0, a[i], a[i], 0);
+        (w[2 * i], c) = adc(w[2 * i], lo, c);
+        (w[2 * i + 1], c) = adc(w[2 * i + 1], hi, c);
     }
 }
 
@@ -387,6 +552,57 @@ mod tests {
         assert_eq!(m.pow(&[5], &[0]), to_be(&[1u64, 0]));
         assert_eq!(m.pow2(&[0, 0]), to_be(&[1u64, 0]));
         assert_eq!(m.pow(&[5], &[1]), to_be(&[5u64, 0]));
+    }
+
+    /// The ADX kernel (when this CPU has it) and the portable product
+    /// scanning agree on random moduli, operands and exponents.
+    fn paths_agree<const N: usize, const W: usize>(seed: u64) {
+        let mut s = seed;
+        let mut bytes = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    s as u8
+                })
+                .collect()
+        };
+        let mut p = bytes(8 * N);
+        p[0] |= 0x80;
+        p[8 * N - 1] |= 1;
+        let fast = Monty::<N, W>::new(&p);
+        #[allow(unused_mut)]
+        let mut slow = fast.clone();
+        #[cfg(target_arch = "x86_64")]
+        {
+            slow.adx = None;
+        }
+        for _ in 0..20 {
+            // Below 2^(64N - 1) <= p.
+            let mut a = from_be::<N>(&bytes(8 * N));
+            let mut b = from_be::<N>(&bytes(8 * N));
+            a[N - 1] >>= 1;
+            b[N - 1] >>= 1;
+            assert_eq!(fast.mul(&a, &b), slow.mul(&a, &b), "mul, {N} limbs");
+            assert_eq!(fast.square(&a), slow.square(&a), "square, {N} limbs");
+            assert_eq!(fast.mul(&a, &a), fast.square(&a), "mul a a, {N} limbs");
+            let e = bytes(38);
+            assert_eq!(fast.pow(&to_be(&a), &e), slow.pow(&to_be(&a), &e));
+            assert_eq!(fast.pow2(&e), slow.pow2(&e));
+        }
+    }
+
+    #[test]
+    fn kernel_and_portable_paths_agree() {
+        paths_agree::<1, 2>(1);
+        paths_agree::<2, 4>(2);
+        paths_agree::<3, 6>(3);
+        paths_agree::<5, 10>(4);
+        paths_agree::<16, 32>(5);
+        paths_agree::<24, 48>(6);
+        paths_agree::<32, 64>(7);
+        paths_agree::<64, 128>(8);
     }
 
     #[test]
