@@ -197,7 +197,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = clap::value_parser!(u8).range(16..=128))]
     pub source_prefix_v6: u8,
 
-    /// Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 50):
+    /// Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 20):
     /// above it new handshakes are dropped before any computation, and each source prefix gets a
     /// fair share. 0 = unlimited.
     #[arg(long, value_name = "N", default_value_t = 2000)]
