@@ -78,7 +78,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l log-file -d 'Wit
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l peer -d 'Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name) through the server and report the path and timings. Repeatable' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l name -d 'Register this name in the app, so others can use --peer NAME' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions (e.g. 60s)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions and printing the data messages peers send us (e.g. 60s)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l max-peers -d 'Accept at most this many peer sessions opened to us at once' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
@@ -101,8 +101,15 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l speed -d 'Pace a
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l loop -d 'Publish the file this many times (a number, or inf); timestamps continue across loops' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l video-lifetime -d 'Lifetime of video messages before they are abandoned' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l audio-lifetime -d 'Lifetime of audio messages before they are abandoned' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l max-peers -d 'Accept at most this many peer sessions at once' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l name -d 'Register this name in the app, so peers can play with --peer NAME' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l wait-peers -d 'Start reading FILE only once this many peers play (each then gets the whole stream)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l as-fast-as-possible -d 'No pacing: send as fast as the network takes it (media is then sent reliably)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l json -d 'Progress and events as JSON lines on stdout'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l p2p -d 'Publish directly to the peers that play the stream (directConnections), not to the server'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l print-peer-id -d 'Print our peer ID (64 hex digits) on stdout once connected'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l no-introductions -d 'Do not let the server introduce peers to us (our addresses stay private): peers that play us then get the stream through the server (subscribe --fallback relay)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -120,6 +127,11 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l frames -d 'Sto
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l wait -d 'How long to wait for a publisher (for the first frame or data message)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l start -d 'NetStream.play\'s start: -2 live (or recorded; the default), -1 live only, 0 or more asks for recorded content from that second on. rtmfp serve relays live streams only and answers a recording request with NetStream.Play.StreamNotFound (exit 5)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l len -d 'NetStream.play\'s len: ask the server for this many seconds of media, after which it ends the play with NetStream.Play.Stop; 0 asks for a single frame. Unlike --duration, the server counts, in media time' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l peer -d 'Play directly from this peer (64-hex-digit peer ID, or a name registered with --name)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l name -d 'Register this name in the app while playing' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l fallback -d 'With --peer, when no direct session opens within --direct-timeout: relay (ask the server to have the publisher publish the stream to it too, and play it from there), or none (fail, exit 8)' -r -f -a "relay\t'Play through the server (our extension: the publisher must be an rtmfp publish --p2p)'
+none\t'Fail with the reason (exit code 8)'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l direct-timeout -d 'With --peer, how long the direct session may take to open' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l json -d 'Data messages and the summary as JSON lines on stdout (on stderr with -o -)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s q -l quiet -d 'Only errors on stderr'
@@ -132,6 +144,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l dh-group -d 'Diffie
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l peer -d 'Send directly to this peer (64-hex-digit peer ID, or a name registered with --name)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l name -d 'Register this name in the app while sending' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stdin -d 'Read one message per line from stdin (after any ARGs given)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l json -d 'Events as JSON lines on stdout'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'

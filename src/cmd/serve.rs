@@ -317,6 +317,10 @@ async fn serve(
         "frames_dropped": s.media.frames_dropped,
         "media_rejected": s.media.rejected,
         "rx_datagrams": stats.rx_datagrams,
+        "rx_bytes": stats.rx_bytes,
+        "tx_bytes": stats.tx_bytes,
+        "media_bytes_in": s.media.bytes_in,
+        "media_bytes_out": s.media.bytes_out,
         "dropped_datagrams": stats.total_drops(),
         "sessions_left": driver.ep.session_count(),
     }));
