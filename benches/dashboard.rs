@@ -42,6 +42,8 @@ fn snapshot(n: u32, secs: u64) -> Arc<Snapshot> {
                 data_packets_out: secs,
                 retransmissions: 0,
                 losses: 0,
+                messages_in: 0,
+                messages_out: 0,
                 dh_group: Some(2),
                 hmac: (false, false),
                 sseq: (false, false),

@@ -148,6 +148,8 @@ pub fn merge(snaps: &[Arc<Snapshot>]) -> Snapshot {
         m.sessions.extend(s.sessions.iter().cloned());
         m.streams.extend(s.streams.iter().cloned());
         m.retransmissions += s.retransmissions;
+        m.messages_in += s.messages_in;
+        m.messages_out += s.messages_out;
         m.media.streams += s.media.streams;
         m.media.publishers += s.media.publishers;
         m.media.subscribers += s.media.subscribers;

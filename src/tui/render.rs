@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Sparkline, Table, 
 use unicode_width::UnicodeWidthChar;
 
 use super::app::{App, Column, View};
-use crate::net::snapshot::{SessionRow, state_name};
+use crate::net::snapshot::{FlowKind, SessionRow, state_name};
 use crate::proto::crypto::peer_id_hex;
 use crate::proto::flow::Priority;
 use crate::proto::stats::DropReason;
@@ -255,11 +255,23 @@ fn render_flows(app: &App, f: &mut Frame, area: Rect) {
         .peer_id
         .map(|p| peer_id_hex(&p))
         .unwrap_or_else(|| "(no peer ID yet)".into());
-    let title = format!(
-        " flows of {} {} ",
-        fit(&peer, area.width.saturating_sub(40) as usize),
-        s.far_addr
+    // Totals each way, so the title answers "how much went where".
+    let (mut out, mut inn) = ((0u64, 0u64), (0u64, 0u64));
+    for fl in &s.flows {
+        let t = if fl.sending { &mut out } else { &mut inn };
+        t.0 += fl.bytes;
+        t.1 += fl.messages;
+    }
+    let totals = format!(
+        "out {}B/{} msgs, in {}B/{} msgs",
+        si(out.0 as f64),
+        out.1,
+        si(inn.0 as f64),
+        inn.1
     );
+    let addr = s.far_addr.to_string();
+    let room = (area.width as usize).saturating_sub(15 + addr.len() + totals.len());
+    let title = format!(" flows of {} {addr} · {totals} ", fit(&peer, room));
     let block = Block::new().borders(Borders::TOP).title(title);
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -267,36 +279,58 @@ fn render_flows(app: &App, f: &mut Frame, area: Rect) {
         f.render_widget(Paragraph::new("no flows"), inner);
         return;
     }
-    let header = Row::new([
-        "FLOW",
-        "DIR",
-        "PRIO",
-        "SEQ",
-        "FLIGHT/BUF",
-        "QUEUED/CAP",
-        "PEER WIN",
-        "EXCEPTION",
-    ])
-    .style(BOLD);
+    // Sequence number and bytes in flight only where there is room: the
+    // first 11 columns fill 80 columns.
+    let wide = inner.width >= 100;
+    let mut header = vec![
+        "FLOW", "DIR", "KIND", "PRIO", "ASSOC", "BYTES", "MSGS", "ABND", "BUFFER", "WINDOW", "EXC",
+    ];
+    let mut widths = vec![5, 4, 14, 9, 5, 6, 6, 5, 6, 6, 4];
+    if wide {
+        header.extend(["SEQ", "IN FLIGHT"]);
+        widths.extend([8, 9]);
+    }
     let height = inner.height.saturating_sub(1) as usize;
     let rows = s.flows.iter().take(height).map(|fl| {
-        Row::new([
+        let kind = FlowKind::of(&fl.metadata).to_string();
+        let mut cells = vec![
             fl.id.to_string(),
             if fl.sending { "send" } else { "recv" }.into(),
+            fit(&kind, 14),
             fl.priority.map_or("-".into(), priority),
-            fl.sequence.to_string(),
-            si(fl.in_flight_or_buffered as f64),
-            si(fl.queued_or_capacity as f64),
+            fl.return_for.map_or("-".into(), |r| r.to_string()),
+            si(fl.bytes as f64),
+            si(fl.messages as f64),
             if fl.sending {
-                si(fl.peer_window as f64)
+                si(fl.abandoned as f64)
             } else {
                 "-".into()
             },
+            // Sending: bytes held until acknowledged; receiving: bytes
+            // held for reassembly or not yet read.
+            si(if fl.sending {
+                fl.queued_or_capacity
+            } else {
+                fl.in_flight_or_buffered
+            } as f64),
+            si(fl.window as f64),
             fl.exception.map_or("-".into(), |e| e.to_string()),
-        ])
+        ];
+        if wide {
+            cells.push(fl.sequence.to_string());
+            cells.push(if fl.sending {
+                si(fl.in_flight_or_buffered as f64)
+            } else {
+                "-".into()
+            });
+        }
+        Row::new(cells)
     });
-    let widths = [6, 4, 9, 8, 10, 10, 8, 9].map(Constraint::Length);
-    f.render_widget(Table::new(rows, widths).header(header), inner);
+    f.render_widget(
+        Table::new(rows, widths.into_iter().map(Constraint::Length))
+            .header(Row::new(header).style(BOLD)),
+        inner,
+    );
 }
 
 fn priority(p: Priority) -> String {
@@ -487,19 +521,21 @@ fn render_details(app: &App, f: &mut Frame, area: Rect) {
         kv(
             "sent",
             format!(
-                "{} packets, {} B, {}B/s",
+                "{} packets, {} B, {}B/s, {} messages",
                 s.tx_packets,
                 s.tx_bytes,
-                si(r.tx_rate)
+                si(r.tx_rate),
+                s.messages_out
             ),
         ),
         kv(
             "received",
             format!(
-                "{} packets, {} B, {}B/s",
+                "{} packets, {} B, {}B/s, {} messages",
                 s.rx_packets,
                 s.rx_bytes,
-                si(r.rx_rate)
+                si(r.rx_rate),
+                s.messages_in
             ),
         ),
         kv(
@@ -521,7 +557,14 @@ fn render_details(app: &App, f: &mut Frame, area: Rect) {
                 yes_no(s.sseq)
             ),
         ),
-        kv("flows", format!("{} (f shows them)", s.flows.len())),
+        kv(
+            "flows",
+            format!(
+                "{} sending, {} receiving (f shows them)",
+                s.flows.iter().filter(|f| f.sending).count(),
+                s.flows.iter().filter(|f| !f.sending).count()
+            ),
+        ),
     ];
     f.render_widget(Clear, rect);
     f.render_widget(
