@@ -533,6 +533,9 @@ pub struct PublishArgs {
     /// Progress and events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// Play a live stream and write it as FLV.
@@ -583,6 +586,9 @@ pub struct SubscribeArgs {
     /// Data messages and the summary as JSON lines on stdout (on stderr with -o -).
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// Send data messages on a stream (NetStream.send).
@@ -620,6 +626,9 @@ pub struct SendArgs {
     /// Events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// How many times to publish a file; `None` is forever.

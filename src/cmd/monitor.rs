@@ -100,6 +100,20 @@ impl Monitor {
         }
     }
 
+    /// As [`Monitor::quit_requested`], but owning what it waits on, so a
+    /// spawned task can turn the quit key into a stop request.
+    pub fn on_quit(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let quit = self.dashboard.as_ref().map(Dashboard::quit_receiver);
+        async move {
+            match quit {
+                Some(mut q) => {
+                    let _ = q.wait_for(|q| *q).await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     pub fn has_dashboard(&self) -> bool {
         self.dashboard.is_some()
     }

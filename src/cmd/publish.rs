@@ -29,6 +29,9 @@ pub fn run(args: PublishArgs) -> i32 {
         Ok(u) => u,
         Err(code) => return code,
     };
+    if let Err(code) = super::monitor::check(&args.monitor, "publish") {
+        return code;
+    }
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         eprintln!("rtmfp publish: --speed must be a positive number");
         return exit::USAGE;
@@ -82,7 +85,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         audio: args.audio_lifetime,
         video: args.video_lifetime,
     });
-    let mut s = match stream_session::open(
+    let s = match stream_session::open(
         "publish",
         json,
         &args.target,
@@ -96,8 +99,12 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let progress = s.driver.app.progress.clone();
     let interrupted = Arc::new(AtomicBool::new(false));
+    let (mut s, monitor) = match stream_session::watch("publish", &args.monitor, s, &interrupted) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let progress = s.driver.app.progress.clone();
     let done = Arc::new(AtomicBool::new(false));
     let feed = Arc::new(Feed::default());
     let pacing = (!args.as_fast_as_possible).then_some(args.speed);
@@ -116,11 +123,13 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
             let _ = tx.blocking_send(StreamInput::End);
         })
     };
+    // The dashboard owns the screen: no progress bar under it.
     let show = tokio::spawn(show_progress(
         progress.clone(),
         feed.clone(),
         json,
         args.loops.0,
+        monitor.has_dashboard(),
     ));
     let started = std::time::Instant::now();
     let r = stream_session::run("publish", &mut s, interrupted.clone()).await;
@@ -130,6 +139,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
     drop(s.input);
     // The reader notices `done` (or the closed channel) within a frame.
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    stream_session::unwatch(&mut s.driver, monitor).await;
     if let Err(code) = r {
         return code;
     }
@@ -290,8 +300,14 @@ fn note_duration(data: &[u8], feed: &Feed) {
 }
 
 /// An indicatif bar on a terminal; JSON progress lines each second with --json.
-async fn show_progress(p: Arc<Progress>, feed: Arc<Feed>, json: bool, loops: Option<u64>) {
-    let bar = if json || !std::io::stderr().is_terminal() {
+async fn show_progress(
+    p: Arc<Progress>,
+    feed: Arc<Feed>,
+    json: bool,
+    loops: Option<u64>,
+    dashboard: bool,
+) {
+    let bar = if json || dashboard || !std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
     } else {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())

@@ -64,6 +64,9 @@ pub fn run(args: SendArgs) -> i32 {
         Ok(u) => u,
         Err(code) => return code,
     };
+    if let Err(code) = super::monitor::check(&args.monitor, "send") {
+        return code;
+    }
     let mut first = vec![Value::str(args.handler.clone())];
     for a in &args.args {
         match parse_arg(a) {
@@ -100,7 +103,7 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
             }
         }
     });
-    let mut s = match stream_session::open(
+    let s = match stream_session::open(
         "send",
         json,
         &args.target,
@@ -112,6 +115,11 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
     .await
     {
         Ok(s) => s,
+        Err(code) => return code,
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let (mut s, monitor) = match stream_session::watch("send", &args.monitor, s, &interrupted) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let bad_line: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -148,8 +156,8 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
             let _ = tx.blocking_send(StreamInput::End);
         })
     };
-    let interrupted = Arc::new(AtomicBool::new(false));
     let r = stream_session::run("send", &mut s, interrupted.clone()).await;
+    stream_session::unwatch(&mut s.driver, monitor).await;
     drop(s.input);
     // stdin may still be open; the feeder is left to the process exit then.
     drop(feeder);

@@ -29,6 +29,8 @@ struct State {
     data_messages: u64,
     /// Data messages go to stdout (else stderr).
     data_to_stdout: bool,
+    /// The dashboard owns the screen: data messages go to its log pane.
+    dashboard: bool,
     json: bool,
     started: std::time::Instant,
     /// The stream's end, as the server said it.
@@ -58,7 +60,9 @@ impl State {
     }
 
     fn line(&self, v: &Json) {
-        if self.data_to_stdout {
+        if self.dashboard {
+            tracing::info!("{v}");
+        } else if self.data_to_stdout {
             let mut o = std::io::stdout().lock();
             let _ = writeln!(o, "{v}");
             let _ = o.flush();
@@ -73,6 +77,15 @@ pub fn run(args: SubscribeArgs) -> i32 {
         Ok(u) => u,
         Err(code) => return code,
     };
+    if let Err(code) = super::monitor::check(&args.monitor, "subscribe") {
+        return code;
+    }
+    if args.output.as_deref() == Some("-") && args.monitor.stats_interval.is_some() {
+        eprintln!(
+            "rtmfp subscribe: --stats-interval prints on standard output, which -o - fills with FLV"
+        );
+        return exit::USAGE;
+    }
     if args.frames == Some(0) {
         eprintln!("rtmfp subscribe: --frames must be at least 1");
         return exit::USAGE;
@@ -126,6 +139,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         stats: ReceiveStats::default(),
         data_messages: 0,
         data_to_stdout: json && !stdout_is_flv,
+        dashboard: args.monitor.dashboard,
         json,
         started: std::time::Instant::now(),
         ended: None,
@@ -192,12 +206,17 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         duration: None,
         reset: None,
     };
-    let mut s =
-        match stream_session::open("subscribe", json, &args.target, &url, role, None, out).await {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
+    let s = match stream_session::open("subscribe", json, &args.target, &url, role, None, out).await
+    {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
+    let (mut s, monitor) = match stream_session::watch("subscribe", &args.monitor, s, &interrupted)
+    {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     // Stops: asked by the callback, --duration after the first frame, --wait without anything.
     let watcher = {
         let tx = s.input.clone();
@@ -237,6 +256,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
     };
     let r = stream_session::run("subscribe", &mut s, interrupted.clone()).await;
     watcher.abort();
+    stream_session::unwatch(&mut s.driver, monitor).await;
     if let Err(code) = r {
         return code;
     }

@@ -178,8 +178,34 @@ pub struct StreamRow {
     /// The publisher's peer ID, if known.
     pub publisher: Option<[u8; 32]>,
     pub subscribers: u32,
-    /// Media bits per second arriving from the publisher.
+    /// Media bits per second arriving from the publisher (or, for a local
+    /// stream, sent or received by this command).
     pub bitrate: u64,
+    /// Set for the stream this command publishes or plays itself.
+    pub local: Option<LocalStream>,
+}
+
+/// The stream a `publish`, `send` or `subscribe` runs: what went out or
+/// came in, counted as the command counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocalStream {
+    /// True when publishing (counts are sent), false when playing (received).
+    pub publishing: bool,
+    pub audio: u64,
+    pub video: u64,
+    /// Data messages (script tags, NetStream.send).
+    pub data: u64,
+    /// Audio and video payload bytes.
+    pub bytes: u64,
+    /// The latest media timestamp, ms.
+    pub last_timestamp: u32,
+}
+
+impl LocalStream {
+    /// FLV tags: audio, video and data.
+    pub fn tags(&self) -> u64 {
+        self.audio + self.video + self.data
+    }
 }
 
 /// Relay-wide media counters (monotonic except the current counts).

@@ -428,27 +428,61 @@ fn render_streams(app: &App, f: &mut Frame, area: Rect) {
         f.render_widget(Paragraph::new("no streams"), inner);
         return;
     }
-    let name_w = inner.width.saturating_sub(32).max(8);
-    let header = Row::new(["STREAM", "PUBLISHER", "SUBS", "BITRATE"]).style(BOLD);
+    // A relay's streams have a publisher and subscribers; the stream a
+    // command publishes or plays itself has counts of what went through.
+    let header = Row::new([
+        "STREAM",
+        "ROLE",
+        "PUBLISHER",
+        "SUBS",
+        "TAGS",
+        "AUDIO",
+        "VIDEO",
+        "DATA",
+        "BYTES",
+        "BITRATE",
+    ])
+    .style(BOLD);
+    let fixed = [8u16, 9, 5, 6, 6, 6, 5, 6, 9];
+    let used: u16 = fixed.iter().sum::<u16>() + fixed.len() as u16;
+    let name_w = inner.width.saturating_sub(used).max(8);
+    let dash = || "-".to_owned();
     let rows = streams
         .iter()
         .take(inner.height.saturating_sub(1) as usize)
         .map(|s| {
+            let l = s.local;
+            let count = |f: fn(&crate::net::snapshot::LocalStream) -> u64| {
+                l.as_ref().map_or_else(dash, |l| si(f(l) as f64))
+            };
             Row::new([
                 fit(&s.name, name_w as usize),
+                match l {
+                    None => "relayed",
+                    Some(l) if l.publishing => "publish",
+                    Some(_) => "play",
+                }
+                .to_owned(),
                 s.publisher
                     .map(|p| peer_id_hex(&p)[..8].to_owned())
-                    .unwrap_or_else(|| "-".into()),
-                s.subscribers.to_string(),
+                    .unwrap_or_else(dash),
+                if l.is_some() {
+                    dash()
+                } else {
+                    s.subscribers.to_string()
+                },
+                count(|l| l.tags()),
+                count(|l| l.audio),
+                count(|l| l.video),
+                count(|l| l.data),
+                count(|l| l.bytes),
                 format!("{}b/s", si(s.bitrate as f64)),
             ])
         });
-    let widths = [
-        Constraint::Length(name_w),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(10),
-    ];
+    let widths = std::iter::once(name_w)
+        .chain(fixed)
+        .map(Constraint::Length)
+        .collect::<Vec<_>>();
     f.render_widget(Table::new(rows, widths).header(header), inner);
 }
 

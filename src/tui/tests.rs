@@ -12,7 +12,7 @@ use ratatui::backend::TestBackend;
 use super::app::{Action, App, Column, View};
 use super::render::{fit, render, si};
 use crate::flash::metadata::TcMetadata;
-use crate::net::snapshot::{PeerKind, SessionRow, Snapshot, StreamRow};
+use crate::net::snapshot::{LocalStream, PeerKind, SessionRow, Snapshot, StreamRow};
 use crate::proto::flow::{FlowMeta, FlowStats, Priority};
 use crate::proto::session::State;
 use crate::proto::stats::DropReason;
@@ -242,12 +242,14 @@ fn hostile_names_are_cleaned_and_cut() {
             publisher: s.sessions[0].peer_id,
             subscribers: 3,
             bitrate: 2_500_000,
+            local: None,
         },
         StreamRow {
             name: Arc::from("s".repeat(5000).as_str()),
             publisher: None,
             subscribers: 0,
             bitrate: 0,
+            local: None,
         },
     ];
     let mut a = App::new("rtmfp serve", 1);
@@ -306,6 +308,39 @@ fn streams_view_empty() {
     let mut a = app(3, 2);
     a.view = View::Streams;
     insta::assert_snapshot!(draw(&a, 80, 24));
+}
+
+#[test]
+fn streams_view_of_a_publisher_and_a_player() {
+    let mut a = App::new(String::from("rtmfp publish"), 1);
+    let mut s = snapshot(1, 4);
+    s.streams = vec![
+        StreamRow {
+            name: Arc::from("cam"),
+            bitrate: 812_000,
+            local: Some(LocalStream {
+                publishing: true,
+                audio: 187,
+                video: 100,
+                data: 1,
+                bytes: 406_000,
+                last_timestamp: 4000,
+            }),
+            ..StreamRow::default()
+        },
+        StreamRow {
+            name: Arc::from("cam?asis"),
+            bitrate: 0,
+            local: Some(LocalStream {
+                publishing: false,
+                ..LocalStream::default()
+            }),
+            ..StreamRow::default()
+        },
+    ];
+    a.update(0, Arc::new(s));
+    a.view = View::Streams;
+    insta::assert_snapshot!(draw(&a, 80, 12));
 }
 
 #[test]
