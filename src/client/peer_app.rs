@@ -87,6 +87,9 @@ pub struct PeerApp {
     targets: Vec<(SessionHandle, String, [u8; 32])>,
     failure: Option<Failure>,
     peer_failures: usize,
+    /// SIGINT/SIGTERM arrived: the driver is closing every session.
+    stopping: bool,
+    connected: bool,
 }
 
 impl PeerApp {
@@ -104,6 +107,23 @@ impl PeerApp {
             targets: Vec::new(),
             failure: None,
             peer_failures: 0,
+            stopping: false,
+            connected: false,
+        }
+    }
+
+    /// Records the signal (named `signal`) that stopped the work. Once
+    /// connected, what was reported stands and the run counts as complete
+    /// (like an interrupted `--count` or `--hold`); before, the interrupt is
+    /// the outcome.
+    pub fn interrupted(&mut self, signal: &str) {
+        if !self.connected && self.failure.is_none() {
+            let phase = if self.session.is_some() {
+                super::failure::Phase::Connect
+            } else {
+                super::failure::Phase::Hello
+            };
+            self.failure = Some(Failure::interrupted(phase, signal));
         }
     }
 
@@ -176,6 +196,7 @@ impl PeerApp {
 
     fn on_connected(&mut self, ep: &mut Endpoint, now: Instant, info: &Value) {
         let h = self.session.expect("connected implies a session");
+        self.connected = true;
         (self.out)(PeerOutput::Connected {
             server: ep.session(h).map_or(self.cfg.candidates[0], |s| s.far_addr),
             peer_id: ep.identity().fingerprint(),
@@ -336,14 +357,16 @@ impl App for PeerApp {
             }
             Event::OpenFailed { session, .. } if Some(session) == self.session => {
                 self.session = None;
-                self.failure.get_or_insert(Failure::no_answer(format!(
-                    "no answer from {}",
-                    self.cfg.url
-                )));
+                if !self.stopping {
+                    self.failure.get_or_insert(Failure::no_answer(format!(
+                        "no answer from {}",
+                        self.cfg.url
+                    )));
+                }
                 self.phase = Phase::Done;
             }
             Event::Closed { session, reason } if Some(session) == self.session => {
-                if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                if !self.stopping && !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
                     self.failure.get_or_insert(Failure::protocol(format!(
                         "server session closed ({reason:?})"
                     )));
@@ -361,7 +384,9 @@ impl App for PeerApp {
                     }
                     TcEvent::Failed(m) => self.fail(ep, now, Failure::protocol(m)),
                     TcEvent::Ended => {
-                        if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                        if !self.stopping
+                            && !matches!(self.phase, Phase::Closing { .. } | Phase::Done)
+                        {
                             self.fail(
                                 ep,
                                 now,
@@ -378,6 +403,11 @@ impl App for PeerApp {
             }
             _ => {}
         }
+    }
+
+    fn on_shutdown(&mut self, _ep: &mut Endpoint, _now: Instant) {
+        // The driver closes the sessions: their ends are ours, not failures.
+        self.stopping = true;
     }
 
     fn timeout(&self) -> Option<Instant> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+use super::signals::Stop;
 use crate::cli::{ConnectArgs, exit};
 use crate::client::peer::Candidate;
 use crate::client::report::ms;
@@ -21,6 +22,7 @@ pub async fn run(
     identity: &Identity,
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
+    stop: &Stop,
 ) -> i32 {
     let mut allow = Vec::new();
     for a in &args.peer.allow {
@@ -74,12 +76,12 @@ pub async fn run(
         let _ = stdout.flush();
     });
     let mut driver = Driver::new(ep, PeerApp::new(cfg, out), sockets, clock);
-    let interrupted = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    if let Err(e) = driver.run(interrupted, Duration::from_secs(2)).await {
+    if let Err(e) = driver.run(stop.wait_unit(), Duration::from_secs(2)).await {
         eprintln!("rtmfp connect: {e}");
         return exit::FAILURE;
+    }
+    if let Some(sig) = stop.signal() {
+        driver.app.interrupted(sig.name());
     }
     if let Some(f) = driver.app.failure() {
         if json {
