@@ -228,9 +228,12 @@ pub struct ServeArgs {
 /// that runs endpoints (flattened into its arguments).
 #[derive(Debug, Clone, Args)]
 pub struct MonitorArgs {
-    /// Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet
-    /// charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort,
-    /// / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file).
+    /// Show a live terminal dashboard: sessions (sortable, filterable), their flows (TC stream
+    /// ID, bytes and messages each way), packet charts, streams and log lines. Keys: Tab views,
+    /// arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. On publish,
+    /// subscribe and send, Streams shows the stream (tags, audio/video, bytes, bit rate) and q
+    /// ends it in order (exit 0 once it started). Needs a terminal; logs go to its pane (and
+    /// --log-file).
     #[arg(long, conflicts_with_all = ["json", "stats_interval"])]
     pub dashboard: bool,
 
@@ -243,8 +246,8 @@ pub struct MonitorArgs {
     pub log_file: Option<PathBuf>,
 
     /// Print the dashboard's aggregate figures (sessions by state, packets, bytes, drops by
-    /// reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON
-    /// object per line on stdout, every DURATION.
+    /// reason, handshakes, retransmissions, flows, messages, introductions, streams, rates per
+    /// second) as one JSON object per line on stdout, every DURATION.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub stats_interval: Option<Duration>,
 }

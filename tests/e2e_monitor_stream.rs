@@ -214,7 +214,7 @@ fn dashboard_on_publish_and_subscribe_in_tmux() {
     });
     assert!(after.contains("EXITED 0"), "{after}");
     assert!(
-        after.contains("received ") && after.contains("ended: interrupted"),
+        after.contains("received ") && after.contains("ended: stopped"),
         "{after}"
     );
     assert!(
@@ -227,16 +227,33 @@ fn dashboard_on_publish_and_subscribe_in_tmux() {
     let after = tmux.wait("pub", "publish to end", |s| {
         s.contains("EXITED") && s.lines().any(|l| l.trim().ends_with("icanon"))
     });
-    // Quitting stops the publish as SIGINT does (exit code 130).
-    assert!(after.contains("EXITED 130"), "{after}");
+    // Quitting a started stream is the user's way to end it: an orderly
+    // unpublish and exit 0 (as `connect` does once connected).
+    assert!(after.contains("EXITED 0"), "{after}");
     assert!(
-        after.contains("published ") && after.contains("(interrupted)"),
+        after.contains("published ") && !after.contains("(interrupted)"),
         "{after}"
     );
     assert!(
         after.lines().any(|l| l.trim() == "icanon"),
         "raw mode left:\n{after}"
     );
+
+    // Quitting before the stream started is an interruption, as SIGINT.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let url = format!("rtmfp://{}/live/cam", silent.local_addr().unwrap());
+    tmux.start(
+        "early",
+        &format!(
+            "{BIN} publish {url} {} --timeout 60s --dashboard",
+            flv.display()
+        ),
+    );
+    tmux.wait("early", "the dashboard", |s| s.contains("q quit"));
+    tmux.keys("early", "q");
+    let after = tmux.wait("early", "publish to end", |s| s.contains("EXITED"));
+    assert!(after.contains("EXITED 130"), "{after}");
+
     drop(serve);
     let _ = std::fs::remove_dir_all(flv.parent().unwrap());
 }

@@ -133,7 +133,9 @@ pub async fn run(cmd: &str, s: &mut Session, interrupted: Arc<AtomicBool>) -> Re
 
 /// `--dashboard` and `--stats-interval` for a stream command: a snapshot
 /// tap on the session's endpoint, and the dashboard's quit key turned into
-/// an orderly stop (as the first SIGINT is: `interrupted` is set).
+/// an orderly stop. As for `connect`, quitting once the stream has started
+/// is the user's way to end it (exit 0, `interrupted` stays clear); before
+/// that, it is an interruption like SIGINT (exit 130).
 pub fn watch(
     cmd: &str,
     args: &MonitorArgs,
@@ -152,9 +154,12 @@ pub fn watch(
     })?;
     if monitor.has_dashboard() {
         let (quit, tx, flag) = (monitor.on_quit(), s.input.clone(), interrupted.clone());
+        let progress = s.driver.app.progress.clone();
         tokio::spawn(async move {
             quit.await;
-            flag.store(true, Ordering::SeqCst);
+            if !progress.started.load(Ordering::SeqCst) {
+                flag.store(true, Ordering::SeqCst);
+            }
             let _ = tx.send(StreamInput::Stop).await;
         });
     }
