@@ -254,6 +254,37 @@ fn dashboard_on_publish_and_subscribe_in_tmux() {
     let after = tmux.wait("early", "publish to end", |s| s.contains("EXITED"));
     assert!(after.contains("EXITED 130"), "{after}");
 
+    // SIGTERM ends the command and gives the terminal back at once: the
+    // dashboard does not wait for a key after a signal.
+    let pidfile = flv.with_file_name("term.pid");
+    tmux.start(
+        "term",
+        &format!(
+            "sh -c 'echo $$ > {}; exec {BIN} publish rtmfp://{addr}/live/other {} --dashboard'",
+            pidfile.display(),
+            flv.display()
+        ),
+    );
+    tmux.keys("term", "4");
+    tmux.wait("term", "the second stream", |s| {
+        stream_row(s, "other", "publish").is_some_and(|c| positive(&c[4]))
+    });
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let after = tmux.wait("term", "publish to end on SIGTERM", |s| {
+        s.contains("EXITED") && s.lines().any(|l| l.trim().ends_with("icanon"))
+    });
+    assert!(after.contains("EXITED 130"), "{after}");
+    assert!(after.contains("(interrupted)"), "{after}");
+    assert!(
+        after.lines().any(|l| l.trim() == "icanon"),
+        "raw mode left:\n{after}"
+    );
+
     drop(serve);
     let _ = std::fs::remove_dir_all(flv.parent().unwrap());
 }

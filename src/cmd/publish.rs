@@ -10,6 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use super::stream_monitor;
 use super::stream_session::{self, report_failure};
 use crate::cli::{PublishArgs, exit};
 use crate::client::report::amf_json;
@@ -85,7 +86,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         audio: args.audio_lifetime,
         video: args.video_lifetime,
     });
-    let s = match stream_session::open(
+    let mut s = match stream_session::open(
         "publish",
         json,
         &args.target,
@@ -99,12 +100,20 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let progress = s.driver.app.progress.clone();
     let interrupted = Arc::new(AtomicBool::new(false));
-    let (mut s, monitor) = match stream_session::watch("publish", &args.monitor, s, &interrupted) {
-        Ok(x) => x,
+    let m = &args.monitor;
+    let monitor = match stream_monitor::watch(
+        "publish",
+        m,
+        &mut s.driver,
+        &s.input,
+        &progress,
+        &interrupted,
+    ) {
+        Ok(m) => m,
         Err(code) => return code,
     };
-    let progress = s.driver.app.progress.clone();
     let done = Arc::new(AtomicBool::new(false));
     let feed = Arc::new(Feed::default());
     let pacing = (!args.as_fast_as_possible).then_some(args.speed);
@@ -123,7 +132,6 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
             let _ = tx.blocking_send(StreamInput::End);
         })
     };
-    // The dashboard owns the screen: no progress bar under it.
     let show = tokio::spawn(show_progress(
         progress.clone(),
         feed.clone(),
@@ -139,7 +147,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
     drop(s.input);
     // The reader notices `done` (or the closed channel) within a frame.
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
-    stream_session::unwatch(&mut s.driver, monitor).await;
+    stream_monitor::unwatch(&mut s.driver, monitor, &interrupted).await;
     if let Err(code) = r {
         return code;
     }
@@ -300,6 +308,7 @@ fn note_duration(data: &[u8], feed: &Feed) {
 }
 
 /// An indicatif bar on a terminal; JSON progress lines each second with --json.
+/// Hidden under a dashboard, which owns the screen.
 async fn show_progress(
     p: Arc<Progress>,
     feed: Arc<Feed>,

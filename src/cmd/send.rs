@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use serde_json::{Value as Json, json};
 
+use super::stream_monitor;
 use super::stream_session::{self, report_failure};
 use crate::cli::{SendArgs, exit};
 use crate::client::report::amf_json;
@@ -103,7 +104,7 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
             }
         }
     });
-    let s = match stream_session::open(
+    let mut s = match stream_session::open(
         "send",
         json,
         &args.target,
@@ -115,11 +116,6 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
     .await
     {
         Ok(s) => s,
-        Err(code) => return code,
-    };
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let (mut s, monitor) = match stream_session::watch("send", &args.monitor, s, &interrupted) {
-        Ok(x) => x,
         Err(code) => return code,
     };
     let bad_line: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -156,8 +152,16 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
             let _ = tx.blocking_send(StreamInput::End);
         })
     };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let progress = s.driver.app.progress.clone();
+    let m = &args.monitor;
+    let monitor =
+        match stream_monitor::watch("send", m, &mut s.driver, &s.input, &progress, &interrupted) {
+            Ok(m) => m,
+            Err(code) => return code,
+        };
     let r = stream_session::run("send", &mut s, interrupted.clone()).await;
-    stream_session::unwatch(&mut s.driver, monitor).await;
+    stream_monitor::unwatch(&mut s.driver, monitor, &interrupted).await;
     drop(s.input);
     // stdin may still be open; the feeder is left to the process exit then.
     drop(feeder);

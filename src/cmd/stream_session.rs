@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::monitor::Monitor;
-use crate::cli::{DhChoice, MonitorArgs, StreamTargetArgs, exit};
+use crate::cli::{DhChoice, StreamTargetArgs, exit};
 use crate::client::failure::{Kind, Phase};
 use crate::client::stream::{StreamApp, StreamConfig, StreamInput, StreamRole};
 use crate::client::{Failure, StreamUrl};
@@ -129,49 +128,4 @@ pub async fn run(cmd: &str, s: &mut Session, interrupted: Arc<AtomicBool>) -> Re
         eprintln!("rtmfp {cmd}: {e}");
         exit::FAILURE
     })
-}
-
-/// `--dashboard` and `--stats-interval` for a stream command: a snapshot
-/// tap on the session's endpoint, and the dashboard's quit key turned into
-/// an orderly stop. As for `connect`, quitting once the stream has started
-/// is the user's way to end it (exit 0, `interrupted` stays clear); before
-/// that, it is an interruption like SIGINT (exit 130).
-pub fn watch(
-    cmd: &str,
-    args: &MonitorArgs,
-    mut s: Session,
-    interrupted: &Arc<AtomicBool>,
-) -> Result<(Session, Monitor), i32> {
-    let mut sources = Vec::new();
-    if Monitor::wanted(args) {
-        let (tap, rx) = Monitor::tap(args, None);
-        s.driver = s.driver.with_snapshots(tap);
-        sources.push(rx);
-    }
-    let monitor = Monitor::start(args, &format!("rtmfp {cmd}"), sources, "type").map_err(|e| {
-        eprintln!("rtmfp {cmd}: cannot start the dashboard: {e}");
-        exit::FAILURE
-    })?;
-    if monitor.has_dashboard() {
-        let (quit, tx, flag) = (monitor.on_quit(), s.input.clone(), interrupted.clone());
-        let progress = s.driver.app.progress.clone();
-        tokio::spawn(async move {
-            quit.await;
-            if !progress.started.load(Ordering::SeqCst) {
-                flag.store(true, Ordering::SeqCst);
-            }
-            let _ = tx.send(StreamInput::Stop).await;
-        });
-    }
-    Ok((s, monitor))
-}
-
-/// After the run: the dashboard keeps the final figures up until the user
-/// quits, then gives the terminal back (so the summary prints below it).
-pub async fn unwatch(driver: &mut Driver<StreamApp>, monitor: Monitor) {
-    driver.end_snapshots();
-    if monitor.has_dashboard() {
-        monitor.quit_requested().await;
-    }
-    monitor.finish();
 }

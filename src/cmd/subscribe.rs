@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+use super::stream_monitor;
 use super::stream_session::{self, report_failure};
 use crate::cli::{SubscribeArgs, exit};
 use crate::client::report::amf_json;
@@ -206,15 +207,22 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         duration: None,
         reset: None,
     };
-    let s = match stream_session::open("subscribe", json, &args.target, &url, role, None, out).await
-    {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let mut s =
+        match stream_session::open("subscribe", json, &args.target, &url, role, None, out).await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
     let interrupted = Arc::new(AtomicBool::new(false));
-    let (mut s, monitor) = match stream_session::watch("subscribe", &args.monitor, s, &interrupted)
-    {
-        Ok(x) => x,
+    let (m, progress) = (&args.monitor, s.driver.app.progress.clone());
+    let monitor = match stream_monitor::watch(
+        "subscribe",
+        m,
+        &mut s.driver,
+        &s.input,
+        &progress,
+        &interrupted,
+    ) {
+        Ok(m) => m,
         Err(code) => return code,
     };
     // Stops: asked by the callback, --duration after the first frame, --wait without anything.
@@ -256,7 +264,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
     };
     let r = stream_session::run("subscribe", &mut s, interrupted.clone()).await;
     watcher.abort();
-    stream_session::unwatch(&mut s.driver, monitor).await;
+    stream_monitor::unwatch(&mut s.driver, monitor, &interrupted).await;
     if let Err(code) = r {
         return code;
     }

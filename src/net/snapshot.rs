@@ -310,6 +310,16 @@ impl Snapshot {
         (tx, rx)
     }
 
+    /// Names the app of every session that has none yet: for a client
+    /// endpoint whose sessions all go to one server app (one allocation,
+    /// shared by every row).
+    pub fn name_app(&mut self, app: &str) {
+        let mut shared: Option<Arc<str>> = None;
+        for r in self.sessions.iter_mut().filter(|r| r.app.is_none()) {
+            r.app = Some(shared.get_or_insert_with(|| Arc::from(app)).clone());
+        }
+    }
+
     pub fn introductions(&self) -> u64 {
         self.server.map_or(0, |s| s.introductions)
     }
@@ -533,6 +543,44 @@ mod tests {
     use super::FlowKind;
     use crate::flash::metadata::TcMetadata;
     use crate::proto::flow::FlowMeta;
+
+    #[test]
+    fn name_app_fills_only_rows_without_one() {
+        use super::{PeerKind, SessionRow, Snapshot};
+        let row = |app: Option<&str>| SessionRow {
+            handle: 1,
+            peer_id: None,
+            far_addr: "192.0.2.1:1935".parse().unwrap(),
+            kind: PeerKind::Server,
+            app: app.map(std::sync::Arc::from),
+            state: crate::proto::session::State::Open,
+            age: Default::default(),
+            srtt: None,
+            rttvar: Default::default(),
+            cwnd: 0,
+            in_flight: 0,
+            tx_bytes: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            rx_packets: 0,
+            data_packets_out: 0,
+            retransmissions: 0,
+            losses: 0,
+            messages_in: 0,
+            messages_out: 0,
+            dh_group: None,
+            hmac: (false, false),
+            sseq: (false, false),
+            flows: Vec::new(),
+        };
+        let mut s = Snapshot {
+            sessions: vec![row(None), row(Some("other")), row(None)],
+            ..Snapshot::default()
+        };
+        s.name_app("live");
+        let apps: Vec<_> = s.sessions.iter().map(|r| r.app.as_deref()).collect();
+        assert_eq!(apps, [Some("live"), Some("other"), Some("live")]);
+    }
 
     #[test]
     fn flow_kinds_from_metadata() {
