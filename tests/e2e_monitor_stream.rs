@@ -3,6 +3,8 @@
 //! stream (role, tags, audio/video counts, bytes, bit rate), the app its
 //! session connected to, and its flows with their TC stream IDs; `q` stops
 //! each in order and gives the terminal back before the summary prints.
+//! And `connect --peer --dashboard`: peer sessions shown as direct (ours)
+//! or introduced (the server's introduction of another peer to us).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -122,31 +124,8 @@ fn fixture() -> PathBuf {
     p
 }
 
-/// The row of `stream` in the streams view: its cells split on spaces.
-fn stream_row(screen: &str, stream: &str, role: &str) -> Option<Vec<String>> {
-    screen.lines().find_map(|l| {
-        let c: Vec<String> = l.split_whitespace().map(str::to_owned).collect();
-        (c.len() == 10 && c[0] == stream && c[1] == role).then_some(c)
-    })
-}
-
-/// A count cell ("123", "1.2k") is above zero.
-fn positive(cell: &str) -> bool {
-    cell.trim_end_matches(['k', 'M'])
-        .parse::<f64>()
-        .is_ok_and(|n| n > 0.0)
-}
-
-#[test]
-fn dashboard_on_publish_and_subscribe_in_tmux() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("RTMFP_NO_TMUX").is_some(),
-            "tmux is needed (apt-get install tmux)"
-        );
-        return;
-    }
-    let flv = fixture();
+/// A real `serve` on a free loopback port (killed on drop), and its address.
+fn serve() -> (Kill, String) {
     let mut serve = Command::new(BIN)
         .args(["serve", "--ephemeral", "--json", "--listen", "127.0.0.1:0"])
         .env_remove("RUST_LOG")
@@ -165,6 +144,42 @@ fn dashboard_on_publish_and_subscribe_in_tmux() {
             (v["event"] == "listening").then(|| v["addr"].as_str().unwrap().to_owned())
         })
         .expect("serve listening");
+    (serve, addr)
+}
+
+fn have_tmux() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("RTMFP_NO_TMUX").is_some(),
+        "tmux is needed (apt-get install tmux)"
+    );
+    false
+}
+
+/// The row of `stream` in the streams view: its cells split on spaces.
+fn stream_row(screen: &str, stream: &str, role: &str) -> Option<Vec<String>> {
+    screen.lines().find_map(|l| {
+        let c: Vec<String> = l.split_whitespace().map(str::to_owned).collect();
+        (c.len() == 10 && c[0] == stream && c[1] == role).then_some(c)
+    })
+}
+
+/// A count cell ("123", "1.2k") is above zero.
+fn positive(cell: &str) -> bool {
+    cell.trim_end_matches(['k', 'M'])
+        .parse::<f64>()
+        .is_ok_and(|n| n > 0.0)
+}
+
+#[test]
+fn dashboard_on_publish_and_subscribe_in_tmux() {
+    if !have_tmux() {
+        return;
+    }
+    let flv = fixture();
+    let (serve, addr) = serve();
     let url = format!("rtmfp://{addr}/live/cam");
     let tmux = Tmux(format!("rtmfp-dash-stream-{}", std::process::id()));
 
@@ -325,4 +340,47 @@ fn stream_commands_refuse_the_dashboard_off_a_terminal() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("-o -"));
+}
+
+#[test]
+fn connect_peer_dashboard_marks_direct_and_introduced_sessions() {
+    if !have_tmux() {
+        return;
+    }
+    let (_serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live");
+    let tmux = Tmux(format!("rtmfp-dash-peer-{}", std::process::id()));
+    let row = |s: &str, kind: &str| {
+        s.lines().any(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            c.len() > 4 && c[2] == kind && c[4] == "open"
+        })
+    };
+    tmux.start(
+        "alice",
+        &format!("{BIN} connect {url} --name alice --stay 60s --dashboard"),
+    );
+    tmux.wait("alice", "alice's server row", |s| row(s, "server"));
+    tmux.start(
+        "bob",
+        &format!("{BIN} connect {url} --peer alice --stay 60s --dashboard"),
+    );
+    // Bob opened the session to alice by name: direct. Alice was
+    // introduced to bob by the server: "introduced", cut visibly to fit.
+    let s = tmux.wait("bob", "bob's direct session to alice", |s| {
+        row(s, "direct") && row(s, "server")
+    });
+    assert!(
+        s.lines()
+            .any(|l| l.contains(" server ") && l.contains(" live ")),
+        "{s}"
+    );
+    tmux.wait("alice", "alice's introduced session", |s| row(s, "intro…"));
+    tmux.keys("bob", "q");
+    let after = tmux.wait("bob", "bob to end", |s| s.contains("EXITED"));
+    assert!(after.contains("EXITED 0"), "{after}");
+    // What the log pane showed is printed once the terminal is back.
+    assert!(after.contains("peer alice"), "{after}");
+    tmux.keys("alice", "q");
+    tmux.wait("alice", "alice to end", |s| s.contains("EXITED 0"));
 }

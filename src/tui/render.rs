@@ -214,7 +214,7 @@ fn cell(c: Column, s: &SessionRow, tx: f64, rx: f64) -> String {
             .map(|p| peer_id_hex(&p)[..8].to_owned())
             .unwrap_or_else(|| "-".into()),
         Column::Addr => fit(&s.far_addr.to_string(), w),
-        Column::Kind => s.kind.name().chars().take(w).collect(),
+        Column::Kind => fit(s.kind.name(), w),
         Column::App => s.app.as_deref().map_or("-".into(), |a| fit(a, w)),
         Column::State => state_name(s.state).into(),
         Column::Age => age(s.age),
