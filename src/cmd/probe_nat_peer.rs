@@ -121,12 +121,12 @@ pub(crate) async fn run(
         candidates: vec![server],
         local_addrs: locals,
         timeout,
-        peer_timeout: None,
         peers: vec![target.to_owned()],
         name: None,
         list_peers: false,
         introductions: true,
         stay: Duration::ZERO,
+        peer_timeout: None,
         policy: AcceptPolicy::default(),
     };
     let seen: Arc<Mutex<Vec<PeerOutput>>> = Arc::default();

@@ -331,11 +331,11 @@ pub struct Server {
     intro_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
     media: Streams,
     registry: Registry,
-    /// Streams each connection may be asked to publish here (relay fallback).
-    relayable: HashMap<SessionHandle, Vec<String>>,
     /// `--probe-addr`: the connectivity check (spec 05 §3).
     conncheck: Option<conncheck::Conncheck>,
     conncheck_stats: conncheck::ConncheckStats,
+    /// Streams each connection may be asked to publish here (relay fallback).
+    relayable: HashMap<SessionHandle, Vec<String>>,
 }
 
 impl Server {
@@ -358,9 +358,9 @@ impl Server {
             intro_buckets: HashMap::new(),
             registry: Registry::default(),
             media: Streams::new(cfg_media),
-            relayable: HashMap::new(),
             conncheck: None,
             conncheck_stats: Default::default(),
+            relayable: HashMap::new(),
         }
     }
 
