@@ -89,6 +89,13 @@ fn run(mapping: Mapping, filtering: Filtering) -> Run {
 }
 
 fn run_with(mapping: Mapping, filtering: Filtering, apps: Vec<String>) -> Run {
+    run_full(mapping, filtering, apps, false)
+}
+
+/// `rebind`: the NAT forgets its mappings as soon as the check starts (the
+/// client's next packets leave from a new public port).
+fn run_full(mapping: Mapping, filtering: Filtering, apps: Vec<String>, rebind: bool) -> Run {
+    let mut rebound = false;
     let mut rng = SeededRng::new(7);
     let sid = Identity::generate_ephemeral_server(&[DhGroup::G2], &mut rng).unwrap();
     let mut sep = Endpoint::new(
@@ -174,6 +181,11 @@ fn run_with(mapping: Mapping, filtering: Filtering, apps: Vec<String>) -> Run {
                 moved = true;
             }
             while server.poll_event().is_some() {}
+            if rebind && !rebound && server.conncheck_stats().started == 1 {
+                rebound = true;
+                nat.ports.clear();
+                nat.sent_to.clear();
+            }
             while let Some(p) = server.poll_probe_send() {
                 to_client.push((a(PROBES[p.via]), p.to.port(), p.bytes));
             }
@@ -299,4 +311,27 @@ fn clients_of_other_apps_cost_nothing() {
         vec!["app".into()],
     );
     assert!(r.app.outcome.results.is_some());
+}
+
+/// A NAT rebinding mid-check: the server follows the client to its new
+/// address (the endpoint's mobility check), probes it there, and reports
+/// the new public address.
+#[test]
+fn probes_follow_a_client_whose_address_changes() {
+    let r = run_full(
+        Mapping::EndpointIndependent,
+        Filtering::EndpointIndependent,
+        vec![],
+        true,
+    );
+    let results = r.app.outcome.results.clone().expect("results");
+    let first = r.app.outcome.public_address.expect("connect reply address");
+    let now = results.public_address.expect("publicAddress");
+    assert_ne!(first, now, "the results name the new address");
+    let v = classify_conncheck(&results);
+    assert_eq!(
+        v.filtering,
+        Some(Filtering::EndpointIndependent),
+        "{results:?}"
+    );
 }
