@@ -253,7 +253,17 @@ impl Server {
         }
         let Some(s) = ep.session(h) else { return };
         let observed = s.far_addr;
-        let erto = s.transport.rtt().erto().max(MIN_ERTO);
+        // The repeat interval: the session's ERTO (at least 250 ms), as
+        // conncheck uses, but no more than 3 × SRTT: just after the
+        // handshake the ERTO is inflated by the few RTT samples, while an
+        // answer to a probe takes one round trip. This keeps a check behind
+        // a port-filtering NAT (nothing comes back, the schedule runs out)
+        // under 2 s on a 50 ms path.
+        let rtt = s.transport.rtt();
+        let erto = rtt
+            .srtt()
+            .map_or(rtt.erto(), |srtt| rtt.erto().min(srtt * 3))
+            .max(MIN_ERTO);
         let Some(conn) = self.conns.get(&h) else {
             return;
         };
