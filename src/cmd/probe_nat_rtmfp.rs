@@ -150,7 +150,9 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
         let verdict = match (&app.outcome.results, app.failure()) {
             (Some(r), _) => {
                 any_answer = true;
-                classify_conncheck(r)
+                let mut v = classify_conncheck(r);
+                crate::client::conncheck::check_outcome(&app.outcome, &mut v);
+                v
             }
             (None, Some(f)) => {
                 last_failure = Some(f.clone());
