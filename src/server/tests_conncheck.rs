@@ -353,6 +353,13 @@ fn probes_follow_a_client_whose_address_changes() {
     let first = r.app.outcome.public_address.expect("connect reply address");
     let now = results.public_address.expect("publicAddress");
     assert_ne!(first, now, "the results name the new address");
+    assert!(
+        r.app.outcome.address_changed,
+        "AddressChange.Notify reached the client"
+    );
+    let mut v = classify_conncheck(&results);
+    crate::client::conncheck::check_outcome(&r.app.outcome, &mut v);
+    assert!(v.inconsistencies.is_empty(), "{:?}", v.inconsistencies);
     let v = classify_conncheck(&results);
     assert_eq!(
         v.filtering,
