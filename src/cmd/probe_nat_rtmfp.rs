@@ -152,6 +152,12 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
                 any_answer = true;
                 let mut v = classify_conncheck(r);
                 crate::client::conncheck::check_outcome(&app.outcome, &mut v);
+                if v.nat == Some(true) {
+                    v.notes.push(
+                        "hairpinning is not part of the RTMFP check; probe-nat stun:// tests it"
+                            .into(),
+                    );
+                }
                 v
             }
             (None, Some(f)) => {
