@@ -15,6 +15,7 @@ pub mod failure;
 pub mod load;
 pub mod peer;
 pub mod peer_app;
+pub mod peer_stream;
 pub mod probe;
 pub mod report;
 pub mod setup;

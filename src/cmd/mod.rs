@@ -6,6 +6,7 @@ pub mod connect;
 pub mod connect_peer;
 pub mod json;
 pub mod monitor;
+pub mod peer_session;
 pub mod probe_nat;
 pub mod probe_nat_peer;
 pub mod probe_nat_rtmfp;

@@ -126,6 +126,7 @@ pub(crate) async fn run(
         list_peers: false,
         introductions: true,
         stay: Duration::ZERO,
+        peer_timeout: None,
         policy: AcceptPolicy::default(),
     };
     let seen: Arc<Mutex<Vec<PeerOutput>>> = Arc::default();

@@ -178,6 +178,11 @@ async fn serve(
             keepalive_server: Duration::from_secs(args.keepalive),
             keepalive_peer: PEER_KEEPALIVE,
             introductions_across_apps: args.introduce_across_apps,
+            media: crate::server::MediaConfig {
+                publisher_timeout: (!args.publisher_timeout.is_zero())
+                    .then_some(args.publisher_timeout),
+                ..crate::server::MediaConfig::default()
+            },
             ..ServerConfig::default()
         },
         fingerprint,
@@ -312,6 +317,10 @@ async fn serve(
         "frames_dropped": s.media.frames_dropped,
         "media_rejected": s.media.rejected,
         "rx_datagrams": stats.rx_datagrams,
+        "rx_bytes": stats.rx_bytes,
+        "tx_bytes": stats.tx_bytes,
+        "media_bytes_in": s.media.bytes_in,
+        "media_bytes_out": s.media.bytes_out,
         "dropped_datagrams": stats.total_drops(),
         "sessions_left": driver.ep.session_count(),
     }));
@@ -501,12 +510,20 @@ impl Output {
                 name,
                 subscribers,
                 messages,
+                reason,
             } => {
+                let why = reason
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(": {r}"));
                 info!(
-                    "unpublish {app}/{name} after {messages} messages ({subscribers} subscribers)"
+                    "unpublish {app}/{name} after {messages} messages ({subscribers} subscribers){why}"
                 );
-                json!({"event": "unpublish", "session": session.0, "app": app, "stream": name,
-                    "subscribers": subscribers, "messages": messages})
+                let mut v = json!({"event": "unpublish", "session": session.0, "app": app,
+                    "stream": name, "subscribers": subscribers, "messages": messages});
+                if let Some(r) = reason {
+                    v["reason"] = json!(r);
+                }
+                v
             }
             MediaEvent::Play {
                 session,
@@ -661,16 +678,14 @@ impl App for ServeApp {
     }
 
     fn timeout(&self) -> Option<Instant> {
-        Some(
-            self.server
-                .conncheck_timeout()
-                .map_or(self.next_drop_report, |t| t.min(self.next_drop_report)),
-        )
+        crate::proto::time::earliest(Some(self.next_drop_report), App::timeout(&self.server))
     }
 
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        self.server.on_conncheck_timeout(ep, now);
-        self.flush();
+        if App::timeout(&self.server).is_some_and(|t| t <= now) {
+            App::on_timeout(&mut self.server, ep, now);
+            self.flush();
+        }
         if now >= self.next_drop_report {
             self.report_drops(ep);
             self.next_drop_report = now + DROP_REPORT_PERIOD;
@@ -813,6 +828,7 @@ mod tests {
             dh_key_lifetime: None,
             json: false,
             introduce_across_apps: false,
+            publisher_timeout: Duration::from_secs(3),
             require_hmac: false,
             require_sseq: false,
             source_prefix_v4: 32,

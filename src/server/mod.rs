@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod probes;
 mod registry;
 pub mod relay;
+mod relay_fallback;
 pub mod streams;
 pub mod stun;
 #[cfg(test)]
@@ -235,6 +236,9 @@ impl std::fmt::Display for ClientClose {
 /// Counters (monotonic).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerStats {
+    /// Relay fallbacks asked of a publisher, and refused (see `relay_fallback`).
+    pub relays_requested: u64,
+    pub relays_refused: u64,
     pub sessions_opened: u64,
     pub connects: u64,
     pub peer_infos: u64,
@@ -330,6 +334,8 @@ pub struct Server {
     /// `--probe-addr`: the connectivity check (spec 05 §3).
     conncheck: Option<conncheck::Conncheck>,
     conncheck_stats: conncheck::ConncheckStats,
+    /// Streams each connection may be asked to publish here (relay fallback).
+    relayable: HashMap<SessionHandle, Vec<String>>,
 }
 
 impl Server {
@@ -354,6 +360,7 @@ impl Server {
             media: Streams::new(cfg_media),
             conncheck: None,
             conncheck_stats: Default::default(),
+            relayable: HashMap::new(),
         }
     }
 
@@ -477,6 +484,7 @@ impl Server {
         self.end_conncheck(session);
         let conn = self.conns.remove(&session);
         self.registry.leave(session);
+        self.relayable.remove(&session);
         let peer_id = conn.as_ref().map(|c| c.peer_id);
         if let Some(p) = peer_id
             && self.peers.get(&p) == Some(&session)
@@ -790,6 +798,7 @@ impl Server {
                 }
             }
             _ if self.on_presence_command(ep, now, h, &cmd) => {}
+            _ if self.on_relay_command(ep, now, h, &cmd) => {}
             _ => {
                 self.stats.unknown_commands += 1;
                 self.send_command(ep, now, h, Command::call_failed(&cmd));
@@ -968,10 +977,15 @@ impl crate::net::App for Server {
     }
 
     fn timeout(&self) -> Option<Instant> {
-        self.conncheck_timeout()
+        crate::proto::time::earliest(self.conncheck_timeout(), self.media.timeout())
     }
 
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        self.on_conncheck_timeout(ep, now);
+        if self.conncheck_timeout().is_some_and(|t| t <= now) {
+            self.on_conncheck_timeout(ep, now);
+        }
+        if self.media.timeout().is_some_and(|t| t <= now) {
+            self.media.on_timeout(ep, now);
+        }
     }
 }

@@ -341,13 +341,22 @@ impl Lab {
                  }}",
                 host = Ipv4Addr::new(198, 51, 100, 16 * index + 2)
             ),
+            // The input chain is the home router's own firewall: an
+            // unsolicited packet for the router is dropped before conntrack
+            // confirms an entry for it. Without it, a peer's hole-punching
+            // packet that arrives before ours leaves leaves a confirmed
+            // entry behind, and masquerade then maps our packet to that
+            // peer to another port (a clash): port-restricted NATs would
+            // defeat each other's punching, which real routers do not.
             NatKind::PortRestricted => format!(
                 "table ip lab {{
+                   chain in {{ type filter hook input priority filter; iifname \"wan\" ct state new drop; }}
                    chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" ip saddr {lan} masquerade; }}
                  }}"
             ),
             NatKind::Symmetric => format!(
                 "table ip lab {{
+                   chain in {{ type filter hook input priority filter; iifname \"wan\" ct state new drop; }}
                    chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" ip saddr {lan} masquerade fully-random; }}
                  }}"
             ),
