@@ -750,13 +750,11 @@ fn lab_peer_check_prediction_matches_reality() {
     let _serve = start_our_rtmfp_server(&lab, &server);
     let url = format!("rtmfp://{}:1935/app", server.ip);
     // (ours, the peer's, direct session expected). Port-restricted to
-    // port-restricted is left out: spec 05 §5.1 predicts direct, but with
-    // Linux masquerade on both sides the initiator's first IHello reaches
-    // the target's NAT before the target's RHello leaves; conntrack records
-    // it, and the RHello's mapping then collides with that entry and gets a
-    // new port, so the pair behaves as symmetric (seen in this lab: no
-    // session within 6 s). See the issue note.
+    // port-restricted needs the routers' input firewall (an unsolicited
+    // packet to the router is dropped before conntrack confirms an entry
+    // for it, which would otherwise take the port the RHello needs).
     let pairs = [
+        (NatKind::PortRestricted, NatKind::PortRestricted, true),
         (NatKind::PortRestricted, NatKind::FullCone, true),
         (NatKind::Symmetric, NatKind::FullCone, true),
         (NatKind::Symmetric, NatKind::PortRestricted, false),
