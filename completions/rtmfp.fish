@@ -51,13 +51,13 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l metrics -d 'Serve 
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l publisher-timeout -d 'A publisher whose session sends nothing at all for this long, although the server pings it (from a third of this on), is taken as gone (killed, unplugged): its streams are unpublished at once, subscribers get NetStream.Play.UnpublishNotify naming the silence, and its session is closed. Without it a vanished publisher is only noticed when its session times out. 0 = leave it to the session' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l refresh -d 'Dashboard refresh period' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, flows, messages, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l ephemeral -d 'Use a fresh in-memory identity instead of a key file'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l json -d 'Write one JSON object per event on stdout (logs stay on stderr)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l require-hmac -d 'Refuse clients that do not authenticate every packet with HMAC-SHA-256. By default HMAC is used with every client that supports it (rtmfp-cpp, rtmfp) and left off for Flash-class clients (Flash Player, AIR, librtmfp), which only offer it on request'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l require-sseq -d 'Refuse clients that do not number their packets (session sequence numbers, which stop replays). Same default as for HMAC'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l introduce-across-apps -d 'Introduce clients of different apps to each other. By default an introduction is only made between two clients connected to the same app; anything else is answered as if the target were unknown'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows (TC stream ID, bytes and messages each way), packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. On publish, subscribe and send, Streams shows the stream (tags, audio/video, bytes, bit rate) and q ends it in order (exit 0 once it started). Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -75,7 +75,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Dif
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l crypto-threads -d 'Threads for handshake Diffie-Hellman work with --sessions. Default: one per spare core (at least 1); 0 runs it inline' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l refresh -d 'Dashboard refresh period' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, flows, messages, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l peer -d 'Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name) through the server and report the path and timings. Repeatable' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l name -d 'Register this name in the app, so others can use --peer NAME' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions and printing the data messages peers send us (e.g. 60s)' -r
@@ -83,7 +83,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l max-peers -d 'Ac
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l json -d 'Write the report as one JSON object per line'
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows (TC stream ID, bytes and messages each way), packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. On publish, subscribe and send, Streams shows the stream (tags, audio/video, bytes, bit rate) and q ends it in order (exit 0 once it started). Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l list-peers -d 'Print who is present in the app: names, peer IDs, how long connected'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l no-introductions -d 'Do not send setPeerInfo: the server will not introduce peers to us'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
@@ -105,11 +105,15 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l max-peers -d 'Ac
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l name -d 'Register this name in the app, so peers can play with --peer NAME' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l wait-peers -d 'Start reading FILE only once this many peers play (each then gets the whole stream)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l refresh -d 'Dashboard refresh period' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, flows, messages, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l as-fast-as-possible -d 'No pacing: send as fast as the network takes it (media is then sent reliably)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l json -d 'Progress and events as JSON lines on stdout'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l p2p -d 'Publish directly to the peers that play the stream (directConnections), not to the server'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l print-peer-id -d 'Print our peer ID (64 hex digits) on stdout once connected'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l no-introductions -d 'Do not let the server introduce peers to us (our addresses stay private): peers that play us then get the stream through the server (subscribe --fallback relay)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows (TC stream ID, bytes and messages each way), packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. On publish, subscribe and send, Streams shows the stream (tags, audio/video, bytes, bit rate) and q ends it in order (exit 0 once it started). Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -132,7 +136,11 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l name -d 'Regis
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l fallback -d 'With --peer, when no direct session opens within --direct-timeout: relay (ask the server to have the publisher publish the stream to it too, and play it from there), or none (fail, exit 8)' -r -f -a "relay\t'Play through the server (our extension: the publisher must be an rtmfp publish --p2p)'
 none\t'Fail with the reason (exit code 8)'"
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l direct-timeout -d 'With --peer, how long the direct session may take to open' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l refresh -d 'Dashboard refresh period' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, flows, messages, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l json -d 'Data messages and the summary as JSON lines on stdout (on stderr with -o -)'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows (TC stream ID, bytes and messages each way), packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. On publish, subscribe and send, Streams shows the stream (tags, audio/video, bytes, bit rate) and q ends it in order (exit 0 once it started). Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -146,8 +154,12 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l dh-group -d 'Diffie
 16\t'4096-bit MODP group 16'"
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l peer -d 'Send directly to this peer (64-hex-digit peer ID, or a name registered with --name)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l name -d 'Register this name in the app while sending' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l refresh -d 'Dashboard refresh period' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, flows, messages, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stdin -d 'Read one message per line from stdin (after any ARGs given)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l json -d 'Events as JSON lines on stdout'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l dashboard -d 'Show a live terminal dashboard: sessions (sortable, filterable), their flows (TC stream ID, bytes and messages each way), packet charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. On publish, subscribe and send, Streams shows the stream (tags, audio/video, bytes, bit rate) and q ends it in order (exit 0 once it started). Needs a terminal; logs go to its pane (and --log-file)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'

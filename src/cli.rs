@@ -247,9 +247,12 @@ pub struct ServeArgs {
 /// that runs endpoints (flattened into its arguments).
 #[derive(Debug, Clone, Args)]
 pub struct MonitorArgs {
-    /// Show a live terminal dashboard: sessions (sortable, filterable), their flows, packet
-    /// charts, streams and log lines. Keys: Tab views, arrows select, Enter details, s sort,
-    /// / filter, p pause, ? help, q quit. Needs a terminal; logs go to its pane (and --log-file).
+    /// Show a live terminal dashboard: sessions (sortable, filterable), their flows (TC stream
+    /// ID, bytes and messages each way), packet charts, streams and log lines. Keys: Tab views,
+    /// arrows select, Enter details, s sort, / filter, p pause, ? help, q quit. On publish,
+    /// subscribe and send, Streams shows the stream (tags, audio/video, bytes, bit rate) and q
+    /// ends it in order (exit 0 once it started). Needs a terminal; logs go to its pane (and
+    /// --log-file).
     #[arg(long, conflicts_with_all = ["json", "stats_interval"])]
     pub dashboard: bool,
 
@@ -262,8 +265,8 @@ pub struct MonitorArgs {
     pub log_file: Option<PathBuf>,
 
     /// Print the dashboard's aggregate figures (sessions by state, packets, bytes, drops by
-    /// reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON
-    /// object per line on stdout, every DURATION.
+    /// reason, handshakes, retransmissions, flows, messages, introductions, streams, rates per
+    /// second) as one JSON object per line on stdout, every DURATION.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub stats_interval: Option<Duration>,
 }
@@ -592,6 +595,8 @@ pub struct PublishArgs {
     /// then get the stream through the server (subscribe --fallback relay).
     #[arg(long, requires = "p2p")]
     pub no_introductions: bool,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// Play a live stream and write it as FLV.
@@ -689,6 +694,9 @@ pub struct SubscribeArgs {
     /// With --peer, how long the direct session may take to open.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, requires = "peer")]
     pub direct_timeout: Duration,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// What `subscribe --peer` does when no direct session opens.
@@ -749,6 +757,8 @@ pub struct SendArgs {
     /// Register this name in the app while sending.
     #[arg(long, value_name = "NICK", requires = "peer")]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// How many times to publish a file; `None` is forever.

@@ -136,6 +136,12 @@ fn metrics_of_a_running_server_with_a_client() {
     assert!(page.contains("rtmfp_dropped_packets_total{reason=\"decrypt\"}"));
     assert!(page.contains("# TYPE rtmfp_session_rtt_seconds histogram"));
     assert_eq!(metric(&page, "rtmfp_streams"), Some(0.0));
+    // The client's NetConnection: its control flow to us and ours back,
+    // and at least its connect command delivered, our _result written.
+    assert!(metric(&page, "rtmfp_flows{direction=\"receive\"}").unwrap() >= 1.0);
+    assert!(metric(&page, "rtmfp_flows{direction=\"send\"}").unwrap() >= 1.0);
+    assert!(metric(&page, "rtmfp_messages_total{direction=\"in\"}").unwrap() >= 1.0);
+    assert!(metric(&page, "rtmfp_messages_total{direction=\"out\"}").unwrap() >= 1.0);
     promtool_check(&page);
 
     let (head, _) = http_get(http, "/nope");
@@ -237,8 +243,11 @@ fn stats_interval_prints_json_lines() {
     let first = p.wait_for("event", "stats");
     assert_eq!(first["sessions"], 0);
     assert!(first["drops"]["decrypt"].is_u64(), "{first}");
+    assert_eq!(first["flows"]["send"], 0, "{first}");
+    assert_eq!(first["messages_in"], 0, "{first}");
     let second = p.wait_for("event", "stats");
     assert!(second["rates_per_s"]["rx_packets"].is_f64(), "{second}");
+    assert!(second["rates_per_s"]["messages_in"].is_f64(), "{second}");
     assert!(second["uptime_s"].as_f64() > first["uptime_s"].as_f64());
 }
 

@@ -187,6 +187,11 @@ impl LoadApp {
 impl App for LoadApp {
     type Command = ();
 
+    /// Every session of this endpoint goes to the server's app.
+    fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
+        snap.name_app(&self.cfg.app);
+    }
+
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
         match &event {
             Event::Closed { session, .. } | Event::OpenFailed { session, .. }

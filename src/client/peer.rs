@@ -146,6 +146,20 @@ impl PeerSessions {
         }
     }
 
+    /// Marks the dashboard rows of open peer sessions: those we opened by
+    /// peer ID as direct, those the server introduced to us as introduced.
+    pub fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
+        use crate::net::snapshot::PeerKind;
+        for row in &mut snap.sessions {
+            if let Some((_, _, role)) = self.open.iter().find(|(h, _, _)| h.0 == row.handle) {
+                row.kind = match role {
+                    Role::Initiator => PeerKind::Direct,
+                    Role::Responder => PeerKind::Introduced,
+                };
+            }
+        }
+    }
+
     pub fn poll_event(&mut self) -> Option<PeerEvent> {
         self.events.pop_front()
     }

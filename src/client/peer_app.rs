@@ -422,6 +422,18 @@ impl PeerApp {
 impl App for PeerApp {
     type Command = ();
 
+    /// The server session's app; peer sessions as direct or introduced.
+    fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
+        if let Some(h) = self.session
+            && let Some(row) = snap.sessions.iter_mut().find(|r| r.handle == h.0)
+        {
+            row.app = Some(std::sync::Arc::from(self.cfg.app.as_str()));
+        }
+        if let Some(p) = &self.peers {
+            p.annotate(snap);
+        }
+    }
+
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
         let event = match self.peers.as_mut() {
             Some(p) => match p.on_event(ep, now, event) {

@@ -367,6 +367,11 @@ impl ConnectApp {
 impl App for ConnectApp {
     type Command = ();
 
+    /// Every session of this endpoint goes to the server's app.
+    fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
+        snap.name_app(&self.cfg.app);
+    }
+
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
         if let Some(setup) = self.setup.as_ref() {
             self.phase_hint = setup.phase(ep);

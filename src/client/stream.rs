@@ -27,6 +27,8 @@ use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::flow::FlowEvent;
 use crate::proto::session::{CloseReason, OpenFailure, State};
 
+mod dashboard;
+
 /// How long we wait for the Close Ack of our orderly close.
 const CLOSE_GRACE: Duration = Duration::from_millis(1500);
 /// Receive buffer of our stream flows: the TC layer's (spec 04 §3), so the
@@ -129,7 +131,8 @@ enum Phase {
 }
 
 /// A stream's progress, shared with the threads that feed and show it
-/// (atomics: read any time without stopping the endpoint task).
+/// (atomics: read any time without stopping the endpoint task). A
+/// publisher counts what it sent, a player what it received.
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Publish.Start or Play.Start arrived.
@@ -175,10 +178,15 @@ pub struct StreamApp {
     /// Input ended while the stream was still starting.
     pending_end: bool,
     queued_inputs: Vec<StreamInput>,
+    /// For the dashboard: names as shown, and the stream's bit rate.
+    app_name: Arc<str>,
+    stream_name: Arc<str>,
+    rate: std::cell::Cell<dashboard::RateMark>,
 }
 
 impl StreamApp {
     pub fn new(cfg: StreamConfig, out: Box<dyn FnMut(StreamOutput) + Send>) -> Self {
+        let (app_name, stream_name) = (Arc::from(cfg.app.as_str()), Arc::from(cfg.stream.as_str()));
         Self {
             cfg,
             out,
@@ -198,6 +206,9 @@ impl StreamApp {
             started_at: None,
             pending_end: false,
             queued_inputs: Vec::new(),
+            app_name,
+            stream_name,
+            rate: Default::default(),
         }
     }
 
@@ -478,6 +489,7 @@ impl StreamApp {
         match msg {
             Incoming::Status(info) => self.on_status(ep, now, info),
             Incoming::Media(m) if self.phase == Phase::Active => {
+                self.count_received(&m);
                 (self.out)(StreamOutput::Media(m));
             }
             Incoming::Data {
@@ -485,6 +497,7 @@ impl StreamApp {
                 values,
                 payload,
             } if !is_sample_access(&values) => {
+                self.progress.data.fetch_add(1, Relaxed);
                 (self.out)(StreamOutput::Data {
                     timestamp,
                     values,
@@ -669,6 +682,10 @@ fn starts_with_on_metadata(p: &[u8]) -> bool {
 
 impl App for StreamApp {
     type Command = StreamInput;
+
+    fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
+        self.annotate_snapshot(snap);
+    }
 
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
         match event {

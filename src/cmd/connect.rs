@@ -333,8 +333,8 @@ async fn run_probe(
     };
     let result = driver.run(interrupted, Duration::from_secs(2)).await;
     driver.end_snapshots();
-    if monitor.has_dashboard() {
-        // Leave the final figures up until the user quits.
+    if monitor.has_dashboard() && stop.signal().is_none() {
+        // Leave the final figures up until the user quits (not after a signal).
         monitor.quit_requested().await;
     }
     monitor.finish();
@@ -468,7 +468,7 @@ async fn run_load(
     tokio::pin!(all);
     let resends = tokio::select! {
         r = &mut all => {
-            if monitor.has_dashboard() {
+            if monitor.has_dashboard() && stop.signal().is_none() {
                 monitor.quit_requested().await;
             }
             r

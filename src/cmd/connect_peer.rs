@@ -3,10 +3,12 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+use super::monitor::Monitor;
 use super::signals::Stop;
 use crate::cli::{ConnectArgs, exit};
 use crate::client::peer::Candidate;
@@ -67,7 +69,20 @@ pub async fn run(
         },
     };
     let json = args.json;
+    let dashboard = args.monitor.dashboard;
+    let held = Arc::new(Mutex::new(Vec::<String>::new()));
+    let keep = Arc::clone(&held);
     let out = Box::new(move |o: PeerOutput| {
+        if dashboard {
+            // The screen is the dashboard's: its log pane shows the report,
+            // printed again once the terminal is given back.
+            let text = to_text(&o);
+            tracing::info!("{text}");
+            if let Ok(mut k) = keep.lock() {
+                k.push(text);
+            }
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = if json {
             writeln!(stdout, "{}", to_json(&o))
@@ -77,7 +92,39 @@ pub async fn run(
         let _ = stdout.flush();
     });
     let mut driver = Driver::new(ep, PeerApp::new(cfg, out), sockets, clock);
-    if let Err(e) = driver.run(stop.wait_unit(), Duration::from_secs(2)).await {
+    let mut sources = Vec::new();
+    if Monitor::wanted(&args.monitor) {
+        let (tap, rx) = Monitor::tap(&args.monitor, None);
+        driver.set_snapshots(tap);
+        sources.push(rx);
+    }
+    let monitor = match Monitor::start(&args.monitor, "rtmfp connect", sources, "type") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rtmfp connect: cannot start the dashboard: {e}");
+            return exit::FAILURE;
+        }
+    };
+    // The dashboard's quit key ends the run as a signal does.
+    let quit = monitor.quit_requested();
+    let ended = async {
+        tokio::select! {
+            _ = stop.wait_unit() => {}
+            _ = quit => {}
+        }
+    };
+    let r = driver.run(ended, Duration::from_secs(2)).await;
+    driver.end_snapshots();
+    if monitor.has_dashboard() && stop.signal().is_none() {
+        monitor.quit_requested().await;
+    }
+    monitor.finish();
+    if let Ok(held) = held.lock() {
+        for t in held.iter() {
+            println!("{t}");
+        }
+    }
+    if let Err(e) = r {
         eprintln!("rtmfp connect: {e}");
         return exit::FAILURE;
     }

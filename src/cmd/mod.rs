@@ -14,6 +14,7 @@ pub mod publish;
 pub mod send;
 pub mod serve;
 pub mod signals;
+pub mod stream_monitor;
 pub mod stream_session;
 pub mod subscribe;
 

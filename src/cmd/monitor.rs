@@ -100,6 +100,20 @@ impl Monitor {
         }
     }
 
+    /// As [`Monitor::quit_requested`], but owning what it waits on, so a
+    /// spawned task can turn the quit key into a stop request.
+    pub fn on_quit(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let quit = self.dashboard.as_ref().map(Dashboard::quit_receiver);
+        async move {
+            match quit {
+                Some(mut q) => {
+                    let _ = q.wait_for(|q| *q).await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     pub fn has_dashboard(&self) -> bool {
         self.dashboard.is_some()
     }
@@ -148,6 +162,8 @@ pub fn merge(snaps: &[Arc<Snapshot>]) -> Snapshot {
         m.sessions.extend(s.sessions.iter().cloned());
         m.streams.extend(s.streams.iter().cloned());
         m.retransmissions += s.retransmissions;
+        m.messages_in += s.messages_in;
+        m.messages_out += s.messages_out;
         m.media.streams += s.media.streams;
         m.media.publishers += s.media.publishers;
         m.media.subscribers += s.media.subscribers;

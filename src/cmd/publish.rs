@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use super::peer_session::{self, PeerOptions};
+use super::stream_monitor;
 use super::stream_session::{self, report_failure};
 use crate::cli::{PublishArgs, exit};
 use crate::client::peer_stream::PeerMode;
@@ -31,6 +32,9 @@ pub fn run(args: PublishArgs) -> i32 {
         Ok(u) => u,
         Err(code) => return code,
     };
+    if let Err(code) = super::monitor::check(&args.monitor, "publish") {
+        return code;
+    }
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         eprintln!("rtmfp publish: --speed must be a positive number");
         return exit::USAGE;
@@ -116,6 +120,18 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
     };
     let progress = s.driver.app.progress();
     let interrupted = Arc::new(AtomicBool::new(false));
+    let m = &args.monitor;
+    let monitor = match stream_monitor::watch(
+        "publish",
+        m,
+        &mut s.driver,
+        &s.input,
+        &progress,
+        &interrupted,
+    ) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
     let done = Arc::new(AtomicBool::new(false));
     let feed = Arc::new(Feed::default());
     let pacing = (!args.as_fast_as_possible).then_some(args.speed);
@@ -139,6 +155,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         feed.clone(),
         json,
         args.loops.0,
+        monitor.has_dashboard(),
     ));
     let started = std::time::Instant::now();
     let r = stream_session::run("publish", &mut s, interrupted.clone()).await;
@@ -148,6 +165,7 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
     drop(s.input);
     // The reader notices `done` (or the closed channel) within a frame.
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    stream_monitor::unwatch(&mut s.driver, monitor, &interrupted).await;
     if let Err(code) = r {
         return code;
     }
@@ -315,8 +333,15 @@ fn note_duration(data: &[u8], feed: &Feed) {
 }
 
 /// An indicatif bar on a terminal; JSON progress lines each second with --json.
-async fn show_progress(p: Arc<Progress>, feed: Arc<Feed>, json: bool, loops: Option<u64>) {
-    let bar = if json || !std::io::stderr().is_terminal() {
+/// Hidden under a dashboard, which owns the screen.
+async fn show_progress(
+    p: Arc<Progress>,
+    feed: Arc<Feed>,
+    json: bool,
+    loops: Option<u64>,
+    dashboard: bool,
+) {
+    let bar = if json || dashboard || !std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
     } else {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())

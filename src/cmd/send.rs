@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use serde_json::{Value as Json, json};
 
 use super::peer_session::{self, PeerOptions};
+use super::stream_monitor;
 use super::stream_session::{self, report_failure};
 use crate::cli::{SendArgs, exit};
 use crate::client::peer_stream::PeerMode;
@@ -66,6 +67,9 @@ pub fn run(args: SendArgs) -> i32 {
         Ok(u) => u,
         Err(code) => return code,
     };
+    if let Err(code) = super::monitor::check(&args.monitor, "send") {
+        return code;
+    }
     let mut first = vec![Value::str(args.handler.clone())];
     for a in &args.args {
         match parse_arg(a) {
@@ -155,7 +159,15 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
         })
     };
     let interrupted = Arc::new(AtomicBool::new(false));
+    let progress = s.driver.app.progress();
+    let m = &args.monitor;
+    let monitor =
+        match stream_monitor::watch("send", m, &mut s.driver, &s.input, &progress, &interrupted) {
+            Ok(m) => m,
+            Err(code) => return code,
+        };
     let r = stream_session::run("send", &mut s, interrupted.clone()).await;
+    stream_monitor::unwatch(&mut s.driver, monitor, &interrupted).await;
     drop(s.input);
     // stdin may still be open; the feeder is left to the process exit then.
     drop(feeder);

@@ -707,6 +707,7 @@ impl App for ServeApp {
                 publisher: self.server.connection(s.publisher).map(|c| *c.peer_id()),
                 subscribers: u32::try_from(s.subscribers).unwrap_or(u32::MAX),
                 bitrate: s.bits_per_second,
+                local: None,
             })
             .collect();
         let relay = media.stats();

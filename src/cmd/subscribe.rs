@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 
 use super::peer_session::{self, PeerOptions};
+use super::stream_monitor;
 use super::stream_session::{self, report_failure};
 use crate::cli::{SubscribeArgs, exit};
 use crate::client::peer_stream::PeerMode;
@@ -31,6 +32,8 @@ struct State {
     data_messages: u64,
     /// Data messages go to stdout (else stderr).
     data_to_stdout: bool,
+    /// The dashboard owns the screen: data messages go to its log pane.
+    dashboard: bool,
     json: bool,
     started: std::time::Instant,
     /// The stream's end, as the server said it.
@@ -62,7 +65,9 @@ impl State {
     }
 
     fn line(&self, v: &Json) {
-        if self.data_to_stdout {
+        if self.dashboard {
+            tracing::info!("{v}");
+        } else if self.data_to_stdout {
             let mut o = std::io::stdout().lock();
             let _ = writeln!(o, "{v}");
             let _ = o.flush();
@@ -77,6 +82,15 @@ pub fn run(args: SubscribeArgs) -> i32 {
         Ok(u) => u,
         Err(code) => return code,
     };
+    if let Err(code) = super::monitor::check(&args.monitor, "subscribe") {
+        return code;
+    }
+    if args.output.as_deref() == Some("-") && args.monitor.stats_interval.is_some() {
+        eprintln!(
+            "rtmfp subscribe: --stats-interval prints on standard output, which -o - fills with FLV"
+        );
+        return exit::USAGE;
+    }
     if args.frames == Some(0) {
         eprintln!("rtmfp subscribe: --frames must be at least 1");
         return exit::USAGE;
@@ -130,6 +144,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         stats: ReceiveStats::default(),
         data_messages: 0,
         data_to_stdout: json && !stdout_is_flv,
+        dashboard: args.monitor.dashboard,
         json,
         started: std::time::Instant::now(),
         ended: None,
@@ -220,6 +235,18 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         Err(code) => return code,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
+    let (m, progress) = (&args.monitor, s.driver.app.progress());
+    let monitor = match stream_monitor::watch(
+        "subscribe",
+        m,
+        &mut s.driver,
+        &s.input,
+        &progress,
+        &interrupted,
+    ) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
     // Stops: asked by the callback, --duration after the first frame, --wait without anything.
     let watcher = {
         let tx = s.input.clone();
@@ -259,6 +286,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
     };
     let r = stream_session::run("subscribe", &mut s, interrupted.clone()).await;
     watcher.abort();
+    stream_monitor::unwatch(&mut s.driver, monitor, &interrupted).await;
     if let Err(code) = r {
         return code;
     }

@@ -245,6 +245,11 @@ impl<A: App> Driver<A> {
         self
     }
 
+    /// As [`Driver::with_snapshots`], on a driver already built.
+    pub fn set_snapshots(&mut self, tap: snapshot::SnapshotTap) {
+        self.tap = Some(tap);
+    }
+
     /// Stops publishing snapshots: readers see the channel close (the
     /// dashboard marks the source ended).
     pub fn end_snapshots(&mut self) {

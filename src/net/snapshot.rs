@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use tokio::sync::watch;
 
+use crate::flash::metadata::{TcMetadata, is_tc};
 use crate::proto::Instant;
 use crate::proto::endpoint::Endpoint;
-use crate::proto::flow::FlowStats;
+use crate::proto::flow::{FlowMeta, FlowStats};
 use crate::proto::session::{Role, State};
 use crate::proto::stats::{DropReason, EndpointStats};
 use crate::server::ServerStats;
@@ -66,6 +67,56 @@ pub const STATES: [State; 6] = [
     State::Closed,
 ];
 
+/// What a flow carries, read from its metadata (spec 04 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowKind {
+    /// `TC` stream 0: the NetConnection's commands.
+    Control,
+    /// `TC` stream N: one NetStream's commands, data and media.
+    Stream(u64),
+    /// Other metadata (not `TC`, or `TC` we cannot read).
+    Data,
+    /// No metadata (a flow rejected on arrival).
+    None,
+}
+
+impl FlowKind {
+    pub fn of(meta: &FlowMeta) -> Self {
+        let b = meta.as_bytes();
+        if b.is_empty() {
+            return FlowKind::None;
+        }
+        if meta.is_truncated() || !is_tc(b) {
+            return FlowKind::Data;
+        }
+        match TcMetadata::parse(b) {
+            Ok(m) if m.is_control() => FlowKind::Control,
+            Ok(m) => FlowKind::Stream(m.stream_id),
+            Err(_) => FlowKind::Data,
+        }
+    }
+
+    /// The TC stream ID, for `TC` flows.
+    pub fn stream_id(self) -> Option<u64> {
+        match self {
+            FlowKind::Control => Some(0),
+            FlowKind::Stream(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FlowKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlowKind::Control => f.write_str("control"),
+            FlowKind::Stream(n) => write!(f, "stream {n}"),
+            FlowKind::Data => f.write_str("data"),
+            FlowKind::None => f.write_str("-"),
+        }
+    }
+}
+
 /// One session, as a table row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRow {
@@ -89,6 +140,9 @@ pub struct SessionRow {
     pub data_packets_out: u64,
     pub retransmissions: u64,
     pub losses: u64,
+    /// Messages delivered to and written by the application, all flows.
+    pub messages_in: u64,
+    pub messages_out: u64,
     pub dh_group: Option<u8>,
     /// HMAC and session sequence numbers, (send, receive).
     pub hmac: (bool, bool),
@@ -124,8 +178,34 @@ pub struct StreamRow {
     /// The publisher's peer ID, if known.
     pub publisher: Option<[u8; 32]>,
     pub subscribers: u32,
-    /// Media bits per second arriving from the publisher.
+    /// Media bits per second arriving from the publisher (or, for a local
+    /// stream, sent or received by this command).
     pub bitrate: u64,
+    /// Set for the stream this command publishes or plays itself.
+    pub local: Option<LocalStream>,
+}
+
+/// The stream a `publish`, `send` or `subscribe` runs: what went out or
+/// came in, counted as the command counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocalStream {
+    /// True when publishing (counts are sent), false when playing (received).
+    pub publishing: bool,
+    pub audio: u64,
+    pub video: u64,
+    /// Data messages (script tags, NetStream.send).
+    pub data: u64,
+    /// Audio and video payload bytes.
+    pub bytes: u64,
+    /// The latest media timestamp, ms.
+    pub last_timestamp: u32,
+}
+
+impl LocalStream {
+    /// FLV tags: audio, video and data.
+    pub fn tags(&self) -> u64 {
+        self.audio + self.video + self.data
+    }
 }
 
 /// Relay-wide media counters (monotonic except the current counts).
@@ -182,6 +262,10 @@ pub struct Snapshot {
     pub media: MediaStats,
     /// Retransmissions summed over sessions since the tap started (monotonic).
     pub retransmissions: u64,
+    /// Messages delivered to / written by the application on any flow,
+    /// summed over sessions since the tap started (monotonic).
+    pub messages_in: u64,
+    pub messages_out: u64,
     pub rtt: RttHistogram,
 }
 
@@ -211,6 +295,29 @@ impl Snapshot {
             }
         }
         n
+    }
+
+    /// Flows open now, (sending, receiving), over every session.
+    pub fn flows(&self) -> (u64, u64) {
+        let (mut tx, mut rx) = (0, 0);
+        for f in self.sessions.iter().flat_map(|s| &s.flows) {
+            if f.sending {
+                tx += 1;
+            } else {
+                rx += 1;
+            }
+        }
+        (tx, rx)
+    }
+
+    /// Names the app of every session that has none yet: for a client
+    /// endpoint whose sessions all go to one server app (one allocation,
+    /// shared by every row).
+    pub fn name_app(&mut self, app: &str) {
+        let mut shared: Option<Arc<str>> = None;
+        for r in self.sessions.iter_mut().filter(|r| r.app.is_none()) {
+            r.app = Some(shared.get_or_insert_with(|| Arc::from(app)).clone());
+        }
     }
 
     pub fn introductions(&self) -> u64 {
@@ -246,6 +353,8 @@ impl Snapshot {
                 "handshakes": r(e.handshakes_answered + e.sessions_opened,
                     p.endpoint.handshakes_answered + p.endpoint.sessions_opened),
                 "sessions_opened": r(e.sessions_opened, p.endpoint.sessions_opened),
+                "messages_in": r(self.messages_in, p.messages_in),
+                "messages_out": r(self.messages_out, p.messages_out),
             })
         });
         let rtts: Vec<f64> = self
@@ -269,6 +378,9 @@ impl Snapshot {
             "tx_bytes": e.tx_bytes,
             "drops": drops,
             "retransmissions": self.retransmissions,
+            "flows": {"send": self.flows().0, "recv": self.flows().1},
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
             "introductions": self.introductions(),
             "refused": self.server.map_or(0, |s| s.refused),
             "streams": self.streams.len(),
@@ -281,15 +393,25 @@ impl Snapshot {
     }
 }
 
+/// A session's monotonic counters as last seen, so totals survive its end.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    retransmissions: u64,
+    messages_in: u64,
+    messages_out: u64,
+}
+
 /// Builds snapshots for one endpoint: lives in the driver, next to it.
 pub struct SnapshotTap {
     tx: watch::Sender<Arc<Snapshot>>,
     every: Duration,
     next: Instant,
     next_rtt_sample: Instant,
-    /// Last seen retransmission count per session handle.
-    seen_retrans: HashMap<u32, u64>,
+    /// Last seen monotonic counters per session handle.
+    seen: HashMap<u32, Seen>,
     retransmissions: u64,
+    messages_in: u64,
+    messages_out: u64,
     rtt: RttHistogram,
 }
 
@@ -300,8 +422,10 @@ impl SnapshotTap {
             every: every.max(Duration::from_millis(10)),
             next: Instant::ZERO,
             next_rtt_sample: Instant::ZERO,
-            seen_retrans: HashMap::new(),
+            seen: HashMap::new(),
             retransmissions: 0,
+            messages_in: 0,
+            messages_out: 0,
             rtt: RttHistogram::default(),
         }
     }
@@ -341,12 +465,21 @@ impl SnapshotTap {
             self.next_rtt_sample = now + RTT_SAMPLE_EVERY;
         }
         let mut sessions = Vec::with_capacity(ep.session_count());
-        let mut seen = HashMap::with_capacity(self.seen_retrans.len().max(ep.session_count()));
+        let mut seen = HashMap::with_capacity(self.seen.len().max(ep.session_count()));
         for (h, s) in ep.sessions() {
             let t = s.transport.stats();
-            let before = self.seen_retrans.get(&h.0).copied().unwrap_or(0);
-            self.retransmissions += t.retransmissions.saturating_sub(before);
-            seen.insert(h.0, t.retransmissions);
+            let now_seen = Seen {
+                retransmissions: t.retransmissions,
+                messages_in: t.messages_delivered,
+                messages_out: t.messages_written,
+            };
+            let before = self.seen.get(&h.0).copied().unwrap_or_default();
+            self.retransmissions += now_seen
+                .retransmissions
+                .saturating_sub(before.retransmissions);
+            self.messages_in += now_seen.messages_in.saturating_sub(before.messages_in);
+            self.messages_out += now_seen.messages_out.saturating_sub(before.messages_out);
+            seen.insert(h.0, now_seen);
             if sample_rtt
                 && s.state == State::Open
                 && let Some(r) = t.srtt
@@ -376,6 +509,8 @@ impl SnapshotTap {
                 data_packets_out: t.data_packets_out,
                 retransmissions: t.retransmissions,
                 losses: t.losses,
+                messages_in: t.messages_delivered,
+                messages_out: t.messages_written,
                 dh_group: far.map(|f| f.group),
                 hmac: far.map_or((false, false), |f| (f.hmac_tx, f.hmac_rx)),
                 sseq: far.map_or((false, false), |f| (f.sseq_tx, f.sseq_rx)),
@@ -386,7 +521,7 @@ impl SnapshotTap {
                 },
             });
         }
-        self.seen_retrans = seen;
+        self.seen = seen;
         Snapshot {
             uptime: Duration::from_micros(now.as_micros()),
             endpoint: ep.stats(),
@@ -396,7 +531,73 @@ impl SnapshotTap {
             streams: Vec::new(),
             media: MediaStats::default(),
             retransmissions: self.retransmissions,
+            messages_in: self.messages_in,
+            messages_out: self.messages_out,
             rtt: self.rtt,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FlowKind;
+    use crate::flash::metadata::TcMetadata;
+    use crate::proto::flow::FlowMeta;
+
+    #[test]
+    fn name_app_fills_only_rows_without_one() {
+        use super::{PeerKind, SessionRow, Snapshot};
+        let row = |app: Option<&str>| SessionRow {
+            handle: 1,
+            peer_id: None,
+            far_addr: "192.0.2.1:1935".parse().unwrap(),
+            kind: PeerKind::Server,
+            app: app.map(std::sync::Arc::from),
+            state: crate::proto::session::State::Open,
+            age: Default::default(),
+            srtt: None,
+            rttvar: Default::default(),
+            cwnd: 0,
+            in_flight: 0,
+            tx_bytes: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            rx_packets: 0,
+            data_packets_out: 0,
+            retransmissions: 0,
+            losses: 0,
+            messages_in: 0,
+            messages_out: 0,
+            dh_group: None,
+            hmac: (false, false),
+            sseq: (false, false),
+            flows: Vec::new(),
+        };
+        let mut s = Snapshot {
+            sessions: vec![row(None), row(Some("other")), row(None)],
+            ..Snapshot::default()
+        };
+        s.name_app("live");
+        let apps: Vec<_> = s.sessions.iter().map(|r| r.app.as_deref()).collect();
+        assert_eq!(apps, [Some("live"), Some("other"), Some("live")]);
+    }
+
+    #[test]
+    fn flow_kinds_from_metadata() {
+        let kind = |b: &[u8]| FlowKind::of(&FlowMeta::new(b));
+        assert_eq!(kind(&TcMetadata::new(0).to_bytes()), FlowKind::Control);
+        assert_eq!(kind(&[0x54, 0x43, 0x05, 0x01]), FlowKind::Stream(1));
+        assert_eq!(
+            kind(&TcMetadata::new(2_000_001).to_bytes()),
+            FlowKind::Stream(2_000_001)
+        );
+        assert_eq!(kind(&[0x00, 0x47, 0x52, 0x1c]), FlowKind::Data);
+        // TC without a stream ID, or with bytes after it: not readable TC.
+        assert_eq!(kind(b"TC\x00"), FlowKind::Data);
+        assert_eq!(kind(b"TC\x04\x01\x02"), FlowKind::Data);
+        assert_eq!(kind(&[]), FlowKind::None);
+        assert_eq!(FlowKind::Stream(3).to_string(), "stream 3");
+        assert_eq!(FlowKind::Control.stream_id(), Some(0));
+        assert_eq!(FlowKind::Data.stream_id(), None);
     }
 }

@@ -203,6 +203,31 @@ pub fn encode(s: &Snapshot) -> String {
         "Data packets retransmitted, summed over sessions",
         Samples::one(Counter, s.retransmissions as f64),
     );
+    let (flows_tx, flows_rx) = s.flows();
+    r.register(
+        "flows",
+        "Flows open now over every session, by direction",
+        Samples::labelled(
+            Gauge,
+            "direction",
+            [
+                ("send".to_owned(), flows_tx as f64),
+                ("receive".to_owned(), flows_rx as f64),
+            ],
+        ),
+    );
+    r.register(
+        "messages",
+        "Flow messages delivered to (in) and written by (out) the server, all flows",
+        Samples::labelled(
+            Counter,
+            "direction",
+            [
+                ("in".to_owned(), s.messages_in as f64),
+                ("out".to_owned(), s.messages_out as f64),
+            ],
+        ),
+    );
     r.register(
         "session_rtt_seconds",
         "Smoothed round-trip time of each open session, sampled once a second",

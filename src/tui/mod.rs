@@ -109,6 +109,11 @@ impl Dashboard {
         let _ = q.wait_for(|q| *q).await;
     }
 
+    /// What [`Dashboard::quit_requested`] waits on, for a task of its own.
+    pub fn quit_receiver(&self) -> watch::Receiver<bool> {
+        self.quit.clone()
+    }
+
     /// Stops painting and gives the terminal back.
     pub fn finish(mut self) -> io::Result<()> {
         self.stop_and_join()

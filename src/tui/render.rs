@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Sparkline, Table, 
 use unicode_width::UnicodeWidthChar;
 
 use super::app::{App, Column, View};
-use crate::net::snapshot::{SessionRow, state_name};
+use crate::net::snapshot::{FlowKind, SessionRow, state_name};
 use crate::proto::crypto::peer_id_hex;
 use crate::proto::flow::Priority;
 use crate::proto::stats::DropReason;
@@ -214,7 +214,7 @@ fn cell(c: Column, s: &SessionRow, tx: f64, rx: f64) -> String {
             .map(|p| peer_id_hex(&p)[..8].to_owned())
             .unwrap_or_else(|| "-".into()),
         Column::Addr => fit(&s.far_addr.to_string(), w),
-        Column::Kind => s.kind.name().chars().take(w).collect(),
+        Column::Kind => fit(s.kind.name(), w),
         Column::App => s.app.as_deref().map_or("-".into(), |a| fit(a, w)),
         Column::State => state_name(s.state).into(),
         Column::Age => age(s.age),
@@ -255,11 +255,23 @@ fn render_flows(app: &App, f: &mut Frame, area: Rect) {
         .peer_id
         .map(|p| peer_id_hex(&p))
         .unwrap_or_else(|| "(no peer ID yet)".into());
-    let title = format!(
-        " flows of {} {} ",
-        fit(&peer, area.width.saturating_sub(40) as usize),
-        s.far_addr
+    // Totals each way, so the title answers "how much went where".
+    let (mut out, mut inn) = ((0u64, 0u64), (0u64, 0u64));
+    for fl in &s.flows {
+        let t = if fl.sending { &mut out } else { &mut inn };
+        t.0 += fl.bytes;
+        t.1 += fl.messages;
+    }
+    let totals = format!(
+        "out {}B/{} msgs, in {}B/{} msgs",
+        si(out.0 as f64),
+        out.1,
+        si(inn.0 as f64),
+        inn.1
     );
+    let addr = s.far_addr.to_string();
+    let room = (area.width as usize).saturating_sub(15 + addr.len() + totals.len());
+    let title = format!(" flows of {} {addr} · {totals} ", fit(&peer, room));
     let block = Block::new().borders(Borders::TOP).title(title);
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -267,36 +279,58 @@ fn render_flows(app: &App, f: &mut Frame, area: Rect) {
         f.render_widget(Paragraph::new("no flows"), inner);
         return;
     }
-    let header = Row::new([
-        "FLOW",
-        "DIR",
-        "PRIO",
-        "SEQ",
-        "FLIGHT/BUF",
-        "QUEUED/CAP",
-        "PEER WIN",
-        "EXCEPTION",
-    ])
-    .style(BOLD);
+    // Sequence number and bytes in flight only where there is room: the
+    // first 11 columns fill 80 columns.
+    let wide = inner.width >= 100;
+    let mut header = vec![
+        "FLOW", "DIR", "KIND", "PRIO", "ASSOC", "BYTES", "MSGS", "ABND", "BUFFER", "WINDOW", "EXC",
+    ];
+    let mut widths = vec![5, 4, 14, 9, 5, 6, 6, 5, 6, 6, 4];
+    if wide {
+        header.extend(["SEQ", "IN FLIGHT"]);
+        widths.extend([8, 9]);
+    }
     let height = inner.height.saturating_sub(1) as usize;
     let rows = s.flows.iter().take(height).map(|fl| {
-        Row::new([
+        let kind = FlowKind::of(&fl.metadata).to_string();
+        let mut cells = vec![
             fl.id.to_string(),
             if fl.sending { "send" } else { "recv" }.into(),
+            fit(&kind, 14),
             fl.priority.map_or("-".into(), priority),
-            fl.sequence.to_string(),
-            si(fl.in_flight_or_buffered as f64),
-            si(fl.queued_or_capacity as f64),
+            fl.return_for.map_or("-".into(), |r| r.to_string()),
+            si(fl.bytes as f64),
+            si(fl.messages as f64),
             if fl.sending {
-                si(fl.peer_window as f64)
+                si(fl.abandoned as f64)
             } else {
                 "-".into()
             },
+            // Sending: bytes held until acknowledged; receiving: bytes
+            // held for reassembly or not yet read.
+            si(if fl.sending {
+                fl.queued_or_capacity
+            } else {
+                fl.in_flight_or_buffered
+            } as f64),
+            si(fl.window as f64),
             fl.exception.map_or("-".into(), |e| e.to_string()),
-        ])
+        ];
+        if wide {
+            cells.push(fl.sequence.to_string());
+            cells.push(if fl.sending {
+                si(fl.in_flight_or_buffered as f64)
+            } else {
+                "-".into()
+            });
+        }
+        Row::new(cells)
     });
-    let widths = [6, 4, 9, 8, 10, 10, 8, 9].map(Constraint::Length);
-    f.render_widget(Table::new(rows, widths).header(header), inner);
+    f.render_widget(
+        Table::new(rows, widths.into_iter().map(Constraint::Length))
+            .header(Row::new(header).style(BOLD)),
+        inner,
+    );
 }
 
 fn priority(p: Priority) -> String {
@@ -394,27 +428,61 @@ fn render_streams(app: &App, f: &mut Frame, area: Rect) {
         f.render_widget(Paragraph::new("no streams"), inner);
         return;
     }
-    let name_w = inner.width.saturating_sub(32).max(8);
-    let header = Row::new(["STREAM", "PUBLISHER", "SUBS", "BITRATE"]).style(BOLD);
+    // A relay's streams have a publisher and subscribers; the stream a
+    // command publishes or plays itself has counts of what went through.
+    let header = Row::new([
+        "STREAM",
+        "ROLE",
+        "PUBLISHER",
+        "SUBS",
+        "TAGS",
+        "AUDIO",
+        "VIDEO",
+        "DATA",
+        "BYTES",
+        "BITRATE",
+    ])
+    .style(BOLD);
+    let fixed = [8u16, 9, 5, 6, 6, 6, 5, 6, 9];
+    let used: u16 = fixed.iter().sum::<u16>() + fixed.len() as u16;
+    let name_w = inner.width.saturating_sub(used).max(8);
+    let dash = || "-".to_owned();
     let rows = streams
         .iter()
         .take(inner.height.saturating_sub(1) as usize)
         .map(|s| {
+            let l = s.local;
+            let count = |f: fn(&crate::net::snapshot::LocalStream) -> u64| {
+                l.as_ref().map_or_else(dash, |l| si(f(l) as f64))
+            };
             Row::new([
                 fit(&s.name, name_w as usize),
+                match l {
+                    None => "relayed",
+                    Some(l) if l.publishing => "publish",
+                    Some(_) => "play",
+                }
+                .to_owned(),
                 s.publisher
                     .map(|p| peer_id_hex(&p)[..8].to_owned())
-                    .unwrap_or_else(|| "-".into()),
-                s.subscribers.to_string(),
+                    .unwrap_or_else(dash),
+                if l.is_some() {
+                    dash()
+                } else {
+                    s.subscribers.to_string()
+                },
+                count(|l| l.tags()),
+                count(|l| l.audio),
+                count(|l| l.video),
+                count(|l| l.data),
+                count(|l| l.bytes),
                 format!("{}b/s", si(s.bitrate as f64)),
             ])
         });
-    let widths = [
-        Constraint::Length(name_w),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(10),
-    ];
+    let widths = std::iter::once(name_w)
+        .chain(fixed)
+        .map(Constraint::Length)
+        .collect::<Vec<_>>();
     f.render_widget(Table::new(rows, widths).header(header), inner);
 }
 
@@ -487,19 +555,21 @@ fn render_details(app: &App, f: &mut Frame, area: Rect) {
         kv(
             "sent",
             format!(
-                "{} packets, {} B, {}B/s",
+                "{} packets, {} B, {}B/s, {} messages",
                 s.tx_packets,
                 s.tx_bytes,
-                si(r.tx_rate)
+                si(r.tx_rate),
+                s.messages_out
             ),
         ),
         kv(
             "received",
             format!(
-                "{} packets, {} B, {}B/s",
+                "{} packets, {} B, {}B/s, {} messages",
                 s.rx_packets,
                 s.rx_bytes,
-                si(r.rx_rate)
+                si(r.rx_rate),
+                s.messages_in
             ),
         ),
         kv(
@@ -521,7 +591,14 @@ fn render_details(app: &App, f: &mut Frame, area: Rect) {
                 yes_no(s.sseq)
             ),
         ),
-        kv("flows", format!("{} (f shows them)", s.flows.len())),
+        kv(
+            "flows",
+            format!(
+                "{} sending, {} receiving (f shows them)",
+                s.flows.iter().filter(|f| f.sending).count(),
+                s.flows.iter().filter(|f| !f.sending).count()
+            ),
+        ),
     ];
     f.render_widget(Clear, rect);
     f.render_widget(

@@ -11,8 +11,9 @@ use ratatui::backend::TestBackend;
 
 use super::app::{Action, App, Column, View};
 use super::render::{fit, render, si};
-use crate::net::snapshot::{PeerKind, SessionRow, Snapshot, StreamRow};
-use crate::proto::flow::{FlowStats, Priority};
+use crate::flash::metadata::TcMetadata;
+use crate::net::snapshot::{LocalStream, PeerKind, SessionRow, Snapshot, StreamRow};
+use crate::proto::flow::{FlowMeta, FlowStats, Priority};
 use crate::proto::session::State;
 use crate::proto::stats::DropReason;
 use crate::server::ServerStats;
@@ -58,6 +59,8 @@ fn row(i: u32) -> SessionRow {
         data_packets_out: 200,
         retransmissions: u64::from(i % 9),
         losses: u64::from(i % 4),
+        messages_in: u64::from(i) * 3,
+        messages_out: u64::from(i) * 4,
         dh_group: Some(if i.is_multiple_of(3) { 2 } else { 14 }),
         hmac: (i.is_multiple_of(2), i.is_multiple_of(2)),
         sseq: (false, i.is_multiple_of(5)),
@@ -65,22 +68,77 @@ fn row(i: u32) -> SessionRow {
             FlowStats {
                 id: 1,
                 sending: true,
-                priority: Some(Priority::Routine),
+                priority: Some(Priority::Immediate),
+                metadata: FlowMeta::new(&TcMetadata::new(0).to_bytes()),
+                return_for: None,
                 sequence: 12,
+                bytes: 1_234,
+                messages: 11,
+                abandoned: 0,
                 in_flight_or_buffered: 0,
                 queued_or_capacity: 0,
-                peer_window: 65536,
+                window: 65536,
                 exception: None,
             },
             FlowStats {
                 id: 2,
+                sending: true,
+                priority: Some(Priority::Priority),
+                metadata: FlowMeta::new(&TcMetadata::new(1).to_bytes()),
+                return_for: Some(1),
+                sequence: 4_000,
+                bytes: 2_500_000,
+                messages: 3_999,
+                abandoned: 17,
+                in_flight_or_buffered: 8_760,
+                queued_or_capacity: 30_000,
+                window: 131_072,
+                exception: None,
+            },
+            FlowStats {
+                id: 1,
                 sending: false,
                 priority: None,
+                metadata: FlowMeta::new(&TcMetadata::new(0).to_bytes()),
+                return_for: Some(1),
                 sequence: 7,
+                bytes: 900,
+                messages: 6,
+                abandoned: 0,
                 in_flight_or_buffered: 120,
                 queued_or_capacity: 65536,
-                peer_window: 0,
+                window: 65536,
+                exception: None,
+            },
+            FlowStats {
+                id: 3,
+                sending: false,
+                priority: None,
+                metadata: FlowMeta::new(b"GR\x1c\x00 a long NetGroup name"),
+                return_for: None,
+                sequence: 0,
+                bytes: 0,
+                messages: 0,
+                abandoned: 0,
+                in_flight_or_buffered: 0,
+                queued_or_capacity: 65536,
+                window: 0,
                 exception: Some(3),
+            },
+            FlowStats {
+                id: 4,
+                sending: false,
+                priority: None,
+                metadata: FlowMeta::new(&TcMetadata::new(2_000_001).to_bytes()),
+                return_for: Some(2),
+                sequence: 30,
+                bytes: 40_960,
+                messages: 30,
+                abandoned: 0,
+                in_flight_or_buffered: 0,
+                queued_or_capacity: 65536,
+                window: 65536,
+                exception: None,
             },
         ],
     }
@@ -184,12 +242,14 @@ fn hostile_names_are_cleaned_and_cut() {
             publisher: s.sessions[0].peer_id,
             subscribers: 3,
             bitrate: 2_500_000,
+            local: None,
         },
         StreamRow {
             name: Arc::from("s".repeat(5000).as_str()),
             publisher: None,
             subscribers: 0,
             bitrate: 0,
+            local: None,
         },
     ];
     let mut a = App::new("rtmfp serve", 1);
@@ -229,6 +289,13 @@ fn flows_view() {
 }
 
 #[test]
+fn flows_view_wide() {
+    let mut a = app(3, 2);
+    key(&mut a, KeyCode::Char('f'));
+    insta::assert_snapshot!(draw(&a, 120, 16));
+}
+
+#[test]
 fn packets_view() {
     let mut a = app(3, 90);
     a.view = View::Packets;
@@ -241,6 +308,39 @@ fn streams_view_empty() {
     let mut a = app(3, 2);
     a.view = View::Streams;
     insta::assert_snapshot!(draw(&a, 80, 24));
+}
+
+#[test]
+fn streams_view_of_a_publisher_and_a_player() {
+    let mut a = App::new(String::from("rtmfp publish"), 1);
+    let mut s = snapshot(1, 4);
+    s.streams = vec![
+        StreamRow {
+            name: Arc::from("cam"),
+            bitrate: 812_000,
+            local: Some(LocalStream {
+                publishing: true,
+                audio: 187,
+                video: 100,
+                data: 1,
+                bytes: 406_000,
+                last_timestamp: 4000,
+            }),
+            ..StreamRow::default()
+        },
+        StreamRow {
+            name: Arc::from("cam?asis"),
+            bitrate: 0,
+            local: Some(LocalStream {
+                publishing: false,
+                ..LocalStream::default()
+            }),
+            ..StreamRow::default()
+        },
+    ];
+    a.update(0, Arc::new(s));
+    a.view = View::Streams;
+    insta::assert_snapshot!(draw(&a, 80, 12));
 }
 
 #[test]

@@ -29,6 +29,7 @@ mod send;
 pub mod seqset;
 #[cfg(test)]
 mod sim;
+mod stats;
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +50,7 @@ use super::time::Instant;
 use super::wire::{Writer, option, vlu};
 
 pub use self::recv::FRAGMENT_SIZE_BIAS;
+pub use self::stats::{FlowMeta, FlowStats};
 
 /// `MAX_DATA_FRAG_LENGTH` = `SENDER_MSS` (spec 01 §5.4).
 pub const MAX_DATA_FRAG_LENGTH: usize = cc::SENDER_MSS;
@@ -248,6 +250,8 @@ pub struct TransportStats {
     pub acks_out: u64,
     pub buffer_probes_out: u64,
     pub messages_delivered: u64,
+    /// Messages the application wrote on any flow.
+    pub messages_written: u64,
     pub cwnd: usize,
     pub ssthresh: usize,
     pub bytes_in_flight: usize,
@@ -295,25 +299,6 @@ struct EcnState {
 }
 
 /// The data plane of one session.
-/// One flow's state, as a cheap snapshot for dashboards and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlowStats {
-    pub id: u64,
-    /// True for a flow we send, false for one we receive.
-    pub sending: bool,
-    pub priority: Option<Priority>,
-    /// Sending: next sequence number to assign. Receiving: cumulative ack.
-    pub sequence: u64,
-    /// Sending: bytes in flight. Receiving: bytes held for reassembly or unread.
-    pub in_flight_or_buffered: usize,
-    /// Sending: bytes queued not yet sent. Receiving: receive buffer capacity.
-    pub queued_or_capacity: usize,
-    /// Sending: the peer's advertised window in bytes.
-    pub peer_window: usize,
-    /// Set when the flow ended with (or was rejected by) an exception code.
-    pub exception: Option<u64>,
-}
-
 pub struct Transport {
     cfg: TransportConfig,
     rtt: RttEstimator,
@@ -422,6 +407,7 @@ impl Transport {
         }
         let mut f = SendFlow::new(id, priority, opts);
         f.return_for = return_for;
+        f.metadata = FlowMeta::new(metadata);
         self.send.insert(id, Box::new(f));
         self.rr[priority.index()].push_back(id);
         Ok(id)
@@ -437,6 +423,7 @@ impl Transport {
             return Err(FlowError::BufferFull);
         }
         f.write(msg, &opts);
+        self.stats.messages_written += 1;
         Ok(())
     }
 
@@ -536,37 +523,14 @@ impl Transport {
         self.pkt_acked_flows = Vec::new();
     }
 
-    /// Per-flow snapshots, sending flows first.
-    pub fn flow_stats(&self) -> impl Iterator<Item = FlowStats> + '_ {
-        let send = self.send.values().map(|f| FlowStats {
-            id: f.id,
-            sending: true,
-            priority: Some(f.priority),
-            sequence: f.next_sn,
-            in_flight_or_buffered: f.outstanding,
-            queued_or_capacity: f.queued_bytes,
-            peer_window: f.rx_buffer_size,
-            exception: f.exception,
-        });
-        let recv = self.recv.values().map(|f| FlowStats {
-            id: f.id,
-            sending: false,
-            priority: None,
-            sequence: f.csn(),
-            in_flight_or_buffered: f.buffered + f.app_pending,
-            queued_or_capacity: f.capacity,
-            peer_window: 0,
-            exception: f.rejected,
-        });
-        send.chain(recv)
-    }
-
     pub fn poll_event(&mut self) -> Option<FlowEvent> {
         let ev = self.events.pop_front()?;
         if let FlowEvent::Message { flow, data } = &ev
             && let Some(f) = self.recv.get_mut(flow)
         {
             f.app_pending = f.app_pending.saturating_sub(data.len());
+            f.bytes_delivered += data.len() as u64;
+            f.messages_delivered += 1;
             // The consumer made room behind a small window: tell the sender.
             if f.last_adv_blocks < 2 && f.window_blocks() >= 2 {
                 Self::enqueue_ack(&mut self.ack_list, f);
@@ -723,6 +687,8 @@ impl Transport {
             self.cfg.max_seq_runs,
             self.cfg.default_delivery,
         );
+        rf.metadata = FlowMeta::new(metadata.unwrap_or_default());
+        rf.return_for = return_for;
         match metadata {
             Some(md) if !bad => self.events.push_back(FlowEvent::NewFlow {
                 flow,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::chunk::data_flags;
 use super::seqset::{Insert, SeqSet};
-use super::{Delivery, FlowEvent};
+use super::{Delivery, FlowEvent, FlowMeta};
 use crate::proto::time::Instant;
 
 /// `FRAGMENT_SIZE_BIAS`: per-fragment overhead charged to the buffer (spec 02 §12.7).
@@ -70,6 +70,12 @@ pub(super) struct RecvFlow {
     pub linger_until: Option<Instant>,
     pub last_adv_blocks: u64,
     pub in_ack_list: bool,
+    /// The metadata's prefix and return association, for snapshots.
+    pub metadata: FlowMeta,
+    pub return_for: Option<u64>,
+    /// Message bytes and messages the application took (`poll_event`).
+    pub bytes_delivered: u64,
+    pub messages_delivered: u64,
 }
 
 /// First element of `set` in `[a, b]` (empty if `a > b`).
@@ -112,6 +118,10 @@ impl RecvFlow {
             linger_until: None,
             last_adv_blocks: 0,
             in_ack_list: false,
+            metadata: FlowMeta::default(),
+            return_for: None,
+            bytes_delivered: 0,
+            messages_delivered: 0,
         };
         f.last_adv_blocks = f.window_blocks();
         f

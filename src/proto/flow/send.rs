@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::chunk::data_flags;
-use super::{MAX_DATA_FRAG_LENGTH, Priority, WriteOptions};
+use super::{FlowMeta, MAX_DATA_FRAG_LENGTH, Priority, WriteOptions};
 use crate::proto::time::Instant;
 
 /// `F_PERSIST_INITIAL_PERIOD` (spec 02 §12.7).
@@ -90,6 +90,13 @@ pub(super) struct SendFlow {
     /// The persist timer fired: send a probe (Buffer Probe or one fragment).
     pub probe_due: bool,
     pub ever_written: bool,
+    /// The metadata's prefix, for snapshots (`startup_opts` is dropped once acked).
+    pub metadata: FlowMeta,
+    /// Message bytes and messages the application wrote.
+    pub bytes_written: u64,
+    pub messages_written: u64,
+    /// Messages abandoned (deadline, or lost without retransmission).
+    pub abandoned_messages: u64,
 }
 
 impl SendFlow {
@@ -125,6 +132,10 @@ impl SendFlow {
             persist: None,
             probe_due: false,
             ever_written: false,
+            metadata: FlowMeta::default(),
+            bytes_written: 0,
+            messages_written: 0,
+            abandoned_messages: 0,
         }
     }
 
@@ -162,6 +173,8 @@ impl SendFlow {
     /// Queues one message, cut into fragments.
     pub fn write(&mut self, msg: &[u8], opts: &WriteOptions) {
         self.ever_written = true;
+        self.bytes_written += msg.len() as u64;
+        self.messages_written += 1;
         let id = self.next_msg_id;
         self.next_msg_id += 1;
         let first_sn = self.next_sn;
@@ -240,6 +253,7 @@ impl SendFlow {
         m.abandoned = true;
         let (a, b) = (m.first_sn, m.last_sn);
         self.abandon_range(a, b);
+        self.abandoned_messages += 1;
         true
     }
 

@@ -12,6 +12,8 @@ use super::chunk::{Chunk, Chunks};
 use super::*;
 use crate::proto::rng::{Rng, SeededRng};
 
+mod flow_counts;
+
 /// Sim header: flags (0x80 TC, 0x01 echo present) + timestamp + echo, in µs.
 const SIM_HEADER: usize = 17;
 /// Room for chunks: a 1200-byte plain packet minus the largest real header (spec 01 §5.4).
