@@ -63,7 +63,8 @@ impl Proc {
 
     fn wait(mut self) -> (i32, Vec<Json>) {
         let code = self.child.wait().unwrap().code().unwrap_or(-1);
-        let rest = self.lines.try_iter().collect();
+        // Every line: the reader ends at EOF (try_iter raced it under load).
+        let rest = self.lines.iter().collect();
         (code, rest)
     }
 }

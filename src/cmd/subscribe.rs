@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+use super::peer_session::{self, PeerOptions};
 use super::stream_monitor;
 use super::stream_session::{self, report_failure};
 use crate::cli::{SubscribeArgs, exit};
+use crate::client::peer_stream::PeerMode;
 use crate::client::report::amf_json;
 use crate::client::stream::{StreamInput, StreamOutput, StreamRole};
 use crate::flash::command::code;
@@ -36,6 +38,8 @@ struct State {
     started: std::time::Instant,
     /// The stream's end, as the server said it.
     ended: Option<String>,
+    /// The server's description of the end, when it is not the usual one.
+    ended_reason: Option<String>,
     stop_sent: bool,
 }
 
@@ -144,6 +148,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         json,
         started: std::time::Instant::now(),
         ended: None,
+        ended_reason: None,
         stop_sent: false,
     }));
     // The callback cannot stop the app itself: it asks through the input channel.
@@ -163,6 +168,10 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
                     }
                     if i.code == code::PLAY_UNPUBLISH_NOTIFY || i.code == code::PLAY_STOP {
                         st.ended = Some(i.code.clone());
+                        st.ended_reason = i
+                            .description
+                            .clone()
+                            .filter(|d| d != "Unpublish Notify" && !d.is_empty());
                         stop = true;
                     }
                 }
@@ -203,17 +212,30 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         })
     };
     let role = StreamRole::Play {
-        start: None,
-        duration: None,
+        start: args.start,
+        duration: args.len,
         reset: None,
     };
-    let mut s =
-        match stream_session::open("subscribe", json, &args.target, &url, role, None, out).await {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
+    let opened = match &args.peer {
+        Some(peer) => {
+            let opts = PeerOptions {
+                name: args.name.clone(),
+                stdout_busy: stdout_is_flv,
+                direct_timeout: Some(args.direct_timeout),
+                fallback_relay: args.fallback == crate::cli::Fallback::Relay,
+                ..PeerOptions::default()
+            };
+            let mode = PeerMode::Play { peer: peer.clone() };
+            peer_session::open("subscribe", json, &args.target, &url, mode, opts, None, out).await
+        }
+        None => stream_session::open("subscribe", json, &args.target, &url, role, None, out).await,
+    };
+    let mut s = match opened {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
-    let (m, progress) = (&args.monitor, s.driver.app.progress.clone());
+    let (m, progress) = (&args.monitor, s.driver.app.progress());
     let monitor = match stream_monitor::watch(
         "subscribe",
         m,
@@ -230,7 +252,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         let tx = s.input.clone();
         let state = state.clone();
         let (wait, duration) = (args.wait, args.duration);
-        let progress = s.driver.app.progress.clone();
+        let progress = s.driver.app.progress();
         tokio::spawn(async move {
             let begun = tokio::time::Instant::now();
             let mut first: Option<tokio::time::Instant> = None;
@@ -278,7 +300,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
     {
         return report_failure("subscribe", json, f);
     }
-    let first_ms = match (app.started_at, st.stats.first_frame) {
+    let first_ms = match (app.started_at(), st.stats.first_frame) {
         (Some(a), Some(f)) => Some(f.saturating_since(a).as_secs_f64() * 1000.0),
         _ => None,
     };
@@ -293,7 +315,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
                 .map(|e| format!("output closed: {e}"))
         });
     let s_ = &st.stats;
-    let summary = json!({
+    let mut summary = json!({
         "type": "summary",
         "frames": s_.frames(),
         "audio": s_.audio_frames,
@@ -307,6 +329,14 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         "first_frame_ms": first_ms.map(|m| (m * 1000.0).round() / 1000.0),
         "ended": ended,
     });
+    if let Some(r) = &st.ended_reason {
+        summary["reason"] = json!(r);
+    }
+    if args.peer.is_some() {
+        let (path, why) = app.path();
+        summary["path"] = json!(path);
+        summary["direct_failed"] = json!(why);
+    }
     if json {
         st.line(&summary);
     } else {
@@ -323,7 +353,11 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
             s_.gaps,
             s_.late,
             first_ms.map_or("-".to_owned(), |m| format!("after {m:.0} ms")),
-            ended.as_deref().unwrap_or("stopped"),
+            match (&ended, &st.ended_reason) {
+                (Some(e), Some(r)) => format!("{e} ({r})"),
+                (Some(e), None) => e.clone(),
+                (None, _) => "stopped".to_owned(),
+            },
         );
     }
     if st.stats.frames() + st.data_messages > 0 {
