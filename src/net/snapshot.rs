@@ -441,6 +441,11 @@ impl Snapshot {
     }
 }
 
+/// Snapshots take at most 1/this of the endpoint task's time.
+const MAX_SHARE_INVERSE: u32 = 100;
+/// However slow a capture, one comes at least this often.
+const MAX_PERIOD: Duration = Duration::from_secs(5);
+
 /// A session's monotonic counters as last seen, so totals survive its end.
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
@@ -503,10 +508,16 @@ impl SnapshotTap {
         if now < self.next || self.tx.receiver_count() == 0 {
             return;
         }
-        self.next = now + self.every;
+        let started = std::time::Instant::now();
         let mut s = self.capture(ep, edge, now);
         annotate(&mut s);
         self.tx.send_replace(Arc::new(s));
+        // This runs on the endpoint's own task: keep it to about 1 % of that
+        // task's time. A capture is memory-bound (~1 µs a session), so past a
+        // few thousand sessions snapshots come less often than `every`
+        // (10,000 sessions: about once a second) rather than stall packets.
+        let spent = started.elapsed().saturating_mul(MAX_SHARE_INVERSE);
+        self.next = now + self.every.max(spent.min(MAX_PERIOD));
     }
 
     fn capture(&mut self, ep: &Endpoint, edge: &EdgeStats, now: Instant) -> Snapshot {
