@@ -277,7 +277,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__probe__subcmd__nat)
-            opts="-t -4 -6 -v -q -h -V --timeout --lifetime --lifetime-max --ipv4 --ipv6 --json --verbose --quiet --help --version"
+            opts="-t -4 -6 -v -q -h -V --timeout --lifetime --lifetime-max --ipv4 --ipv6 --json --peer --peer-timeout --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -295,6 +295,14 @@ _rtmfp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -303,7 +311,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__publish)
-            opts="-t -v -q -h -V --stream --timeout --dh-group --speed --as-fast-as-possible --loop --video-lifetime --audio-lifetime --json --verbose --quiet --help --version"
+            opts="-t -v -q -h -V --stream --timeout --dh-group --speed --as-fast-as-possible --loop --video-lifetime --audio-lifetime --json --p2p --print-peer-id --max-peers --allow --name --wait-peers --no-introductions --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -341,6 +349,22 @@ _rtmfp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -349,7 +373,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__send)
-            opts="-t -v -q -h -V --stream --timeout --dh-group --stdin --json --verbose --quiet --help --version"
+            opts="-t -v -q -h -V --stream --timeout --dh-group --stdin --json --peer --name --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -371,6 +395,14 @@ _rtmfp() {
                     COMPREPLY=($(compgen -W "auto 2 5 14 16" -- "${cur}"))
                     return 0
                     ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -379,7 +411,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__serve)
-            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --require-hmac --require-sseq --source-prefix-v4 --source-prefix-v6 --keying-budget --probe-addr --metrics --publisher-timeout --introduce-across-apps --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
+            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --require-hmac --require-sseq --source-prefix-v4 --source-prefix-v6 --keying-budget --probe-addr --probe-app --metrics --publisher-timeout --introduce-across-apps --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -433,6 +465,10 @@ _rtmfp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --probe-app)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --metrics)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -461,7 +497,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__subscribe)
-            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --start --len --json --verbose --quiet --help --version"
+            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --start --len --json --peer --name --fallback --direct-timeout --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -508,6 +544,22 @@ _rtmfp() {
                     return 0
                     ;;
                 --len)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fallback)
+                    COMPREPLY=($(compgen -W "relay none" -- "${cur}"))
+                    return 0
+                    ;;
+                --direct-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -44,8 +44,9 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l crypto-threads -d 
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l dh-key-lifetime -d 'With --ephemeral: reuse the server\'s ephemeral DH key for new sessions for up to this long (e.g. 10s, 1m), halving the cost of a handshake. Trade-off: the sessions sharing a key lose forward secrecy between them; whoever later obtains that key (it lives in memory for this window) can decrypt all of them. Default: a fresh key per session' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v4 -d 'Prefix length that makes one IPv4 source for every per-source limit (handshake rate, half-open sessions, answer budgets, fair share of key computation)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l source-prefix-v6 -d 'Prefix length that makes one IPv6 source (a host usually owns a whole /64)' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keying-budget -d 'Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 50): above it new handshakes are dropped before any computation, and each source prefix gets a fair share. 0 = unlimited' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l keying-budget -d 'Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 20): above it new handshakes are dropped before any computation, and each source prefix gets a fair share. 0 = unlimited' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l probe-addr -d 'Answer NAT probes on this extra address (repeatable): STUN Binding requests (RFC 5389, with the RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe addresses). Give two IPs and two ports, e.g. A:3478 A:3479 B:3478 B:3479, for a full RFC 5780 server at A:3478. Off unless given' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l probe-app -d 'Run the RTMFP connectivity check only for clients of this app (repeatable); without it, every client that sends setPeerInfo is checked, as rtmfp-cpp\'s conncheck does' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one, reported in the log and as a JSON "metrics" event)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l publisher-timeout -d 'A publisher whose session sends nothing at all for this long, although the server pings it (from a third of this on), is taken as gone (killed, unplugged): its streams are unpublished at once, subscribers get NetStream.Play.UnpublishNotify naming the silence, and its session is closed. Without it a vanished publisher is only noticed when its session times out. 0 = leave it to the session' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand serve" -l refresh -d 'Dashboard refresh period' -r
@@ -77,7 +78,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l log-file -d 'Wit
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stats-interval -d 'Print the dashboard\'s aggregate figures (sessions by state, packets, bytes, drops by reason, handshakes, retransmissions, introductions, streams, rates per second) as one JSON object per line on stdout, every DURATION' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l peer -d 'Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name) through the server and report the path and timings. Repeatable' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l name -d 'Register this name in the app, so others can use --peer NAME' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions (e.g. 60s)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l stay -d 'Stay connected this long after the rest is done, accepting peer sessions and printing the data messages peers send us (e.g. 60s)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l max-peers -d 'Accept at most this many peer sessions opened to us at once' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l hold -d 'With --sessions: keep every connected session open (one UDP port and identity each) until interrupted, e.g. to measure server memory; the summary is printed once all are set up'
@@ -100,8 +101,15 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l speed -d 'Pace a
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l loop -d 'Publish the file this many times (a number, or inf); timestamps continue across loops' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l video-lifetime -d 'Lifetime of video messages before they are abandoned' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l audio-lifetime -d 'Lifetime of audio messages before they are abandoned' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l max-peers -d 'Accept at most this many peer sessions at once' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l name -d 'Register this name in the app, so peers can play with --peer NAME' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l wait-peers -d 'Start reading FILE only once this many peers play (each then gets the whole stream)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l as-fast-as-possible -d 'No pacing: send as fast as the network takes it (media is then sent reliably)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l json -d 'Progress and events as JSON lines on stdout'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l p2p -d 'Publish directly to the peers that play the stream (directConnections), not to the server'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l print-peer-id -d 'Print our peer ID (64 hex digits) on stdout once connected'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l no-introductions -d 'Do not let the server introduce peers to us (our addresses stay private): peers that play us then get the stream through the server (subscribe --fallback relay)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s q -l quiet -d 'Only errors on stderr'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -119,6 +127,11 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l frames -d 'Sto
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l wait -d 'How long to wait for a publisher (for the first frame or data message)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l start -d 'NetStream.play\'s start: -2 live (or recorded; the default), -1 live only, 0 or more asks for recorded content from that second on. rtmfp serve relays live streams only and answers a recording request with NetStream.Play.StreamNotFound (exit 5)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l len -d 'NetStream.play\'s len: ask the server for this many seconds of media, after which it ends the play with NetStream.Play.Stop; 0 asks for a single frame. Unlike --duration, the server counts, in media time' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l peer -d 'Play directly from this peer (64-hex-digit peer ID, or a name registered with --name)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l name -d 'Register this name in the app while playing' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l fallback -d 'With --peer, when no direct session opens within --direct-timeout: relay (ask the server to have the publisher publish the stream to it too, and play it from there), or none (fail, exit 8)' -r -f -a "relay\t'Play through the server (our extension: the publisher must be an rtmfp publish --p2p)'
+none\t'Fail with the reason (exit code 8)'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l direct-timeout -d 'With --peer, how long the direct session may take to open' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l json -d 'Data messages and the summary as JSON lines on stdout (on stderr with -o -)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s q -l quiet -d 'Only errors on stderr'
@@ -131,6 +144,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l dh-group -d 'Diffie
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l peer -d 'Send directly to this peer (64-hex-digit peer ID, or a name registered with --name)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l name -d 'Register this name in the app while sending' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stdin -d 'Read one message per line from stdin (after any ARGs given)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l json -d 'Events as JSON lines on stdout'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s v -l verbose -d 'More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides'
@@ -139,6 +154,8 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s h -l help -d 'Print
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s V -l version -d 'Print version'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s t -l timeout -d 'Give up waiting for the server\'s first answer after this long' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime-max -d 'Longest idle time tried with --lifetime' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l peer -d 'After the probe (rtmfp:// only), try a direct session to this peer (peer ID, or a name it registered with `connect --name`) through the server\'s introduction, and report what spec 05 §5.1 predicted from our NAT class against what happened, and what that says of the peer\'s NAT. JSON: {"type":"peer_check", "target", "peer_id", "our_class", "predicted": {"direct" (bool|null), "direct_with", "relay_with"}, "actual": {"direct", "addr", "path", "elapsed_ms", "rtt_ms" | "message"}, "agrees" (bool|null), "explanation"}. Exit 8 when the server does not know the peer' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l peer-timeout -d 'With --peer: how long the direct session may take to open' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -l lifetime -d 'Also measure how long an idle mapping lasts (binary search on idle time: slow, up to about 8 x --lifetime-max)'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 4 -l ipv4 -d 'Probe IPv4 only'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand probe-nat" -s 6 -l ipv6 -d 'Probe IPv6 only'

@@ -197,7 +197,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = clap::value_parser!(u8).range(16..=128))]
     pub source_prefix_v6: u8,
 
-    /// Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 50):
+    /// Diffie-Hellman work per second, in group-2 key computations (a group-16 one costs 20):
     /// above it new handshakes are dropped before any computation, and each source prefix gets a
     /// fair share. 0 = unlimited.
     #[arg(long, value_name = "N", default_value_t = 2000)]
@@ -207,8 +207,19 @@ pub struct ServeArgs {
     /// RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe
     /// addresses). Give two IPs and two ports, e.g. A:3478 A:3479 B:3478 B:3479, for a full RFC 5780
     /// server at A:3478. Off unless given.
+    ///
+    /// The same sockets run the RTMFP connectivity check of rtmfp-cpp's conncheck for every client that
+    /// sends setPeerInfo: an IHello from the listen IP on another port, one from another IP, and an
+    /// FIHello asking for the answer at a third address (another IP, else another port of the second);
+    /// then onStatus NetConnection.ConnectivityCheck.Results with conncheck's keys. Each probe is sent at
+    /// most 5 times, only to the client's session address. Needs a specific --listen IP (or the first
+    /// probe address stands for it).
     #[arg(long = "probe-addr", value_name = "ADDR")]
     pub probe_addr: Vec<SocketAddr>,
+    /// Run the RTMFP connectivity check only for clients of this app (repeatable); without it, every
+    /// client that sends setPeerInfo is checked, as rtmfp-cpp's conncheck does.
+    #[arg(long = "probe-app", value_name = "APP", requires = "probe_addr")]
+    pub probe_app: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one,
     /// reported in the log and as a JSON "metrics" event).
     #[arg(long, value_name = "ADDR")]
@@ -413,7 +424,8 @@ pub struct ConnectArgs {
 /// message), `peers` (peers: [{peer_id, name, connected_s}]), `peer_attempt` (target, peer_id,
 /// candidates: [{addr, kind, after_ms}]), `peer_opened` (target, peer_id, addr, path, elapsed_ms,
 /// rtt_ms, candidates), `peer_failed` (target, peer_id, unknown, message, elapsed_ms, candidates),
-/// `peer_incoming` (peer_id, addr, accepted), `peer_closed` (peer_id, reason).
+/// `peer_incoming` (peer_id, addr, accepted), `peer_closed` (peer_id, reason), `data` (peer_id,
+/// timestamp, values: a data message a peer sent us directly with `send --peer`).
 #[derive(Debug, Args, Default, Clone)]
 pub struct PeerArgs {
     /// Open a direct session to this peer (64-hex-digit peer ID, or a name registered with --name)
@@ -429,7 +441,8 @@ pub struct PeerArgs {
     #[arg(long, conflicts_with = "sessions")]
     pub list_peers: bool,
 
-    /// Stay connected this long after the rest is done, accepting peer sessions (e.g. 60s).
+    /// Stay connected this long after the rest is done, accepting peer sessions and printing the data
+    /// messages peers send us (e.g. 60s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "sessions")]
     pub stay: Option<Duration>,
 
@@ -486,13 +499,22 @@ pub struct StreamTargetArgs {
 /// paced by their timestamps in real time unless --as-fast-as-possible. Exits once every message was
 /// delivered (acknowledged) or abandoned, after an orderly unpublish.
 ///
+/// With --p2p the stream goes directly to peers instead (Flash's directConnections, spec 04 §8): the
+/// server only introduces them. Each peer that plays the stream by our peer ID or --name (`rtmfp
+/// subscribe --peer`) gets it on its own direct session, starting with the metadata, sequence headers
+/// and current keyframe, as from a server; the server carries no media. --print-peer-id prints our
+/// peer ID on stdout once connected, for scripts; --max-peers and --allow limit who may play.
+///
 /// With --json, progress lines `{"type":"progress", position_s, frames, audio, video, data, bytes,
 /// bitrate_bps, queued_bytes}` each second, `{"type":"status", code, ...}` for stream events and a
-/// final `{"type":"published", ...}`; errors as `{"type":"error", kind, message}`.
+/// final `{"type":"published", ...}`; errors as `{"type":"error", kind, message}`. With --p2p also
+/// `{"type":"connected", peer_id, ...}` and the peer lines of `connect --peer` (`peer_incoming`,
+/// `peer_closed`).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp publish rtmfp://127.0.0.1/live/cam movie.flv\n",
+    "  rtmfp publish --p2p --print-peer-id --name cam1 rtmfp://127.0.0.1/live/cam movie.flv\n",
     "  ffmpeg -re -f lavfi -i testsrc=size=320x240:rate=25 -c:v libx264 -g 50 -f flv - | rtmfp publish rtmfp://127.0.0.1/live/cam -\n",
     "  rtmfp publish 'rtmfp://127.0.0.1/live#cam?priority=0' movie.flv --loop inf\n\n",
     "Exit codes:\n",
@@ -502,7 +524,7 @@ pub struct StreamTargetArgs {
     "  3  host name could not be resolved\n",
     "  4  no answer within --timeout\n",
     "  5  rejected: connect refused, or the stream name (NetStream.Publish.BadName)\n",
-    "  6  protocol failure, or the session died while publishing\n",
+    "  6  protocol failure, or the session died while publishing (with --p2p: the server session)\n",
     "  130  interrupted"
 ))]
 pub struct PublishArgs {
@@ -541,6 +563,35 @@ pub struct PublishArgs {
     /// Progress and events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Publish directly to the peers that play the stream (directConnections), not to the server.
+    #[arg(long)]
+    pub p2p: bool,
+
+    /// Print our peer ID (64 hex digits) on stdout once connected.
+    #[arg(long, requires = "p2p")]
+    pub print_peer_id: bool,
+
+    /// Accept at most this many peer sessions at once.
+    #[arg(long, value_name = "N", requires = "p2p")]
+    pub max_peers: Option<usize>,
+
+    /// Accept peer sessions only from this peer ID (repeatable).
+    #[arg(long = "allow", value_name = "PEERID", requires = "p2p")]
+    pub allow: Vec<String>,
+
+    /// Register this name in the app, so peers can play with --peer NAME.
+    #[arg(long, value_name = "NICK", requires = "p2p")]
+    pub name: Option<String>,
+
+    /// Start reading FILE only once this many peers play (each then gets the whole stream).
+    #[arg(long, value_name = "N", requires = "p2p")]
+    pub wait_peers: Option<usize>,
+
+    /// Do not let the server introduce peers to us (our addresses stay private): peers that play us
+    /// then get the stream through the server (subscribe --fallback relay).
+    #[arg(long, requires = "p2p")]
+    pub no_introductions: bool,
 }
 
 /// Play a live stream and write it as FLV.
@@ -557,10 +608,21 @@ pub struct PublishArgs {
 /// within its --publisher-timeout (3 s by default) plus a round trip: the stream ends with
 /// NetStream.Play.UnpublishNotify and the reason ("Publisher lost: no packet from it for 3.0 s").
 /// Other servers notice only when the publisher's session times out.
+///
+/// With --peer PEERID|NAME the stream is played directly from that peer (a `publish --p2p`, or a Flash
+/// or librtmfp peer publishing with directConnections): the server introduces us, a direct session
+/// is punched through both NATs, and play goes to the peer on stream 2000001. The peer lines of
+/// `connect --peer` report the path and timings. When no direct session opens within
+/// --direct-timeout, --fallback relay (the default) asks the server to have the publisher publish the
+/// stream to the server too (our own TC call, answered only for an `rtmfp publish --p2p`; a Flash or
+/// librtmfp publisher simply gets no relay) and plays it from there: a `relayed` line says so and why
+/// direct failed, and the summary has `path` (direct or relayed) and `direct_failed`. With --fallback
+/// none, or when the relay is refused, it ends with exit code 8 and the reasons.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o cam.flv --duration 10s\n",
+    "  rtmfp subscribe --peer cam1 rtmfp://127.0.0.1/live/cam -o cam.flv\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o - | ffplay -\n",
     "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam --len 5 -o clip.flv   5 s of media, server-timed\n\n",
@@ -572,6 +634,7 @@ pub struct PublishArgs {
     "  5  rejected (connect or play refused)\n",
     "  6  protocol failure, or the session died\n",
     "  7  the stream started but nothing arrived (no publisher within --wait)\n",
+    "  8  --peer: the peer is unknown to the server or unreachable\n",
     "  130  interrupted before anything arrived"
 ))]
 pub struct SubscribeArgs {
@@ -609,6 +672,32 @@ pub struct SubscribeArgs {
     /// Data messages and the summary as JSON lines on stdout (on stderr with -o -).
     #[arg(long)]
     pub json: bool,
+
+    /// Play directly from this peer (64-hex-digit peer ID, or a name registered with --name).
+    #[arg(long, value_name = "PEERID|NAME")]
+    pub peer: Option<String>,
+
+    /// Register this name in the app while playing.
+    #[arg(long, value_name = "NICK", requires = "peer")]
+    pub name: Option<String>,
+
+    /// With --peer, when no direct session opens within --direct-timeout: relay (ask the server to
+    /// have the publisher publish the stream to it too, and play it from there), or none (fail, exit 8).
+    #[arg(long, value_enum, default_value_t = Fallback::Relay, requires = "peer")]
+    pub fallback: Fallback,
+
+    /// With --peer, how long the direct session may take to open.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, requires = "peer")]
+    pub direct_timeout: Duration,
+}
+
+/// What `subscribe --peer` does when no direct session opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fallback {
+    /// Play through the server (our extension: the publisher must be an rtmfp publish --p2p).
+    Relay,
+    /// Fail with the reason (exit code 8).
+    None,
 }
 
 /// Send data messages on a stream (NetStream.send).
@@ -617,15 +706,21 @@ pub struct SubscribeArgs {
 /// true, 3.5, "text", [..], {..}) as a data message every subscriber receives in order, then
 /// unpublishes once everything is acknowledged. With --stdin, every input line is one more message
 /// for HANDLER: a JSON array is its argument list, any other JSON value its single argument.
+///
+/// With --peer PEERID|NAME the messages go directly to that peer over a direct session (stream
+/// 2000001), not through the server; `rtmfp connect URL --stay DURATION` prints what peers send it
+/// (`{"type":"data", peer_id, values}`).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp send rtmfp://127.0.0.1/live/chat onChat '\"hello\"' '{\"from\":\"me\"}'\n",
+    "  rtmfp send --peer bob rtmfp://127.0.0.1/live/chat onChat '\"hi bob\"'\n",
     "  printf '\"one\"\\n\"two\"\\n' | rtmfp send rtmfp://127.0.0.1/live/chat onChat --stdin\n\n",
     "Exit codes:\n",
     "  0  every message sent and acknowledged\n",
     "  2  usage error (an argument is not JSON)\n",
-    "  3-6  as for publish (5: the stream name is taken)"
+    "  3-6  as for publish (5: the stream name is taken)\n",
+    "  8  --peer: the peer is unknown to the server or unreachable"
 ))]
 pub struct SendArgs {
     #[command(flatten)]
@@ -646,6 +741,14 @@ pub struct SendArgs {
     /// Events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Send directly to this peer (64-hex-digit peer ID, or a name registered with --name).
+    #[arg(long, value_name = "PEERID|NAME")]
+    pub peer: Option<String>,
+
+    /// Register this name in the app while sending.
+    #[arg(long, value_name = "NICK", requires = "peer")]
+    pub name: Option<String>,
 }
 
 /// How many times to publish a file; `None` is forever.
@@ -689,23 +792,33 @@ pub fn parse_loops(s: &str) -> Result<Loops, String> {
 /// "lifetime_s" ({"min","max"} bounds in seconds, or null), "p2p" (list of {"far", "direct",
 /// "reason"})}; failures are {"type":"error", "kind", "message"}.
 ///
-/// RTMFP probe servers (rtmfp://, rtmfp-cpp's conncheck) are not supported yet; --peer (probe, then try a
-/// direct session to a peer ID) waits for peer-ID sessions.
+/// Against an RTMFP server that runs the connectivity check (rtmfp://host[:port]/app: rtmfp-cpp's
+/// `conncheck`, or `rtmfp serve --probe-addr …`) it connects, sends setPeerInfo and answers the server's
+/// probes: an IHello from the server's address on another port and one from another address (did an
+/// unsolicited packet get in? that is the filtering), and an FIHello asking for an answer to a third
+/// address (did our public port stay the same toward a new destination? that is the mapping). The server
+/// reports what came back (NetConnection.ConnectivityCheck.Results) and the verdict is the same as over
+/// STUN, with "method":"rtmfp" in the JSON; the check cannot tell address-dependent from
+/// address-and-port-dependent mapping ("mapping":"address_or_address_and_port_dependent"), and does not
+/// test hairpinning or the lifetime.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp probe-nat stun://stun.example.net          RFC 5780 server on port 3478\n",
     "  rtmfp probe-nat stun://192.0.2.10:3478 --json    one JSON line per address family\n",
-    "  rtmfp probe-nat stun://192.0.2.10 --lifetime --lifetime-max 10m\n\n",
+    "  rtmfp probe-nat stun://192.0.2.10 --lifetime --lifetime-max 10m\n",
+    "  rtmfp probe-nat rtmfp://192.0.2.10/app          RTMFP connectivity check (conncheck, serve --probe-addr)\n",
+    "  rtmfp probe-nat rtmfp://192.0.2.10/app --peer bob   then try a direct session to peer \"bob\"\n\n",
     "Exit codes:\n",
     "  0  the probe ran (whatever the verdict)\n",
     "  1  local failure (no socket)\n",
     "  2  usage error (bad URL)\n",
     "  3  host name could not be resolved\n",
-    "  4  no answer in any address family (UDP blocked, or no STUN server there)"
+    "  4  no answer in any address family (UDP blocked, or no server there)\n",
+    "  8  --peer: the server does not know that peer"
 ))]
 pub struct ProbeNatArgs {
-    /// stun://host[:port] (port 3478 if not given).
+    /// stun://host[:port] (port 3478 if not given), or rtmfp://host[:port]/app (port 1935).
     #[arg(value_name = "URL")]
     pub url: String,
 
@@ -733,6 +846,19 @@ pub struct ProbeNatArgs {
     /// Write the result as one JSON object per line (schema above).
     #[arg(long)]
     pub json: bool,
+
+    /// After the probe (rtmfp:// only), try a direct session to this peer (peer ID, or a name it
+    /// registered with `connect --name`) through the server's introduction, and report what spec 05
+    /// §5.1 predicted from our NAT class against what happened, and what that says of the peer's NAT.
+    /// JSON: {"type":"peer_check", "target", "peer_id", "our_class", "predicted": {"direct" (bool|null),
+    /// "direct_with", "relay_with"}, "actual": {"direct", "addr", "path", "elapsed_ms", "rtt_ms" |
+    /// "message"}, "agrees" (bool|null), "explanation"}. Exit 8 when the server does not know the peer.
+    #[arg(long, value_name = "PEERID|NAME")]
+    pub peer: Option<String>,
+
+    /// With --peer: how long the direct session may take to open.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, requires = "peer")]
+    pub peer_timeout: Duration,
 }
 
 /// `--listen`: an IP socket address, or HOST:PORT resolved now (the first

@@ -424,3 +424,196 @@ fn full_server_says_so() {
     let counts: HashMap<String, usize> = HashMap::new();
     drop(counts);
 }
+
+/// RIKeyings (one per datagram here) in the answers on `s`.
+fn rikeyings(answers: &[Vec<u8>]) -> usize {
+    answers
+        .iter()
+        .filter(|d| {
+            let mut out = vec![0u8; MAX_DATAGRAM];
+            let Ok(p) = PacketCipher::default_key().open(d, &mut out) else {
+                return false;
+            };
+            let Ok((_, area)) = PacketHeader::decode(p) else {
+                return false;
+            };
+            Chunks::new(area).any(|c| matches!(c, Chunk::RIKeying(_)))
+        })
+        .count()
+}
+
+/// Everything that arrives on any of `socks` until all have been quiet for
+/// 500 ms (bounded: 30 s), per socket.
+fn drain_all(socks: &[UdpSocket]) -> Vec<Vec<Vec<u8>>> {
+    let mut got = vec![Vec::new(); socks.len()];
+    let mut buf = vec![0u8; 65536];
+    for s in socks {
+        s.set_nonblocking(true).unwrap();
+    }
+    let start = StdInstant::now();
+    let mut quiet = StdInstant::now();
+    while quiet.elapsed() < Duration::from_millis(500) && start.elapsed() < Duration::from_secs(30)
+    {
+        let mut any = false;
+        for (i, s) in socks.iter().enumerate() {
+            while let Ok((n, _)) = s.recv_from(&mut buf) {
+                got[i].push(buf[..n].to_vec());
+                any = true;
+            }
+        }
+        if any {
+            quiet = StdInstant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    got
+}
+
+/// IIKeying floods with valid cookies and valid public keys, at each DH
+/// group, from one source prefix per group: 20 sockets each get a cookie,
+/// then all send their IIKeying at once. Each datagram gets at most one
+/// answer, and the DH work the server does for them (RIKeyings, weighted
+/// by group cost) stays within the keying budget plus its one-second burst
+/// (20 group-16 keyings asked for, a budget that affords 1 a second); a
+/// legitimate client connects afterwards. The bound only loosens if the
+/// machine is slow.
+#[test]
+fn iikeying_floods_with_valid_keys_stay_within_the_keying_budget() {
+    const BUDGET: u32 = 20;
+    const PER_GROUP: usize = 20;
+    let budget = BUDGET.to_string();
+    let serve = Serve::start(
+        "127.0.0.1:0",
+        &["--handshake-rate", "0", "--keying-budget", &budget],
+    );
+    let url = format!("rtmfp://{}/app", serve.addr);
+    // Padded like our client's, so the answer may carry the full
+    // certificate with every group.
+    let hello = seal(&plain(|w| {
+        chunk::IHello {
+            epd: &[0x01, 0x0a],
+            tag: &[9; 16],
+        }
+        .encode(w)?;
+        let pad = 413usize.saturating_sub(w.len());
+        w.fill(0xff, pad)
+    }));
+    for (k, group) in DhGroup::ALL.into_iter().rev().enumerate() {
+        let ip = format!("127.0.{}.1", 40 + k);
+        let client =
+            Identity::generate_static(&[group], None, false, &mut SeededRng::new(k as u64))
+                .unwrap();
+        let cert = client.certificate().to_vec();
+        let settings = CryptoSettings {
+            groups: vec![group],
+            ..CryptoSettings::preferred()
+        };
+        // A fresh port each: a fresh cookie, so no answer comes from a cache.
+        let owners: Vec<UdpSocket> = (0..PER_GROUP).map(|_| source(&ip).unwrap()).collect();
+        let mut cookies = Vec::new();
+        for o in &owners {
+            o.send_to(&hello, serve.addr).unwrap();
+            let mut buf = vec![0u8; 65536];
+            let (n, _) = o.recv_from(&mut buf).expect("an RHello");
+            cookies.push(rhello_of(&buf[..n]).expect("an RHello"));
+        }
+        let ik = InitiatorKeying::new(&client, &settings, &cookies[0].1, &mut SeededRng::new(9))
+            .unwrap();
+        assert_eq!(ik.group(), group);
+        // The previous group's flood emptied the budget: let it fill (the
+        // burst is one second's worth).
+        std::thread::sleep(Duration::from_millis(1100));
+        let started = StdInstant::now();
+        for (i, (o, (cookie, _))) in owners.iter().zip(&cookies).enumerate() {
+            let d = seal(&plain(|w| {
+                chunk::IIKeying {
+                    isid: [0, 0, k as u8 + 1, i as u8 + 1],
+                    cookie,
+                    certificate: &cert,
+                    skic: ik.skic(),
+                    signature: b"X",
+                    signed: &[],
+                }
+                .encode(w)
+            }));
+            o.send_to(&d, serve.addr).unwrap();
+        }
+        let got = drain_all(&owners);
+        let elapsed = started.elapsed().as_secs_f64();
+        let answers: usize = got.iter().map(Vec::len).sum();
+        let keyed: usize = got.iter().map(|g| rikeyings(g)).sum();
+        let cost = f64::from(rtmfp::proto::endpoint::keying_cost(u64::from(group.id())));
+        let allowed = f64::from(BUDGET) * (1.0 + elapsed);
+        println!(
+            "iikeying flood, group {}: {PER_GROUP} datagrams with valid keys, {answers} answers, {keyed} keyed \
+             (cost {cost} each; budget {BUDGET}/s affords {:.1} in {elapsed:.1} s with the burst)",
+            group.id(),
+            allowed / cost
+        );
+        assert!(
+            got.iter().all(|g| g.len() <= 1),
+            "one answer per datagram at most"
+        );
+        assert!(keyed as f64 * cost <= allowed, "{keyed} keyed");
+        assert!(keyed > 0, "the budget lets some through");
+    }
+    let (code, lines, took) = connect(&url, &["--dh-group", "2"]);
+    println!("legitimate connect after the floods: exit {code} in {took:?}");
+    assert_eq!(code, 0, "{lines:?}");
+}
+
+/// IHellos naming a connected peer (an introduction: Redirect to the
+/// flooder, Forwarded IHello to the peer) from four sources: each gets at
+/// most one answer per datagram and at most 3x its bytes.
+#[test]
+fn introduction_floods_are_never_amplified() {
+    let serve = Serve::start("127.0.0.1:0", &["--handshake-rate", "0"]);
+    let url = format!("rtmfp://{}/app", serve.addr);
+    let mut holder = Command::new(BIN)
+        .args(["connect", "--json", "--sessions", "1", "--hold", &url])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peer = None;
+    for _ in 0..100 {
+        if let Some(e) = serve.events().into_iter().find(|e| e["event"] == "connect") {
+            peer = e["peer_id"].as_str().map(str::to_owned);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let peer = peer.expect("the holder connected");
+    let id: [u8; 32] = hex::decode(&peer).unwrap().try_into().unwrap();
+    let shapes = vec![
+        ihello(&crypto::epd_for_peer(&id), &[]),
+        ihello(&crypto::epd_for_peer(&id), &[6; 16]),
+    ];
+    let mut floods = Vec::new();
+    for k in 0..4 {
+        let ip = format!("127.0.{}.7", 50 + k);
+        let s = source(&ip).unwrap();
+        let shapes = shapes.clone();
+        let target = serve.addr;
+        floods.push(std::thread::spawn(move || {
+            (ip, flood(target, &s, &shapes, 100))
+        }));
+    }
+    for f in floods {
+        let (ip, t) = f.join().unwrap();
+        let r = ratio(t.recv, t.sent);
+        println!(
+            "introduction flood from {ip}: {} datagrams, {} B in, {} answers, {} B out: {r:.2}x",
+            t.sent_dgrams, t.sent, t.recv_dgrams, t.recv
+        );
+        assert!(r <= 3.0, "{ip}: {r:.2}x");
+        assert!(t.recv_dgrams <= t.sent_dgrams);
+    }
+    let (code, lines, _) = connect(&url, &[]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, 0, "{lines:?}");
+}

@@ -384,3 +384,54 @@ fn dashboard_in_tmux_shows_a_real_peer() {
     assert!(after.contains("stopped:"), "{after}");
     drop(client);
 }
+
+/// The dashboard's quit key stops `connect` like SIGINT: before the server
+/// answered, the run is interrupted (exit 130, and it says so); the
+/// README's test covers a quit after connecting (exit 0, summary printed).
+#[test]
+fn dashboard_quit_before_connecting_is_an_interrupt() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("RTMFP_NO_TMUX").is_some(),
+            "tmux is needed (apt-get install tmux)"
+        );
+        return;
+    }
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let name = format!("rtmfp-quit-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &name])
+            .args(args)
+            .output()
+            .expect("tmux")
+    };
+    let cmd = format!(
+        "{BIN} connect rtmfp://{addr}/live --count 60 --timeout 60s --dashboard; \
+         echo EXITED $?; sleep 60"
+    );
+    assert!(
+        tmux(&["new-session", "-d", "-x", "100", "-y", "30", &cmd])
+            .status
+            .success()
+    );
+    let capture = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).into_owned();
+    let wait = |ok: &dyn Fn(&str) -> bool| {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = capture();
+            if ok(&s) || Instant::now() > end {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let up = wait(&|s| s.contains("q quit"));
+    assert!(up.contains("q quit"), "{up}");
+    tmux(&["send-keys", "q"]);
+    let screen = wait(&|s| s.contains("EXITED"));
+    let _ = tmux(&["kill-server"]);
+    assert!(screen.contains("EXITED 130"), "{screen}");
+    assert!(screen.contains("interrupted"), "{screen}");
+}

@@ -63,7 +63,8 @@ impl Proc {
 
     fn wait(mut self) -> (i32, Vec<Json>) {
         let code = self.child.wait().unwrap().code().unwrap_or(-1);
-        let rest = self.lines.try_iter().collect();
+        // Every line: the reader ends at EOF (try_iter raced it under load).
+        let rest = self.lines.iter().collect();
         (code, rest)
     }
 }
@@ -206,4 +207,45 @@ fn peer_sessions_close_with_the_server_session_on_both_sides() {
             "{r}"
         );
     }
+}
+
+/// SIGINT and SIGTERM end a `--stay` cleanly (sessions closed, exit 0: what
+/// was asked was done); before the server answered, they exit 130.
+#[test]
+fn signals_end_a_stay_cleanly_and_interrupt_a_setup() {
+    let (_serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live");
+    for sig in ["-INT", "-TERM"] {
+        let bob = Proc::spawn(&["connect", &url, "--json", "--name", "bob", "--stay", "60s"]);
+        assert_eq!(bob.wait_for("type", "name")["ok"], true);
+        let _ = Command::new("kill")
+            .args([sig, &bob.child.id().to_string()])
+            .status();
+        let (code, rest) = bob.wait();
+        assert_eq!(code, 0, "{sig}: {rest:?}");
+        assert!(
+            rest.iter()
+                .all(|l| l["type"] != "error" && l["kind"].is_null()),
+            "{sig}: {rest:?}"
+        );
+    }
+    // A server that never answers: interrupted while in the handshake.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let url = format!("rtmfp://{}/live", silent.local_addr().unwrap());
+    let p = Proc::spawn(&[
+        "connect",
+        &url,
+        "--json",
+        "--peer",
+        "bob",
+        "--timeout",
+        "60s",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-INT", &p.child.id().to_string()])
+        .status();
+    let (code, rest) = p.wait();
+    assert_eq!(code, 130, "{rest:?}");
+    assert!(rest.iter().any(|l| l["kind"] == "interrupted"), "{rest:?}");
 }

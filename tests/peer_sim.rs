@@ -186,11 +186,12 @@ fn introduction_opens_a_direct_session_and_reports_the_path() {
     // 10 ms one way (virtual time): Redirect after one server round trip
     // (20 ms), A's IHello to B's candidate and B's RHello (20 ms),
     // IIKeying/RIKeying (20 ms): 60 ms, against a floor of one server RTT +
-    // one peer RTT = 40 ms. B does not answer the forwarded IHello with its
-    // RHello any more: its certificate is larger than 3x the IHello the
-    // server relayed, and A has not proven it receives (issue 12's rule).
-    // That answer was what reached A at 50 ms, and it is what opens B's NAT
-    // toward A: issue 8's NAT lab must settle how B punches within the rule.
+    // one peer RTT = 40 ms. B cannot answer the forwarded IHello with its
+    // RHello: its certificate is larger than 3x the IHello the server
+    // relayed, and A has not proven it receives. It answers with an empty
+    // Redirect instead, which opens B's NAT toward A (see
+    // `restricted_filtering_nat_is_punched_within_the_3x_rule`); A's own
+    // IHello, padded to earn the credit, gets the RHello.
     assert_eq!(elapsed, Duration::from_millis(60), "{elapsed:?}");
     let rtt = rtt.expect("rtt measured");
     assert!(rtt >= Duration::from_millis(20), "{rtt:?}");
@@ -218,6 +219,54 @@ fn introduction_opens_a_direct_session_and_reports_the_path() {
     });
     assert!(b_peer_closed, "B sees the peer session close");
     let _ = lab.b_server;
+}
+
+/// B behind a NAT with address-and-port-dependent filtering (Linux
+/// masquerade): nothing reaches B from an address B has not sent to. Only
+/// B's answer to the forwarded IHello opens that filter toward A, and it
+/// must fit 3x the IHello the server relayed; B's RHello (a full
+/// certificate, which a peer ID names) does not, the empty Redirect does.
+#[test]
+fn restricted_filtering_nat_is_punched_within_the_3x_rule() {
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    use std::rc::Rc;
+
+    let mut lab = lab(40);
+    let b_addr = lab.net.nodes[lab.b].addr;
+    let server_addr = lab.net.nodes[lab.s].addr;
+    let opened_to: Rc<RefCell<HashSet<SocketAddr>>> =
+        Rc::new(RefCell::new(HashSet::from([server_addr])));
+    let sent = opened_to.clone();
+    lab.net.filter = Some(Box::new(move |from, to, _| {
+        if from == b_addr {
+            sent.borrow_mut().insert(to);
+        }
+        true
+    }));
+    let open = opened_to.clone();
+    lab.net.arrival_filter = Some(Box::new(move |from, to, _| {
+        to != b_addr || open.borrow().contains(&from)
+    }));
+    lab.ask_for_b();
+    assert!(
+        lab.run(Answer::Introduce, Duration::from_secs(5), |o| {
+            opened(o).is_some()
+        }),
+        "no direct session through B's filtering NAT: {:?}",
+        lab.out
+    );
+    let Some(PeerEvent::Opened { addr, elapsed, .. }) = opened(&lab.out).cloned() else {
+        unreachable!()
+    };
+    assert_eq!(addr, b_addr);
+    // The first IHello A sends B crosses B's punch (both leave at 20 ms):
+    // no resend is needed, so it is as fast as an open NAT.
+    assert_eq!(elapsed, Duration::from_millis(60), "{elapsed:?}");
+    // And B never sent A more than 3x what reached B from A (or was
+    // relayed for A) before A proved it receives: A's IHellos are padded.
+    let b_stats = lab.net.nodes[lab.b].ep.stats();
+    assert!(b_stats.redirects_sent >= 1, "B punched with a Redirect");
 }
 
 #[test]
@@ -263,8 +312,14 @@ fn absurd_redirect_is_capped_and_fails_with_an_explanation() {
         })
         .sum();
     // The endpoint keeps at most REDIRECT_THRESHOLD candidates, whatever
-    // the Redirect lists (the forwarder's own send_redirect caps it too).
-    assert!(candidates <= 24, "{candidates}");
+    // the Redirect lists (the forwarder's own send_redirect caps it too),
+    // plus the one B's own empty Redirect reveals (its reflexive address,
+    // which the capped list had cut off).
+    assert!(candidates <= 25, "{candidates}");
+    assert!(
+        opened(&lab.out).is_some(),
+        "B's punch finds the address the absurd list buried"
+    );
     if let Some(PeerEvent::Failed { explanation, .. }) = lab
         .out
         .iter()

@@ -620,3 +620,78 @@ fn stale_check_keeps_a_live_session() {
         Some(State::Open)
     );
 }
+
+/// The initiator's first packet after the handshake carries what the app
+/// queued on `Opened` (a NetConnection connect) rather than a lone Ping:
+/// Cumulus fails a session whose first packet is a Ping before the connect
+/// ("Timeout connection client", found by interop), and a responder's
+/// half-open session is confirmed by any packet. Driven by hand, in the
+/// order the real driver uses: events first, then transmits.
+#[test]
+fn first_packet_after_opening_carries_the_apps_data_not_a_ping() {
+    use rtmfp::proto::endpoint::Endpoint;
+    use rtmfp::proto::flow::{Priority, WriteOptions};
+    use rtmfp::proto::{Instant, SeededRng};
+    let now = Instant::ZERO + Duration::from_secs(1);
+    let cfg = EndpointConfig::default();
+    let mut s = Endpoint::new(
+        server_identity(5, G2),
+        cfg.clone(),
+        Box::new(SeededRng::new(5)),
+        now,
+    );
+    let mut c = Endpoint::new(
+        client_identity(6, G2),
+        cfg,
+        Box::new(SeededRng::new(6)),
+        now,
+    );
+    let (sa, ca): (std::net::SocketAddr, std::net::SocketAddr) = (
+        "192.0.2.1:1935".parse().unwrap(),
+        "198.51.100.7:5000".parse().unwrap(),
+    );
+    s.add_interface(false);
+    c.add_interface(false);
+    let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
+    c.connect(now, &epd, &[sa]).unwrap();
+    let mut buf = vec![0u8; 1500];
+    let mut opened = None;
+    for _ in 0..10 {
+        for ep in [&mut s, &mut c] {
+            ep.handle_timeout(now);
+            while let Some(job) = ep.poll_crypto_job() {
+                ep.complete_crypto_job(now, job.run());
+            }
+        }
+        while let Some(e) = c.poll_event() {
+            if let Event::Opened { session, .. } = e {
+                opened = Some(session);
+            }
+        }
+        if opened.is_some() {
+            break;
+        }
+        while let Some(t) = c.poll_transmit(now, &mut buf) {
+            s.handle_datagram(now, 0, ca, &buf[..t.len]);
+        }
+        while let Some(t) = s.poll_transmit(now, &mut buf) {
+            c.handle_datagram(now, 0, sa, &buf[..t.len]);
+        }
+    }
+    let h = opened.expect("the session opened");
+    let t = c.transport(h).unwrap();
+    let f = t
+        .open_flow(b"TC\x04\x00", None, Priority::Immediate)
+        .unwrap();
+    t.write(f, &[7u8; 300], WriteOptions::default()).unwrap();
+    c.wake(h);
+    let mut sizes = Vec::new();
+    while let Some(t) = c.poll_transmit(now, &mut buf) {
+        sizes.push(t.len);
+    }
+    assert!(
+        sizes.first().is_some_and(|&n| n > 300),
+        "first datagrams after opening: {sizes:?}"
+    );
+    assert_eq!(sizes.len(), 1, "{sizes:?}");
+}

@@ -84,6 +84,9 @@ pub enum Kind {
     Protocol,
     /// SIGINT or SIGTERM before the work was done.
     Interrupted,
+    /// No direct session to the peer (unknown to the server, or nothing
+    /// answered); exit code 8.
+    PeerUnreachable,
 }
 
 impl Kind {
@@ -103,6 +106,7 @@ impl Kind {
             Kind::Closed => "closed",
             Kind::Protocol => "protocol",
             Kind::Interrupted => "interrupted",
+            Kind::PeerUnreachable => "peer_unreachable",
         }
     }
 
@@ -114,6 +118,7 @@ impl Kind {
             Kind::NoAnswer | Kind::Unreachable | Kind::Redirected => exit::NO_ANSWER,
             Kind::Rejected | Kind::ServerFull => exit::REJECTED,
             Kind::Interrupted => exit::INTERRUPTED,
+            Kind::PeerUnreachable => exit::PEER,
             Kind::NotRtmfp
             | Kind::NoKeying
             | Kind::Crypto
@@ -124,7 +129,7 @@ impl Kind {
     }
 
     /// Every kind, in the order summaries list them.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::NoAnswer,
         Kind::Unreachable,
         Kind::NotRtmfp,
@@ -139,6 +144,7 @@ impl Kind {
         Kind::Input,
         Kind::Resolve,
         Kind::Interrupted,
+        Kind::PeerUnreachable,
     ];
 }
 

@@ -10,10 +10,12 @@
 //! * [`report`]: what gets reported, as text and JSON lines.
 //! * [`failure`]: why a setup failed (phase, kind, exit code), shared by every command.
 
+pub mod conncheck;
 pub mod failure;
 pub mod load;
 pub mod peer;
 pub mod peer_app;
+pub mod peer_stream;
 pub mod probe;
 pub mod report;
 pub mod setup;

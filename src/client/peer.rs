@@ -18,7 +18,7 @@ use crate::proto::Instant;
 use crate::proto::crypto::{epd_for_peer, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::session::{CloseReason, OpenFailure, Role, State};
-use crate::proto::wire::address::AddressOrigin;
+use crate::proto::wire::address::{AddressOrigin, PeerAddress};
 
 /// How the winning candidate was learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +155,14 @@ impl PeerSessions {
         self.openings.len()
     }
 
+    /// The peer on an open peer session (ours or incoming).
+    pub fn peer_of(&self, h: SessionHandle) -> Option<[u8; 32]> {
+        self.open
+            .iter()
+            .find(|(s, _, _)| *s == h)
+            .map(|(_, p, _)| *p)
+    }
+
     pub fn open_sessions(&self) -> impl Iterator<Item = (SessionHandle, [u8; 32])> + '_ {
         self.open.iter().map(|(h, p, _)| (*h, *p))
     }
@@ -227,18 +235,28 @@ impl PeerSessions {
         match e {
             Event::Redirected {
                 session,
-                addresses,
+                mut addresses,
                 gone,
-                ..
+                from,
             } => {
+                let server = ep.session(self.server).map(|s| s.far_addr);
                 let Some(o) = self.openings.iter_mut().find(|o| o.session == session) else {
                     return Some(Event::Redirected {
                         session,
-                        from: SocketAddr::from(([0, 0, 0, 0], 0)),
+                        from,
                         addresses,
                         gone,
                     });
                 };
+                // The target answering the forwarded IHello with an empty
+                // Redirect (its certificate did not fit 3x): its source is
+                // the target's reflexive address toward us.
+                if addresses.is_empty() && !gone && Some(from) != server {
+                    addresses.push(PeerAddress {
+                        addr: from,
+                        origin: AddressOrigin::Observed,
+                    });
+                }
                 o.redirects += 1;
                 let after = now.saturating_since(o.started);
                 let mut new = Vec::new();
@@ -382,8 +400,12 @@ impl PeerSessions {
                 });
                 None
             }
-            Event::Flow { session, .. } if self.open.iter().any(|(h, _, _)| *h == session) => {
-                // No NetStreams on peer sessions yet: refuse what arrives.
+            Event::Flow { session, .. }
+                if !self.open.iter().any(|(h, _, _)| *h == session)
+                    && self.openings.iter().any(|o| o.session == session) =>
+            {
+                // Not reported open yet (waiting for the RTT probe): what
+                // the peer opens this early is refused.
                 if let Event::Flow {
                     event: crate::proto::flow::FlowEvent::NewFlow { flow, .. },
                     ..

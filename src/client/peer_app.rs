@@ -8,11 +8,14 @@ use std::time::Duration;
 use super::Failure;
 use super::peer::{AcceptPolicy, PeerEvent, PeerSessions};
 use super::tc::{TcClient, TcEvent, public_address};
-use crate::flash::Value;
+use crate::flash::amf0::Limits;
 use crate::flash::presence::{self, PeerEntry, parse_peer_id};
+use crate::flash::{TcMetadata, Value};
+use crate::media::netstream::{Incoming, classify};
 use crate::net::App;
 use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
+use crate::proto::flow::FlowEvent;
 use crate::proto::session::{FiHelloMode, State};
 
 #[derive(Debug, Clone)]
@@ -23,6 +26,8 @@ pub struct PeerAppConfig {
     pub local_addrs: Vec<SocketAddr>,
     /// Until connected, and for each peer.
     pub timeout: Duration,
+    /// For each peer, if not `timeout`.
+    pub peer_timeout: Option<Duration>,
     /// Peer IDs (64 hex digits) or names, in order.
     pub peers: Vec<String>,
     pub name: Option<String>,
@@ -55,12 +60,34 @@ pub enum PeerOutput {
         target: Option<String>,
         event: PeerEvent,
     },
+    /// The answer to a [`PeerApp::call`] with a custom transaction ID.
+    Reply {
+        transaction_id: f64,
+        result: Result<Vec<Value>, Option<crate::flash::StatusInfo>>,
+    },
+    /// An `onStatus` the server sent on the NetConnection.
+    ServerStatus(crate::flash::StatusInfo),
+    /// No direct session opened; the stream comes through the server.
+    Relayed {
+        peer: [u8; 32],
+        reason: String,
+    },
+    /// A data message a peer sent us directly (`send --peer`).
+    Data {
+        peer: [u8; 32],
+        timestamp: u32,
+        values: Vec<Value>,
+    },
 }
 
 const NAME_TID: f64 = 2.0;
 const LIST_TID: f64 = 3.0;
 const LOOKUP_TID: f64 = 100.0;
+/// Transaction IDs from here on belong to the caller of [`PeerApp::call`].
+pub const CUSTOM_TID: f64 = 10_000.0;
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// Direct data flows accepted from peers at once.
+const MAX_DIRECT_FLOWS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -87,6 +114,11 @@ pub struct PeerApp {
     targets: Vec<(SessionHandle, String, [u8; 32])>,
     failure: Option<Failure>,
     peer_failures: usize,
+    /// Direct stream flows peers opened to us: (session, flow).
+    direct_in: Vec<(SessionHandle, u64)>,
+    /// SIGINT/SIGTERM arrived: the driver is closing every session.
+    stopping: bool,
+    connected: bool,
 }
 
 impl PeerApp {
@@ -104,11 +136,94 @@ impl PeerApp {
             targets: Vec::new(),
             failure: None,
             peer_failures: 0,
+            direct_in: Vec::new(),
+            stopping: false,
+            connected: false,
+        }
+    }
+
+    /// Records the signal (named `signal`) that stopped the work. Once
+    /// connected, what was reported stands and the run counts as complete
+    /// (like an interrupted `--count` or `--hold`); before, the interrupt is
+    /// the outcome.
+    pub fn interrupted(&mut self, signal: &str) {
+        if !self.connected && self.failure.is_none() {
+            let phase = if self.session.is_some() {
+                super::failure::Phase::Connect
+            } else {
+                super::failure::Phase::Hello
+            };
+            self.failure = Some(Failure::interrupted(phase, signal));
         }
     }
 
     pub fn failure(&self) -> Option<&Failure> {
         self.failure.as_ref()
+    }
+
+    /// The server's control flow on the NetConnection (our stream flows
+    /// toward the server answer it).
+    pub fn server_control_flow(&self) -> Option<u64> {
+        self.tc.as_ref().and_then(TcClient::server_control_flow)
+    }
+
+    /// The server session (the NetConnection), once started.
+    pub fn server_session(&self) -> Option<SessionHandle> {
+        self.session
+    }
+
+    /// The peer on an open peer session.
+    pub fn peer_of(&self, h: SessionHandle) -> Option<[u8; 32]> {
+        self.peers.as_ref().and_then(|p| p.peer_of(h))
+    }
+
+    /// Direct data from peers (`send --peer`): TC flows with a stream ID
+    /// that answer nothing of ours; their data messages are reported, the
+    /// rest ignored. Returns false for flows not of an open peer session.
+    fn on_peer_flow(
+        &mut self,
+        ep: &mut Endpoint,
+        session: SessionHandle,
+        event: FlowEvent,
+    ) -> bool {
+        let Some(peer) = self.peer_of(session) else {
+            return false;
+        };
+        match event {
+            FlowEvent::NewFlow {
+                flow,
+                metadata,
+                return_for,
+            } => {
+                let md = TcMetadata::parse(&metadata).ok();
+                if let (Some(m), None) = (md, return_for)
+                    && m.stream_id != 0
+                    && self.direct_in.len() < MAX_DIRECT_FLOWS
+                {
+                    self.direct_in.push((session, flow));
+                } else if let Some(t) = ep.transport(session) {
+                    t.reject_flow(flow, 0);
+                }
+                ep.wake(session);
+            }
+            FlowEvent::Message { flow, data } if self.direct_in.contains(&(session, flow)) => {
+                if let Ok(Incoming::Data {
+                    timestamp, values, ..
+                }) = classify(data, Limits::default())
+                {
+                    (self.out)(PeerOutput::Data {
+                        peer,
+                        timestamp,
+                        values,
+                    });
+                }
+            }
+            FlowEvent::FlowComplete { flow } => {
+                self.direct_in.retain(|x| *x != (session, flow));
+            }
+            _ => {}
+        }
+        true
     }
 
     pub fn exit_code(&self) -> i32 {
@@ -126,7 +241,8 @@ impl PeerApp {
         self.close(ep, now);
     }
 
-    fn close(&mut self, ep: &mut Endpoint, now: Instant) {
+    /// Orderly end: the server session closes, and the peer sessions with it.
+    pub fn close(&mut self, ep: &mut Endpoint, now: Instant) {
         if matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
             return;
         }
@@ -152,7 +268,9 @@ impl PeerApp {
         }
     }
 
-    fn call(&mut self, ep: &mut Endpoint, tid: f64, cmd: crate::flash::Command) {
+    /// A call on the NetConnection; its answer is reported as
+    /// [`PeerOutput::Reply`] when `tid` is [`CUSTOM_TID`] or above.
+    pub fn call(&mut self, ep: &mut Endpoint, tid: f64, cmd: crate::flash::Command) {
         if let Some(tc) = self.tc.as_mut()
             && tc.call(ep, &cmd).is_ok()
         {
@@ -176,6 +294,7 @@ impl PeerApp {
 
     fn on_connected(&mut self, ep: &mut Endpoint, now: Instant, info: &Value) {
         let h = self.session.expect("connected implies a session");
+        self.connected = true;
         (self.out)(PeerOutput::Connected {
             server: ep.session(h).map_or(self.cfg.candidates[0], |s| s.far_addr),
             peer_id: ep.identity().fingerprint(),
@@ -223,7 +342,12 @@ impl PeerApp {
                 .and_then(|i| i.description.clone())
                 .unwrap_or_else(|| "refused".into())
         };
-        if tid == NAME_TID {
+        if tid >= CUSTOM_TID {
+            (self.out)(PeerOutput::Reply {
+                transaction_id: tid,
+                result,
+            });
+        } else if tid == NAME_TID {
             let r = match &result {
                 Ok(_) => Ok(self.cfg.name.clone().unwrap_or_default()),
                 Err(e) => Err(why(e)),
@@ -322,7 +446,7 @@ impl App for PeerApp {
                 ep.set_fihello_mode(session, FiHelloMode::SendRHello);
                 self.peers = Some(PeerSessions::new(
                     session,
-                    self.cfg.timeout,
+                    self.cfg.peer_timeout.unwrap_or(self.cfg.timeout),
                     self.cfg.policy.clone(),
                 ));
                 let mut tc = TcClient::new(
@@ -336,14 +460,16 @@ impl App for PeerApp {
             }
             Event::OpenFailed { session, .. } if Some(session) == self.session => {
                 self.session = None;
-                self.failure.get_or_insert(Failure::no_answer(format!(
-                    "no answer from {}",
-                    self.cfg.url
-                )));
+                if !self.stopping {
+                    self.failure.get_or_insert(Failure::no_answer(format!(
+                        "no answer from {}",
+                        self.cfg.url
+                    )));
+                }
                 self.phase = Phase::Done;
             }
             Event::Closed { session, reason } if Some(session) == self.session => {
-                if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                if !self.stopping && !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
                     self.failure.get_or_insert(Failure::protocol(format!(
                         "server session closed ({reason:?})"
                     )));
@@ -361,7 +487,9 @@ impl App for PeerApp {
                     }
                     TcEvent::Failed(m) => self.fail(ep, now, Failure::protocol(m)),
                     TcEvent::Ended => {
-                        if !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+                        if !self.stopping
+                            && !matches!(self.phase, Phase::Closing { .. } | Phase::Done)
+                        {
                             self.fail(
                                 ep,
                                 now,
@@ -373,11 +501,23 @@ impl App for PeerApp {
                         transaction_id,
                         result,
                     } => self.on_reply(ep, now, transaction_id, result),
-                    TcEvent::Keepalive(_) | TcEvent::Status(_) => {}
+                    TcEvent::Status(info) => (self.out)(PeerOutput::ServerStatus(info)),
+                    TcEvent::Keepalive(_) => {}
                 }
+            }
+            Event::Flow { session, event } => {
+                self.on_peer_flow(ep, session, event);
+            }
+            Event::Closed { session, .. } => {
+                self.direct_in.retain(|(h, _)| *h != session);
             }
             _ => {}
         }
+    }
+
+    fn on_shutdown(&mut self, _ep: &mut Endpoint, _now: Instant) {
+        // The driver closes the sessions: their ends are ours, not failures.
+        self.stopping = true;
     }
 
     fn timeout(&self) -> Option<Instant> {

@@ -205,6 +205,12 @@ impl StreamApp {
         self.failure.as_ref()
     }
 
+    /// The server session, once started (a direct publisher routes its
+    /// relay's events by it).
+    pub fn session(&self) -> Option<SessionHandle> {
+        self.session
+    }
+
     /// Whether publish/play was answered.
     pub fn started(&self) -> bool {
         self.started_at.is_some()

@@ -225,8 +225,15 @@ async fn run_async(args: ConnectArgs, url: RtmfpUrl, stop: Stop) -> i32 {
                 }
             };
             if args.peer.wanted() {
-                return super::connect_peer::run(&args, &url, &identity, &crypto, &candidates)
-                    .await;
+                return super::connect_peer::run(
+                    &args,
+                    &url,
+                    &identity,
+                    &crypto,
+                    &candidates,
+                    &stop,
+                )
+                .await;
             }
             run_probe(
                 &args,
@@ -316,11 +323,13 @@ async fn run_probe(
         }
     };
     let quit = monitor.quit_requested();
+    let cut_short = std::cell::Cell::new(false);
     let interrupted = async {
         tokio::select! {
             _ = stop.wait_unit() => {}
             _ = quit => {}
         }
+        cut_short.set(true);
     };
     let result = driver.run(interrupted, Duration::from_secs(2)).await;
     driver.end_snapshots();
@@ -338,8 +347,11 @@ async fn run_probe(
         eprintln!("rtmfp connect: {e}");
         return exit::FAILURE;
     }
+    // The run ended early by a signal, or by the dashboard's quit key (the
+    // same rule: the summary so far stands).
     match stop.signal() {
         Some(s) => driver.app.interrupted(s.name()),
+        None if cut_short.get() => driver.app.interrupted("the dashboard's quit key"),
         None => driver.app.finish(),
     }
     if let Some(f) = driver.app.failure() {

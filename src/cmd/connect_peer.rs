@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+use super::signals::Stop;
 use crate::cli::{ConnectArgs, exit};
 use crate::client::peer::Candidate;
-use crate::client::report::ms;
+use crate::client::report::{amf_json, ms};
 use crate::client::{AcceptPolicy, PeerApp, PeerAppConfig, PeerEvent, PeerOutput, RtmfpUrl};
 use crate::flash::presence::parse_peer_id;
 use crate::net::{Clock, Driver};
@@ -21,6 +22,7 @@ pub async fn run(
     identity: &Identity,
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
+    stop: &Stop,
 ) -> i32 {
     let mut allow = Vec::new();
     for a in &args.peer.allow {
@@ -53,6 +55,7 @@ pub async fn run(
         candidates: candidates.to_vec(),
         local_addrs: locals,
         timeout: args.timeout,
+        peer_timeout: None,
         peers: args.peer.peers.clone(),
         name: args.peer.name.clone(),
         list_peers: args.peer.list_peers,
@@ -74,12 +77,12 @@ pub async fn run(
         let _ = stdout.flush();
     });
     let mut driver = Driver::new(ep, PeerApp::new(cfg, out), sockets, clock);
-    let interrupted = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    if let Err(e) = driver.run(interrupted, Duration::from_secs(2)).await {
+    if let Err(e) = driver.run(stop.wait_unit(), Duration::from_secs(2)).await {
         eprintln!("rtmfp connect: {e}");
         return exit::FAILURE;
+    }
+    if let Some(sig) = stop.signal() {
+        driver.app.interrupted(sig.name());
     }
     if let Some(f) = driver.app.failure() {
         if json {
@@ -118,6 +121,27 @@ pub fn to_json(o: &PeerOutput) -> Json {
             "peer_id": peer_id_hex(peer_id),
             "observed_address": observed.map(|a| a.to_string()),
             "connect_ms": ms(*connect_time)}),
+        PeerOutput::Data {
+            peer,
+            timestamp,
+            values,
+        } => json!({"type": "data", "peer_id": peer_id_hex(peer), "timestamp": timestamp,
+            "values": values.iter().map(amf_json).collect::<Vec<_>>()}),
+        PeerOutput::Reply {
+            transaction_id,
+            result,
+        } => match result {
+            Ok(v) => json!({"type": "reply", "transaction_id": transaction_id,
+                "values": v.iter().map(amf_json).collect::<Vec<_>>()}),
+            Err(i) => json!({"type": "reply", "transaction_id": transaction_id,
+                "error": i.as_ref().map(|i| amf_json(&i.to_value()))}),
+        },
+        PeerOutput::ServerStatus(i) => json!({"type": "server_status", "code": i.code,
+            "info": amf_json(&i.to_value())}),
+        PeerOutput::Relayed { peer, reason } => {
+            json!({"type": "relayed", "peer_id": peer_id_hex(peer),
+            "path": "relayed", "reason": reason})
+        }
         PeerOutput::Named(Ok(n)) => json!({"type": "name", "name": n, "ok": true}),
         PeerOutput::Named(Err(m)) => json!({"type": "name", "ok": false, "message": m}),
         PeerOutput::Peers(list) => json!({"type": "peers", "peers": list.iter().map(|e| json!({
@@ -181,6 +205,20 @@ pub fn to_text(o: &PeerOutput) -> String {
             ms(*connect_time),
             peer_id_hex(peer_id),
             observed.map_or("(not reported)".into(), |a| a.to_string())
+        ),
+        PeerOutput::Data { peer, values, .. } => format!(
+            "peer {}: data {}",
+            peer_id_hex(peer),
+            Json::Array(values.iter().map(amf_json).collect())
+        ),
+        PeerOutput::Reply {
+            transaction_id,
+            result,
+        } => format!("reply to call {transaction_id}: {result:?}"),
+        PeerOutput::ServerStatus(i) => format!("server status {}", i.code),
+        PeerOutput::Relayed { peer, reason } => format!(
+            "peer {}: no direct path ({reason}); the stream comes through the server (path: relayed)",
+            peer_id_hex(peer)
         ),
         PeerOutput::Named(Ok(n)) => format!("registered as {n:?}"),
         PeerOutput::Named(Err(m)) => format!("name refused: {m}"),

@@ -10,8 +10,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use super::peer_session::{self, PeerOptions};
 use super::stream_session::{self, report_failure};
 use crate::cli::{PublishArgs, exit};
+use crate::client::peer_stream::PeerMode;
 use crate::client::report::amf_json;
 use crate::client::stream::{Progress, StreamInput, StreamOutput, StreamRole};
 use crate::flash::amf0::{self, Limits};
@@ -82,21 +84,37 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         audio: args.audio_lifetime,
         video: args.video_lifetime,
     });
-    let mut s = match stream_session::open(
-        "publish",
-        json,
-        &args.target,
-        &url,
-        StreamRole::Publish,
-        lifetimes,
-        out,
-    )
-    .await
-    {
+    let opened = if args.p2p {
+        let opts = PeerOptions {
+            name: args.name.clone(),
+            max_peers: args.max_peers,
+            allow: args.allow.clone(),
+            print_peer_id: args.print_peer_id,
+            wait_peers: args.wait_peers.unwrap_or(0),
+            no_introductions: args.no_introductions,
+            ..PeerOptions::default()
+        };
+        let mode = PeerMode::Publish;
+        peer_session::open(
+            "publish",
+            json,
+            &args.target,
+            &url,
+            mode,
+            opts,
+            lifetimes,
+            out,
+        )
+        .await
+    } else {
+        let role = StreamRole::Publish;
+        stream_session::open("publish", json, &args.target, &url, role, lifetimes, out).await
+    };
+    let mut s = match opened {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let progress = s.driver.app.progress.clone();
+    let progress = s.driver.app.progress();
     let interrupted = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
     let feed = Arc::new(Feed::default());
@@ -150,6 +168,13 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         "elapsed_s": (secs * 1000.0).round() / 1000.0,
         "interrupted": interrupted.load(SeqCst),
     });
+    let mut summary = summary;
+    if let Some(p) = app.peer() {
+        summary["peer_plays"] = json!(p.stats.plays);
+        summary["peer_refused"] = json!(p.stats.refused);
+        summary["peer_bytes"] = json!(p.stats.bytes_out);
+        summary["relayed_to_server"] = json!(p.relaying());
+    }
     if json {
         println!("{summary}");
     } else {

@@ -8,8 +8,10 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use serde_json::{Value as Json, json};
 
+use super::peer_session::{self, PeerOptions};
 use super::stream_session::{self, report_failure};
 use crate::cli::{SendArgs, exit};
+use crate::client::peer_stream::PeerMode;
 use crate::client::report::amf_json;
 use crate::client::stream::{StreamInput, StreamOutput, StreamRole};
 use crate::flash::Value;
@@ -100,17 +102,21 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
             }
         }
     });
-    let mut s = match stream_session::open(
-        "send",
-        json,
-        &args.target,
-        &url,
-        StreamRole::Publish,
-        None,
-        out,
-    )
-    .await
-    {
+    let opened = match &args.peer {
+        Some(peer) => {
+            let opts = PeerOptions {
+                name: args.name.clone(),
+                ..PeerOptions::default()
+            };
+            let mode = PeerMode::Send { peer: peer.clone() };
+            peer_session::open("send", json, &args.target, &url, mode, opts, None, out).await
+        }
+        None => {
+            let role = StreamRole::Publish;
+            stream_session::open("send", json, &args.target, &url, role, None, out).await
+        }
+    };
+    let mut s = match opened {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -159,7 +165,7 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
     if let Some(f) = s.driver.app.failure() {
         return report_failure("send", json, f);
     }
-    let sent = s.driver.app.progress.data.load(Relaxed);
+    let sent = s.driver.app.progress().data.load(Relaxed);
     if json {
         println!("{}", json!({"type": "sent", "messages": sent}));
     } else {

@@ -115,14 +115,15 @@ async fn serve(
         out.fatal("no address to listen on");
         return exit::FAILURE;
     }
+    let mut probe_sockets = None;
     if !args.probe_addr.is_empty() {
         match crate::server::probes::bind(&args.probe_addr).await {
-            Ok(probe_sockets) => {
-                for a in probe_sockets.iter().filter_map(|s| s.local_addr().ok()) {
-                    info!("answering NAT probes (STUN) on {a}");
+            Ok(ps) => {
+                for a in ps.iter().filter_map(|s| s.local_addr().ok()) {
+                    info!("answering NAT probes (STUN, RTMFP connectivity check) on {a}");
                     out.json(json!({"event": "probe_listening", "addr": a.to_string()}));
                 }
-                tokio::spawn(crate::server::probes::run(probe_sockets));
+                probe_sockets = Some(ps);
             }
             Err(e) => {
                 out.fatal(&e);
@@ -186,8 +187,31 @@ async fn serve(
         },
         fingerprint,
     );
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(PROBE_QUEUE);
+    let mut server = server;
+    let mut probe_tx = None;
+    if let Some(ps) = probe_sockets {
+        // The RTMFP connectivity check (spec 05 §3) on the probe sockets.
+        let probe_addrs: Vec<SocketAddr> = ps.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let listen_addrs: Vec<SocketAddr> =
+            sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        server.enable_conncheck(crate::server::conncheck::ConncheckConfig {
+            probe_addrs,
+            listen: listen_addrs,
+            rng: Box::new(OsRng),
+            apps: args.probe_app.clone(),
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(PROBE_QUEUE);
+        probe_tx = Some(tx);
+        let link = crate::server::probes::RtmfpLink {
+            sends: rx,
+            returned: cmd_tx.clone(),
+        };
+        tokio::spawn(crate::server::probes::run(ps, Some(link)));
+    }
     let watched = Monitor::wanted(&args.monitor) || args.metrics.is_some();
     let app = ServeApp {
+        probe_tx,
         server,
         out,
         trimmer: Trimmer::default(),
@@ -195,7 +219,6 @@ async fn serve(
         drops_reported: [0; DropReason::COUNT],
         next_drop_report: clock.now() + DROP_REPORT_PERIOD,
     };
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
     let threads = match crypto_threads {
         0 => None,
         n => match CryptoThreads::spawn(n, n * crate::net::CRYPTO_JOBS_PER_THREAD) {
@@ -294,6 +317,10 @@ async fn serve(
         "frames_dropped": s.media.frames_dropped,
         "media_rejected": s.media.rejected,
         "rx_datagrams": stats.rx_datagrams,
+        "rx_bytes": stats.rx_bytes,
+        "tx_bytes": stats.tx_bytes,
+        "media_bytes_in": s.media.bytes_in,
+        "media_bytes_out": s.media.bytes_out,
         "dropped_datagrams": stats.total_drops(),
         "sessions_left": driver.ep.session_count(),
     }));
@@ -556,6 +583,8 @@ fn close_reason(r: CloseReason) -> &'static str {
 /// The server plus its output, driven by [`Driver`].
 struct ServeApp {
     server: Server,
+    /// IHellos of the connectivity check, to the probe sockets' task.
+    probe_tx: Option<tokio::sync::mpsc::Sender<crate::server::conncheck::ProbeSend>>,
     out: Output,
     /// Drop counters at the last report, and when the next is due.
     drops_reported: [u64; DropReason::COUNT],
@@ -564,6 +593,9 @@ struct ServeApp {
     /// Each session's app, kept only while snapshots are watched.
     apps: Option<HashMap<u32, Arc<str>>>,
 }
+
+/// Commands and probe IHellos queued between the tasks, at most.
+const PROBE_QUEUE: usize = 256;
 
 /// Datagrams dropped are summed up at most this often (a flood must not
 /// flood the log).
@@ -603,6 +635,12 @@ impl ServeApp {
     }
 
     fn flush(&mut self) {
+        while let Some(p) = self.server.poll_probe_send() {
+            // A full queue drops it: a probe not sent counts as not returned.
+            if let Some(tx) = &self.probe_tx {
+                let _ = tx.try_send(p);
+            }
+        }
         while let Some(e) = self.server.poll_event() {
             if let Some(apps) = &mut self.apps {
                 match &e {
@@ -799,6 +837,7 @@ mod tests {
             metrics: None,
             monitor: Default::default(),
             probe_addr: vec![],
+            probe_app: vec![],
         };
         let (a, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("created"), "{how}");

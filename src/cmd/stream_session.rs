@@ -37,7 +37,7 @@ pub fn report_failure(cmd: &str, json: bool, f: &Failure) -> i32 {
 
 /// A stream app ready to run: its driver and the channel that feeds it.
 pub struct Session {
-    pub driver: Driver<StreamApp>,
+    pub driver: Driver<super::peer_session::AnyStream>,
     pub input: tokio::sync::mpsc::Sender<StreamInput>,
 }
 
@@ -94,7 +94,8 @@ pub async fn open(
         lifetimes,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let driver = Driver::new(ep, StreamApp::new(cfg, out), sockets, clock).with_commands(rx);
+    let app = super::peer_session::AnyStream::Server(StreamApp::new(cfg, out));
+    let driver = Driver::new(ep, app, sockets, clock).with_commands(rx);
     Ok(Session { driver, input: tx })
 }
 

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+use super::peer_session::{self, PeerOptions};
 use super::stream_session::{self, report_failure};
 use crate::cli::{SubscribeArgs, exit};
+use crate::client::peer_stream::PeerMode;
 use crate::client::report::amf_json;
 use crate::client::stream::{StreamInput, StreamOutput, StreamRole};
 use crate::flash::command::code;
@@ -199,18 +201,31 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         duration: args.len,
         reset: None,
     };
-    let mut s =
-        match stream_session::open("subscribe", json, &args.target, &url, role, None, out).await {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
+    let opened = match &args.peer {
+        Some(peer) => {
+            let opts = PeerOptions {
+                name: args.name.clone(),
+                stdout_busy: stdout_is_flv,
+                direct_timeout: Some(args.direct_timeout),
+                fallback_relay: args.fallback == crate::cli::Fallback::Relay,
+                ..PeerOptions::default()
+            };
+            let mode = PeerMode::Play { peer: peer.clone() };
+            peer_session::open("subscribe", json, &args.target, &url, mode, opts, None, out).await
+        }
+        None => stream_session::open("subscribe", json, &args.target, &url, role, None, out).await,
+    };
+    let mut s = match opened {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
     // Stops: asked by the callback, --duration after the first frame, --wait without anything.
     let watcher = {
         let tx = s.input.clone();
         let state = state.clone();
         let (wait, duration) = (args.wait, args.duration);
-        let progress = s.driver.app.progress.clone();
+        let progress = s.driver.app.progress();
         tokio::spawn(async move {
             let begun = tokio::time::Instant::now();
             let mut first: Option<tokio::time::Instant> = None;
@@ -257,7 +272,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
     {
         return report_failure("subscribe", json, f);
     }
-    let first_ms = match (app.started_at, st.stats.first_frame) {
+    let first_ms = match (app.started_at(), st.stats.first_frame) {
         (Some(a), Some(f)) => Some(f.saturating_since(a).as_secs_f64() * 1000.0),
         _ => None,
     };
@@ -288,6 +303,11 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
     });
     if let Some(r) = &st.ended_reason {
         summary["reason"] = json!(r);
+    }
+    if args.peer.is_some() {
+        let (path, why) = app.path();
+        summary["path"] = json!(path);
+        summary["direct_failed"] = json!(why);
     }
     if json {
         st.line(&summary);

@@ -39,6 +39,7 @@ pub mod command;
 pub mod message;
 pub mod metadata;
 pub mod presence;
+pub mod relay_fallback;
 pub mod user_control;
 
 pub use amf0::{AmfError, Limits, Value};

@@ -15,16 +15,20 @@
 //! IDs and [`MAX_STREAM_FLOWS`] stream flows, [`MAX_REPORTED_ADDRESSES`]
 //! reported addresses.
 
+pub mod conncheck;
 mod introductions;
 mod media_hooks;
 pub mod metrics;
 pub mod probes;
 mod registry;
 pub mod relay;
+mod relay_fallback;
 pub mod streams;
 pub mod stun;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conncheck;
 
 pub use registry::{Member, Registry};
 
@@ -232,6 +236,9 @@ impl std::fmt::Display for ClientClose {
 /// Counters (monotonic).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerStats {
+    /// Relay fallbacks asked of a publisher, and refused (see `relay_fallback`).
+    pub relays_requested: u64,
+    pub relays_refused: u64,
     pub sessions_opened: u64,
     pub connects: u64,
     pub peer_infos: u64,
@@ -324,6 +331,11 @@ pub struct Server {
     intro_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
     media: Streams,
     registry: Registry,
+    /// `--probe-addr`: the connectivity check (spec 05 §3).
+    conncheck: Option<conncheck::Conncheck>,
+    conncheck_stats: conncheck::ConncheckStats,
+    /// Streams each connection may be asked to publish here (relay fallback).
+    relayable: HashMap<SessionHandle, Vec<String>>,
 }
 
 impl Server {
@@ -346,6 +358,9 @@ impl Server {
             intro_buckets: HashMap::new(),
             registry: Registry::default(),
             media: Streams::new(cfg_media),
+            conncheck: None,
+            conncheck_stats: Default::default(),
+            relayable: HashMap::new(),
         }
     }
 
@@ -465,8 +480,10 @@ impl Server {
         reason: CloseReason,
     ) {
         self.media.on_session_closed(ep, now, session);
+        self.end_conncheck(session);
         let conn = self.conns.remove(&session);
         self.registry.leave(session);
+        self.relayable.remove(&session);
         let peer_id = conn.as_ref().map(|c| c.peer_id);
         if let Some(p) = peer_id
             && self.peers.get(&p) == Some(&session)
@@ -731,6 +748,7 @@ impl Server {
                 if transaction_id != 0.0 {
                     self.send_command(ep, now, h, Command::result(transaction_id, []));
                 }
+                self.start_conncheck(ep, now, h, &addrs);
                 self.emit(ServerEvent::SetPeerInfo {
                     session: h,
                     peer_id,
@@ -779,6 +797,7 @@ impl Server {
                 }
             }
             _ if self.on_presence_command(ep, now, h, &cmd) => {}
+            _ if self.on_relay_command(ep, now, h, &cmd) => {}
             _ => {
                 self.stats.unknown_commands += 1;
                 self.send_command(ep, now, h, Command::call_failed(&cmd));
@@ -931,6 +950,13 @@ fn ms(d: Duration) -> u32 {
 pub enum ServerCommand {
     /// [`Server::notify_shutdown`].
     NotifyShutdown,
+    /// [`Server::probe_returned`]: an RHello with a probe tag reached probe
+    /// socket `via`.
+    ProbeReturned {
+        via: usize,
+        from: SocketAddr,
+        tag: [u8; crate::nat::rtmfp_probe::PROBE_TAG_LEN],
+    },
 }
 
 impl crate::net::App for Server {
@@ -943,14 +969,22 @@ impl crate::net::App for Server {
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
         match cmd {
             ServerCommand::NotifyShutdown => self.notify_shutdown(ep, now),
+            ServerCommand::ProbeReturned { via, from, tag } => {
+                self.probe_returned(ep, now, via, from, tag)
+            }
         }
     }
 
     fn timeout(&self) -> Option<Instant> {
-        self.media.timeout()
+        crate::proto::time::earliest(self.conncheck_timeout(), self.media.timeout())
     }
 
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        self.media.on_timeout(ep, now);
+        if self.conncheck_timeout().is_some_and(|t| t <= now) {
+            self.on_conncheck_timeout(ep, now);
+        }
+        if self.media.timeout().is_some_and(|t| t <= now) {
+            self.media.on_timeout(ep, now);
+        }
     }
 }

@@ -139,14 +139,15 @@ pub struct MediaStats {
 /// App and name hash; the app shared, so the per-message lookup copies nothing.
 type Key = (std::sync::Arc<str>, [u8; 32]);
 
+/// (Also what a direct peer-to-peer publisher keeps for fast start.)
 #[derive(Debug, Default)]
-struct Cache {
+pub(crate) struct Cache {
     /// Stored data frames: key, then the message payload without `@setDataFrame`.
-    data_frames: Vec<(String, Vec<u8>)>,
-    audio_config: Option<Vec<u8>>,
-    video_config: Option<Vec<u8>>,
+    pub(crate) data_frames: Vec<(String, Vec<u8>)>,
+    pub(crate) audio_config: Option<Vec<u8>>,
+    pub(crate) video_config: Option<Vec<u8>>,
     /// Framed messages from the last video keyframe on.
-    gop: Vec<Vec<u8>>,
+    pub(crate) gop: Vec<Vec<u8>>,
     gop_bytes: usize,
 }
 
@@ -1038,7 +1039,7 @@ impl Streams {
 /// Keeps what a late subscriber needs: sequence headers apart, and every
 /// message from the last video keyframe on (within `limit` bytes; past it
 /// the group is dropped and the next keyframe starts a new one).
-fn cache_media(c: &mut Cache, data: Vec<u8>, limit: usize) {
+pub(crate) fn cache_media(c: &mut Cache, data: Vec<u8>, limit: usize) {
     let t = data[0];
     let payload = &data[HEADER_LEN..];
     if t == msg_type::VIDEO {

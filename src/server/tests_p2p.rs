@@ -206,3 +206,52 @@ fn peer_id_ihello_flood_keeps_no_state_and_does_not_amplify() {
     assert_eq!(net.server.registry().len(), before);
     assert_eq!(net.server_ep.session_count(), 1);
 }
+
+#[test]
+fn relay_fallback_asks_only_a_publisher_that_declared_the_stream() {
+    use crate::flash::relay_fallback as rf;
+    let mut net = Net::new();
+    let a = net.add_client(FiHelloMode::Ignore);
+    let b = net.add_client(FiHelloMode::Ignore);
+    let c = net.add_client(FiHelloMode::Ignore);
+    let (ha, fa) = net.connect(a);
+    let (hb, fb) = net.connect(b);
+    let (_hc, _fc) = net.connect(c);
+    let a_id = peer_id_hex(&net.clients[a].ep.identity().fingerprint());
+    let c_id = peer_id_hex(&net.clients[c].ep.identity().fingerprint());
+    net.cmd(a, ha, fa, rf::set_relayable(2.0, "cam"));
+    net.cmd(b, hb, fb, rf::relay_stream(3.0, &a_id, "cam"));
+    net.cmd(b, hb, fb, rf::relay_stream(4.0, &a_id, "other"));
+    // c never declared anything (a Flash peer): refused, and c hears nothing.
+    net.cmd(b, hb, fb, rf::relay_stream(5.0, &c_id, "cam"));
+    net.cmd(b, hb, fb, rf::relay_stream(6.0, "not a peer id", "cam"));
+    let outcome = |c: usize| -> Vec<(f64, bool)> {
+        net.commands(c)
+            .into_iter()
+            .filter_map(|cmd| match NetCommand::parse(&cmd) {
+                Ok(NetCommand::Result { transaction_id, .. }) if transaction_id > 1.0 => {
+                    Some((transaction_id, true))
+                }
+                Ok(NetCommand::Error { transaction_id, .. }) => Some((transaction_id, false)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(outcome(a), vec![(2.0, true)]);
+    assert_eq!(
+        outcome(b),
+        vec![(3.0, true), (4.0, false), (5.0, false), (6.0, false)]
+    );
+    let asked = |c: usize| {
+        net.commands(c)
+            .into_iter()
+            .filter(|cmd| {
+                matches!(NetCommand::parse(cmd), Ok(NetCommand::OnStatus(i)) if i.code == rf::RELAY_REQUEST)
+            })
+            .count()
+    };
+    assert_eq!(asked(a), 1, "the publisher is asked once");
+    assert_eq!(asked(c), 0, "a peer that declared nothing is never asked");
+    assert_eq!(net.server.stats().relays_requested, 1);
+    assert_eq!(net.server.stats().relays_refused, 3);
+}

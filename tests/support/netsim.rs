@@ -108,6 +108,10 @@ pub struct Net {
     /// Called for every datagram put on the link (from, to, bytes); returning
     /// false drops it. Lets a test aim at one packet of a handshake.
     pub filter: Option<PacketFilter>,
+    /// As `filter`, but asked when the datagram arrives (from, to, bytes):
+    /// where a NAT's filtering decision belongs, since what its host sent
+    /// meanwhile may have opened it.
+    pub arrival_filter: Option<PacketFilter>,
 }
 
 impl Net {
@@ -122,6 +126,7 @@ impl Net {
             buf: vec![0u8; MAX_DATAGRAM],
             stats: NetStats::default(),
             filter: None,
+            arrival_filter: None,
         }
     }
 
@@ -264,6 +269,13 @@ impl Net {
             }
             let Reverse(p) = self.queue.pop().unwrap();
             if self.nodes[p.to].down {
+                continue;
+            }
+            let to_addr = self.nodes[p.to].addr;
+            if let Some(f) = self.arrival_filter.as_mut()
+                && !f(p.from, to_addr, &p.data)
+            {
+                self.stats.lost += 1;
                 continue;
             }
             self.stats.delivered += 1;

@@ -16,6 +16,8 @@ mod error;
 mod identity;
 mod keying;
 mod monty;
+#[cfg(target_arch = "x86_64")]
+mod monty_adx;
 
 #[cfg(test)]
 mod vectors;

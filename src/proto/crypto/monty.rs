@@ -19,6 +19,9 @@ use std::hint::black_box;
 
 use zeroize::Zeroize;
 
+#[cfg(target_arch = "x86_64")]
+use super::monty_adx::Adx;
+
 /// `acc + a * b + carry` as (low, high) words; never overflows.
 #[inline(always)]
 fn mac(acc: u64, a: u64, b: u64, carry: u64) -> (u64, u64) {
@@ -65,6 +68,14 @@ pub(crate) struct Monty<const N: usize, const W: usize> {
     one: [u64; N],
     /// R^2 mod p: converts into Montgomery form.
     r2: [u64; N],
+    /// Fixed-base comb for [`Monty::pow2`]: `comb[b] = 2^(sum of 2^(j d)
+    /// over the bits j of b)` in Montgomery form, for exponents of up to
+    /// `COMB * comb_d` bits (empty until [`Monty::with_comb`]).
+    comb: Vec<[u64; N]>,
+    comb_d: usize,
+    /// Present when the CPU runs the BMI2/ADX row kernel.
+    #[cfg(target_arch = "x86_64")]
+    adx: Option<Adx>,
 }
 
 /// Exponent bits per window of [`Monty::pow`]: 4 costs 14 products for the
@@ -72,6 +83,12 @@ pub(crate) struct Monty<const N: usize, const W: usize> {
 /// exponents (5 would spend 16 more on the table than it saves).
 pub(crate) const WINDOW: u32 = 4;
 const TABLE: usize = 1 << WINDOW;
+
+/// Slices of the exponent in the fixed-base comb of [`Monty::pow2`]: 2^5
+/// table entries (16 KiB in the 4096-bit group, one scan per step) for 61
+/// squarings and 61 products at 304 bits, against 304 squarings bit by bit;
+/// 6 would save 10 more of each but double every scan.
+const COMB: usize = 5;
 
 impl<const N: usize, const W: usize> Monty<N, W> {
     /// Precomputes the constants for an odd `p` with its top bit set, given
@@ -89,6 +106,10 @@ impl<const N: usize, const W: usize> Monty<N, W> {
             n0: neg_inverse(p[0]),
             one: [0; N],
             r2: [0; N],
+            comb: Vec::new(),
+            comb_d: 0,
+            #[cfg(target_arch = "x86_64")]
+            adx: Adx::detect(),
         };
         // 2^(64N) mod p by doubling 1 64N times, then 2^(128N) by 64N more:
         // a few hundred thousand word operations, once per group.
@@ -134,75 +155,161 @@ impl<const N: usize, const W: usize> Monty<N, W> {
         self.reduce_once(&d, top)
     }
 
-    /// Montgomery product `a b / R mod p` for `a, b < p` (CIOS, the two
-    /// carry chains of each row interleaved).
+    /// Montgomery product `a b / R mod p` for `a, b < p`.
     #[inline]
     pub fn mul(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
-        let p = &self.p;
-        let mut t = [0u64; N];
-        let mut t_hi = 0u64;
-        for &bi in b.iter() {
-            let (x0, mut c1) = mac(t[0], a[0], bi, 0);
-            let m = x0.wrapping_mul(self.n0);
-            let (_, mut c2) = mac(x0, m, p[0], 0);
-            for j in 1..N {
-                let x;
-                (x, c1) = mac(t[j], a[j], bi, c1);
-                (t[j - 1], c2) = mac(x, m, p[j], c2);
-            }
-            let (x, h1) = adc(t_hi, c1, 0);
-            let (y, h2) = adc(x, c2, 0);
-            t[N - 1] = y;
-            t_hi = h1 + h2;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(adx) = self.adx {
+            return self.mul_rows(adx, a, b);
         }
-        self.reduce_once(&t, t_hi)
+        self.mul_portable(a, b)
     }
 
-    /// Montgomery square `a^2 / R mod p` for `a < p`: the double-width
-    /// square (cross products once, doubled) then a separate reduction.
+    /// Montgomery square `a^2 / R mod p` for `a < p`.
     #[inline]
     pub fn square(&self, a: &[u64; N]) -> [u64; N] {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(adx) = self.adx {
+            return self.square_rows(adx, a);
+        }
+        self.square_portable(a)
+    }
+
+    /// [`Monty::mul`] by rows of the ADX kernel (operand scanning): the
+    /// double-width product, then a separate reduction.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn mul_rows(&self, adx: Adx, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
         let mut w = [0u64; W];
-        for i in 0..N - 1 {
-            let mut c = 0;
-            for j in i + 1..N {
-                (w[i + j], c) = mac(w[i + j], a[i], a[j], c);
-            }
-            w[i + N] = c;
-        }
-        let mut top = 0;
-        for x in w.iter_mut() {
-            let v = *x;
-            *x = (v << 1) | top;
-            top = v >> 63;
-        }
-        let mut c = 0;
         for i in 0..N {
-            let (lo, hi) = mac(0, a[i], a[i], 0);
-            (w[2 * i], c) = adc(w[2 * i], lo, c);
-            (w[2 * i + 1], c) = adc(w[2 * i + 1], hi, c);
+            w[i + N] = adx.mul_add_row(&mut w[i..], a, b[i]);
         }
-        let out = self.reduce_wide(&mut w);
+        let out = self.reduce_rows(adx, &mut w);
         w.zeroize();
         out
     }
 
-    /// Montgomery reduction of a double-width `w < p R`.
+    /// [`Monty::square`] by rows of the ADX kernel: cross products once,
+    /// doubled, plus the diagonal, then a separate reduction.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn square_rows(&self, adx: Adx, a: &[u64; N]) -> [u64; N] {
+        let mut w = [0u64; W];
+        for i in 0..N - 1 {
+            w[i + N] = adx.mul_add_row(&mut w[2 * i + 1..], &a[i + 1..], a[i]);
+        }
+        double_add_diagonal(&mut w, a);
+        let out = self.reduce_rows(adx, &mut w);
+        w.zeroize();
+        out
+    }
+
+    /// Montgomery reduction of a double-width `w < p R` by kernel rows.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn reduce_wide(&self, w: &mut [u64; W]) -> [u64; N] {
-        let p = &self.p;
+    fn reduce_rows(&self, adx: Adx, w: &mut [u64; W]) -> [u64; N] {
         let mut hi_carry = 0;
         for i in 0..N {
             let m = w[i].wrapping_mul(self.n0);
-            let mut c = 0;
-            for j in 0..N {
-                (w[i + j], c) = mac(w[i + j], m, p[j], c);
-            }
+            let c = adx.mul_add_row(&mut w[i..], &self.p, m);
             (w[i + N], hi_carry) = adc(w[i + N], c, hi_carry);
         }
         let mut t = [0u64; N];
         t.copy_from_slice(&w[N..]);
         let out = self.reduce_once(&t, hi_carry);
+        t.zeroize();
+        out
+    }
+
+    /// Montgomery product `a b / R mod p` for `a, b < p`, product scanning
+    /// with the reduction interleaved column by column (FIPS): every word
+    /// product lands in one three-word accumulator, so the carries form a
+    /// short add/adc chain instead of a carry word per product.
+    #[inline]
+    fn mul_portable(&self, a: &[u64; N], b: &[u64; N]) -> [u64; N] {
+        let p = &self.p;
+        let mut m = [0u64; N];
+        let mut acc = Acc::default();
+        for k in 0..N {
+            let mut red = Acc::default();
+            for i in 0..k {
+                acc.mac(a[i], b[k - i]);
+                red.mac(m[i], p[k - i]);
+            }
+            acc.add(&red);
+            acc.mac(a[k], b[0]);
+            m[k] = acc.lo.wrapping_mul(self.n0);
+            acc.mac(m[k], p[0]);
+            acc.shift();
+        }
+        let mut t = [0u64; N];
+        for k in N..2 * N - 1 {
+            let mut red = Acc::default();
+            for i in k + 1 - N..N {
+                acc.mac(a[i], b[k - i]);
+                red.mac(m[i], p[k - i]);
+            }
+            acc.add(&red);
+            t[k - N] = acc.lo;
+            acc.shift();
+        }
+        t[N - 1] = acc.lo;
+        let out = self.reduce_once(&t, acc.hi);
+        m.zeroize();
+        t.zeroize();
+        out
+    }
+
+    /// Montgomery square `a^2 / R mod p` for `a < p`: as [`Monty::mul_portable`], but
+    /// each column's cross products are summed once and doubled.
+    #[inline]
+    fn square_portable(&self, a: &[u64; N]) -> [u64; N] {
+        let p = &self.p;
+        let mut m = [0u64; N];
+        let mut acc = Acc::default();
+        for k in 0..N {
+            let mut cross = Acc::default();
+            let mut red = Acc::default();
+            let h = k.div_ceil(2);
+            for i in 0..h {
+                cross.mac(a[i], a[k - i]);
+                red.mac(m[i], p[k - i]);
+            }
+            for i in h..k {
+                red.mac(m[i], p[k - i]);
+            }
+            acc.add_doubled(&cross);
+            acc.add(&red);
+            if k % 2 == 0 {
+                acc.mac(a[k / 2], a[k / 2]);
+            }
+            m[k] = acc.lo.wrapping_mul(self.n0);
+            acc.mac(m[k], p[0]);
+            acc.shift();
+        }
+        let mut t = [0u64; N];
+        for k in N..2 * N - 1 {
+            let mut cross = Acc::default();
+            let mut red = Acc::default();
+            let h = k.div_ceil(2);
+            for i in k + 1 - N..h {
+                cross.mac(a[i], a[k - i]);
+                red.mac(m[i], p[k - i]);
+            }
+            for i in h..N {
+                red.mac(m[i], p[k - i]);
+            }
+            acc.add_doubled(&cross);
+            acc.add(&red);
+            if k % 2 == 0 {
+                acc.mac(a[k / 2], a[k / 2]);
+            }
+            t[k - N] = acc.lo;
+            acc.shift();
+        }
+        t[N - 1] = acc.lo;
+        let out = self.reduce_once(&t, acc.hi);
+        m.zeroize();
         t.zeroize();
         out
     }
@@ -256,9 +363,72 @@ impl<const N: usize, const W: usize> Monty<N, W> {
         out
     }
 
+    /// Precomputes the fixed-base comb of [`Monty::pow2`] for exponents of
+    /// up to `max_bits` bits: `COMB d` squarings and `2^COMB` products, once
+    /// per group.
+    pub fn with_comb(mut self, max_bits: usize) -> Self {
+        let d = max_bits.div_ceil(COMB).max(1);
+        // bases[j] = 2^(2^(j d)), Montgomery form.
+        let mut bases = [[0u64; N]; COMB];
+        bases[0] = self.double_mod(&self.one);
+        for j in 1..COMB {
+            let mut x = bases[j - 1];
+            for _ in 0..d {
+                x = self.square(&x);
+            }
+            bases[j] = x;
+        }
+        let mut comb = vec![self.one; 1 << COMB];
+        for b in 1..1usize << COMB {
+            let top = usize::BITS - 1 - b.leading_zeros();
+            comb[b] = self.mul(&comb[b & !(1 << top)], &bases[top as usize]);
+        }
+        self.comb = comb;
+        self.comb_d = d;
+        self
+    }
+
+    /// `2^exp mod p`. Exponents the comb covers take `d` squarings and `d`
+    /// products (Lim-Lee: bit i of each of the COMB slices of the exponent
+    /// picks one table entry, read by a constant-time scan); longer ones
+    /// (whose length is public) one squaring and one masked doubling per bit.
+    pub fn pow2(&self, exp_be: &[u8]) -> Vec<u8> {
+        let bits = exp_be.len() * 8;
+        if self.comb.is_empty() || bits > COMB * self.comb_d {
+            return self.pow2_bits(exp_be);
+        }
+        let d = self.comb_d;
+        let bit = |k: usize| -> u64 {
+            if k < bits {
+                u64::from(exp_be[exp_be.len() - 1 - k / 8] >> (k % 8) & 1)
+            } else {
+                0
+            }
+        };
+        let mut z = self.one;
+        let mut pick = [0u64; N];
+        for i in (0..d).rev() {
+            if i + 1 < d {
+                z = self.square(&z);
+            }
+            let mut idx = 0u64;
+            for j in 0..COMB {
+                idx |= bit(j * d + i) << j;
+            }
+            select(&self.comb, idx, &mut pick);
+            z = self.mul(&z, &pick);
+        }
+        let mut r = self.leave_mont(&z);
+        let out = to_be(&r);
+        z.zeroize();
+        r.zeroize();
+        pick.zeroize();
+        out
+    }
+
     /// `2^exp mod p`: per exponent bit one squaring and one masked doubling,
     /// no multiplication.
-    pub fn pow2(&self, exp_be: &[u8]) -> Vec<u8> {
+    fn pow2_bits(&self, exp_be: &[u8]) -> Vec<u8> {
         let mut z = self.one;
         let mut first = true;
         for &byte in exp_be {
@@ -282,9 +452,80 @@ impl<const N: usize, const W: usize> Monty<N, W> {
     }
 }
 
+/// A three-word column accumulator `c:hi:lo` for product scanning.
+#[derive(Default)]
+struct Acc {
+    lo: u64,
+    hi: u64,
+    c: u64,
+}
+
+impl Acc {
+    /// `self += a * b`.
+    #[inline(always)]
+    fn mac(&mut self, a: u64, b: u64) {
+        let t = u128::from(a) * u128::from(b);
+        let s = (u128::from(self.hi) << 64) | u128::from(self.lo);
+        let (s, o) = s.overflowing_add(t);
+        self.lo = s as u64;
+        self.hi = (s >> 64) as u64;
+        self.c += u64::from(o);
+    }
+
+    /// `self += 2 x`.
+    #[inline(always)]
+    fn add_doubled(&mut self, x: &Acc) {
+        let c = (x.c << 1) | (x.hi >> 63);
+        let hi = (x.hi << 1) | (x.lo >> 63);
+        let lo = x.lo << 1;
+        let s = (u128::from(self.hi) << 64) | u128::from(self.lo);
+        let (s, o) = s.overflowing_add((u128::from(hi) << 64) | u128::from(lo));
+        self.lo = s as u64;
+        self.hi = (s >> 64) as u64;
+        self.c += c + u64::from(o);
+    }
+
+    /// `self += x`.
+    #[inline(always)]
+    fn add(&mut self, x: &Acc) {
+        let s = (u128::from(self.hi) << 64) | u128::from(self.lo);
+        let (s, o) = s.overflowing_add((u128::from(x.hi) << 64) | u128::from(x.lo));
+        self.lo = s as u64;
+        self.hi = (s >> 64) as u64;
+        self.c += x.c + u64::from(o);
+    }
+
+    /// Moves to the next column: `self >>= 64`.
+    #[inline(always)]
+    fn shift(&mut self) {
+        self.lo = self.hi;
+        self.hi = self.c;
+        self.c = 0;
+    }
+}
+
+/// `w = 2 w + sum a[i]^2 2^(128 i)`: completes a square from its cross
+/// products.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn double_add_diagonal<const N: usize, const W: usize>(w: &mut [u64; W], a: &[u64; N]) {
+    let mut top = 0;
+    for x in w.iter_mut() {
+        let v = *x;
+        *x = (v << 1) | top;
+        top = v >> 63;
+    }
+    let mut c = 0;
+    for i in 0..N {
+        let (lo, hi) = mac(0, a[i], a[i], 0);
+        (w[2 * i], c) = adc(w[2 * i], lo, c);
+        (w[2 * i + 1], c) = adc(w[2 * i + 1], hi, c);
+    }
+}
+
 /// Copies `table[idx]` into `out` reading every entry.
 #[inline(always)]
-fn select<const N: usize>(table: &[[u64; N]; TABLE], idx: u64, out: &mut [u64; N]) {
+fn select<const N: usize>(table: &[[u64; N]], idx: u64, out: &mut [u64; N]) {
     out.fill(0);
     for (k, entry) in table.iter().enumerate() {
         let eq = ((k as u64) ^ idx).wrapping_sub(1) >> 63; // 1 iff k == idx (both < 2^63)
@@ -343,6 +584,7 @@ mod tests {
     #[test]
     fn small_modulus_matches_u128_arithmetic() {
         let m = small();
+        let combed = small().with_comb(120);
         let p: u128 = u128::MAX - 158;
         let mulmod = |a: u128, b: u128| -> u128 {
             // Russian-peasant multiply mod p without overflow.
@@ -382,11 +624,80 @@ mod tests {
             assert_eq!(u128::from_be_bytes(got.try_into().unwrap()), powmod(b, e));
             let got2 = m.pow2(&e.to_be_bytes()[1..]);
             assert_eq!(u128::from_be_bytes(got2.try_into().unwrap()), powmod(2, e));
+            let got3 = combed.pow2(&e.to_be_bytes()[1..]);
+            assert_eq!(u128::from_be_bytes(got3.try_into().unwrap()), powmod(2, e));
         }
         // Edge exponents.
         assert_eq!(m.pow(&[5], &[0]), to_be(&[1u64, 0]));
         assert_eq!(m.pow2(&[0, 0]), to_be(&[1u64, 0]));
         assert_eq!(m.pow(&[5], &[1]), to_be(&[5u64, 0]));
+    }
+
+    /// The ADX kernel (when this CPU has it) and the portable product
+    /// scanning agree on random moduli, operands and exponents.
+    fn paths_agree<const N: usize, const W: usize>(seed: u64) {
+        let mut s = seed;
+        let mut bytes = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    s as u8
+                })
+                .collect()
+        };
+        let mut p = bytes(8 * N);
+        p[0] |= 0x80;
+        p[8 * N - 1] |= 1;
+        let fast = Monty::<N, W>::new(&p);
+        #[allow(unused_mut)]
+        let mut slow = fast.clone();
+        #[cfg(target_arch = "x86_64")]
+        {
+            slow.adx = None;
+        }
+        for _ in 0..20 {
+            // Below 2^(64N - 1) <= p.
+            let mut a = from_be::<N>(&bytes(8 * N));
+            let mut b = from_be::<N>(&bytes(8 * N));
+            a[N - 1] >>= 1;
+            b[N - 1] >>= 1;
+            assert_eq!(fast.mul(&a, &b), slow.mul(&a, &b), "mul, {N} limbs");
+            assert_eq!(fast.square(&a), slow.square(&a), "square, {N} limbs");
+            assert_eq!(fast.mul(&a, &a), fast.square(&a), "mul a a, {N} limbs");
+            let e = bytes(38);
+            assert_eq!(fast.pow(&to_be(&a), &e), slow.pow(&to_be(&a), &e));
+            assert_eq!(fast.pow2(&e), slow.pow2(&e));
+        }
+        // The comb against the bit-by-bit path, for every exponent length up
+        // to the one it covers and past it (the fallback).
+        let combed = fast.clone().with_comb(304);
+        for len in 0..=40 {
+            let e = bytes(len);
+            assert_eq!(
+                combed.pow2(&e),
+                fast.pow2(&e),
+                "comb, {N} limbs, {len} bytes"
+            );
+            assert_eq!(
+                combed.pow2(&e),
+                slow.pow(&[2], &e),
+                "comb vs pow, {len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_and_portable_paths_agree() {
+        paths_agree::<1, 2>(1);
+        paths_agree::<2, 4>(2);
+        paths_agree::<3, 6>(3);
+        paths_agree::<5, 10>(4);
+        paths_agree::<16, 32>(5);
+        paths_agree::<24, 48>(6);
+        paths_agree::<32, 64>(7);
+        paths_agree::<64, 128>(8);
     }
 
     #[test]

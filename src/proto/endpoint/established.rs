@@ -563,7 +563,11 @@ impl Endpoint {
         } else if let Some(probe) = p.probe.take() {
             chunk::encode_ping(&mut w, &probe).ok()?;
             sent_probe = true;
-        } else if p.keepalive_ping {
+        } else if p.keepalive_ping && !(s.state == State::Open && s.transport.has_data_to_send()) {
+            // Data, when there is some, does a keepalive's work, and must go
+            // first: Cumulus fails a session whose first packet after the
+            // handshake is a Ping ("Timeout connection client"), while the
+            // initiator's connect is what its half-open state waits for.
             p.keepalive_ping = false;
             chunk::encode_ping(&mut w, &[]).ok()?;
         } else if let Some(fih) = p.fihellos.pop_front() {
@@ -572,6 +576,9 @@ impl Endpoint {
             let filled = s.transport.fill_packet(now, &mut w, &mut tc);
             if !filled.wrote_any {
                 return None;
+            }
+            if filled.wrote_data {
+                s.pending.keepalive_ping = false;
             }
             data = filled.wrote_data && s.transport.send_ect();
             time_critical = filled.time_critical;

@@ -120,7 +120,16 @@ impl Endpoint {
                         guard::AMPLIFICATION_FACTOR * relayed,
                     );
                     self.answered = false;
-                    self.send_rhello(now, i, reply_to, tag, compact_ok);
+                    if !self.send_rhello(now, i, reply_to, tag, compact_ok) {
+                        // Our certificate does not fit 3x the relayed
+                        // IHello (a peer ID names the full certificate).
+                        // An empty Redirect does (spec 01 §9.6): it opens
+                        // our NAT toward the initiator and tells it our
+                        // reflexive address, so its own padded IHello,
+                        // which earns the credit, gets through and is
+                        // answered with the full RHello.
+                        self.send_redirect(now, i, reply_to, tag, &[]);
+                    }
                 }
             }
             FiHelloMode::SendRedirect => {

@@ -976,6 +976,12 @@ impl Transport {
         self.data_gate_open() && self.pick_flow().is_some()
     }
 
+    /// True if user data (new or retransmitted) would go out now: a packet
+    /// that carries it draws an acknowledgment, as a keepalive Ping would.
+    pub fn has_data_to_send(&self) -> bool {
+        self.data_gate_open() && self.pick_flow().is_some()
+    }
+
     /// Writes Buffer Probes, immediate acks or user data, then piggybacks
     /// pending acks (spec 01 §6), after the header the session wrote.
     pub fn fill_packet(&mut self, now: Instant, w: &mut Writer, ctx: &mut TcContext) -> Filled {

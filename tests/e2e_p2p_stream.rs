@@ -1,0 +1,422 @@
+//! Direct NetStreams through the real `rtmfp serve` on loopback: one
+//! `publish --p2p` and two `subscribe --peer` by peer ID and by name (the
+//! FLV out equals the FLV in, tag by tag, and serve carried no media),
+//! data by peer ID (`send --peer` to `connect --stay`), the peer sessions
+//! ending with the publisher's server session on both sides, and an
+//! unknown or forged peer ID failing at once with exit code 8, and the
+//! relay fallback (`--fallback relay`, and `none` failing with exit 8).
+
+#[path = "support/media.rs"]
+mod media;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use rtmfp::media::flv::{FlvReader, Tag, TagType};
+use serde_json::Value as Json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rtmfp");
+
+/// A child whose stdout JSON lines arrive on a channel; killed on drop.
+struct Proc {
+    child: Child,
+    lines: Receiver<Json>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn rtmfp");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v: Json = serde_json::from_str(&line).expect("JSON lines");
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines: rx }
+    }
+
+    /// The next line with `key` == `value`, skipping others (bounded wait);
+    /// the lines skipped are kept in `seen`.
+    fn wait_for(&self, key: &str, value: &str, seen: &mut Vec<Json>) -> Json {
+        loop {
+            let v = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no {key}={value} line; saw {seen:?}"));
+            if v[key] == value {
+                return v;
+            }
+            seen.push(v);
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+
+    fn wait(mut self) -> (i32, Vec<Json>) {
+        let code = self.child.wait().unwrap().code().unwrap_or(-1);
+        let rest = self.lines.iter().collect();
+        (code, rest)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> (Proc, SocketAddr) {
+    let p = Proc::spawn(&[
+        "serve",
+        "--ephemeral",
+        "--json",
+        "--listen",
+        "127.0.0.1:0",
+        "--handshake-rate",
+        "0",
+    ]);
+    let v = p.wait_for("event", "listening", &mut Vec::new());
+    let addr = v["addr"].as_str().unwrap().parse().unwrap();
+    (p, addr)
+}
+
+fn of_type<'a>(lines: &'a [Json], t: &str) -> Vec<&'a Json> {
+    lines.iter().filter(|l| l["type"] == t).collect()
+}
+
+fn tags(path: &Path) -> Vec<Tag> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut r = FlvReader::new(BufReader::new(f)).unwrap();
+    let mut v = Vec::new();
+    while let Some(t) = r.next_tag().unwrap() {
+        v.push(t);
+    }
+    v
+}
+
+#[test]
+fn publisher_streams_directly_to_two_subscribers() {
+    if !media::ffmpeg_available() {
+        return;
+    }
+    let dir = tempdir();
+    let input = dir.join("in.flv");
+    media::make_flv(&input, 2, Some("flv"), Some("adpcm_swf"));
+    let (serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live/cam");
+    let input_s = input.to_str().unwrap();
+    let publisher = Proc::spawn(&[
+        "publish",
+        "--p2p",
+        "--json",
+        "--name",
+        "cam1",
+        "--wait-peers",
+        "2",
+        "--as-fast-as-possible",
+        &url,
+        input_s,
+    ]);
+    let mut pub_seen = Vec::new();
+    let id = publisher.wait_for("type", "connected", &mut pub_seen)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    publisher.wait_for("type", "name", &mut pub_seen);
+    let outs = [dir.join("a.flv"), dir.join("b.flv")];
+    // One by peer ID, one by name.
+    let subs: Vec<Proc> = [(id.as_str(), &outs[0]), ("cam1", &outs[1])]
+        .iter()
+        .map(|(peer, out)| {
+            Proc::spawn(&[
+                "subscribe",
+                "--peer",
+                peer,
+                "--json",
+                "--wait",
+                "15s",
+                &url,
+                "-o",
+                out.to_str().unwrap(),
+            ])
+        })
+        .collect();
+    let mut results = Vec::new();
+    for s in subs {
+        let (code, lines) = s.wait();
+        assert_eq!(code, 0, "{lines:?}");
+        let opened = of_type(&lines, "peer_opened");
+        assert_eq!(opened.len(), 1, "{lines:?}");
+        assert_eq!(opened[0]["peer_id"], id.as_str());
+        results.push(lines);
+    }
+    let (code, pub_lines) = publisher.wait();
+    assert_eq!(code, 0, "{pub_lines:?}");
+    let published = of_type(&pub_lines, "published")[0];
+    assert_eq!(published["peer_plays"], 2, "{published}");
+    let want = tags(&input);
+    let media: Vec<&Tag> = want
+        .iter()
+        .filter(|t| t.tag_type != TagType::Script)
+        .collect();
+    assert!(media.len() > 40, "fixture has frames");
+    for (out, lines) in outs.iter().zip(&results) {
+        let got = tags(out);
+        let summary = of_type(lines, "summary")[0];
+        assert_eq!(summary["frames"], media.len(), "{summary}");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "every tag arrived: {}",
+            out.display()
+        );
+        // Audio, video and data travel on flows of their own: each track
+        // arrives whole and in order (their interleaving may differ).
+        for kind in [TagType::Audio, TagType::Video, TagType::Script] {
+            let track = |v: &[Tag]| -> Vec<(u32, Vec<u8>)> {
+                v.iter()
+                    .filter(|t| t.tag_type == kind)
+                    .map(|t| (t.timestamp, t.data.clone()))
+                    .collect()
+            };
+            assert!(track(&got) == track(&want), "{kind:?} track differs");
+        }
+    }
+    // The media went peer to peer: serve relayed none of it, and took in
+    // fewer bytes in all than one subscriber's media.
+    serve.signal("-TERM");
+    let (_, serve_lines) = serve.wait();
+    let stopped = serve_lines
+        .iter()
+        .find(|l| l["event"] == "stopped")
+        .expect("serve's stopped line");
+    assert_eq!(stopped["media_messages_out"], 0, "{stopped}");
+    assert_eq!(stopped["media_bytes_in"], 0, "{stopped}");
+    let media_bytes: u64 = results
+        .iter()
+        .map(|l| of_type(l, "summary")[0]["bytes"].as_u64().unwrap())
+        .sum();
+    let rx = stopped["rx_bytes"].as_u64().unwrap();
+    assert!(
+        rx < media_bytes / 2,
+        "serve received {rx} bytes against {media_bytes} media bytes delivered"
+    );
+}
+
+#[test]
+fn data_goes_directly_to_a_peer_by_id() {
+    let (_serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live");
+    let bob = Proc::spawn(&["connect", &url, "--json", "--stay", "30s"]);
+    let mut seen = Vec::new();
+    let bob_id = bob.wait_for("type", "connected", &mut seen)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let chat = format!("{url}/chat");
+    let sender = Proc::spawn(&[
+        "send",
+        "--peer",
+        &bob_id,
+        "--json",
+        &chat,
+        "onChat",
+        "\"hi bob\"",
+        "{\"n\":1}",
+    ]);
+    let (code, lines) = sender.wait();
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(of_type(&lines, "sent")[0]["messages"], 1);
+    let data = bob.wait_for("type", "data", &mut seen);
+    assert_eq!(
+        data["values"],
+        serde_json::json!(["onChat", "hi bob", {"n": 1}])
+    );
+}
+
+#[test]
+fn peer_sessions_end_with_the_publishers_server_session() {
+    if !media::ffmpeg_available() {
+        return;
+    }
+    let dir = tempdir();
+    let input = dir.join("in.flv");
+    media::make_flv(&input, 2, Some("flv"), None);
+    let (serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live/cam");
+    let publisher = Proc::spawn(&[
+        "publish",
+        "--p2p",
+        "--json",
+        "--loop",
+        "inf",
+        &url,
+        input.to_str().unwrap(),
+    ]);
+    let mut pub_seen = Vec::new();
+    let id = publisher.wait_for("type", "connected", &mut pub_seen)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sub = Proc::spawn(&["subscribe", "--peer", &id, "--json", &url]);
+    let mut sub_seen = Vec::new();
+    sub.wait_for("type", "peer_opened", &mut sub_seen);
+    sub.wait_for("code", "NetStream.Play.Start", &mut sub_seen);
+    publisher.wait_for("type", "peer_incoming", &mut pub_seen);
+    // The server goes away: the publisher's server session closes, and the
+    // peer session made through it with it; each side says so.
+    serve.signal("-TERM");
+    let (_, pub_lines) = publisher.wait();
+    let closed = of_type(&pub_lines, "peer_closed");
+    assert_eq!(closed.len(), 1, "{pub_lines:?}");
+    assert!(
+        closed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("server session closed"),
+        "{closed:?}"
+    );
+    let (_, sub_lines) = sub.wait();
+    assert_eq!(of_type(&sub_lines, "peer_closed").len(), 1, "{sub_lines:?}");
+    let summary = of_type(&sub_lines, "summary")[0];
+    assert!(summary["frames"].as_u64().unwrap() > 0, "{summary}");
+    assert!(!summary["ended"].is_null(), "{summary}");
+}
+
+#[test]
+fn unknown_or_forged_peer_fails_at_once_with_exit_8() {
+    let (_serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live/cam");
+    let forged = "cd".repeat(32);
+    for peer in [forged.as_str(), "nobody"] {
+        let started = Instant::now();
+        let (code, lines) = Proc::spawn(&[
+            "subscribe",
+            "--peer",
+            peer,
+            "--json",
+            "--timeout",
+            "20s",
+            &url,
+        ])
+        .wait();
+        assert_eq!(code, 8, "{lines:?}");
+        let err = of_type(&lines, "error")[0];
+        assert_eq!(err["kind"], "peer_unreachable", "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "answered, not timed out"
+        );
+    }
+}
+
+/// A publisher that refuses introductions cannot be reached directly: the
+/// subscriber asks the server to relay, the publisher publishes to the
+/// server too, and the stream arrives through it.
+#[test]
+fn relay_fallback_carries_a_stream_no_direct_session_can() {
+    if !media::ffmpeg_available() {
+        return;
+    }
+    let dir = tempdir();
+    let input = dir.join("in.flv");
+    media::make_flv(&input, 2, Some("flv"), None);
+    let (serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live/cam");
+    let publisher = Proc::spawn(&[
+        "publish",
+        "--p2p",
+        "--no-introductions",
+        "--name",
+        "hidden",
+        "--json",
+        "--loop",
+        "inf",
+        &url,
+        input.to_str().unwrap(),
+    ]);
+    let mut seen = Vec::new();
+    publisher.wait_for("type", "name", &mut seen);
+    // --fallback none: the reason, exit 8.
+    let (code, lines) = Proc::spawn(&[
+        "subscribe",
+        "--peer",
+        "hidden",
+        "--fallback",
+        "none",
+        "--json",
+        &url,
+    ])
+    .wait();
+    assert_eq!(code, 8, "{lines:?}");
+    assert_eq!(of_type(&lines, "error")[0]["kind"], "peer_unreachable");
+    // --fallback relay (the default).
+    let (code, lines) = Proc::spawn(&[
+        "subscribe",
+        "--peer",
+        "hidden",
+        "--json",
+        "--frames",
+        "20",
+        &url,
+    ])
+    .wait();
+    assert_eq!(code, 0, "{lines:?}");
+    let relayed = of_type(&lines, "relayed");
+    assert_eq!(relayed.len(), 1, "{lines:?}");
+    let summary = of_type(&lines, "summary")[0];
+    assert_eq!(summary["path"], "relayed", "{summary}");
+    assert!(summary["direct_failed"].as_str().is_some(), "{summary}");
+    assert!(summary["frames"].as_u64().unwrap() >= 20, "{summary}");
+    let request = publisher.wait_for("type", "server_status", &mut seen);
+    assert_eq!(request["code"], "NetConnection.Relay.Request");
+    publisher.signal("-INT");
+    let (_, pub_lines) = publisher.wait();
+    assert_eq!(
+        of_type(&pub_lines, "published")[0]["relayed_to_server"],
+        true
+    );
+    serve.signal("-TERM");
+    let (_, serve_lines) = serve.wait();
+    let stopped = serve_lines
+        .iter()
+        .find(|l| l["event"] == "stopped")
+        .unwrap();
+    assert!(
+        stopped["media_bytes_out"].as_u64().unwrap() > 0,
+        "the server carried it: {stopped}"
+    );
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "rtmfp-p2p-stream-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
