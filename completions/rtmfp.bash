@@ -277,7 +277,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__probe__subcmd__nat)
-            opts="-t -4 -6 -v -q -h -V --timeout --lifetime --lifetime-max --ipv4 --ipv6 --json --verbose --quiet --help --version"
+            opts="-t -4 -6 -v -q -h -V --timeout --lifetime --lifetime-max --ipv4 --ipv6 --json --peer --peer-timeout --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -292,6 +292,14 @@ _rtmfp() {
                     return 0
                     ;;
                 --lifetime-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -379,7 +387,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__serve)
-            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --require-hmac --require-sseq --source-prefix-v4 --source-prefix-v6 --keying-budget --probe-addr --metrics --introduce-across-apps --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
+            opts="-l -v -q -h -V --listen --identity --ephemeral --max-sessions --handshake-rate --keepalive --crypto-threads --dh-key-lifetime --json --require-hmac --require-sseq --source-prefix-v4 --source-prefix-v6 --keying-budget --probe-addr --probe-app --metrics --publisher-timeout --introduce-across-apps --dashboard --refresh --log-file --stats-interval --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -433,7 +441,15 @@ _rtmfp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --probe-app)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --publisher-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -457,7 +473,7 @@ _rtmfp() {
             return 0
             ;;
         rtmfp__subcmd__subscribe)
-            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --json --verbose --quiet --help --version"
+            opts="-t -o -v -q -h -V --stream --timeout --dh-group --output --duration --frames --wait --start --len --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -496,6 +512,14 @@ _rtmfp() {
                     return 0
                     ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --start)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --len)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -170,7 +170,7 @@ pub struct ServeArgs {
     /// client_closed (session, peer_id, reason: control_flow_closed or control_flow_rejected, code),
     /// session_closed (session, peer_id, reason), refused (from, reason), dropped (datagrams,
     /// by_reason), error (session, peer_id, error, closed; or fatal, error), publish (session, app,
-    /// stream, subscribers), unpublish (session, app, stream, subscribers, messages), play (session,
+    /// stream, subscribers), unpublish (session, app, stream, subscribers, messages, reason if lost or preempted), play (session,
     /// app, stream, subscribers, published), stop (session, app, stream, subscribers, sent, dropped),
     /// bad_name (session, app, stream, reason), shutdown (signal), stopped (counters), metrics
     /// (addr, url) with --metrics, stats (figures) with --stats-interval.
@@ -207,12 +207,31 @@ pub struct ServeArgs {
     /// RFC 5780 attributes OTHER-ADDRESS and RESPONSE-ORIGIN, CHANGE-REQUEST honoured among the probe
     /// addresses). Give two IPs and two ports, e.g. A:3478 A:3479 B:3478 B:3479, for a full RFC 5780
     /// server at A:3478. Off unless given.
+    ///
+    /// The same sockets run the RTMFP connectivity check of rtmfp-cpp's conncheck for every client that
+    /// sends setPeerInfo: an IHello from the listen IP on another port, one from another IP, and an
+    /// FIHello asking for the answer at a third address (another IP, else another port of the second);
+    /// then onStatus NetConnection.ConnectivityCheck.Results with conncheck's keys. Each probe is sent at
+    /// most 5 times, only to the client's session address. Needs a specific --listen IP (or the first
+    /// probe address stands for it).
     #[arg(long = "probe-addr", value_name = "ADDR")]
     pub probe_addr: Vec<SocketAddr>,
+    /// Run the RTMFP connectivity check only for clients of this app (repeatable); without it, every
+    /// client that sends setPeerInfo is checked, as rtmfp-cpp's conncheck does.
+    #[arg(long = "probe-app", value_name = "APP", requires = "probe_addr")]
+    pub probe_app: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9935; port 0 picks one,
     /// reported in the log and as a JSON "metrics" event).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+
+    /// A publisher whose session sends nothing at all for this long, although the server pings it
+    /// (from a third of this on), is taken as gone (killed, unplugged): its streams are unpublished
+    /// at once, subscribers get NetStream.Play.UnpublishNotify naming the silence, and its session
+    /// is closed. Without it a vanished publisher is only noticed when its session times out. 0 =
+    /// leave it to the session.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub publisher_timeout: Duration,
 
     /// Introduce clients of different apps to each other. By default an introduction is only
     /// made between two clients connected to the same app; anything else is answered as if the
@@ -542,14 +561,20 @@ pub struct PublishArgs {
 /// Audio, video and data are written as FLV tags (to a file, or to stdout with -o -, e.g. into ffplay);
 /// data messages are also printed as JSON lines (on stderr; on stdout with --json unless -o -). Ends
 /// when the publisher stops (NetStream.Play.UnpublishNotify), after --duration or --frames, or on
-/// SIGINT, then prints a summary: frames by type, bytes, bit rate, gaps, late frames and the time to
-/// the first frame.
+/// SIGINT, then prints a summary: frames by type, bytes, bit rate, gaps, late frames, the time to
+/// the first frame, and how the stream ended.
+///
+/// A publisher that vanishes without closing (killed, unplugged) is reported by an rtmfp server
+/// within its --publisher-timeout (3 s by default) plus a round trip: the stream ends with
+/// NetStream.Play.UnpublishNotify and the reason ("Publisher lost: no packet from it for 3.0 s").
+/// Other servers notice only when the publisher's session times out.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o cam.flv --duration 10s\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o - | ffplay -\n",
-    "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n\n",
+    "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n",
+    "  rtmfp subscribe rtmfp://127.0.0.1/live/cam --len 5 -o clip.flv   5 s of media, server-timed\n\n",
     "Exit codes:\n",
     "  0  media or data arrived\n",
     "  2  usage error\n",
@@ -579,6 +604,18 @@ pub struct SubscribeArgs {
     /// How long to wait for a publisher (for the first frame or data message).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub wait: Duration,
+
+    /// NetStream.play's start: -2 live (or recorded; the default), -1 live only, 0 or more asks for
+    /// recorded content from that second on. rtmfp serve relays live streams only and answers a
+    /// recording request with NetStream.Play.StreamNotFound (exit 5).
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    pub start: Option<f64>,
+
+    /// NetStream.play's len: ask the server for this many seconds of media, after which it ends
+    /// the play with NetStream.Play.Stop; 0 asks for a single frame. Unlike --duration, the server
+    /// counts, in media time.
+    #[arg(long, value_name = "SECS")]
+    pub len: Option<f64>,
 
     /// Data messages and the summary as JSON lines on stdout (on stderr with -o -).
     #[arg(long)]
@@ -663,23 +700,33 @@ pub fn parse_loops(s: &str) -> Result<Loops, String> {
 /// "lifetime_s" ({"min","max"} bounds in seconds, or null), "p2p" (list of {"far", "direct",
 /// "reason"})}; failures are {"type":"error", "kind", "message"}.
 ///
-/// RTMFP probe servers (rtmfp://, rtmfp-cpp's conncheck) are not supported yet; --peer (probe, then try a
-/// direct session to a peer ID) waits for peer-ID sessions.
+/// Against an RTMFP server that runs the connectivity check (rtmfp://host[:port]/app: rtmfp-cpp's
+/// `conncheck`, or `rtmfp serve --probe-addr …`) it connects, sends setPeerInfo and answers the server's
+/// probes: an IHello from the server's address on another port and one from another address (did an
+/// unsolicited packet get in? that is the filtering), and an FIHello asking for an answer to a third
+/// address (did our public port stay the same toward a new destination? that is the mapping). The server
+/// reports what came back (NetConnection.ConnectivityCheck.Results) and the verdict is the same as over
+/// STUN, with "method":"rtmfp" in the JSON; the check cannot tell address-dependent from
+/// address-and-port-dependent mapping ("mapping":"address_or_address_and_port_dependent"), and does not
+/// test hairpinning or the lifetime.
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  rtmfp probe-nat stun://stun.example.net          RFC 5780 server on port 3478\n",
     "  rtmfp probe-nat stun://192.0.2.10:3478 --json    one JSON line per address family\n",
-    "  rtmfp probe-nat stun://192.0.2.10 --lifetime --lifetime-max 10m\n\n",
+    "  rtmfp probe-nat stun://192.0.2.10 --lifetime --lifetime-max 10m\n",
+    "  rtmfp probe-nat rtmfp://192.0.2.10/app          RTMFP connectivity check (conncheck, serve --probe-addr)\n",
+    "  rtmfp probe-nat rtmfp://192.0.2.10/app --peer bob   then try a direct session to peer \"bob\"\n\n",
     "Exit codes:\n",
     "  0  the probe ran (whatever the verdict)\n",
     "  1  local failure (no socket)\n",
     "  2  usage error (bad URL)\n",
     "  3  host name could not be resolved\n",
-    "  4  no answer in any address family (UDP blocked, or no STUN server there)"
+    "  4  no answer in any address family (UDP blocked, or no server there)\n",
+    "  8  --peer: the server does not know that peer"
 ))]
 pub struct ProbeNatArgs {
-    /// stun://host[:port] (port 3478 if not given).
+    /// stun://host[:port] (port 3478 if not given), or rtmfp://host[:port]/app (port 1935).
     #[arg(value_name = "URL")]
     pub url: String,
 
@@ -707,6 +754,19 @@ pub struct ProbeNatArgs {
     /// Write the result as one JSON object per line (schema above).
     #[arg(long)]
     pub json: bool,
+
+    /// After the probe (rtmfp:// only), try a direct session to this peer (peer ID, or a name it
+    /// registered with `connect --name`) through the server's introduction, and report what spec 05
+    /// §5.1 predicted from our NAT class against what happened, and what that says of the peer's NAT.
+    /// JSON: {"type":"peer_check", "target", "peer_id", "our_class", "predicted": {"direct" (bool|null),
+    /// "direct_with", "relay_with"}, "actual": {"direct", "addr", "path", "elapsed_ms", "rtt_ms" |
+    /// "message"}, "agrees" (bool|null), "explanation"}. Exit 8 when the server does not know the peer.
+    #[arg(long, value_name = "PEERID|NAME")]
+    pub peer: Option<String>,
+
+    /// With --peer: how long the direct session may take to open.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, requires = "peer")]
+    pub peer_timeout: Duration,
 }
 
 /// `--listen`: an IP socket address, or HOST:PORT resolved now (the first

@@ -458,6 +458,98 @@ fn publisher_leaving_ends_subscribers_with_a_clear_status() {
 }
 
 #[test]
+fn a_killed_publisher_is_reported_to_subscribers_within_the_publisher_timeout() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let input = fixture("killed.flv", 20);
+    let mut serve = Serve::start();
+    let subs: Vec<Proc> = (0..2)
+        .map(|_| Proc::spawn(&["-q", "subscribe", &serve.url("live/killed"), "--json"]))
+        .collect();
+    serve.wait_players("killed", 2);
+    let publ = Proc::spawn(&[
+        "-q",
+        "publish",
+        &serve.url("live/killed"),
+        input.to_str().unwrap(),
+    ]);
+    serve
+        .wait_event("publish", |v| v["stream"] == "killed")
+        .expect("published");
+    std::thread::sleep(Duration::from_millis(1500));
+    // No close, no unpublish: the process is simply gone.
+    publ.signal("-KILL");
+    let killed = Instant::now();
+    for s in subs {
+        let (code, out, err) = s.finish(WAIT);
+        assert_eq!(code, 0, "{err}");
+        let v = summary(&out);
+        assert_eq!(v["ended"], "NetStream.Play.UnpublishNotify", "{v}");
+        let why = v["reason"].as_str().unwrap_or_default();
+        assert!(why.starts_with("Publisher lost: no packet"), "{v}");
+        assert!(v["frames"].as_u64().unwrap() > 10, "{v}");
+    }
+    // 3 s by default; the session itself would take tens of seconds.
+    assert!(
+        killed.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        killed.elapsed()
+    );
+    let u = serve
+        .wait_event("unpublish", |v| v["stream"] == "killed")
+        .expect("unpublish event");
+    assert!(
+        u["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("Publisher lost")),
+        "{u}"
+    );
+}
+
+#[test]
+fn play_len_is_honoured_by_the_server_and_a_recorded_start_refused() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let input = fixture("len.flv", 8);
+    let mut serve = Serve::start();
+    let out = tmp("len-out.flv");
+    let timed = Proc::spawn(&[
+        "-q",
+        "subscribe",
+        &serve.url("live/len"),
+        "--len",
+        "2",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    serve.wait_players("len", 1);
+    let publ = Proc::spawn(&[
+        "-q",
+        "publish",
+        &serve.url("live/len"),
+        input.to_str().unwrap(),
+    ]);
+    let (code, stdout, err) = timed.finish(WAIT);
+    assert_eq!(code, 0, "{err}");
+    let v = summary(&stdout);
+    assert_eq!(v["ended"], "NetStream.Play.Stop", "{v}");
+    let video = track(&read_tags(&out), TagType::Video)
+        .iter()
+        .map(|(ts, _)| *ts)
+        .collect::<Vec<_>>();
+    let span = video.last().unwrap() - video.first().unwrap();
+    assert!((1500..2000).contains(&span), "2 s of media: {span} ms");
+    let (code, _, err) =
+        Proc::spawn(&["-q", "subscribe", &serve.url("live/len"), "--start", "0"]).finish(WAIT);
+    assert_eq!(code, 5, "a recording asked of a live relay: {err}");
+    assert!(err.contains("StreamNotFound"), "{err}");
+    drop(publ);
+}
+
+#[test]
 fn sent_data_reaches_subscribers_in_order() {
     let mut serve = Serve::start();
     let sub = Proc::spawn(&["-q", "subscribe", &serve.url("live/chat"), "--json"]);

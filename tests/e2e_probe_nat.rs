@@ -197,3 +197,127 @@ fn exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// `serve` with three probe sockets on 127.0.0.1, .2 and .3 (the layout of
+/// rtmfp-cpp's conncheck); returns it and its RTMFP port.
+fn start_rtmfp() -> (Kill, u16) {
+    let (p0, p1, p2, p3) = (free_port(), free_port(), free_port(), free_port());
+    let args = [
+        "serve".to_owned(),
+        "-q".into(),
+        "--ephemeral".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{p0}"),
+        "--probe-addr".into(),
+        format!("127.0.0.1:{p1}"),
+        "--probe-addr".into(),
+        format!("127.0.0.2:{p2}"),
+        "--probe-addr".into(),
+        format!("127.0.0.3:{p3}"),
+    ];
+    let child = Kill(
+        Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let out = Command::new(BIN)
+            .args([
+                "probe-nat",
+                &format!("stun://127.0.0.1:{p1}"),
+                "--timeout",
+                "200ms",
+            ])
+            .output()
+            .unwrap();
+        if out.status.code() == Some(0) {
+            return (child, p0);
+        }
+    }
+    panic!("serve --probe-addr did not answer within 20 s");
+}
+
+/// The RTMFP connectivity check against our own server: every probe comes
+/// back on loopback, so the verdict is "no NAT, no filtering", in the same
+/// JSON shape as the STUN probe, with method "rtmfp".
+#[test]
+fn rtmfp_check_against_serve_is_open_internet() {
+    let (_s, port) = start_rtmfp();
+    let url = format!("rtmfp://127.0.0.1:{port}/app");
+    let out = Command::new(BIN)
+        .args(["probe-nat", &url, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["type"], "nat");
+    assert_eq!(v["method"], "rtmfp");
+    assert_eq!(v["nat"], false);
+    assert_eq!(v["port_preserved"], true);
+    assert_eq!(v["mapping"], "endpoint_independent");
+    assert_eq!(v["filtering"], "endpoint_independent");
+    assert_eq!(v["class"], "full_cone");
+    assert_eq!(v["consistent"], true);
+    assert_eq!(v["public_address"], v["local_address"]);
+    assert_eq!(v["p2p"].as_array().unwrap().len(), 5);
+    let out = Command::new(BIN)
+        .args(["probe-nat", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("open internet"), "{text}");
+}
+
+/// A server without probe sockets answers the connection but runs no check:
+/// the probe says so (exit 0, UDP works, behaviours unknown); nothing
+/// listening is "UDP blocked" (exit 4).
+#[test]
+fn rtmfp_check_without_probes_or_server() {
+    let p0 = free_port();
+    let child = Kill(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "-q",
+                "--ephemeral",
+                "--listen",
+                &format!("127.0.0.1:{p0}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("rtmfp://127.0.0.1:{p0}/app");
+    let mut v = Json::Null;
+    for _ in 0..40 {
+        let out = Command::new(BIN)
+            .args(["probe-nat", &url, "--json", "--timeout", "500ms"])
+            .output()
+            .unwrap();
+        if out.status.code() == Some(0) {
+            v = serde_json::from_slice(&out.stdout).unwrap();
+            break;
+        }
+    }
+    drop(child);
+    assert_eq!(v["udp"], true, "{v}");
+    assert_eq!(v["mapping"], Json::Null);
+    assert!(v["notes"].to_string().contains("--probe-addr"), "{v}");
+    let out = Command::new(BIN)
+        .args(["probe-nat", &url, "--json", "--timeout", "300ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let v: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["class"], "udp_blocked");
+}

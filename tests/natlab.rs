@@ -468,3 +468,390 @@ fn lab_mapping_lifetime_is_measured() {
         "lifetime {lo}..{hi} s for a 4 s timeout"
     );
 }
+
+/// Our serve with the RTMFP connectivity check's three probe sockets, one
+/// per server address (rtmfp-cpp conncheck's layout).
+fn start_our_rtmfp_server(lab: &Lab, server: &Host) -> LabChild {
+    let (a1, a2, a3) = (server.ip, server.extra[0], server.extra[1]);
+    let args = [
+        "serve".to_owned(),
+        "-q".into(),
+        "--ephemeral".into(),
+        "--json".into(),
+        "--listen".into(),
+        format!("{a1}:1935"),
+        "--probe-addr".into(),
+        format!("{a1}:1936"),
+        "--probe-addr".into(),
+        format!("{a2}:1937"),
+        "--probe-addr".into(),
+        format!("{a3}:1938"),
+    ];
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = lab.spawn(server, BIN, &argv);
+    wait_events(&mut child, "probe_listening", 3);
+    child
+}
+
+/// Over RTMFP the verdict must be the STUN one, except what the
+/// connectivity check cannot see: ADM vs APDM (spec 05 §3.3) and
+/// hairpinning (not tested: null).
+fn check_rtmfp(kind: NatKind, code: Option<i32>, v: &Json, server: &str) {
+    let ctx = format!("{kind:?} via RTMFP at {server}: {v}");
+    assert_eq!(v["method"], "rtmfp", "{ctx}");
+    let Some(e) = expected(kind) else {
+        return check(kind, code, v, server);
+    };
+    assert_eq!(v["hairpin"], Json::Null, "{ctx}");
+    let mapping = if e.mapping == "endpoint_independent" {
+        e.mapping
+    } else {
+        "address_or_address_and_port_dependent"
+    };
+    assert_eq!(v["mapping"], mapping, "{ctx}");
+    // The rest is asserted as for STUN, with those two fields taken as read.
+    let mut same = v.clone();
+    same["hairpin"] = Json::Bool(e.hairpin);
+    same["mapping"] = Json::String(e.mapping.into());
+    check(kind, code, &same, server);
+}
+
+#[test]
+fn lab_kinds_classified_over_rtmfp_by_our_server() {
+    let Some(mut lab) = Lab::or_skip("lab_kinds_classified_over_rtmfp_by_our_server") else {
+        return;
+    };
+    let server = lab.server(3);
+    let _serve = start_our_rtmfp_server(&lab, &server);
+    let target = format!("rtmfp://{}:1935/app", server.ip);
+    let hosts: Vec<(NatKind, Host)> = NatKind::ALL.iter().map(|k| (*k, lab.host(*k).0)).collect();
+    let results: Vec<(NatKind, Option<i32>, Json)> = std::thread::scope(|s| {
+        let lab = &lab;
+        let target = &target;
+        let handles: Vec<_> = hosts
+            .iter()
+            .map(|(k, h)| s.spawn(move || (*k, probe(lab, h, target))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let (k, (c, v)) = h.join().unwrap();
+                (k, c, v)
+            })
+            .collect()
+    });
+    for (k, c, v) in &results {
+        check_rtmfp(*k, *c, v, &server.ns);
+    }
+}
+
+/// The same host gets the same verdict from both halves of probe-nat:
+/// STUN against our probe quad, and the RTMFP check against the same
+/// server (filtering, NAT, port preservation and the class agree).
+#[test]
+fn lab_rtmfp_and_stun_verdicts_agree() {
+    let Some(mut lab) = Lab::or_skip("lab_rtmfp_and_stun_verdicts_agree") else {
+        return;
+    };
+    let stun_server = lab.server(2);
+    let rtmfp_server = lab.server(3);
+    let _a = start_our_server(&lab, &stun_server);
+    let _b = start_our_rtmfp_server(&lab, &rtmfp_server);
+    for kind in [
+        NatKind::None,
+        NatKind::FullCone,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+    ] {
+        let (host, _) = lab.host(kind);
+        let (_, s) = probe(&lab, &host, &format!("stun://{}:3478", stun_server.ip));
+        let (_, r) = probe(
+            &lab,
+            &host,
+            &format!("rtmfp://{}:1935/app", rtmfp_server.ip),
+        );
+        for key in [
+            "udp",
+            "nat",
+            "filtering",
+            "port_preserved",
+            "class",
+            "consistent",
+        ] {
+            assert_eq!(s[key], r[key], "{kind:?} {key}: stun {s} rtmfp {r}");
+        }
+    }
+}
+
+/// Interop: rtmfp-cpp's `conncheck` as the probe server (three addresses in
+/// a lab namespace), our `probe-nat rtmfp://` behind every lab NAT. Our
+/// verdict must be the lab's truth, and the results conncheck logs (its own
+/// reading of the probes) must be what we were sent. The reference is not
+/// part of this project: the test runs only when `RTMFP_CONNCHECK` names a
+/// conncheck binary built elsewhere, and says so when it skips.
+#[test]
+fn lab_rtmfp_cpp_conncheck_interop() {
+    let Some(bin) = std::env::var_os("RTMFP_CONNCHECK") else {
+        eprintln!("\n*** RTMFP_CONNCHECK (path to rtmfp-cpp's conncheck) not set; skipping ***\n");
+        return;
+    };
+    let bin = bin.to_string_lossy().into_owned();
+    let Some(mut lab) = Lab::or_skip("lab_rtmfp_cpp_conncheck_interop") else {
+        return;
+    };
+    let server = lab.server(3);
+    let (a1, a2, a3) = (server.ip, server.extra[0], server.extra[1]);
+    let mut cc = lab.spawn(
+        &server,
+        &bin,
+        &[
+            "-v",
+            "-B",
+            &format!("{a1}:1935"),
+            "-p",
+            "1936",
+            "-a",
+            &format!("{a2}:1937"),
+            "-i",
+            &format!("{a3}:1938"),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let target = format!("rtmfp://{a1}:1935/app");
+    let mut ours = Vec::new();
+    for kind in NatKind::ALL {
+        let (host, _) = lab.host(kind);
+        let (code, v) = probe(&lab, &host, &target);
+        check_rtmfp(kind, code, &v, "conncheck");
+        ours.push((kind, v));
+    }
+    // conncheck's log is block-buffered: stop it to read it.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &cc.0.id().to_string()])
+        .status();
+    let mut log = String::new();
+    if let Some(mut out) = cc.0.stdout.take() {
+        use std::io::Read;
+        let _ = out.read_to_string(&mut log);
+    }
+    let results: Vec<Json> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|v| v["@type"] == "results")
+        .collect();
+    for (kind, v) in &ours {
+        if !v["udp"].as_bool().unwrap_or(false) {
+            continue;
+        }
+        let public = v["public_address"].as_str().unwrap();
+        let r = results
+            .iter()
+            .find(|r| r["address"] == public)
+            .unwrap_or_else(|| panic!("{kind:?}: conncheck logged no results for {public}"));
+        eprintln!("{kind:?}: conncheck's own reading {r}");
+        let filtering = match (
+            r["receiveSameAddressDifferentPortAllowed"].as_bool(),
+            r["receiveDifferentAddressDifferentPortAllowed"].as_bool(),
+        ) {
+            (Some(true), Some(true)) => "endpoint_independent",
+            (Some(true), Some(false)) => "address_dependent",
+            _ => "address_and_port_dependent",
+        };
+        assert_eq!(v["filtering"], filtering, "{kind:?}: {v} vs {r}");
+        let eim = r["sendAfterIntroductionPreservesSourcePort"] == Json::Bool(true);
+        assert_eq!(
+            v["mapping"] == "endpoint_independent",
+            eim,
+            "{kind:?}: {v} vs {r}"
+        );
+        assert_eq!(
+            v["nat"].as_bool().map(|n| !n),
+            r["publicAddressIsLocal"].as_bool()
+        );
+    }
+}
+
+fn probe6(lab: &Lab, host: &Host, target: &str) -> (Option<i32>, Json) {
+    let out = lab.run_in(
+        host,
+        BIN,
+        &["probe-nat", target, "--json", "--timeout", "2s", "-6"],
+        Duration::from_secs(20),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().next().unwrap_or_else(|| {
+        panic!(
+            "probe-nat -6 printed nothing; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        out.status.code(),
+        serde_json::from_str(line).expect("JSON line"),
+    )
+}
+
+/// IPv6 (2001:db8::/32) through NAT66 of every lab kind: both halves of
+/// probe-nat classify each as its IPv4 twin, against one serve holding the
+/// STUN quad and the RTMFP check's third address.
+#[test]
+fn lab_ipv6_kinds_classified_over_stun_and_rtmfp() {
+    let Some(mut lab) = Lab::or_skip("lab_ipv6_kinds_classified_over_stun_and_rtmfp") else {
+        return;
+    };
+    let server = lab.server(3);
+    let v6 = lab.enable_ipv6(&server, None);
+    let (s1, s2, s3) = (v6[0], v6[1], v6[2]);
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "-q".into(),
+        "--ephemeral".into(),
+        "--json".into(),
+        "--listen".into(),
+        format!("[{s1}]:1935"),
+    ];
+    for a in [
+        format!("[{s1}]:3478"),
+        format!("[{s1}]:3479"),
+        format!("[{s2}]:3478"),
+        format!("[{s2}]:3479"),
+        format!("[{s3}]:3478"),
+    ] {
+        args.push("--probe-addr".into());
+        args.push(a);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut serve = lab.spawn(&server, BIN, &argv);
+    wait_events(&mut serve, "probe_listening", 5);
+    for kind in NatKind::ALL {
+        let (host, nat) = lab.host(kind);
+        if let Some(n) = nat.as_ref() {
+            lab.enable_ipv6_nat(n);
+        }
+        lab.enable_ipv6(&host, nat.as_ref());
+        let (code, v) = probe6(&lab, &host, &format!("stun://[{s1}]:3478"));
+        assert_eq!(v["family"], "ipv6", "{v}");
+        check(kind, code, &v, "ipv6 stun");
+        let (code, v) = probe6(&lab, &host, &format!("rtmfp://[{s1}]:1935/app"));
+        assert_eq!(v["family"], "ipv6", "{v}");
+        check_rtmfp(kind, code, &v, "ipv6 rtmfp");
+    }
+}
+
+/// `probe-nat --peer`: predicted (spec 05 §5.1, from our class) against
+/// what a real direct session through the server's introduction does,
+/// for pairs of lab NATs on both sides of the matrix.
+#[test]
+fn lab_peer_check_prediction_matches_reality() {
+    let Some(mut lab) = Lab::or_skip("lab_peer_check_prediction_matches_reality") else {
+        return;
+    };
+    let server = lab.server(3);
+    let _serve = start_our_rtmfp_server(&lab, &server);
+    let url = format!("rtmfp://{}:1935/app", server.ip);
+    // (ours, the peer's, direct session expected). Port-restricted to
+    // port-restricted is left out: spec 05 §5.1 predicts direct, but with
+    // Linux masquerade on both sides the initiator's first IHello reaches
+    // the target's NAT before the target's RHello leaves; conntrack records
+    // it, and the RHello's mapping then collides with that entry and gets a
+    // new port, so the pair behaves as symmetric (seen in this lab: no
+    // session within 6 s). See the issue note.
+    let pairs = [
+        (NatKind::PortRestricted, NatKind::FullCone, true),
+        (NatKind::Symmetric, NatKind::FullCone, true),
+        (NatKind::Symmetric, NatKind::PortRestricted, false),
+    ];
+    for (i, (ours, theirs, direct)) in pairs.into_iter().enumerate() {
+        let (peer_host, _) = lab.host(theirs);
+        let name = format!("peer{i}");
+        let _peer = lab.spawn(
+            &peer_host,
+            BIN,
+            &["connect", &url, "--name", &name, "--stay", "60s", "--json"],
+        );
+        let (host, _) = lab.host(ours);
+        let mut v = Json::Null;
+        for _ in 0..40 {
+            let out = lab.run_in(
+                &host,
+                BIN,
+                &[
+                    "probe-nat",
+                    &url,
+                    "--json",
+                    "-4",
+                    "--peer",
+                    &name,
+                    "--peer-timeout",
+                    "6s",
+                ],
+                Duration::from_secs(40),
+            );
+            if out.status.code() == Some(8) {
+                // The peer has not registered its name yet.
+                std::thread::sleep(Duration::from_millis(250));
+                continue;
+            }
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            v = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            break;
+        }
+        let ctx = format!("{ours:?} -> {theirs:?}: {v}");
+        assert_eq!(v["type"], "peer_check", "{ctx}");
+        assert_eq!(v["actual"]["direct"], direct, "{ctx}");
+        assert_eq!(v["agrees"], true, "{ctx}");
+    }
+}
+
+/// The RTMFP check gives the same verdict on every run, and its wall time
+/// next to the STUN probe's on the same path (figures only, printed; no
+/// timing is asserted; the kernel here has no netem, so no added delay).
+#[test]
+fn lab_rtmfp_results_stable_over_repeated_runs() {
+    let Some(mut lab) = Lab::or_skip("lab_rtmfp_results_stable_over_repeated_runs") else {
+        return;
+    };
+    let runs: usize = std::env::var("NATLAB_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let server = lab.server(3);
+    let _serve = start_our_rtmfp_server(&lab, &server);
+    let stun_server = lab.server(2);
+    let _stun = start_our_server(&lab, &stun_server);
+    let rtmfp = format!("rtmfp://{}:1935/app", server.ip);
+    let stun = format!("stun://{}:3478", stun_server.ip);
+    for kind in [
+        NatKind::FullCone,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+    ] {
+        let (host, _) = lab.host(kind);
+        let (mut ours, mut st) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let t = std::time::Instant::now();
+            let (code, v) = probe(&lab, &host, &rtmfp);
+            ours.push(t.elapsed().as_secs_f64() * 1e3);
+            check_rtmfp(kind, code, &v, &server.ns);
+            let t = std::time::Instant::now();
+            let (code, v) = probe(&lab, &host, &stun);
+            st.push(t.elapsed().as_secs_f64() * 1e3);
+            check(kind, code, &v, &stun_server.ns);
+        }
+        ours.sort_by(f64::total_cmp);
+        st.sort_by(f64::total_cmp);
+        eprintln!(
+            "{kind:?}: probe-nat rtmfp:// p50 {:.0} ms p99 {:.0} ms; stun:// p50 {:.0} ms p99 {:.0} ms ({runs} runs, process start included)",
+            percentile(&ours, 0.5),
+            percentile(&ours, 0.99),
+            percentile(&st, 0.5),
+            percentile(&st, 0.99),
+        );
+    }
+}

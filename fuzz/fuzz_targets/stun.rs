@@ -1,4 +1,5 @@
-//! STUN: parsing any bytes never panics, and the server's responder never
+//! The probe sockets' input: STUN parsing and the RTMFP probe RHello
+//! decoder never panic on any bytes, and the server's STUN responder never
 //! answers with more bytes than it received.
 #![no_main]
 
@@ -7,6 +8,7 @@ use rtmfp::nat::stun::Message;
 use rtmfp::server::stun::{MAX_REPLY, StunResponder};
 
 fuzz_target!(|data: &[u8]| {
+    let _ = rtmfp::nat::rtmfp_probe::rhello_probe_tag(data);
     if let Ok(m) = Message::parse(data) {
         let _ = m.mapped();
         let _ = m.other_address();

@@ -10,6 +10,7 @@
 //! * [`report`]: what gets reported, as text and JSON lines.
 //! * [`failure`]: why a setup failed (phase, kind, exit code), shared by every command.
 
+pub mod conncheck;
 pub mod failure;
 pub mod load;
 pub mod peer;

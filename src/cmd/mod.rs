@@ -7,6 +7,8 @@ pub mod connect_peer;
 pub mod json;
 pub mod monitor;
 pub mod probe_nat;
+pub mod probe_nat_peer;
+pub mod probe_nat_rtmfp;
 pub mod publish;
 pub mod send;
 pub mod serve;

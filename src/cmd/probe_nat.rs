@@ -24,15 +24,13 @@ const LIFETIME_MAX_TRIALS: u32 = 8;
 
 /// `stun://host[:port]` into host and port.
 pub fn parse_stun_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("stun://")
-        .ok_or_else(|| {
-            if url.starts_with("rtmfp://") {
-                "probing through an RTMFP server (rtmfp://) is not supported yet; use a STUN server: stun://host[:port]".to_owned()
-            } else {
-                format!("not a stun:// URL: {url:?} (try stun://host[:port])")
-            }
-        })?;
+    let rest = url.strip_prefix("stun://").ok_or_else(|| {
+        if url.starts_with("rtmfp://") {
+            "an rtmfp:// URL is probed through the RTMFP connectivity check, not STUN".to_owned()
+        } else {
+            format!("not a stun:// URL: {url:?} (try stun://host[:port])")
+        }
+    })?;
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.contains('/') || rest.contains('?') {
         return Err(format!("expected stun://host[:port], got {url:?}"));
@@ -58,12 +56,12 @@ pub fn parse_stun_url(url: &str) -> Result<(String, u16), String> {
     }
 }
 
-struct Out {
-    json: bool,
+pub(crate) struct Out {
+    pub json: bool,
 }
 
 impl Out {
-    fn error(&self, kind: &str, message: &str) {
+    pub(crate) fn error(&self, kind: &str, message: &str) {
         if self.json {
             println!(
                 "{}",
@@ -75,7 +73,7 @@ impl Out {
     }
 }
 
-fn spinner(json: bool) -> ProgressBar {
+pub(crate) fn spinner(json: bool) -> ProgressBar {
     let pb = if !json && std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
     } else {
@@ -90,6 +88,16 @@ fn spinner(json: bool) -> ProgressBar {
 
 pub fn run(args: ProbeNatArgs) -> i32 {
     let out = Out { json: args.json };
+    if args.url.starts_with("rtmfp://") {
+        return super::probe_nat_rtmfp::run(args);
+    }
+    if args.peer.is_some() {
+        out.error(
+            "usage",
+            "--peer needs an rtmfp:// server: the peer is reached through its introduction",
+        );
+        return exit::USAGE;
+    }
     let (host, port) = match parse_stun_url(&args.url) {
         Ok(v) => v,
         Err(e) => {
@@ -156,6 +164,7 @@ async fn probe_all(args: ProbeNatArgs, host: String, port: u16, out: Out) -> i32
         pb.finish_and_clear();
         any_answer |= verdict.udp;
         let report = Report {
+            method: "stun",
             url: &args.url,
             family,
             server,
@@ -216,15 +225,17 @@ async fn lifetime(
     Some((lo, Some(hi)))
 }
 
-struct Report<'a> {
-    url: &'a str,
-    family: &'a str,
-    server: SocketAddr,
-    local: Option<SocketAddr>,
-    elapsed: Duration,
-    rtt: Option<Duration>,
-    verdict: &'a Verdict,
-    lifetime: Option<(Duration, Option<Duration>)>,
+pub(crate) struct Report<'a> {
+    /// "stun" or "rtmfp".
+    pub method: &'static str,
+    pub url: &'a str,
+    pub family: &'a str,
+    pub server: SocketAddr,
+    pub local: Option<SocketAddr>,
+    pub elapsed: Duration,
+    pub rtt: Option<Duration>,
+    pub verdict: &'a Verdict,
+    pub lifetime: Option<(Duration, Option<Duration>)>,
 }
 
 fn p2p_rows(v: &Verdict) -> Vec<(P2pClass, bool, &'static str)> {
@@ -241,7 +252,7 @@ fn p2p_rows(v: &Verdict) -> Vec<(P2pClass, bool, &'static str)> {
 }
 
 impl Report<'_> {
-    fn to_json(&self) -> Json {
+    pub fn to_json(&self) -> Json {
         let mut j = self.verdict.to_json();
         let o = j.as_object_mut().expect("verdict JSON is an object");
         o.insert("type".into(), json!("nat"));
@@ -255,7 +266,7 @@ impl Report<'_> {
             }),
         );
         o.insert("server".into(), json!(self.server.to_string()));
-        o.insert("method".into(), json!("stun"));
+        o.insert("method".into(), json!(self.method));
         o.insert("elapsed_ms".into(), json!(ms(self.elapsed)));
         o.insert("rtt_ms".into(), json!(self.rtt.map(ms)));
         o.insert(
@@ -283,7 +294,7 @@ impl Report<'_> {
         j
     }
 
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         use std::fmt::Write;
         let v = self.verdict;
         let mut s = String::new();
@@ -299,7 +310,12 @@ impl Report<'_> {
         if !v.udp {
             let _ = writeln!(
                 s,
-                "  UDP:          no answer. UDP is blocked between here and the server, or no STUN server listens there."
+                "  UDP:          no answer. UDP is blocked between here and the server, or no {} server listens there.",
+                if self.method == "stun" {
+                    "STUN"
+                } else {
+                    "RTMFP"
+                }
             );
             let _ = writeln!(
                 s,

@@ -115,14 +115,15 @@ async fn serve(
         out.fatal("no address to listen on");
         return exit::FAILURE;
     }
+    let mut probe_sockets = None;
     if !args.probe_addr.is_empty() {
         match crate::server::probes::bind(&args.probe_addr).await {
-            Ok(probe_sockets) => {
-                for a in probe_sockets.iter().filter_map(|s| s.local_addr().ok()) {
-                    info!("answering NAT probes (STUN) on {a}");
+            Ok(ps) => {
+                for a in ps.iter().filter_map(|s| s.local_addr().ok()) {
+                    info!("answering NAT probes (STUN, RTMFP connectivity check) on {a}");
                     out.json(json!({"event": "probe_listening", "addr": a.to_string()}));
                 }
-                tokio::spawn(crate::server::probes::run(probe_sockets));
+                probe_sockets = Some(ps);
             }
             Err(e) => {
                 out.fatal(&e);
@@ -177,12 +178,40 @@ async fn serve(
             keepalive_server: Duration::from_secs(args.keepalive),
             keepalive_peer: PEER_KEEPALIVE,
             introductions_across_apps: args.introduce_across_apps,
+            media: crate::server::MediaConfig {
+                publisher_timeout: (!args.publisher_timeout.is_zero())
+                    .then_some(args.publisher_timeout),
+                ..crate::server::MediaConfig::default()
+            },
             ..ServerConfig::default()
         },
         fingerprint,
     );
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(PROBE_QUEUE);
+    let mut server = server;
+    let mut probe_tx = None;
+    if let Some(ps) = probe_sockets {
+        // The RTMFP connectivity check (spec 05 §3) on the probe sockets.
+        let probe_addrs: Vec<SocketAddr> = ps.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let listen_addrs: Vec<SocketAddr> =
+            sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        server.enable_conncheck(crate::server::conncheck::ConncheckConfig {
+            probe_addrs,
+            listen: listen_addrs,
+            rng: Box::new(OsRng),
+            apps: args.probe_app.clone(),
+        });
+        let (tx, rx) = tokio::sync::mpsc::channel(PROBE_QUEUE);
+        probe_tx = Some(tx);
+        let link = crate::server::probes::RtmfpLink {
+            sends: rx,
+            returned: cmd_tx.clone(),
+        };
+        tokio::spawn(crate::server::probes::run(ps, Some(link)));
+    }
     let watched = Monitor::wanted(&args.monitor) || args.metrics.is_some();
     let app = ServeApp {
+        probe_tx,
         server,
         out,
         trimmer: Trimmer::default(),
@@ -190,7 +219,6 @@ async fn serve(
         drops_reported: [0; DropReason::COUNT],
         next_drop_report: clock.now() + DROP_REPORT_PERIOD,
     };
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4);
     let threads = match crypto_threads {
         0 => None,
         n => match CryptoThreads::spawn(n, n * crate::net::CRYPTO_JOBS_PER_THREAD) {
@@ -478,12 +506,20 @@ impl Output {
                 name,
                 subscribers,
                 messages,
+                reason,
             } => {
+                let why = reason
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(": {r}"));
                 info!(
-                    "unpublish {app}/{name} after {messages} messages ({subscribers} subscribers)"
+                    "unpublish {app}/{name} after {messages} messages ({subscribers} subscribers){why}"
                 );
-                json!({"event": "unpublish", "session": session.0, "app": app, "stream": name,
-                    "subscribers": subscribers, "messages": messages})
+                let mut v = json!({"event": "unpublish", "session": session.0, "app": app,
+                    "stream": name, "subscribers": subscribers, "messages": messages});
+                if let Some(r) = reason {
+                    v["reason"] = json!(r);
+                }
+                v
             }
             MediaEvent::Play {
                 session,
@@ -543,6 +579,8 @@ fn close_reason(r: CloseReason) -> &'static str {
 /// The server plus its output, driven by [`Driver`].
 struct ServeApp {
     server: Server,
+    /// IHellos of the connectivity check, to the probe sockets' task.
+    probe_tx: Option<tokio::sync::mpsc::Sender<crate::server::conncheck::ProbeSend>>,
     out: Output,
     /// Drop counters at the last report, and when the next is due.
     drops_reported: [u64; DropReason::COUNT],
@@ -551,6 +589,9 @@ struct ServeApp {
     /// Each session's app, kept only while snapshots are watched.
     apps: Option<HashMap<u32, Arc<str>>>,
 }
+
+/// Commands and probe IHellos queued between the tasks, at most.
+const PROBE_QUEUE: usize = 256;
 
 /// Datagrams dropped are summed up at most this often (a flood must not
 /// flood the log).
@@ -590,6 +631,12 @@ impl ServeApp {
     }
 
     fn flush(&mut self) {
+        while let Some(p) = self.server.poll_probe_send() {
+            // A full queue drops it: a probe not sent counts as not returned.
+            if let Some(tx) = &self.probe_tx {
+                let _ = tx.try_send(p);
+            }
+        }
         while let Some(e) = self.server.poll_event() {
             if let Some(apps) = &mut self.apps {
                 match &e {
@@ -627,10 +674,14 @@ impl App for ServeApp {
     }
 
     fn timeout(&self) -> Option<Instant> {
-        Some(self.next_drop_report)
+        crate::proto::time::earliest(Some(self.next_drop_report), App::timeout(&self.server))
     }
 
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        if App::timeout(&self.server).is_some_and(|t| t <= now) {
+            App::on_timeout(&mut self.server, ep, now);
+            self.flush();
+        }
         if now >= self.next_drop_report {
             self.report_drops(ep);
             self.next_drop_report = now + DROP_REPORT_PERIOD;
@@ -773,6 +824,7 @@ mod tests {
             dh_key_lifetime: None,
             json: false,
             introduce_across_apps: false,
+            publisher_timeout: Duration::from_secs(3),
             require_hmac: false,
             require_sseq: false,
             source_prefix_v4: 32,
@@ -781,6 +833,7 @@ mod tests {
             metrics: None,
             monitor: Default::default(),
             probe_addr: vec![],
+            probe_app: vec![],
         };
         let (a, how) = load_identity(&args(&path)).unwrap();
         assert!(how.starts_with("created"), "{how}");

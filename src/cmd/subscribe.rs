@@ -33,6 +33,8 @@ struct State {
     started: std::time::Instant,
     /// The stream's end, as the server said it.
     ended: Option<String>,
+    /// The server's description of the end, when it is not the usual one.
+    ended_reason: Option<String>,
     stop_sent: bool,
 }
 
@@ -129,6 +131,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         json,
         started: std::time::Instant::now(),
         ended: None,
+        ended_reason: None,
         stop_sent: false,
     }));
     // The callback cannot stop the app itself: it asks through the input channel.
@@ -148,6 +151,10 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
                     }
                     if i.code == code::PLAY_UNPUBLISH_NOTIFY || i.code == code::PLAY_STOP {
                         st.ended = Some(i.code.clone());
+                        st.ended_reason = i
+                            .description
+                            .clone()
+                            .filter(|d| d != "Unpublish Notify" && !d.is_empty());
                         stop = true;
                     }
                 }
@@ -188,8 +195,8 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         })
     };
     let role = StreamRole::Play {
-        start: None,
-        duration: None,
+        start: args.start,
+        duration: args.len,
         reset: None,
     };
     let mut s =
@@ -265,7 +272,7 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
                 .map(|e| format!("output closed: {e}"))
         });
     let s_ = &st.stats;
-    let summary = json!({
+    let mut summary = json!({
         "type": "summary",
         "frames": s_.frames(),
         "audio": s_.audio_frames,
@@ -279,6 +286,9 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         "first_frame_ms": first_ms.map(|m| (m * 1000.0).round() / 1000.0),
         "ended": ended,
     });
+    if let Some(r) = &st.ended_reason {
+        summary["reason"] = json!(r);
+    }
     if json {
         st.line(&summary);
     } else {
@@ -295,7 +305,11 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
             s_.gaps,
             s_.late,
             first_ms.map_or("-".to_owned(), |m| format!("after {m:.0} ms")),
-            ended.as_deref().unwrap_or("stopped"),
+            match (&ended, &st.ended_reason) {
+                (Some(e), Some(r)) => format!("{e} ({r})"),
+                (Some(e), None) => e.clone(),
+                (None, _) => "stopped".to_owned(),
+            },
         );
     }
     if st.stats.frames() + st.data_messages > 0 {

@@ -701,5 +701,8 @@ mod json {
     }
 }
 
+mod check;
+pub use check::{check_all, leading_str};
+
 #[cfg(test)]
 mod tests;

@@ -407,6 +407,9 @@ pub fn classify_conncheck(r: &ConncheckResults) -> Verdict {
     ) {
         (Some(true), Some(true), Some(true)) => Some(Mapping::EndpointIndependent),
         (Some(true), Some(true), Some(false)) => Some(Mapping::Dependent),
+        // rtmfp-cpp's conncheck sets "preserves source address" only when
+        // IP *and* port are kept, so with a new port it says nothing of the IP.
+        (Some(true), Some(false), Some(false)) => Some(Mapping::Dependent),
         (Some(true), Some(false), _) => {
             v.notes
                 .push("a new destination saw a new public IP (arbitrary address pooling)".into());

@@ -9,6 +9,7 @@
 
 pub mod classify;
 pub mod matrix;
+pub mod rtmfp_probe;
 pub mod stun;
 
 pub use classify::{

@@ -15,6 +15,7 @@
 //! IDs and [`MAX_STREAM_FLOWS`] stream flows, [`MAX_REPORTED_ADDRESSES`]
 //! reported addresses.
 
+pub mod conncheck;
 mod introductions;
 mod media_hooks;
 pub mod metrics;
@@ -25,6 +26,8 @@ pub mod streams;
 pub mod stun;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conncheck;
 
 pub use registry::{Member, Registry};
 
@@ -324,6 +327,9 @@ pub struct Server {
     intro_buckets: HashMap<std::net::IpAddr, (f64, Instant)>,
     media: Streams,
     registry: Registry,
+    /// `--probe-addr`: the connectivity check (spec 05 §3).
+    conncheck: Option<conncheck::Conncheck>,
+    conncheck_stats: conncheck::ConncheckStats,
 }
 
 impl Server {
@@ -346,6 +352,8 @@ impl Server {
             intro_buckets: HashMap::new(),
             registry: Registry::default(),
             media: Streams::new(cfg_media),
+            conncheck: None,
+            conncheck_stats: Default::default(),
         }
     }
 
@@ -465,6 +473,7 @@ impl Server {
         reason: CloseReason,
     ) {
         self.media.on_session_closed(ep, now, session);
+        self.end_conncheck(session);
         let conn = self.conns.remove(&session);
         self.registry.leave(session);
         let peer_id = conn.as_ref().map(|c| c.peer_id);
@@ -731,6 +740,7 @@ impl Server {
                 if transaction_id != 0.0 {
                     self.send_command(ep, now, h, Command::result(transaction_id, []));
                 }
+                self.start_conncheck(ep, now, h, &addrs);
                 self.emit(ServerEvent::SetPeerInfo {
                     session: h,
                     peer_id,
@@ -931,6 +941,13 @@ fn ms(d: Duration) -> u32 {
 pub enum ServerCommand {
     /// [`Server::notify_shutdown`].
     NotifyShutdown,
+    /// [`Server::probe_returned`]: an RHello with a probe tag reached probe
+    /// socket `via`.
+    ProbeReturned {
+        via: usize,
+        from: SocketAddr,
+        tag: [u8; crate::nat::rtmfp_probe::PROBE_TAG_LEN],
+    },
 }
 
 impl crate::net::App for Server {
@@ -943,6 +960,22 @@ impl crate::net::App for Server {
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: ServerCommand) {
         match cmd {
             ServerCommand::NotifyShutdown => self.notify_shutdown(ep, now),
+            ServerCommand::ProbeReturned { via, from, tag } => {
+                self.probe_returned(ep, now, via, from, tag)
+            }
+        }
+    }
+
+    fn timeout(&self) -> Option<Instant> {
+        crate::proto::time::earliest(self.conncheck_timeout(), self.media.timeout())
+    }
+
+    fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        if self.conncheck_timeout().is_some_and(|t| t <= now) {
+            self.on_conncheck_timeout(ep, now);
+        }
+        if self.media.timeout().is_some_and(|t| t <= now) {
+            self.media.on_timeout(ep, now);
         }
     }
 }

@@ -1,14 +1,20 @@
 //! The probe sockets of `serve --probe-addr`: one task that answers STUN
 //! Binding requests on every probe address ([`super::stun`]), replying from
-//! whichever socket CHANGE-REQUEST asks for.
+//! whichever socket CHANGE-REQUEST asks for; and the RTMFP connectivity
+//! check's IHellos out and RHellos in ([`super::conncheck`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::ServerCommand;
+use super::conncheck::ProbeSend;
 use super::stun::StunResponder;
+use crate::nat::rtmfp_probe::rhello_probe_tag;
+use crate::nat::stun::looks_like_stun;
 
 /// Binds every probe address; fails on the first that cannot be bound.
 pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<UdpSocket>, String> {
@@ -23,9 +29,18 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<UdpSocket>, String> {
     Ok(v)
 }
 
+/// The link between the probe sockets and the server's connectivity check
+/// ([`super::conncheck`]): IHellos to send come in, returned probe tags go
+/// out as server commands.
+pub struct RtmfpLink {
+    pub sends: mpsc::Receiver<ProbeSend>,
+    pub returned: mpsc::Sender<ServerCommand>,
+}
+
 /// Serves until the runtime stops. Each socket has a receive loop; replies
-/// go out through the socket the responder picks.
-pub async fn run(sockets: Vec<UdpSocket>) {
+/// go out through the socket the responder picks. With `rtmfp`, RHellos
+/// carrying a probe tag are passed to the server and its IHellos sent.
+pub async fn run(sockets: Vec<UdpSocket>, rtmfp: Option<RtmfpLink>) {
     let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
     if addrs.len() != sockets.len() {
         warn!("probe sockets without a local address; STUN disabled");
@@ -33,10 +48,27 @@ pub async fn run(sockets: Vec<UdpSocket>) {
     }
     let sockets: Arc<Vec<UdpSocket>> = Arc::new(sockets);
     let responder = Arc::new(std::sync::Mutex::new(StunResponder::new(addrs)));
+    let (mut sends, returned) = match rtmfp {
+        Some(l) => (Some(l.sends), Some(l.returned)),
+        None => (None, None),
+    };
     let mut tasks = Vec::new();
+    if let Some(mut rx) = sends.take() {
+        let sockets = sockets.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                if let Some(s) = sockets.get(p.via)
+                    && let Err(e) = s.send_to(&p.bytes, p.to).await
+                {
+                    debug!("probe IHello to {}: {e}", p.to);
+                }
+            }
+        }));
+    }
     for i in 0..sockets.len() {
         let sockets = sockets.clone();
         let responder = responder.clone();
+        let returned = returned.clone();
         tasks.push(tokio::spawn(async move {
             // Room for a padded request (turnutils_natdiscovery -P sends over 1.5 KB).
             let mut buf = [0u8; 4096];
@@ -50,6 +82,13 @@ pub async fn run(sockets: Vec<UdpSocket>) {
                         continue;
                     }
                 };
+                if !looks_like_stun(&buf[..n]) {
+                    if let (Some(tx), Some(tag)) = (&returned, rhello_probe_tag(&buf[..n])) {
+                        // A full queue drops it: the probe is sent again.
+                        let _ = tx.try_send(ServerCommand::ProbeReturned { via: i, from, tag });
+                    }
+                    continue;
+                }
                 let reply = {
                     let mut r = responder.lock().unwrap_or_else(|p| p.into_inner());
                     r.answer(i, from, &buf[..n], &mut out)

@@ -67,6 +67,12 @@ pub struct Subscriber {
     pub paused: bool,
     pub stats: SubscriberStats,
     limits: RelayLimits,
+    /// NetStream.play's `len`, in ms of media time from the first frame
+    /// sent (0: that one frame only); `None` plays until told to stop.
+    play_len: Option<u32>,
+    first_media: Option<u32>,
+    /// The play's `len` is used up: the relay ends this play.
+    pub finished: bool,
 }
 
 impl Subscriber {
@@ -82,7 +88,17 @@ impl Subscriber {
             paused: false,
             stats: SubscriberStats::default(),
             limits,
+            play_len: None,
+            first_media: None,
+            finished: false,
         }
+    }
+
+    /// Limits this play to `ms` of media (NetStream.play's `len`).
+    pub fn set_play_len(&mut self, ms: Option<u32>) {
+        self.play_len = ms;
+        self.first_media = None;
+        self.finished = false;
     }
 
     /// A new publish starts (or the subscriber just joined): rebase anew
@@ -148,6 +164,23 @@ impl Subscriber {
             if t == msg_type::VIDEO && self.need_keyframe && !key {
                 self.stats.skipped += 1;
                 return Outcome::Skipped;
+            }
+            if let Some(len) = self.play_len {
+                // Media time, rebased, so a returning publisher counts on.
+                let at = self.out_ts(timestamp_of(msg));
+                match self.first_media {
+                    Some(first) if self.finished || at.wrapping_sub(first) >= len.max(1) => {
+                        self.finished = true;
+                        self.stats.skipped += 1;
+                        return Outcome::Skipped;
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.first_media = Some(at);
+                        // `len` 0: this one frame, then the play is over.
+                        self.finished = len == 0;
+                    }
+                }
             }
             let queued = self.out.buffered(ep, &[Lane::Audio, Lane::Video]);
             if queued > 0 && queued + payload.len() > self.limits.queue_bytes {

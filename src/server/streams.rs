@@ -25,6 +25,9 @@ use crate::proto::flow::WriteOptions;
 
 use super::relay::{Outcome, RelayLimits, Subscriber};
 
+mod liveness;
+mod play_args;
+
 /// Relay policy and bounds.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
@@ -48,6 +51,11 @@ pub struct MediaConfig {
     /// Receive buffer given to a publisher's stream flows: a whole frame
     /// must fit while it is reassembled.
     pub publish_recv_buffer: usize,
+    /// A publisher whose session has sent nothing at all for this long,
+    /// although it was pinged, is gone (killed, unplugged): its streams are
+    /// unpublished and its session closed, instead of waiting for the
+    /// session's own timeout. `None` leaves it to the session.
+    pub publisher_timeout: Option<std::time::Duration>,
 }
 
 impl Default for MediaConfig {
@@ -63,6 +71,7 @@ impl Default for MediaConfig {
             gop_bytes: 16 << 20,
             max_data_frames: 16,
             publish_recv_buffer: (16 << 20) - 1024,
+            publisher_timeout: Some(liveness::DEFAULT_PUBLISHER_TIMEOUT),
         }
     }
 }
@@ -82,6 +91,8 @@ pub enum MediaEvent {
         name: String,
         subscribers: usize,
         messages: u64,
+        /// Why, when the publisher did not ask (it was lost or preempted).
+        reason: Option<String>,
     },
     Play {
         session: SessionHandle,
@@ -125,7 +136,8 @@ pub struct MediaStats {
     pub rejected: u64,
 }
 
-type Key = (String, [u8; 32]);
+/// App and name hash; the app shared, so the per-message lookup copies nothing.
+type Key = (std::sync::Arc<str>, [u8; 32]);
 
 #[derive(Debug, Default)]
 struct Cache {
@@ -153,6 +165,8 @@ struct Publisher {
     priority: f64,
     messages: u64,
     rate: RateMeter,
+    /// When the liveness check last pinged its session.
+    probed: Option<Instant>,
 }
 
 /// Bits per second over windows of [`RATE_WINDOW`]: what the dashboard
@@ -213,6 +227,8 @@ struct End {
     role: Role,
     /// Our flows toward this client stream; relayed media when playing.
     link: Subscriber,
+    /// Plays queued with `reset` false, started in turn as each ends.
+    playlist: Vec<play_args::Queued>,
 }
 
 /// The connection facts the relay needs from the server.
@@ -243,6 +259,8 @@ pub struct Streams {
     stats: MediaStats,
     limits: Limits,
     scratch: Vec<u8>,
+    /// When publishers' liveness is checked next (`None`: no publisher).
+    next_liveness_check: Option<Instant>,
 }
 
 impl Streams {
@@ -262,6 +280,7 @@ impl Streams {
             stats: MediaStats::default(),
             limits,
             scratch: Vec::new(),
+            next_liveness_check: None,
         }
     }
 
@@ -342,6 +361,9 @@ impl Streams {
             self.stats.rejected += 1;
             return Effect::None;
         }
+        if t == msg_type::DATA && self.relay_plain_data(ep, now, ctx.session, sid, &data) {
+            return Effect::None;
+        }
         match classify(data, self.limits) {
             Ok(Incoming::Command(c)) => self.on_command(ep, now, ctx, sid, &c),
             Ok(Incoming::Data {
@@ -366,6 +388,7 @@ impl Streams {
         let relay = self.cfg.relay;
         self.ends.entry((ctx.session, sid)).or_insert_with(|| End {
             role: Role::Idle,
+            playlist: Vec::new(),
             link: Subscriber::new(
                 StreamOut::new(ctx.session, u64::from(sid), ctx.control_rx, lifetimes),
                 false,
@@ -410,13 +433,13 @@ impl Streams {
                 }
             }
             Ok(NetCommand::Play(p)) => {
-                self.stop(ep, now, (ctx.session, sid), true);
-                if let Some(n) = p.name {
-                    self.play(ep, now, ctx, sid, &n);
-                }
+                self.on_play(ep, now, ctx, sid, p);
                 Effect::None
             }
             Ok(NetCommand::CloseStream) => {
+                if let Some(e) = self.ends.get_mut(&(ctx.session, sid)) {
+                    e.playlist.clear();
+                }
                 self.stop(ep, now, (ctx.session, sid), true);
                 Effect::None
             }
@@ -479,7 +502,9 @@ impl Streams {
                 Some(bad("too many publishes on this connection"))
             }
             Some(n)
-                if !self.streams.contains_key(&(app.clone(), n.hash))
+                if !self
+                    .streams
+                    .contains_key(&(std::sync::Arc::from(app.as_str()), n.hash))
                     && self.streams.len() >= self.cfg.max_streams =>
             {
                 Some(bad("too many streams"))
@@ -495,12 +520,18 @@ impl Streams {
         let priority = n
             .number("priority")
             .map_or(f64::NEG_INFINITY, |p| p.min(0.0));
-        let key = (app.clone(), n.hash);
+        let key: Key = (std::sync::Arc::from(app.as_str()), n.hash);
         if let Some(old) = self.streams.get(&key).and_then(|s| s.publisher.as_ref()) {
             if priority > old.priority {
                 let old_end = old.end;
                 let old_app = app.clone();
-                self.stop(ep, now, old_end, false);
+                self.stop_because(
+                    ep,
+                    now,
+                    old_end,
+                    false,
+                    Some("Preempted by a higher priority publisher".to_owned()),
+                );
                 self.bad_name(
                     ep,
                     now,
@@ -525,9 +556,11 @@ impl Streams {
             priority,
             messages: 0,
             rate: RateMeter::default(),
+            probed: None,
         });
         stream.cache = Cache::default();
         let subs = stream.subscribers.clone();
+        self.arm_liveness(now);
         if let Some(e) = self.ends.get_mut(&(h, sid)) {
             e.role = Role::Publishing(key);
         }
@@ -576,7 +609,15 @@ impl Streams {
         Effect::None
     }
 
-    fn play(&mut self, ep: &mut Endpoint, now: Instant, ctx: ConnCtx, sid: u32, raw: &str) {
+    fn play(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        ctx: ConnCtx,
+        sid: u32,
+        raw: &str,
+        opts: play_args::Live,
+    ) {
         let h = ctx.session;
         let app = self.app_of(h);
         let Some(n) = StreamName::parse(raw) else {
@@ -586,7 +627,7 @@ impl Streams {
             self.status(ep, now, (h, sid), &info);
             return;
         };
-        let key = (app.clone(), n.hash);
+        let key: Key = (std::sync::Arc::from(app.as_str()), n.hash);
         let full = match self.streams.get(&key) {
             Some(s) => s.subscribers.len() >= self.cfg.max_subscribers,
             None => self.streams.len() >= self.cfg.max_streams,
@@ -618,6 +659,7 @@ impl Streams {
                 n.flag("asis"),
                 self.cfg.relay,
             );
+            e.link.set_play_len(opts.len_ms);
         }
         let stream = self.streams.entry(key.clone()).or_insert_with(|| Stream {
             name: n.name.clone(),
@@ -640,12 +682,15 @@ impl Streams {
                 WriteOptions::default(),
             );
         }
-        self.status(
-            ep,
-            now,
-            (h, sid),
-            &StatusInfo::stream_event(code::PLAY_RESET, "Reset", n.name.clone()),
-        );
+        // A play appended to a playlist (`reset` false) is not a reset.
+        if opts.reset {
+            self.status(
+                ep,
+                now,
+                (h, sid),
+                &StatusInfo::stream_event(code::PLAY_RESET, "Reset", n.name.clone()),
+            );
+        }
         self.status(
             ep,
             now,
@@ -667,6 +712,7 @@ impl Streams {
             self.status(ep, now, (h, sid), &info);
             self.fast_start(ep, now, &key, (h, sid));
         }
+        let done = self.ends.get(&(h, sid)).is_some_and(|e| e.link.finished);
         self.events.push(MediaEvent::Play {
             session: h,
             app,
@@ -674,6 +720,9 @@ impl Streams {
             subscribers: count,
             published,
         });
+        if done {
+            self.finish_plays(ep, now, &key);
+        }
     }
 
     /// Sends a late subscriber what it needs to start decoding at once:
@@ -738,9 +787,12 @@ impl Streams {
             p.messages += 1;
             p.rate.add(now, data.len());
         }
+        let mut finished = false;
         for s in &stream.subscribers {
             if let Some(e) = self.ends.get_mut(s) {
-                match e.link.deliver(ep, now, &data, &mut self.scratch) {
+                let r = e.link.deliver(ep, now, &data, &mut self.scratch);
+                finished |= e.link.finished;
+                match r {
                     Outcome::Sent => {
                         self.stats.messages_out += 1;
                         self.stats.bytes_out += data.len() as u64;
@@ -751,6 +803,54 @@ impl Streams {
             }
         }
         cache_media(&mut stream.cache, data, self.cfg.gop_bytes);
+        if finished {
+            self.finish_plays(ep, now, &key);
+        }
+    }
+
+    /// The hot path of NetStream.send: an AMF0 data message from a
+    /// publisher that is not `@setDataFrame`/`@clearDataFrame` goes to every
+    /// subscriber as it came, validated but not decoded, copied only into
+    /// each subscriber's flow. False leaves the message to [`Self::on_data`].
+    fn relay_plain_data(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        h: SessionHandle,
+        sid: u32,
+        data: &[u8],
+    ) -> bool {
+        let Some(Role::Publishing(key)) = self.ends.get(&(h, sid)).map(|e| &e.role) else {
+            return false;
+        };
+        let Some(payload) = data.get(HEADER_LEN..) else {
+            return false;
+        };
+        if matches!(
+            crate::flash::amf0::leading_str(payload),
+            Some(name::SET_DATA_FRAME | name::CLEAR_DATA_FRAME)
+        ) {
+            return false;
+        }
+        if crate::flash::amf0::check_all(payload, self.limits).is_err() {
+            self.stats.rejected += 1;
+            return true;
+        }
+        let key = key.clone();
+        let Some(stream) = self.streams.get(&key) else {
+            return true;
+        };
+        self.stats.messages_in += 1;
+        self.stats.bytes_in += payload.len() as u64;
+        for s in &stream.subscribers {
+            if let Some(e) = self.ends.get_mut(s)
+                && e.link.deliver(ep, now, data, &mut self.scratch) == Outcome::Sent
+            {
+                self.stats.messages_out += 1;
+                self.stats.bytes_out += data.len() as u64;
+            }
+        }
+        true
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -815,6 +915,19 @@ impl Streams {
     /// (closeStream, a new publish/play), so a publisher is told
     /// Unpublish.Success; otherwise its stream or session is gone.
     fn stop(&mut self, ep: &mut Endpoint, now: Instant, end: (SessionHandle, u32), orderly: bool) {
+        self.stop_because(ep, now, end, orderly, None);
+    }
+
+    /// [`Self::stop`], telling subscribers `reason` (the UnpublishNotify
+    /// description) when the publisher did not leave by itself.
+    fn stop_because(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        end: (SessionHandle, u32),
+        orderly: bool,
+        reason: Option<String>,
+    ) {
         let Some(e) = self.ends.get_mut(&end) else {
             return;
         };
@@ -832,7 +945,7 @@ impl Streams {
                 let name = stream.name.clone();
                 let info = StatusInfo::stream_event(
                     code::PLAY_UNPUBLISH_NOTIFY,
-                    "Unpublish Notify",
+                    reason.as_deref().unwrap_or("Unpublish Notify"),
                     name.clone(),
                 );
                 for s in &subs {
@@ -857,6 +970,7 @@ impl Streams {
                     name,
                     subscribers: subs.len(),
                     messages,
+                    reason,
                 });
                 self.forget_if_unused(&key);
             }

@@ -613,3 +613,4 @@ fn connect_result_carries_the_public_address() {
 }
 
 mod media;
+mod play_args;

@@ -546,3 +546,114 @@ impl Drop for Lab {
         }
     }
 }
+
+// IPv6 (documentation range 2001:db8::/32 only), added on request to a lab
+// built as above; the IPv4 plan is untouched. Each IPv4 address maps to one
+// IPv6 address: public 192.0.2.x ↔ 2001:db8::x (x written in hex digits as
+// decimal), NAT n's private /28 ↔ 2001:db8:1:n::/64 with the same host
+// numbers. NAT66 uses the same nftables rules in the ip6 family, so each
+// kind behaves as its IPv4 twin.
+
+/// The IPv6 twin of a lab IPv4 address.
+pub fn ipv6_of(v4: Ipv4Addr) -> std::net::Ipv6Addr {
+    let o = v4.octets();
+    let s = if o[0] == 192 {
+        format!("2001:db8::{}", o[3])
+    } else {
+        format!("2001:db8:1:{}::{}", o[3] / 16, o[3] % 16)
+    };
+    s.parse().expect("lab IPv6 address")
+}
+
+impl Lab {
+    /// Gives `host` (a server, a routed host, or a host behind `nat`, whose
+    /// router must have had [`Lab::enable_ipv6_nat`]) the IPv6 twins of its
+    /// addresses; returns them, main one first.
+    pub fn enable_ipv6(&self, host: &Host, nat: Option<&Nat>) -> Vec<std::net::Ipv6Addr> {
+        let addrs: Vec<std::net::Ipv6Addr> = host.addrs().into_iter().map(ipv6_of).collect();
+        for a in &addrs {
+            run(&[
+                "ip",
+                "-n",
+                &host.ns,
+                "addr",
+                "add",
+                &format!("{a}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+        }
+        if let Some(nat) = nat {
+            let router = format!("2001:db8:1:{}::1", nat.index);
+            run(&[
+                "ip",
+                "-n",
+                &host.ns,
+                "-6",
+                "route",
+                "add",
+                "2001:db8::/64",
+                "via",
+                &router,
+            ]);
+        }
+        addrs
+    }
+
+    /// Turns `nat` into a NAT66 of the same kind.
+    pub fn enable_ipv6_nat(&self, nat: &Nat) {
+        let public = ipv6_of(nat.public);
+        let i = nat.index;
+        let lan = format!("2001:db8:1:{i}::/64");
+        run(&[
+            "ip",
+            "-n",
+            &nat.ns,
+            "addr",
+            "add",
+            &format!("{public}/64"),
+            "dev",
+            "wan",
+            "nodad",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &nat.ns,
+            "addr",
+            "add",
+            &format!("2001:db8:1:{i}::1/64"),
+            "dev",
+            "lan",
+            "nodad",
+        ]);
+        sysctl(&nat.ns, "net.ipv6.conf.all.forwarding", "1");
+        let rules = match nat.kind {
+            NatKind::FullCone => format!(
+                "table ip6 lab6 {{
+                   chain pre {{ type nat hook prerouting priority dstnat; ip6 daddr {public} dnat to 2001:db8:1:{i}::2; }}
+                   chain post {{ type nat hook postrouting priority srcnat; ip6 saddr {lan} snat to {public}; }}
+                 }}"
+            ),
+            NatKind::PortRestricted => format!(
+                "table ip6 lab6 {{
+                   chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" ip6 saddr {lan} masquerade; }}
+                 }}"
+            ),
+            NatKind::Symmetric => format!(
+                "table ip6 lab6 {{
+                   chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" ip6 saddr {lan} masquerade fully-random; }}
+                 }}"
+            ),
+            NatKind::UdpBlocked => format!(
+                "table ip6 lab6 {{
+                   chain filt {{ type filter hook forward priority filter; meta l4proto udp drop; }}
+                   chain post {{ type nat hook postrouting priority srcnat; oifname \"wan\" ip6 saddr {lan} masquerade; }}
+                 }}"
+            ),
+            NatKind::None => unreachable!("NatKind::None has no router"),
+        };
+        nft(&nat.ns, &rules);
+    }
+}

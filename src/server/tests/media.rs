@@ -233,3 +233,39 @@ fn registry_and_caches_stay_bounded() {
     let m = net.server.stats().media;
     assert!(m.messages_in >= 101);
 }
+
+/// NetStream.send data is relayed as it came without being decoded, yet a
+/// publisher's malformed AMF is still refused and counted, not forwarded.
+#[test]
+fn publisher_data_is_relayed_verbatim_and_garbage_refused() {
+    let mut net = Net::new();
+    let (p, s) = (
+        net.add_client(FiHelloMode::Ignore),
+        net.add_client(FiHelloMode::Ignore),
+    );
+    let (ph, _, pf) = with_stream(&mut net, p);
+    net.cmd(
+        p,
+        ph,
+        pf,
+        NetCommand::Publish(Publish::live("chat")).to_command(),
+    );
+    let (sh, _, sf) = with_stream(&mut net, s);
+    net.cmd(s, sh, sf, NetCommand::Play(Play::new("chat")).to_command());
+    let rejected = net.server.stats().media.rejected;
+    let mut good = vec![0x12, 0, 0, 0, 7];
+    good.extend(crate::flash::amf0::encode_all(&[Value::str("onChat"), Value::str("hi")]).unwrap());
+    net.send(p, ph, pf, &[0x12, 0, 0, 0, 5, 0x02, 0xff, 0xff, 1]);
+    net.send(p, ph, pf, &good);
+    assert_eq!(net.server.stats().media.rejected, rejected + 1);
+    let data: Vec<Vec<Value>> = net
+        .received(s)
+        .into_iter()
+        .filter_map(|m| match m.body {
+            Body::Data { values, .. } => Some(values),
+            _ => None,
+        })
+        .filter(|v| v.first().and_then(Value::as_str) == Some("onChat"))
+        .collect();
+    assert_eq!(data, [vec![Value::str("onChat"), Value::str("hi")]]);
+}
