@@ -206,9 +206,9 @@ impl Endpoint {
             self.refuse(now, from, RefuseReason::HandshakeRate);
             return;
         }
-        if !self.guard.half_open_available(from.ip())
-            && !(self.evict_half_open(now, from.ip()) && self.guard.half_open_available(from.ip()))
-        {
+        let room = self.guard.half_open_available(from.ip())
+            || (self.evict_half_open(now, from.ip()) && self.guard.half_open_available(from.ip()));
+        if !room {
             self.stats.drop(DropReason::Limit);
             self.refuse(now, from, RefuseReason::HalfOpen);
             return;
