@@ -102,7 +102,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l loop -d 'Publish
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l video-lifetime -d 'Lifetime of video messages before they are abandoned' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l audio-lifetime -d 'Lifetime of audio messages before they are abandoned' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l max-peers -d 'Accept at most this many peer sessions at once' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l allow -d 'Accept peer sessions only from this peer ID (repeatable)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l allow -d 'Accept peer sessions only from this peer ID (repeatable). Such a publisher never relays through the server (a server stream is open to the whole app)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l name -d 'Register this name in the app, so peers can play with --peer NAME' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l wait-peers -d 'Start reading FILE only once this many peers play (each then gets the whole stream)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l refresh -d 'Dashboard refresh period' -r

@@ -579,7 +579,8 @@ pub struct PublishArgs {
     #[arg(long, value_name = "N", requires = "p2p")]
     pub max_peers: Option<usize>,
 
-    /// Accept peer sessions only from this peer ID (repeatable).
+    /// Accept peer sessions only from this peer ID (repeatable). Such a publisher never relays
+    /// through the server (a server stream is open to the whole app).
     #[arg(long = "allow", value_name = "PEERID", requires = "p2p")]
     pub allow: Vec<String>,
 

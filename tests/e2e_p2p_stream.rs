@@ -408,6 +408,39 @@ fn relay_fallback_carries_a_stream_no_direct_session_can() {
     );
 }
 
+/// A publisher that lets only another peer in: refused at once (exit 8),
+/// and never relayed through the server, where anyone could play it.
+#[test]
+fn a_publisher_that_refuses_us_is_exit_8_and_never_relays() {
+    if !media::ffmpeg_available() {
+        return;
+    }
+    let dir = tempdir();
+    let input = dir.join("in.flv");
+    media::make_flv(&input, 2, Some("flv"), None);
+    let (_serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live/cam");
+    let other = "ef".repeat(32);
+    for extra in [None, Some("--no-introductions")] {
+        let mut args = vec![
+            "publish", "--p2p", "--json", "--allow", &other, "--loop", "inf",
+        ];
+        args.extend(extra);
+        args.extend([url.as_str(), input.to_str().unwrap()]);
+        let publisher = Proc::spawn(&args);
+        let id = publisher.wait_for("type", "connected", &mut Vec::new())["peer_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let started = Instant::now();
+        let (code, lines) = Proc::spawn(&["subscribe", "--peer", &id, "--json", &url]).wait();
+        assert_eq!(code, 8, "{extra:?}: {lines:?}");
+        assert!(of_type(&lines, "relayed").is_empty(), "{lines:?}");
+        assert_eq!(of_type(&lines, "error")[0]["kind"], "peer_unreachable");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
+
 fn tempdir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!(
         "rtmfp-p2p-stream-{}-{}",

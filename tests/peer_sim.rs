@@ -245,8 +245,17 @@ fn restricted_filtering_nat_is_punched_within_the_3x_rule() {
         true
     }));
     let open = opened_to.clone();
-    lab.net.arrival_filter = Some(Box::new(move |from, to, _| {
-        to != b_addr || open.borrow().contains(&from)
+    let a_addr = lab.net.nodes[lab.a].addr;
+    // Bytes that reached B from A: what B may answer 3x of, with the
+    // IHello the server relayed.
+    let from_a = Rc::new(RefCell::new(0usize));
+    let count = from_a.clone();
+    lab.net.arrival_filter = Some(Box::new(move |from, to, data| {
+        let pass = to != b_addr || open.borrow().contains(&from);
+        if pass && to == b_addr && from == a_addr {
+            *count.borrow_mut() += data.len();
+        }
+        pass
     }));
     lab.ask_for_b();
     assert!(
@@ -267,6 +276,13 @@ fn restricted_filtering_nat_is_punched_within_the_3x_rule() {
     // relayed for A) before A proved it receives: A's IHellos are padded.
     let b_stats = lab.net.nodes[lab.b].ep.stats();
     assert!(b_stats.redirects_sent >= 1, "B punched with a Redirect");
+    let relayed = rtmfp::proto::endpoint::ihello_datagram_len(34, 16);
+    let got = *from_a.borrow() + relayed;
+    assert!(
+        b_stats.unverified_tx_bytes as usize <= 3 * got,
+        "B sent {} unverified bytes against {got} from A",
+        b_stats.unverified_tx_bytes
+    );
 }
 
 #[test]

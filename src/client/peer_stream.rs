@@ -292,8 +292,12 @@ impl PeerStreamApp {
                 )));
                 self.deadline = now;
                 self.check_start(now);
-                let cmd = rf::set_relayable(RELAYABLE_TID, &self.stream);
-                self.inner.call(ep, RELAYABLE_TID, cmd);
+                // A relayed stream is a server stream anyone in the app may
+                // play: a publisher that lets only some peers in offers none.
+                if self.base.policy.allow.is_empty() {
+                    let cmd = rf::set_relayable(RELAYABLE_TID, &self.stream);
+                    self.inner.call(ep, RELAYABLE_TID, cmd);
+                }
             }
             PeerOutput::ServerStatus(info)
                 if self.mode == PeerMode::Publish
@@ -361,6 +365,20 @@ impl PeerStreamApp {
                         self.fail(ep, now, peer_failure(explanation))
                     }
                 }
+                PeerEvent::Closed { peer, .. }
+                    if target.is_some()
+                        && self.target.is_none()
+                        && self.mode != PeerMode::Publish =>
+                {
+                    // Closed before it was reported open: the peer let the
+                    // handshake finish and then refused us.
+                    let why = format!(
+                        "peer {} closed the session as soon as it opened: it does not accept us \
+                         (--allow, --max-peers), or it is going away",
+                        peer_id_hex(&peer)
+                    );
+                    self.fail(ep, now, peer_failure(why));
+                }
                 PeerEvent::Closed {
                     session, reason, ..
                 } => {
@@ -375,11 +393,21 @@ impl PeerStreamApp {
                         );
                         (self.out)(StreamOutput::Status(ended));
                         if self.mode != PeerMode::Publish && self.draining.is_none() {
-                            self.failure.get_or_insert(Failure::new(
-                                Phase::Session,
-                                Kind::Closed,
-                                format!("the peer session closed: {reason}"),
-                            ));
+                            let f = if self.started_at.is_none() {
+                                // Before Play.Start (or any data sent):
+                                // the peer would not have us.
+                                peer_failure(format!(
+                                    "the peer closed the session before the stream started ({reason}): \
+                                     it does not accept us (--allow, --max-peers), or it is going away"
+                                ))
+                            } else {
+                                Failure::new(
+                                    Phase::Session,
+                                    Kind::Closed,
+                                    format!("the peer session closed: {reason}"),
+                                )
+                            };
+                            self.failure.get_or_insert(f);
                         }
                         self.target = None;
                         self.out_stream = None;
