@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::ServerCommand;
-use super::conncheck::ProbeSend;
+use super::conncheck::{LiveTags, ProbeSend};
 use super::stun::StunResponder;
 use crate::nat::rtmfp_probe::rhello_probe_tag;
 use crate::nat::stun::looks_like_stun;
@@ -35,6 +35,8 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<UdpSocket>, String> {
 pub struct RtmfpLink {
     pub sends: mpsc::Receiver<ProbeSend>,
     pub returned: mpsc::Sender<ServerCommand>,
+    /// Only RHellos with one of these tags are passed on.
+    pub live_tags: LiveTags,
 }
 
 /// Serves until the runtime stops. Each socket has a receive loop; replies
@@ -49,7 +51,7 @@ pub async fn run(sockets: Vec<UdpSocket>, rtmfp: Option<RtmfpLink>) {
     let sockets: Arc<Vec<UdpSocket>> = Arc::new(sockets);
     let responder = Arc::new(std::sync::Mutex::new(StunResponder::new(addrs)));
     let (mut sends, returned) = match rtmfp {
-        Some(l) => (Some(l.sends), Some(l.returned)),
+        Some(l) => (Some(l.sends), Some((l.returned, l.live_tags))),
         None => (None, None),
     };
     let mut tasks = Vec::new();
@@ -83,7 +85,12 @@ pub async fn run(sockets: Vec<UdpSocket>, rtmfp: Option<RtmfpLink>) {
                     }
                 };
                 if !looks_like_stun(&buf[..n]) {
-                    if let (Some(tx), Some(tag)) = (&returned, rhello_probe_tag(&buf[..n])) {
+                    if let (Some((tx, live)), Some(tag)) = (&returned, rhello_probe_tag(&buf[..n]))
+                        && live
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .contains(&tag)
+                    {
                         // A full queue drops it: the probe is sent again.
                         let _ = tx.try_send(ServerCommand::ProbeReturned { via: i, from, tag });
                     }
