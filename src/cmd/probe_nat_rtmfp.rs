@@ -181,7 +181,7 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
                 }
                 v.notes.push(
                     "connected, but the server sent no ConnectivityCheck results: it runs no \
-                     connectivity check (serve needs --probe-addr)"
+                     connectivity check (rtmfp-cpp's conncheck does, and rtmfp serve with --probe-addr)"
                         .into(),
                 );
                 v
