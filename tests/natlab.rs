@@ -948,3 +948,88 @@ fn lab_rtmfp_cpp_tcconn_gets_the_same_results_from_our_serve() {
         assert_eq!(a, b, "{kind:?}: our serve vs conncheck");
     }
 }
+
+/// coturn's `turnutils_natdiscovery` (against our STUN quad) and our RTMFP
+/// check (against the same serve's third address) read the same NAT: EIM or
+/// not, and the same filtering.
+#[test]
+fn lab_rtmfp_check_agrees_with_turnutils_natdiscovery() {
+    let Some(mut lab) = Lab::or_skip("lab_rtmfp_check_agrees_with_turnutils_natdiscovery") else {
+        return;
+    };
+    if std::process::Command::new("turnutils_natdiscovery")
+        .output()
+        .is_err()
+    {
+        eprintln!("\n*** turnutils_natdiscovery (coturn) not installed; skipping ***\n");
+        return;
+    }
+    let server = lab.server(3);
+    let (a1, a2, a3) = (server.ip, server.extra[0], server.extra[1]);
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "-q".into(),
+        "--ephemeral".into(),
+        "--json".into(),
+        "--listen".into(),
+        format!("{a1}:1935"),
+    ];
+    for a in [
+        format!("{a1}:3478"),
+        format!("{a1}:3479"),
+        format!("{a2}:3478"),
+        format!("{a2}:3479"),
+        format!("{a3}:3478"),
+    ] {
+        args.push("--probe-addr".into());
+        args.push(a);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut serve = lab.spawn(&server, BIN, &argv);
+    wait_events(&mut serve, "probe_listening", 5);
+    for kind in [
+        NatKind::FullCone,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+    ] {
+        let (host, _) = lab.host(kind);
+        let out = lab.run_in(
+            &host,
+            "turnutils_natdiscovery",
+            &["-m", "-f", "-P", &a1.to_string()],
+            Duration::from_secs(60),
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let verdicts: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.ends_with('!'))
+            .collect();
+        let said = |what: &str| verdicts.iter().any(|l| l.contains(what));
+        let eim = said("Endpoint Independent Mapping");
+        let filtering = if said("Endpoint Independent Filtering") {
+            "endpoint_independent"
+        } else if said("Address Dependent Filtering") {
+            "address_dependent"
+        } else if said("Address and Port Dependent Filtering") {
+            "address_and_port_dependent"
+        } else {
+            panic!("{kind:?}: natdiscovery named no filtering: {verdicts:?}")
+        };
+        let (_, v) = probe(&lab, &host, &format!("rtmfp://{a1}:1935/app"));
+        eprintln!(
+            "{kind:?}: natdiscovery {verdicts:?}; rtmfp {} / {}",
+            v["mapping"], v["filtering"]
+        );
+        assert_eq!(
+            v["mapping"] == "endpoint_independent",
+            eim,
+            "{kind:?}: {v} vs {verdicts:?}"
+        );
+        assert_eq!(v["filtering"], filtering, "{kind:?}: {v} vs {verdicts:?}");
+    }
+}
