@@ -56,6 +56,7 @@ fn snapshot(n: u32, secs: u64) -> Arc<Snapshot> {
                 dh_group: Some(2),
                 hmac: (false, false),
                 sseq: (false, false),
+                flow_count: (0, 0),
                 flows: Vec::new(),
             }
         })

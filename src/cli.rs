@@ -870,6 +870,9 @@ pub struct ProbeNatArgs {
     /// With --peer: how long the direct session may take to open.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, requires = "peer")]
     pub peer_timeout: Duration,
+
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
 }
 
 /// `--listen`: an IP socket address, or HOST:PORT resolved now (the first

@@ -126,8 +126,13 @@ fn fixture() -> PathBuf {
 
 /// A real `serve` on a free loopback port (killed on drop), and its address.
 fn serve() -> (Kill, String) {
+    serve_with(&[])
+}
+
+fn serve_with(extra: &[&str]) -> (Kill, String) {
     let mut serve = Command::new(BIN)
         .args(["serve", "--ephemeral", "--json", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -325,6 +330,14 @@ fn stream_commands_refuse_the_dashboard_off_a_terminal() {
             "{args:?}: {err}"
         );
     }
+    // A STUN probe has no session to watch.
+    let out = Command::new(BIN)
+        .args(["probe-nat", "stun://127.0.0.1:9", "--stats-interval", "1s"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no session to show"));
     // FLV and JSON statistics cannot share standard output.
     let out = Command::new(BIN)
         .args([
@@ -383,4 +396,38 @@ fn connect_peer_dashboard_marks_direct_and_introduced_sessions() {
     assert!(after.contains("peer alice"), "{after}");
     tmux.keys("alice", "q");
     tmux.wait("alice", "alice to end", |s| s.contains("EXITED 0"));
+}
+
+#[test]
+fn probe_nat_rtmfp_check_on_the_dashboard() {
+    if !have_tmux() {
+        return;
+    }
+    let free = || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let (p1, p2) = (free(), free());
+    let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.2:{p2}"));
+    let (_serve, addr) = serve_with(&["--probe-addr", &a1, "--probe-addr", &a2]);
+    let tmux = Tmux(format!("rtmfp-dash-nat-{}", std::process::id()));
+    tmux.start(
+        "nat",
+        &format!("{BIN} probe-nat rtmfp://{addr}/live -4 --dashboard"),
+    );
+    // The check ends (the header says ENDED) and its figures stay up.
+    tmux.wait("nat", "the finished check on the dashboard", |s| {
+        s.contains("rtmfp probe-nat IPv4") && s.contains("ENDED") && s.contains("q quit")
+    });
+    tmux.keys("nat", "q");
+    // The report prints once the terminal is back.
+    let after = tmux.wait("nat", "probe-nat to end", |s| {
+        s.contains("EXITED") && s.lines().any(|l| l.trim().ends_with("icanon"))
+    });
+    assert!(after.contains("EXITED 0"), "{after}");
+    assert!(after.contains("NAT probe of rtmfp://"), "{after}");
+    assert!(
+        after.lines().any(|l| l.trim() == "icanon"),
+        "raw mode left:\n{after}"
+    );
 }

@@ -168,6 +168,9 @@ pub fn merge(snaps: &[Arc<Snapshot>]) -> Snapshot {
         m.media.publishers += s.media.publishers;
         m.media.subscribers += s.media.subscribers;
         m.media.relayed_bytes += s.media.relayed_bytes;
+        if s.focus.get().is_some() && m.focus.get().is_none() {
+            m.focus = s.focus.clone();
+        }
         if s.server.is_some() && m.server.is_none() {
             m.server = s.server;
         }

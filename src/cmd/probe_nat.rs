@@ -88,8 +88,18 @@ pub(crate) fn spinner(json: bool) -> ProgressBar {
 
 pub fn run(args: ProbeNatArgs) -> i32 {
     let out = Out { json: args.json };
+    if let Err(code) = super::monitor::check(&args.monitor, "probe-nat") {
+        return code;
+    }
     if args.url.starts_with("rtmfp://") {
         return super::probe_nat_rtmfp::run(args);
+    }
+    if args.monitor.dashboard || args.monitor.stats_interval.is_some() {
+        out.error(
+            "usage",
+            "--dashboard and --stats-interval watch the RTMFP check (rtmfp://…): a STUN probe has no session to show",
+        );
+        return exit::USAGE;
     }
     if args.peer.is_some() {
         out.error(

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::monitor::Monitor;
 use super::probe_nat::{Out, Report, spinner};
 use crate::cli::{DhChoice, ProbeNatArgs, exit};
 use crate::client::Kind;
@@ -103,7 +104,8 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
     let mut first: Option<(SocketAddr, Verdict)> = None;
     for server in targets {
         let family = if server.is_ipv4() { "IPv4" } else { "IPv6" };
-        let pb = spinner(args.json);
+        // The dashboard owns the screen: no spinner under it.
+        let pb = spinner(args.json || args.monitor.dashboard);
         let started = Instant::now();
         let clock = Clock::new();
         let (ep, sockets, locals) = match super::connect::endpoint(
@@ -134,9 +136,41 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
         let progress = Box::new(move |m: &str| pb2.set_message(format!("{family} {server}: {m}")));
         let mut driver = Driver::new(ep, ConncheckApp::new(cfg, progress), sockets, clock);
         let stop = super::signals::Stop::install();
-        let result = driver
-            .run(stop.wait_unit(), Duration::from_millis(500))
-            .await;
+        let mut sources = Vec::new();
+        if Monitor::wanted(&args.monitor) {
+            let (tap, rx) = Monitor::tap(&args.monitor, None);
+            driver.set_snapshots(tap);
+            sources.push(rx);
+        }
+        let title = format!("rtmfp probe-nat {family}");
+        let monitor = match Monitor::start(&args.monitor, &title, sources, "type") {
+            Ok(m) => m,
+            Err(e) => {
+                out.error("failure", &format!("cannot start the dashboard: {e}"));
+                return exit::FAILURE;
+            }
+        };
+        // The dashboard's quit key interrupts the check as SIGINT does.
+        let quit = std::sync::atomic::AtomicBool::new(false);
+        let ended = async {
+            tokio::select! {
+                _ = stop.wait_unit() => {}
+                _ = monitor.quit_requested() => quit.store(true, std::sync::atomic::Ordering::Relaxed),
+            }
+        };
+        let result = driver.run(ended, Duration::from_millis(500)).await;
+        // Time the check itself, not the dashboard left up after it.
+        let elapsed = started.elapsed();
+        driver.end_snapshots();
+        let quit = quit.load(std::sync::atomic::Ordering::Relaxed);
+        if monitor.has_dashboard() && !quit && stop.signal().is_none() {
+            // Leave the final figures up until the user quits.
+            monitor.quit_requested().await;
+        }
+        monitor.finish();
+        if quit {
+            driver.app.interrupted(&driver.ep, "dashboard quit");
+        }
         pb.finish_and_clear();
         if let Err(e) = result {
             out.error("failure", &format!("{family}: {e}"));
@@ -145,7 +179,6 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
         if let Some(s) = stop.signal() {
             driver.app.interrupted(&driver.ep, s.name());
         }
-        let elapsed = started.elapsed();
         let app = &driver.app;
         let verdict = match (&app.outcome.results, app.failure()) {
             (Some(r), _) => {

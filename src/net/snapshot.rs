@@ -147,7 +147,56 @@ pub struct SessionRow {
     /// HMAC and session sequence numbers, (send, receive).
     pub hmac: (bool, bool),
     pub sseq: (bool, bool),
+    /// Flows open, (sending, receiving).
+    pub flow_count: (u32, u32),
+    /// The flows themselves: for every session while there are at most
+    /// [`FLOW_ROWS_FOR_ALL_UP_TO`], else only for the focused one.
     pub flows: Vec<FlowStats>,
+}
+
+/// Up to this many sessions, every snapshot lists every session's flows;
+/// beyond, only the focused session's (what the flows view shows), so a
+/// capture on the endpoint's task does not walk 20,000 boxed flows.
+pub const FLOW_ROWS_FOR_ALL_UP_TO: usize = 1000;
+
+/// The session whose flows a reader wants listed (the dashboard's
+/// selection): shared by the tap and every snapshot it sends, set by readers.
+#[derive(Clone)]
+pub struct Focus(Arc<std::sync::atomic::AtomicU32>);
+
+impl Focus {
+    const NONE: u32 = u32::MAX;
+
+    pub fn set(&self, handle: Option<u32>) {
+        self.0.store(
+            handle.unwrap_or(Self::NONE),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> Option<u32> {
+        let h = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (h != Self::NONE).then_some(h)
+    }
+}
+
+impl Default for Focus {
+    fn default() -> Self {
+        Self(Arc::new(std::sync::atomic::AtomicU32::new(Self::NONE)))
+    }
+}
+
+impl std::fmt::Debug for Focus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Focus({:?})", self.get())
+    }
+}
+
+/// A control channel, not a figure: snapshots compare equal whatever it holds.
+impl PartialEq for Focus {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl SessionRow {
@@ -267,6 +316,8 @@ pub struct Snapshot {
     pub messages_in: u64,
     pub messages_out: u64,
     pub rtt: RttHistogram,
+    /// Which session's flows to list next time (see [`Focus`]).
+    pub focus: Focus,
 }
 
 /// [`EdgeStats`] with the traits a snapshot needs.
@@ -300,12 +351,9 @@ impl Snapshot {
     /// Flows open now, (sending, receiving), over every session.
     pub fn flows(&self) -> (u64, u64) {
         let (mut tx, mut rx) = (0, 0);
-        for f in self.sessions.iter().flat_map(|s| &s.flows) {
-            if f.sending {
-                tx += 1;
-            } else {
-                rx += 1;
-            }
+        for s in &self.sessions {
+            tx += u64::from(s.flow_count.0);
+            rx += u64::from(s.flow_count.1);
         }
         (tx, rx)
     }
@@ -393,6 +441,11 @@ impl Snapshot {
     }
 }
 
+/// Snapshots take at most 1/this of the endpoint task's time.
+const MAX_SHARE_INVERSE: u32 = 100;
+/// However slow a capture, one comes at least this often.
+const MAX_PERIOD: Duration = Duration::from_secs(5);
+
 /// A session's monotonic counters as last seen, so totals survive its end.
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
@@ -413,6 +466,7 @@ pub struct SnapshotTap {
     messages_in: u64,
     messages_out: u64,
     rtt: RttHistogram,
+    focus: Focus,
 }
 
 impl SnapshotTap {
@@ -427,6 +481,7 @@ impl SnapshotTap {
             messages_in: 0,
             messages_out: 0,
             rtt: RttHistogram::default(),
+            focus: Focus::default(),
         }
     }
 
@@ -453,10 +508,16 @@ impl SnapshotTap {
         if now < self.next || self.tx.receiver_count() == 0 {
             return;
         }
-        self.next = now + self.every;
+        let started = std::time::Instant::now();
         let mut s = self.capture(ep, edge, now);
         annotate(&mut s);
         self.tx.send_replace(Arc::new(s));
+        // This runs on the endpoint's own task: keep it to about 1 % of that
+        // task's time. A capture is memory-bound (~1 µs a session), so past a
+        // few thousand sessions snapshots come less often than `every`
+        // (10,000 sessions: about once a second) rather than stall packets.
+        let spent = started.elapsed().saturating_mul(MAX_SHARE_INVERSE);
+        self.next = now + self.every.max(spent.min(MAX_PERIOD));
     }
 
     fn capture(&mut self, ep: &Endpoint, edge: &EdgeStats, now: Instant) -> Snapshot {
@@ -466,6 +527,8 @@ impl SnapshotTap {
         }
         let mut sessions = Vec::with_capacity(ep.session_count());
         let mut seen = HashMap::with_capacity(self.seen.len().max(ep.session_count()));
+        let all_flows = ep.session_count() <= FLOW_ROWS_FOR_ALL_UP_TO;
+        let focus = self.focus.get();
         for (h, s) in ep.sessions() {
             let t = s.transport.stats();
             let now_seen = Seen {
@@ -514,7 +577,14 @@ impl SnapshotTap {
                 dh_group: far.map(|f| f.group),
                 hmac: far.map_or((false, false), |f| (f.hmac_tx, f.hmac_rx)),
                 sseq: far.map_or((false, false), |f| (f.sseq_tx, f.sseq_rx)),
-                flows: if s.transport.has_flows() {
+                flow_count: {
+                    let (tx, rx) = s.transport.flow_counts();
+                    (
+                        u32::try_from(tx).unwrap_or(u32::MAX),
+                        u32::try_from(rx).unwrap_or(u32::MAX),
+                    )
+                },
+                flows: if s.transport.has_flows() && (all_flows || focus == Some(h.0)) {
                     s.transport.flow_stats().collect()
                 } else {
                     Vec::new()
@@ -534,6 +604,7 @@ impl SnapshotTap {
             messages_in: self.messages_in,
             messages_out: self.messages_out,
             rtt: self.rtt,
+            focus: self.focus.clone(),
         }
     }
 }
@@ -571,6 +642,7 @@ mod tests {
             dh_group: None,
             hmac: (false, false),
             sseq: (false, false),
+            flow_count: (0, 0),
             flows: Vec::new(),
         };
         let mut s = Snapshot {

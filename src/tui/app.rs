@@ -466,6 +466,12 @@ impl App {
             .rows
             .get(self.selected)
             .map(|r| (r.source, self.sources[r.source].sessions[r.index].handle));
+        // Ask each endpoint to list the flows of the selected session (with
+        // many sessions, snapshots list no one else's).
+        for (i, s) in self.sources.iter().enumerate() {
+            let h = self.selected_key.filter(|k| k.0 == i).map(|k| k.1);
+            s.focus.set(h);
+        }
     }
 
     fn move_selection(&mut self, delta: isize) {

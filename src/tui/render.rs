@@ -276,7 +276,15 @@ fn render_flows(app: &App, f: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     if s.flows.is_empty() {
-        f.render_widget(Paragraph::new("no flows"), inner);
+        let (tx, rx) = s.flow_count;
+        let text = if tx + rx == 0 {
+            "no flows".to_owned()
+        } else {
+            // Many sessions: the endpoint lists only the selected one's
+            // flows, from its next snapshot on.
+            format!("{tx} sending and {rx} receiving flows: listed from the next refresh")
+        };
+        f.render_widget(Paragraph::new(fit(&text, inner.width as usize)), inner);
         return;
     }
     // Sequence number and bytes in flight only where there is room: the
@@ -595,8 +603,7 @@ fn render_details(app: &App, f: &mut Frame, area: Rect) {
             "flows",
             format!(
                 "{} sending, {} receiving (f shows them)",
-                s.flows.iter().filter(|f| f.sending).count(),
-                s.flows.iter().filter(|f| !f.sending).count()
+                s.flow_count.0, s.flow_count.1
             ),
         ),
     ];

@@ -64,6 +64,7 @@ fn row(i: u32) -> SessionRow {
         dh_group: Some(if i.is_multiple_of(3) { 2 } else { 14 }),
         hmac: (i.is_multiple_of(2), i.is_multiple_of(2)),
         sseq: (false, i.is_multiple_of(5)),
+        flow_count: (2, 3),
         flows: vec![
             FlowStats {
                 id: 1,
@@ -286,6 +287,26 @@ fn flows_view() {
     key(&mut a, KeyCode::Char('f'));
     assert_eq!(a.view, View::Flows);
     insta::assert_snapshot!(draw(&a, 80, 24));
+}
+
+#[test]
+fn flows_not_listed_yet_are_counted() {
+    // Past FLOW_ROWS_FOR_ALL_UP_TO sessions, a snapshot lists only the
+    // selected session's flows; the others show their counts.
+    let mut a = App::new(String::from("rtmfp serve"), 1);
+    let mut s = snapshot(3, 2);
+    for r in &mut s.sessions {
+        r.flows.clear();
+    }
+    let s = Arc::new(s);
+    a.update(0, Arc::clone(&s));
+    assert_eq!(s.focus.get(), Some(a.selected_row().unwrap().1.handle));
+    key(&mut a, KeyCode::Char('f'));
+    let screen = draw(&a, 80, 24);
+    assert!(
+        screen.contains("2 sending and 3 receiving flows: listed from the next refresh"),
+        "{screen}"
+    );
 }
 
 #[test]

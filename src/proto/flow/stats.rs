@@ -76,6 +76,11 @@ pub struct FlowStats {
 }
 
 impl Transport {
+    /// How many flows exist, (sending, receiving): cheap, no flow touched.
+    pub fn flow_counts(&self) -> (usize, usize) {
+        (self.send.len(), self.recv.len())
+    }
+
     /// Per-flow snapshots, sending flows first.
     pub fn flow_stats(&self) -> impl Iterator<Item = FlowStats> + '_ {
         let send = self.send.values().map(|f| FlowStats {
