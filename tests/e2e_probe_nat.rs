@@ -325,6 +325,11 @@ fn rtmfp_check_without_probes_or_server() {
     assert_eq!(v["udp"], true, "{v}");
     assert_eq!(v["mapping"], Json::Null);
     assert!(v["notes"].to_string().contains("--probe-addr"), "{v}");
+    assert!(!v["notes"].to_string().contains("blocked"), "{v}");
+    assert_eq!(
+        v["nat"], false,
+        "the connect reply's publicAddress is ours: {v}"
+    );
     let out = Command::new(BIN)
         .args(["probe-nat", &url, "--json", "--timeout", "300ms"])
         .output()

@@ -205,10 +205,16 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
                 any_answer = true;
                 let mut v = no_udp();
                 v.udp = true;
+                v.notes.clear();
                 v.public = app.outcome.public_address;
+                // The connect reply's publicAddress still tells whether there is a NAT.
+                if let (Some(p), Some(l)) = (v.public, local) {
+                    v.nat = Some(p != l);
+                    v.port_preserved = Some(p.port() == l.port());
+                }
                 v.notes.push(
                     "connected, but the server sent no ConnectivityCheck results: it runs no \
-                     connectivity check (serve needs --probe-addr)"
+                     connectivity check (rtmfp-cpp's conncheck does, and rtmfp serve with --probe-addr)"
                         .into(),
                 );
                 v

@@ -192,6 +192,7 @@ async fn serve(
     let mut probe_tx = None;
     if let Some(ps) = probe_sockets {
         // The RTMFP connectivity check (spec 05 §3) on the probe sockets.
+        let live_tags = crate::server::conncheck::LiveTags::default();
         let probe_addrs: Vec<SocketAddr> = ps.iter().filter_map(|s| s.local_addr().ok()).collect();
         let listen_addrs: Vec<SocketAddr> =
             sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
@@ -200,12 +201,14 @@ async fn serve(
             listen: listen_addrs,
             rng: Box::new(OsRng),
             apps: args.probe_app.clone(),
+            live_tags: Some(live_tags.clone()),
         });
         let (tx, rx) = tokio::sync::mpsc::channel(PROBE_QUEUE);
         probe_tx = Some(tx);
         let link = crate::server::probes::RtmfpLink {
             sends: rx,
             returned: cmd_tx.clone(),
+            live_tags,
         };
         tokio::spawn(crate::server::probes::run(ps, Some(link)));
     }

@@ -115,7 +115,16 @@ pub struct ConncheckConfig {
     /// Check only clients of these apps (`--probe-app`); empty: every
     /// client that sends `setPeerInfo`, as rtmfp-cpp's conncheck does.
     pub apps: Vec<String>,
+    /// The tags of the running checks, kept here for the probe sockets'
+    /// task: it passes on only RHellos that carry one, so a flood of
+    /// forged RHellos (the startup key is public) never reaches the
+    /// server's task.
+    pub live_tags: Option<LiveTags>,
 }
+
+/// See [`ConncheckConfig::live_tags`].
+pub type LiveTags =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashSet<[u8; PROBE_TAG_LEN]>>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -150,6 +159,7 @@ pub(super) struct Conncheck {
     listen: Vec<SocketAddr>,
     rng: Box<dyn Rng + Send>,
     apps: Vec<String>,
+    live_tags: Option<LiveTags>,
     checks: HashMap<SessionHandle, Check>,
     by_tag: HashMap<[u8; PROBE_TAG_LEN], SessionHandle>,
     out: VecDeque<ProbeSend>,
@@ -172,6 +182,7 @@ impl Conncheck {
             listen: cfg.listen,
             rng: cfg.rng,
             apps: cfg.apps,
+            live_tags: cfg.live_tags,
             checks: HashMap::new(),
             by_tag: HashMap::new(),
             out: VecDeque::new(),
@@ -193,6 +204,17 @@ impl Conncheck {
             main.unwrap_or(SocketAddr::new(unspecified, 0)),
             &self.probe_addrs,
         )
+    }
+
+    fn tag_live(&self, tag: [u8; PROBE_TAG_LEN], live: bool) {
+        if let Some(t) = &self.live_tags {
+            let mut set = t.lock().unwrap_or_else(|p| p.into_inner());
+            if live {
+                set.insert(tag);
+            } else {
+                set.remove(&tag);
+            }
+        }
     }
 
     fn timeout(&self) -> Option<Instant> {
@@ -295,6 +317,7 @@ impl Server {
             intro_from: None,
         };
         cc.by_tag.insert(tag, h);
+        cc.tag_live(tag, true);
         cc.checks.insert(h, check);
         self.conncheck_stats.started += 1;
         self.on_conncheck_timeout(ep, now);
@@ -386,6 +409,7 @@ impl Server {
             return;
         };
         cc.by_tag.remove(&c.tag);
+        cc.tag_live(c.tag, false);
         let info = results_info(&c, ep.session(h).map(|s| s.far_addr));
         self.conncheck_stats.results_sent += 1;
         self.send_command(ep, now, h, Command::on_status(&info));
@@ -414,6 +438,7 @@ impl Server {
             && let Some(c) = cc.checks.remove(&h)
         {
             cc.by_tag.remove(&c.tag);
+            cc.tag_live(c.tag, false);
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::ServerCommand;
-use super::conncheck::ProbeSend;
+use super::conncheck::{LiveTags, ProbeSend};
 use super::stun::StunResponder;
 use crate::nat::rtmfp_probe::rhello_probe_tag;
 use crate::nat::stun::looks_like_stun;
@@ -35,6 +35,24 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<UdpSocket>, String> {
 pub struct RtmfpLink {
     pub sends: mpsc::Receiver<ProbeSend>,
     pub returned: mpsc::Sender<ServerCommand>,
+    /// Only RHellos with one of these tags are passed on.
+    pub live_tags: LiveTags,
+}
+
+/// The command for the server's task when a probe socket got `data` from
+/// `from`: only an RHello whose tag belongs to a running check.
+pub fn returned_probe(
+    data: &[u8],
+    via: usize,
+    from: SocketAddr,
+    live: &LiveTags,
+) -> Option<ServerCommand> {
+    let tag = rhello_probe_tag(data)?;
+    let known = live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&tag);
+    known.then_some(ServerCommand::ProbeReturned { via, from, tag })
 }
 
 /// Serves until the runtime stops. Each socket has a receive loop; replies
@@ -49,7 +67,7 @@ pub async fn run(sockets: Vec<UdpSocket>, rtmfp: Option<RtmfpLink>) {
     let sockets: Arc<Vec<UdpSocket>> = Arc::new(sockets);
     let responder = Arc::new(std::sync::Mutex::new(StunResponder::new(addrs)));
     let (mut sends, returned) = match rtmfp {
-        Some(l) => (Some(l.sends), Some(l.returned)),
+        Some(l) => (Some(l.sends), Some((l.returned, l.live_tags))),
         None => (None, None),
     };
     let mut tasks = Vec::new();
@@ -83,9 +101,11 @@ pub async fn run(sockets: Vec<UdpSocket>, rtmfp: Option<RtmfpLink>) {
                     }
                 };
                 if !looks_like_stun(&buf[..n]) {
-                    if let (Some(tx), Some(tag)) = (&returned, rhello_probe_tag(&buf[..n])) {
+                    if let Some((tx, live)) = &returned
+                        && let Some(cmd) = returned_probe(&buf[..n], i, from, live)
+                    {
                         // A full queue drops it: the probe is sent again.
-                        let _ = tx.try_send(ServerCommand::ProbeReturned { via: i, from, tag });
+                        let _ = tx.try_send(cmd);
                     }
                     continue;
                 }
@@ -103,5 +123,66 @@ pub async fn run(sockets: Vec<UdpSocket>, rtmfp: Option<RtmfpLink>) {
     }
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::crypto::PacketCipher;
+    use crate::proto::wire::{Mode, PacketHeader, RHello, Writer};
+
+    fn rhello(tag: &[u8; 32]) -> Vec<u8> {
+        let mut plain = [0u8; 256];
+        let mut w = Writer::new(&mut plain);
+        PacketHeader {
+            time_critical: false,
+            time_critical_reverse: false,
+            mode: Mode::Startup,
+            timestamp: None,
+            timestamp_echo: None,
+        }
+        .encode(&mut w)
+        .unwrap();
+        RHello {
+            tag,
+            cookie: &[0; 64],
+            certificate: &[1; 8],
+        }
+        .encode(&mut w)
+        .unwrap();
+        let n = w.len();
+        let mut out = vec![0u8; 512];
+        let len = PacketCipher::default_key()
+            .seal([0; 4], &plain[..n], &mut out)
+            .unwrap();
+        out.truncate(len);
+        out
+    }
+
+    /// Anyone can forge an RHello (the startup key is public): only a live
+    /// check's tag reaches the server's task.
+    #[test]
+    fn forged_rhellos_are_not_passed_on() {
+        let live = LiveTags::default();
+        let from: SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        let real = [7u8; 32];
+        assert_eq!(returned_probe(&rhello(&real), 1, from, &live), None);
+        live.lock().unwrap().insert(real);
+        assert_eq!(
+            returned_probe(&rhello(&real), 1, from, &live),
+            Some(ServerCommand::ProbeReturned {
+                via: 1,
+                from,
+                tag: real
+            })
+        );
+        for i in 0..=255u8 {
+            let forged = [i; 32];
+            if forged != real {
+                assert_eq!(returned_probe(&rhello(&forged), 1, from, &live), None);
+            }
+        }
+        assert_eq!(returned_probe(b"garbage", 1, from, &live), None);
     }
 }

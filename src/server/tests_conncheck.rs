@@ -106,6 +106,8 @@ fn run_full(
 ) -> Run {
     let mut rebound = false;
     let mut results_at = None;
+    let live_tags = super::conncheck::LiveTags::default();
+    let mut tags_seen = 0usize;
     let mut rng = SeededRng::new(7);
     let sid = Identity::generate_ephemeral_server(&[DhGroup::G2], &mut rng).unwrap();
     let mut sep = Endpoint::new(
@@ -121,6 +123,7 @@ fn run_full(
         listen: vec![a(MAIN)],
         rng: Box::new(SeededRng::new(9)),
         apps,
+        live_tags: Some(live_tags.clone()),
     });
     let cid = Identity::generate_static(&[DhGroup::G2], None, false, &mut rng).unwrap();
     let mut cep = Endpoint::new(
@@ -223,12 +226,17 @@ fn run_full(
                 break;
             }
         }
+        tags_seen = tags_seen.max(live_tags.lock().unwrap().len());
         if results_at.is_none() && app.outcome.results.is_some() {
             results_at = Some(now.saturating_since(Instant::ZERO));
         }
         now += Duration::from_millis(1);
     }
     assert!(app.done(), "the check did not finish");
+    // The probe sockets' filter knew the tag while the check ran, and
+    // forgets it once the results are out.
+    assert_eq!(tags_seen, usize::from(server.conncheck_stats().started > 0));
+    assert!(live_tags.lock().unwrap().is_empty());
     Run {
         results_at,
         app,
