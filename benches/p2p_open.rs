@@ -6,7 +6,13 @@
 //! from the measured RTTs). Both sides: DH group 2, static client keys,
 //! debug or release as built (`cargo bench --bench p2p_open` builds release).
 //!
-//! `RTMFP_BENCH_ATTEMPTS` overrides the 100 attempts.
+//! `RTMFP_BENCH_ATTEMPTS` overrides the 100 attempts. `RTMFP_BENCH_LAB=1`
+//! runs the same in the NAT lab (tests/support/natlab.rs, as root): serve on
+//! the public segment, bob and the initiator each behind its own masquerade
+//! (port-restricted) NAT, so every session is hole-punched.
+
+#[path = "../tests/support/natlab.rs"]
+mod natlab;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -25,10 +31,9 @@ impl Drop for Kill {
 }
 
 /// Starts `args`, returns it and the first JSON line where `key` == `value`.
-fn start(args: &[&str], key: &str, value: &str) -> (Kill, Json) {
+fn start(mut cmd: Command, args: &[&str], key: &str, value: &str) -> (Kill, Json) {
     let mut c = Kill(
-        Command::new(BIN)
-            .args(args)
+        cmd.args(args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -53,18 +58,66 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// Where the processes run: this host, or lab hosts (one value per run).
+#[allow(clippy::large_enum_variant)]
+enum Place {
+    Local,
+    Lab {
+        lab: natlab::Lab,
+        server: natlab::Host,
+        bob: natlab::Host,
+        me: natlab::Host,
+    },
+}
+
+impl Place {
+    fn command(&self, who: usize) -> Command {
+        match self {
+            Place::Local => Command::new(BIN),
+            Place::Lab {
+                server, bob, me, ..
+            } => {
+                let mut c = [server, bob, me][who].command(BIN);
+                c.env_remove("RUST_LOG");
+                c
+            }
+        }
+    }
+}
+
 fn main() {
     let n: usize = std::env::var("RTMFP_BENCH_ATTEMPTS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
+    let place = if std::env::var("RTMFP_BENCH_LAB").is_ok_and(|v| v == "1") {
+        let Some(mut lab) = natlab::Lab::or_skip("p2p_open in the lab") else {
+            return;
+        };
+        let server = lab.server(1);
+        let (bob, _) = lab.host(natlab::NatKind::PortRestricted);
+        let (me, _) = lab.host(natlab::NatKind::PortRestricted);
+        Place::Lab {
+            lab,
+            server,
+            bob,
+            me,
+        }
+    } else {
+        Place::Local
+    };
+    let listen = match &place {
+        Place::Local => "127.0.0.1:0".to_owned(),
+        Place::Lab { server, .. } => format!("{}:1935", server.ip),
+    };
     let (_serve, v) = start(
+        place.command(0),
         &[
             "serve",
             "--ephemeral",
             "--json",
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--handshake-rate",
             "0",
         ],
@@ -73,6 +126,7 @@ fn main() {
     );
     let url = format!("rtmfp://{}/live", v["addr"].as_str().unwrap());
     let (_bob, _) = start(
+        place.command(1),
         &[
             "connect",
             &url,
@@ -89,7 +143,8 @@ fn main() {
     );
     let (mut open, mut rtt, mut server_rtt) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
-        let out = Command::new(BIN)
+        let out = place
+            .command(2)
             .args([
                 "connect",
                 &url,
@@ -128,15 +183,23 @@ fn main() {
     for v in [&mut open, &mut rtt, &mut server_rtt] {
         v.sort_by(f64::total_cmp);
     }
-    let floor = pct(&rtt, 0.5) + pct(&server_rtt, 0.5).min(pct(&rtt, 0.5) * 10.0);
     println!(
-        "p2p_open: {} of {n} opened; request -> open session: p50 {:.2} ms, p99 {:.2} ms, min {:.2} ms; \
-         peer RTT p50 {:.3} ms; floor (server RTT + peer RTT) ~{:.2} ms",
+        "p2p_open ({}): {} of {n} opened; request -> open session: p50 {:.2} ms, p99 {:.2} ms, min {:.2} ms; \
+         peer session RTT p50 {:.3} ms; connect time / 3 (bounds one server RTT) p50 {:.2} ms",
+        match place {
+            Place::Local => "loopback",
+            Place::Lab { .. } => "lab, both behind masquerade",
+        },
         open.len(),
         pct(&open, 0.5),
         pct(&open, 0.99),
         open[0],
         pct(&rtt, 0.5),
-        floor
+        pct(&server_rtt, 0.5),
     );
+    if let Place::Lab { lab, .. } = place {
+        drop(_bob);
+        drop(_serve);
+        drop(lab);
+    }
 }

@@ -810,7 +810,8 @@ pub fn parse_loops(s: &str) -> Result<Loops, String> {
 /// reports what came back (NetConnection.ConnectivityCheck.Results) and the verdict is the same as over
 /// STUN, with "method":"rtmfp" in the JSON; the check cannot tell address-dependent from
 /// address-and-port-dependent mapping ("mapping":"address_or_address_and_port_dependent"), and does not
-/// test hairpinning or the lifetime.
+/// test hairpinning or the lifetime. Its JSON adds "conncheck": the server's results object as sent
+/// (publicAddress, publicAddressIsLocal, …; null when the server sent none).
 #[derive(Debug, Args)]
 #[command(after_help = concat!(
     "Examples:\n",

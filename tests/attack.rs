@@ -617,3 +617,64 @@ fn introduction_floods_are_never_amplified() {
     let _ = holder.wait();
     assert_eq!(code, 0, "{lines:?}");
 }
+
+/// 70 half-open sessions from 127.0.0.1 (valid cookies and group-2 keys,
+/// never confirmed), past the per-prefix cap of 64: the oldest make room
+/// for the newest (every IIKeying is answered), and a client from the same
+/// address is never refused for half-open slots (before, it waited out the
+/// pile's 6 s lifetime).
+#[test]
+fn a_half_open_pile_does_not_lock_out_its_own_prefix() {
+    const PILE: usize = 70;
+    let serve = Serve::start("127.0.0.1:0", &["--handshake-rate", "0"]);
+    let url = format!("rtmfp://{}/app", serve.addr);
+    let client =
+        Identity::generate_static(&[DhGroup::G2], None, false, &mut SeededRng::new(5)).unwrap();
+    let cert = client.certificate().to_vec();
+    let hello = ihello(&[0x01, 0x0a], &[8; 16]);
+    let owners: Vec<UdpSocket> = (0..PILE).map(|_| source("127.0.0.1").unwrap()).collect();
+    let mut cookies = Vec::new();
+    for o in &owners {
+        o.send_to(&hello, serve.addr).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = o.recv_from(&mut buf).expect("an RHello");
+        cookies.push(rhello_of(&buf[..n]).expect("an RHello"));
+    }
+    let ik = InitiatorKeying::new(
+        &client,
+        &CryptoSettings::flash_player(),
+        &cookies[0].1,
+        &mut SeededRng::new(6),
+    )
+    .unwrap();
+    for (i, (o, (cookie, _))) in owners.iter().zip(&cookies).enumerate() {
+        let d = seal(&plain(|w| {
+            chunk::IIKeying {
+                isid: [0, 1, 0, i as u8 + 1],
+                cookie,
+                certificate: &cert,
+                skic: ik.skic(),
+                signature: b"X",
+                signed: &[],
+            }
+            .encode(w)
+        }));
+        o.send_to(&d, serve.addr).unwrap();
+    }
+    let got = drain_all(&owners);
+    let keyed: usize = got.iter().map(|g| rikeyings(g)).sum();
+    let (code, lines, took) = connect(&url, &["--dh-group", "2"]);
+    let refused: Vec<Json> = serve
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "refused" && e["reason"] == "half_open")
+        .collect();
+    println!(
+        "half-open pile of {PILE} from 127.0.0.1: {keyed} keyed; a client from the same address: \
+         exit {code} in {took:?}; refused for half-open slots: {}",
+        refused.len()
+    );
+    assert_eq!(keyed, PILE, "the oldest half-open sessions made room");
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(code, 0, "{lines:?}");
+}

@@ -268,6 +268,18 @@ fn rtmfp_check_against_serve_is_open_internet() {
     assert_eq!(v["class"], "full_cone");
     assert_eq!(v["consistent"], true);
     assert_eq!(v["public_address"], v["local_address"]);
+    // The server's results as sent, with conncheck's keys.
+    let cc = &v["conncheck"];
+    assert_eq!(cc["publicAddress"], v["public_address"], "{v}");
+    for k in [
+        "publicAddressIsLocal",
+        "receiveSameAddressDifferentPortAllowed",
+        "receiveDifferentAddressDifferentPortAllowed",
+        "sendAfterIntroductionAllowed",
+        "sendAfterIntroductionPreservesSourcePort",
+    ] {
+        assert_eq!(cc[k], true, "{k}: {v}");
+    }
     assert_eq!(v["p2p"].as_array().unwrap().len(), 5);
     let out = Command::new(BIN)
         .args(["probe-nat", &url])

@@ -750,13 +750,11 @@ fn lab_peer_check_prediction_matches_reality() {
     let _serve = start_our_rtmfp_server(&lab, &server);
     let url = format!("rtmfp://{}:1935/app", server.ip);
     // (ours, the peer's, direct session expected). Port-restricted to
-    // port-restricted is left out: spec 05 §5.1 predicts direct, but with
-    // Linux masquerade on both sides the initiator's first IHello reaches
-    // the target's NAT before the target's RHello leaves; conntrack records
-    // it, and the RHello's mapping then collides with that entry and gets a
-    // new port, so the pair behaves as symmetric (seen in this lab: no
-    // session within 6 s). See the issue note.
+    // port-restricted needs the routers' input firewall (an unsolicited
+    // packet to the router is dropped before conntrack confirms an entry
+    // for it, which would otherwise take the port the RHello needs).
     let pairs = [
+        (NatKind::PortRestricted, NatKind::PortRestricted, true),
         (NatKind::PortRestricted, NatKind::FullCone, true),
         (NatKind::Symmetric, NatKind::FullCone, true),
         (NatKind::Symmetric, NatKind::PortRestricted, false),
@@ -853,5 +851,100 @@ fn lab_rtmfp_results_stable_over_repeated_runs() {
             percentile(&st, 0.5),
             percentile(&st, 0.99),
         );
+    }
+}
+
+/// The ConnectivityCheck.Results object tcconn prints, as key → value text.
+fn tcconn_results(out: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let start = out.find("NetConnection.ConnectivityCheck.Results")?;
+    let body = &out[start..];
+    let end = body.find('}')?;
+    Some(
+        body[..end]
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.trim().split_once(':')?;
+                Some((
+                    k.trim().trim_matches('"').to_owned(),
+                    v.trim().trim_end_matches(',').to_owned(),
+                ))
+            })
+            .filter(|(k, _)| k != "publicAddress" && k != "level" && k != "description")
+            .collect(),
+    )
+}
+
+/// Interop: rtmfp-cpp's client (`tcconn`, which sends setPeerInfo and
+/// answers FIHellos) behind every lab NAT gets the same results object
+/// from our serve as from rtmfp-cpp's conncheck, except the one key where
+/// conncheck compares IP and port together (see `results_info`). Runs when
+/// `RTMFP_TCCONN` and `RTMFP_CONNCHECK` name the binaries.
+#[test]
+fn lab_rtmfp_cpp_tcconn_gets_the_same_results_from_our_serve() {
+    let (Some(tcconn), Some(cc)) = (
+        std::env::var_os("RTMFP_TCCONN"),
+        std::env::var_os("RTMFP_CONNCHECK"),
+    ) else {
+        eprintln!(
+            "\n*** RTMFP_TCCONN / RTMFP_CONNCHECK (rtmfp-cpp binaries) not set; skipping ***\n"
+        );
+        return;
+    };
+    let (tcconn, cc) = (
+        tcconn.to_string_lossy().into_owned(),
+        cc.to_string_lossy().into_owned(),
+    );
+    let Some(mut lab) = Lab::or_skip("lab_rtmfp_cpp_tcconn") else {
+        return;
+    };
+    let ours = lab.server(3);
+    let _serve = start_our_rtmfp_server(&lab, &ours);
+    let theirs = lab.server(3);
+    let (b1, b2, b3) = (theirs.ip, theirs.extra[0], theirs.extra[1]);
+    let _cc = lab.spawn(
+        &theirs,
+        &cc,
+        &[
+            "-B",
+            &format!("{b1}:1935"),
+            "-p",
+            "1936",
+            "-a",
+            &format!("{b2}:1937"),
+            "-i",
+            &format!("{b3}:1938"),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for kind in [
+        NatKind::None,
+        NatKind::FullCone,
+        NatKind::PortRestricted,
+        NatKind::Symmetric,
+    ] {
+        let (host, _) = lab.host(kind);
+        let run = |ip: std::net::Ipv4Addr| {
+            // Line-buffered: it is killed at the end, before any exit flush.
+            let out = lab.run_in(
+                &host,
+                "stdbuf",
+                &["-oL", &tcconn, "-4", &format!("rtmfp://{ip}:1935/live")],
+                Duration::from_secs(4),
+            );
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            tcconn_results(&text)
+                .unwrap_or_else(|| panic!("{kind:?}: no results from {ip}: {text}"))
+        };
+        let mut a = run(ours.ip);
+        let mut b = run(theirs.ip);
+        eprintln!("{kind:?}: ours {a:?}\n{kind:?}: conncheck {b:?}");
+        if kind == NatKind::Symmetric {
+            // Same IP, new port: conncheck says "address not preserved".
+            assert_eq!(a["sendAfterIntroductionPreservesSourceAddress"], "true");
+            assert_eq!(b["sendAfterIntroductionPreservesSourceAddress"], "false");
+            a.remove("sendAfterIntroductionPreservesSourceAddress");
+            b.remove("sendAfterIntroductionPreservesSourceAddress");
+        }
+        assert_eq!(a, b, "{kind:?}: our serve vs conncheck");
     }
 }

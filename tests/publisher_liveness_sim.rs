@@ -1,7 +1,9 @@
 //! A publisher that vanishes without a word (its node goes down) is noticed
 //! by the relay within `MediaConfig::publisher_timeout`, long before its
 //! session would time out, and the subscriber is told why; a publisher that
-//! merely goes quiet on a lossy link stays published. The real apps
+//! merely goes quiet on a lossy link stays published. And the publisher's
+//! queue figure, which `publish --as-fast-as-possible` paces itself by,
+//! follows the acknowledgements from the first moment. The real apps
 //! (`StreamApp`, `Server`) over the simulated network, in simulated time.
 
 mod support;
@@ -125,10 +127,14 @@ impl Lab {
             }
         }
         let mut limit = now + Duration::from_millis(5);
+        // A node that is down runs nothing: its app's timers do not count.
+        let up = |i: usize| !self.net.nodes[i + 1].down;
         for t in self
             .apps
             .iter()
-            .filter_map(|a| a.timeout())
+            .enumerate()
+            .filter(|(i, _)| up(*i))
+            .filter_map(|(_, a)| a.timeout())
             .chain(App::timeout(&self.server))
         {
             limit = limit.min(t.max(now));
@@ -231,4 +237,41 @@ fn a_quiet_publisher_on_a_lossy_link_stays_published() {
     );
     assert!(lab.unpublished.is_empty(), "{:?}", lab.unpublished);
     assert_eq!(lab.server.streams().published(), 1);
+}
+
+#[test]
+fn the_publisher_queue_figure_drains_without_further_input() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut lab = Lab::new(0.0);
+    lab.publish(1);
+    // A burst, as a feeder that does not pace itself writes it; then nothing.
+    let now = lab.net.now;
+    for i in 1..200u32 {
+        let mut data = vec![0x27, 1, 0, 0, 0];
+        data.resize(20_000, 1);
+        lab.apps[0].on_command(
+            &mut lab.net.nodes[PUBLISHER].ep,
+            now,
+            StreamInput::Tag {
+                kind: 9,
+                timestamp: 40 * i,
+                data,
+            },
+        );
+    }
+    let progress = lab.apps[0].progress.clone();
+    assert!(
+        progress.queued.load(Relaxed) > 1 << 20,
+        "the burst is queued"
+    );
+    let end = now + Duration::from_secs(2);
+    while lab.net.now < end && progress.queued.load(Relaxed) > 0 {
+        lab.step();
+    }
+    assert_eq!(
+        progress.queued.load(Relaxed),
+        0,
+        "still queued after {:?}",
+        lab.net.now.saturating_since(now)
+    );
 }

@@ -20,6 +20,8 @@ use crate::proto::session::FiHelloMode;
 
 /// The status code the results arrive with.
 pub const RESULTS_CODE: &str = "NetConnection.ConnectivityCheck.Results";
+/// The status code a server sends when our address changed mid-check.
+pub const ADDRESS_CHANGE_CODE: &str = "NetConnection.AddressChange.Notify";
 
 #[derive(Debug, Clone)]
 pub struct ConncheckConfig {
@@ -53,6 +55,8 @@ pub struct ConncheckOutcome {
     pub rtt: Option<Duration>,
     /// Connected, but the results never came (old server, no probes).
     pub no_results: bool,
+    /// The server said our address changed during the check.
+    pub address_changed: bool,
 }
 
 pub struct ConncheckApp {
@@ -143,6 +147,9 @@ impl ConncheckApp {
                 self.outcome.results = Some(r);
                 (self.progress)("results received");
                 self.close(ep, now);
+            }
+            SetupEvent::Tc(TcEvent::Status(info)) if info.code == ADDRESS_CHANGE_CODE => {
+                self.outcome.address_changed = true;
             }
             SetupEvent::Tc(_) => {}
             SetupEvent::Failed(f) => {
@@ -252,5 +259,51 @@ impl App for ConncheckApp {
 
     fn done(&self) -> bool {
         self.step == Step::Done
+    }
+}
+
+/// Evidence that does not fit: the results name another public address
+/// than the connect reply, with no address change announced.
+pub fn check_outcome(o: &ConncheckOutcome, v: &mut crate::nat::Verdict) {
+    let Some(r) = &o.results else { return };
+    match (o.public_address, r.public_address) {
+        (Some(a), Some(b)) if a != b && !o.address_changed => v.inconsistencies.push(format!(
+            "the connect reply saw us at {a} but the results at {b}, with no address change announced"
+        )),
+        (Some(a), Some(b)) if a != b => v
+            .notes
+            .push(format!("our public address changed from {a} to {b} during the check")),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nat::classify_conncheck;
+
+    #[test]
+    fn a_changed_public_address_is_announced_or_inconsistent() {
+        let r = ConncheckResults {
+            public_address: Some("192.0.2.1:2".parse().unwrap()),
+            ..Default::default()
+        };
+        let mut o = ConncheckOutcome {
+            public_address: Some("192.0.2.1:1".parse().unwrap()),
+            results: Some(r.clone()),
+            ..Default::default()
+        };
+        let mut v = classify_conncheck(&r);
+        check_outcome(&o, &mut v);
+        assert_eq!(v.inconsistencies.len(), 1);
+        o.address_changed = true;
+        let mut v = classify_conncheck(&r);
+        check_outcome(&o, &mut v);
+        assert!(v.inconsistencies.is_empty());
+        assert!(
+            v.notes.iter().any(|n| n.contains("changed from")),
+            "{:?}",
+            v.notes
+        );
     }
 }

@@ -739,13 +739,25 @@ impl PeerStreamApp {
                     }
                     Incoming::Data {
                         timestamp,
-                        values,
-                        payload,
-                    } if !is_sample_access(&values) => (self.out)(StreamOutput::Data {
-                        timestamp,
-                        values,
-                        payload,
-                    }),
+                        mut values,
+                        mut payload,
+                    } if !is_sample_access(&values) => {
+                        // librtmfp's direct publisher sends its metadata as a
+                        // server would get it (`@setDataFrame`, `onMetaData`,
+                        // …): the player gets what a server would pass on.
+                        if values.first().and_then(crate::flash::Value::as_str)
+                            == Some(name::SET_DATA_FRAME)
+                            && let Some(rest) = after_first_string(&payload)
+                        {
+                            payload = rest.to_vec();
+                            values.remove(0);
+                        }
+                        (self.out)(StreamOutput::Data {
+                            timestamp,
+                            values,
+                            payload,
+                        })
+                    }
                     _ => {}
                 }
             }
@@ -835,6 +847,15 @@ fn with_set_data_frame(payload: &[u8]) -> Vec<u8> {
     let _ = crate::flash::amf0::encode_str(&mut p, name::SET_DATA_FRAME);
     p.extend_from_slice(payload);
     p
+}
+
+/// The bytes after a leading AMF0 string value.
+fn after_first_string(p: &[u8]) -> Option<&[u8]> {
+    if p.first() != Some(&0x02) {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([*p.get(1)?, *p.get(2)?]));
+    p.get(3 + len..)
 }
 
 /// Whether an AMF0 payload starts with the string `onMetaData`.
@@ -960,6 +981,16 @@ mod tests {
             TcMetadata::new(DIRECT_STREAM_ID).to_bytes(),
             vec![0x54, 0x43, 0x04, 0xfa, 0x89, 0x01]
         );
+    }
+
+    #[test]
+    fn set_data_frame_is_stripped_like_a_server_would() {
+        let mut p = Vec::new();
+        crate::flash::amf0::encode_str(&mut p, "@setDataFrame").unwrap();
+        crate::flash::amf0::encode_str(&mut p, "onMetaData").unwrap();
+        let rest = after_first_string(&p).unwrap();
+        assert!(is_on_metadata(rest));
+        assert!(after_first_string(&[0x02, 0x00]).is_none());
     }
 
     #[test]

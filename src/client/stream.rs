@@ -563,6 +563,9 @@ impl StreamApp {
             (StreamRole::Publish, code::PUBLISH_START) if starting => {
                 self.started_at = Some(now);
                 self.phase = Phase::Active;
+                // The queue figure a fast feeder waits on is refreshed from now
+                // on, not first at the start deadline (a 10 s stall).
+                self.deadline = now + DRAIN_POLL;
                 self.progress.started.store(true, Relaxed);
                 (self.out)(StreamOutput::Started(info));
                 for i in std::mem::take(&mut self.queued_inputs) {

@@ -12,9 +12,10 @@ use crate::cli::{DhChoice, ProbeNatArgs, exit};
 use crate::client::Kind;
 use crate::client::RtmfpUrl;
 use crate::client::conncheck::{ConncheckApp, ConncheckConfig};
-use crate::nat::{Verdict, classify_conncheck};
+use crate::nat::{ConncheckResults, Verdict, classify_conncheck};
 use crate::net::{Clock, Driver};
 use crate::proto::crypto::CryptoSettings;
+use serde_json::{Value as Json, json};
 
 /// The check takes 60 ms + 5 × ERTO on the reference server (ERTO at least
 /// 250 ms): about 1.5 s on a short path. Waiting this long covers a slow
@@ -182,7 +183,15 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
         let verdict = match (&app.outcome.results, app.failure()) {
             (Some(r), _) => {
                 any_answer = true;
-                classify_conncheck(r)
+                let mut v = classify_conncheck(r);
+                crate::client::conncheck::check_outcome(&app.outcome, &mut v);
+                if v.nat == Some(true) {
+                    v.notes.push(
+                        "hairpinning is not part of the RTMFP check; probe-nat stun:// tests it"
+                            .into(),
+                    );
+                }
+                v
             }
             (None, Some(f)) => {
                 last_failure = Some(f.clone());
@@ -217,7 +226,14 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
             lifetime: None,
         };
         if args.json {
-            println!("{}", report.to_json());
+            let mut j = report.to_json();
+            // The server's own words, for scripts that want conncheck's keys.
+            j["conncheck"] = app
+                .outcome
+                .results
+                .as_ref()
+                .map_or(Json::Null, results_json);
+            println!("{j}");
         } else {
             print!("{}", report.text());
         }
@@ -248,6 +264,19 @@ async fn probe_all(args: &ProbeNatArgs, url: &RtmfpUrl, out: &Out) -> i32 {
             _ => exit::NO_ANSWER,
         }
     }
+}
+
+fn results_json(r: &ConncheckResults) -> Json {
+    json!({
+        "publicAddress": r.public_address.map(|a| a.to_string()),
+        "publicAddressIsLocal": r.public_address_is_local,
+        "publicPortMatchesLocalPort": r.public_port_matches_local_port,
+        "receiveSameAddressDifferentPortAllowed": r.receive_same_address_different_port_allowed,
+        "receiveDifferentAddressDifferentPortAllowed": r.receive_different_address_different_port_allowed,
+        "sendAfterIntroductionAllowed": r.send_after_introduction_allowed,
+        "sendAfterIntroductionPreservesSourceAddress": r.send_after_introduction_preserves_source_address,
+        "sendAfterIntroductionPreservesSourcePort": r.send_after_introduction_preserves_source_port,
+    })
 }
 
 fn no_udp() -> Verdict {

@@ -31,6 +31,8 @@ use crate::proto::{Instant, Rng};
 
 /// The status code of the results (spec 05 §3.2 step 6).
 pub const RESULTS_CODE: &str = "NetConnection.ConnectivityCheck.Results";
+/// Sent when the client's address changes while it is being checked.
+pub const ADDRESS_CHANGE_CODE: &str = "NetConnection.AddressChange.Notify";
 /// Stagger between the three probes (the reference's default offset).
 const OFFSET: Duration = Duration::from_millis(20);
 /// The shortest repeat interval (spec 05 §3.2: ERTO, at least 0.25 s).
@@ -251,7 +253,17 @@ impl Server {
         }
         let Some(s) = ep.session(h) else { return };
         let observed = s.far_addr;
-        let erto = s.transport.rtt().erto().max(MIN_ERTO);
+        // The repeat interval: the session's ERTO (at least 250 ms), as
+        // conncheck uses, but no more than 3 × SRTT: just after the
+        // handshake the ERTO is inflated by the few RTT samples, while an
+        // answer to a probe takes one round trip. This keeps a check behind
+        // a port-filtering NAT (nothing comes back, the schedule runs out)
+        // under 2 s on a 50 ms path.
+        let rtt = s.transport.rtt();
+        let erto = rtt
+            .srtt()
+            .map_or(rtt.erto(), |srtt| rtt.erto().min(srtt * 3))
+            .max(MIN_ERTO);
         let Some(conn) = self.conns.get(&h) else {
             return;
         };
@@ -376,6 +388,23 @@ impl Server {
         cc.by_tag.remove(&c.tag);
         let info = results_info(&c, ep.session(h).map(|s| s.far_addr));
         self.conncheck_stats.results_sent += 1;
+        self.send_command(ep, now, h, Command::on_status(&info));
+    }
+
+    /// The client's address moved during its check (spec 05 §3.2 step 7):
+    /// the probes follow it, and the client is told, as conncheck does.
+    pub(super) fn conncheck_address_changed(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        h: SessionHandle,
+        addr: SocketAddr,
+    ) {
+        let Some(c) = self.conncheck.as_mut().and_then(|cc| cc.checks.get_mut(&h)) else {
+            return;
+        };
+        c.observed = addr;
+        let info = StatusInfo::new(Level::Status, ADDRESS_CHANGE_CODE);
         self.send_command(ep, now, h, Command::on_status(&info));
     }
 

@@ -432,6 +432,7 @@ impl Server {
                     let old = std::mem::replace(&mut c.observed, addr);
                     self.registry.moved(session, old, addr);
                 }
+                self.conncheck_address_changed(ep, now, session, addr);
             }
             Event::UnmatchedIHello {
                 iface,

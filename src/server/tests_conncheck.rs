@@ -77,6 +77,8 @@ impl Nat {
 }
 
 struct Run {
+    /// Simulated time from start to the results' arrival.
+    results_at: Option<Duration>,
     app: ConncheckApp,
     server: Server,
     /// Bytes the client sent to / received from each server address.
@@ -89,6 +91,21 @@ fn run(mapping: Mapping, filtering: Filtering) -> Run {
 }
 
 fn run_with(mapping: Mapping, filtering: Filtering, apps: Vec<String>) -> Run {
+    run_full(mapping, filtering, apps, false, Duration::ZERO)
+}
+
+/// `rebind`: the NAT forgets its mappings as soon as the check starts (the
+/// client's next packets leave from a new public port).
+/// `one_way`: every datagram takes this long (RTT = 2 × `one_way`).
+fn run_full(
+    mapping: Mapping,
+    filtering: Filtering,
+    apps: Vec<String>,
+    rebind: bool,
+    one_way: Duration,
+) -> Run {
+    let mut rebound = false;
+    let mut results_at = None;
     let mut rng = SeededRng::new(7);
     let sid = Identity::generate_ephemeral_server(&[DhGroup::G2], &mut rng).unwrap();
     let mut sep = Endpoint::new(
@@ -132,8 +149,10 @@ fn run_with(mapping: Mapping, filtering: Filtering, apps: Vec<String>) -> Run {
     let mut from: HashMap<SocketAddr, u64> = HashMap::new();
     let mut now = Instant::ZERO;
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    // Datagrams toward the client: (source, public port, bytes).
-    let mut to_client: Vec<(SocketAddr, u16, Vec<u8>)> = Vec::new();
+    // Datagrams toward the client: (arrival, source, public port, bytes).
+    let mut to_client: Vec<(Instant, SocketAddr, u16, Vec<u8>)> = Vec::new();
+    // Datagrams toward the server: (arrival, destination, public source, bytes).
+    let mut up: Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
     let end = Instant::ZERO + Duration::from_secs(20);
     while now < end && !app.done() {
         loop {
@@ -156,6 +175,12 @@ fn run_with(mapping: Mapping, filtering: Filtering, apps: Vec<String>) -> Run {
                 moved = true;
                 *to.entry(dst).or_default() += data.len() as u64;
                 let src = nat.outbound(dst);
+                up.push((now + one_way, dst, src, data));
+            }
+            let (due, later): (Vec<_>, Vec<_>) = up.drain(..).partition(|u| u.0 <= now);
+            up = later;
+            for (_, dst, src, data) in due {
+                moved = true;
                 if dst == a(MAIN) {
                     sep.handle_datagram(now, 0, src, &data);
                 } else if let Some(i) = PROBES.iter().position(|p| a(p) == dst)
@@ -174,13 +199,20 @@ fn run_with(mapping: Mapping, filtering: Filtering, apps: Vec<String>) -> Run {
                 moved = true;
             }
             while server.poll_event().is_some() {}
+            if rebind && !rebound && server.conncheck_stats().started == 1 {
+                rebound = true;
+                nat.ports.clear();
+                nat.sent_to.clear();
+            }
             while let Some(p) = server.poll_probe_send() {
-                to_client.push((a(PROBES[p.via]), p.to.port(), p.bytes));
+                to_client.push((now + one_way, a(PROBES[p.via]), p.to.port(), p.bytes));
             }
             while let Some(t) = sep.poll_transmit(now, &mut buf) {
-                to_client.push((a(MAIN), t.dst.port(), buf[..t.len].to_vec()));
+                to_client.push((now + one_way, a(MAIN), t.dst.port(), buf[..t.len].to_vec()));
             }
-            for (src, port, data) in to_client.drain(..) {
+            let (due, later): (Vec<_>, Vec<_>) = to_client.drain(..).partition(|d| d.0 <= now);
+            to_client = later;
+            for (_, src, port, data) in due {
                 moved = true;
                 if nat.inbound(src, port) {
                     *from.entry(src).or_default() += data.len() as u64;
@@ -191,10 +223,14 @@ fn run_with(mapping: Mapping, filtering: Filtering, apps: Vec<String>) -> Run {
                 break;
             }
         }
+        if results_at.is_none() && app.outcome.results.is_some() {
+            results_at = Some(now.saturating_since(Instant::ZERO));
+        }
         now += Duration::from_millis(1);
     }
     assert!(app.done(), "the check did not finish");
     Run {
+        results_at,
         app,
         server,
         to,
@@ -299,4 +335,60 @@ fn clients_of_other_apps_cost_nothing() {
         vec!["app".into()],
     );
     assert!(r.app.outcome.results.is_some());
+}
+
+/// A NAT rebinding mid-check: the server follows the client to its new
+/// address (the endpoint's mobility check), probes it there, and reports
+/// the new public address.
+#[test]
+fn probes_follow_a_client_whose_address_changes() {
+    let r = run_full(
+        Mapping::EndpointIndependent,
+        Filtering::EndpointIndependent,
+        vec![],
+        true,
+        Duration::ZERO,
+    );
+    let results = r.app.outcome.results.clone().expect("results");
+    let first = r.app.outcome.public_address.expect("connect reply address");
+    let now = results.public_address.expect("publicAddress");
+    assert_ne!(first, now, "the results name the new address");
+    assert!(
+        r.app.outcome.address_changed,
+        "AddressChange.Notify reached the client"
+    );
+    let mut v = classify_conncheck(&results);
+    crate::client::conncheck::check_outcome(&r.app.outcome, &mut v);
+    assert!(v.inconsistencies.is_empty(), "{:?}", v.inconsistencies);
+    let v = classify_conncheck(&results);
+    assert_eq!(
+        v.filtering,
+        Some(Filtering::EndpointIndependent),
+        "{results:?}"
+    );
+}
+
+/// Issue 10's speed goal, in simulated time: on a 50 ms RTT path with no
+/// loss the whole check (handshake, connect, probes, results) ends within
+/// 2 s, also behind a NAT that lets no probe in (the server then waits out
+/// its 60 ms + 5 × ERTO schedule, as conncheck does).
+#[test]
+fn check_completes_within_2s_at_50ms_rtt() {
+    for f in [
+        Filtering::EndpointIndependent,
+        Filtering::AddressAndPortDependent,
+    ] {
+        let r = run_full(
+            Mapping::EndpointIndependent,
+            f,
+            vec![],
+            false,
+            Duration::from_millis(25),
+        );
+        let v = classify_conncheck(r.app.outcome.results.as_ref().expect("results"));
+        assert_eq!(v.filtering, Some(f));
+        let t = r.results_at.expect("results arrived");
+        eprintln!("{f:?}: results after {t:?} of simulated time at 50 ms RTT");
+        assert!(t < Duration::from_secs(2), "{f:?}: {t:?}");
+    }
 }

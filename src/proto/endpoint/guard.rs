@@ -10,11 +10,11 @@
 //! Tables are bounded: when one fills, idle entries go first and then new
 //! sources are refused, never admitted unaccounted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use super::Instant;
+use super::{Instant, SessionHandle};
 
 /// Most addresses or prefixes one table tracks.
 pub const MAX_TRACKED: usize = 65_536;
@@ -196,6 +196,9 @@ pub struct Guard {
     bytes: HashMap<Prefix, Bucket>,
     bytes_total: Option<Bucket>,
     half_open: HashMap<Prefix, usize>,
+    /// Half-open sessions per prefix, oldest first (some may have been
+    /// confirmed or closed since; at most twice the cap are kept).
+    half_order: HashMap<Prefix, VecDeque<SessionHandle>>,
     half_open_total: usize,
     keying_total: Option<Bucket>,
     shares: HashMap<Prefix, Share>,
@@ -211,6 +214,7 @@ impl Guard {
             bytes: HashMap::new(),
             bytes_total: None,
             half_open: HashMap::new(),
+            half_order: HashMap::new(),
             half_open_total: 0,
             keying_total: None,
             shares: HashMap::new(),
@@ -225,6 +229,7 @@ impl Guard {
         self.shares.clear();
         self.shares.shrink_to_fit();
         self.half_open.shrink_to_fit();
+        self.half_order.shrink_to_fit();
         let rate = f64::from(self.cfg.unverified_bytes_per_prefix);
         if let Some(now) = self.bytes.values().map(|b| b.last).max() {
             self.bytes
@@ -371,9 +376,33 @@ impl Guard {
             *n -= 1;
             if *n == 0 {
                 self.half_open.remove(&prefix);
+                self.half_order.remove(&prefix);
             }
             self.half_open_total = self.half_open_total.saturating_sub(1);
         }
+    }
+
+    /// Records the session that took `ip`'s latest half-open slot, for
+    /// [`Guard::oldest_half_open`].
+    pub fn note_half(&mut self, ip: IpAddr, h: SessionHandle) {
+        let keep = 2 * self.cfg.half_open_per_prefix.max(1);
+        let q = self.half_order.entry(self.prefix(ip)).or_default();
+        q.push_back(h);
+        // Live half-open sessions number at most the cap: one this far back
+        // is likely gone, and would expire on its own anyway.
+        while q.len() > keep {
+            q.pop_front();
+        }
+    }
+
+    /// When `ip`'s prefix has used all its half-open slots: its sessions in
+    /// the order they opened (the caller skips those no longer half-open).
+    pub fn oldest_half_open(&mut self, ip: IpAddr) -> Option<SessionHandle> {
+        let prefix = self.prefix(ip);
+        if self.half_open.get(&prefix).copied().unwrap_or(0) < self.cfg.half_open_per_prefix {
+            return None;
+        }
+        self.half_order.get_mut(&prefix)?.pop_front()
     }
 
     pub fn half_open_count(&self) -> usize {
@@ -537,6 +566,34 @@ mod tests {
         g.received(t, other, 100);
         assert_eq!(g.spend(t, other, 300), Ok(()));
         assert!(g.under_pressure(t, ip("2001:db8:0:1::5")));
+    }
+
+    #[test]
+    fn oldest_half_open_only_when_the_prefix_is_full() {
+        let mut g = Guard::new(GuardConfig {
+            half_open_per_prefix: 2,
+            ..GuardConfig::default()
+        });
+        let a = ip("192.0.2.1");
+        assert!(g.open_half(a).is_ok());
+        g.note_half(a, SessionHandle(1));
+        assert_eq!(g.oldest_half_open(a), None, "room left: nothing to evict");
+        assert!(g.open_half(a).is_ok());
+        g.note_half(a, SessionHandle(2));
+        assert_eq!(g.oldest_half_open(ip("192.0.2.9")), None, "another prefix");
+        assert_eq!(g.oldest_half_open(a), Some(SessionHandle(1)));
+        // The queue keeps at most twice the cap.
+        for k in 3..10 {
+            g.note_half(a, SessionHandle(k));
+        }
+        assert_eq!(g.oldest_half_open(a), Some(SessionHandle(6)));
+        g.close_half(a);
+        g.close_half(a);
+        assert_eq!(
+            g.oldest_half_open(a),
+            None,
+            "forgotten once the prefix has none"
+        );
     }
 
     #[test]

@@ -206,7 +206,9 @@ impl Endpoint {
             self.refuse(now, from, RefuseReason::HandshakeRate);
             return;
         }
-        if !self.guard.half_open_available(from.ip()) {
+        if !self.guard.half_open_available(from.ip())
+            && !(self.evict_half_open(now, from.ip()) && self.guard.half_open_available(from.ip()))
+        {
             self.stats.drop(DropReason::Limit);
             self.refuse(now, from, RefuseReason::HalfOpen);
             return;
@@ -275,7 +277,9 @@ impl Endpoint {
         // Half-open until the initiator's first packet; past --max-sessions
         // it is admitted only to be told the server is full.
         let full = self.confirmed_session_count() >= self.config.max_sessions;
-        if self.guard.open_half(from.ip()).is_err() {
+        if self.guard.open_half(from.ip()).is_err()
+            && !(self.evict_half_open(now, from.ip()) && self.guard.open_half(from.ip()).is_ok())
+        {
             self.stats.drop(DropReason::Limit);
             self.refuse(now, from, RefuseReason::HalfOpen);
             return None;
@@ -284,6 +288,7 @@ impl Endpoint {
             self.refuse(now, from, RefuseReason::SessionLimit);
         }
         let h = self.insert_session(now, Role::Responder, State::Open, iface, Some(from));
+        self.guard.note_half(from.ip(), h);
         let rsid = h.0.to_be_bytes();
         let ri = chunk::RIKeying {
             rsid,
@@ -420,6 +425,32 @@ impl Endpoint {
             self.over_capacity += 1;
         }
         self.reschedule(h);
+    }
+
+    /// When `ip`'s prefix has all its half-open slots taken, ends the
+    /// oldest of those sessions to make room: a flood from a prefix then
+    /// only recycles its own slots, and a client sharing the prefix gets in
+    /// as soon as it asks, not after the flood's sessions expire.
+    pub(super) fn evict_half_open(&mut self, now: Instant, ip: std::net::IpAddr) -> bool {
+        while let Some(h) = self.guard.oldest_half_open(ip) {
+            let Some(s) = self.session_mut(h) else {
+                continue;
+            };
+            let Some((deadline, _)) = s.half_open.as_mut() else {
+                continue;
+            };
+            *deadline = now;
+            // Counted with the expired ones (stats.half_open_expired), but
+            // ended silently: under a flood a Close Ack per eviction would
+            // double what each IIKeying gets back.
+            if self.expire_unconfirmed(now, h) {
+                if let Some(s) = self.session_mut(h) {
+                    s.pending.close_ack = false;
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// Ends a half-open session whose initiator never spoke, or an
