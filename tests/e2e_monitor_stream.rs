@@ -86,8 +86,10 @@ impl Drop for Tmux {
 /// 60 s of AVC-tagged video (25 fps, a keyframe a second) and AAC-tagged
 /// audio (~43 frames/s) with filler payloads: the relay and the counts do
 /// not decode them.
-fn fixture() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rtmfp-dash-stream-{}", std::process::id()));
+/// In a directory of the test's own (`tag`): tests run in parallel and
+/// each removes its directory at the end.
+fn fixture(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rtmfp-dash-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("cam.flv");
     let f = std::fs::File::create(&p).unwrap();
@@ -183,7 +185,7 @@ fn dashboard_on_publish_and_subscribe_in_tmux() {
     if !have_tmux() {
         return;
     }
-    let flv = fixture();
+    let flv = fixture("stream");
     let (serve, addr) = serve();
     let url = format!("rtmfp://{addr}/live/cam");
     let tmux = Tmux(format!("rtmfp-dash-stream-{}", std::process::id()));
@@ -430,4 +432,57 @@ fn probe_nat_rtmfp_check_on_the_dashboard() {
         after.lines().any(|l| l.trim() == "icanon"),
         "raw mode left:\n{after}"
     );
+}
+
+/// `publish --p2p` and `subscribe --peer` with dashboards: the stream rows
+/// (the publisher counts its peer subscriber), the direct session, and no
+/// peer line written over the screen.
+#[test]
+fn dashboard_on_a_direct_p2p_stream() {
+    if !have_tmux() {
+        return;
+    }
+    let flv = fixture("p2p");
+    let (_serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live/cam");
+    let tmux = Tmux(format!("rtmfp-dash-p2p-{}", std::process::id()));
+    tmux.start(
+        "pub",
+        &format!(
+            "{BIN} publish {url} {} --p2p --name cam1 --dashboard",
+            flv.display()
+        ),
+    );
+    tmux.wait("pub", "the publisher's server row", |s| {
+        s.lines()
+            .any(|l| l.contains(" server ") && l.contains(" live "))
+    });
+    tmux.start(
+        "sub",
+        &format!("{BIN} subscribe --peer cam1 {url} --dashboard"),
+    );
+    tmux.wait("sub", "the direct session to the publisher", |s| {
+        s.lines().any(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            c.len() > 4 && c[2] == "direct" && c[4] == "open"
+        })
+    });
+    tmux.keys("sub", "4");
+    tmux.wait("sub", "the played stream", |s| {
+        stream_row(s, "cam", "play").is_some_and(|c| positive(&c[5]) && positive(&c[6]))
+    });
+    tmux.keys("pub", "4");
+    let s = tmux.wait("pub", "one direct subscriber", |s| {
+        stream_row(s, "cam", "publish").is_some_and(|c| c[3] == "1" && positive(&c[4]))
+    });
+    // The header is intact: peer lines went to the log pane, not the screen.
+    assert!(
+        s.lines().next().unwrap().starts_with(" rtmfp publish"),
+        "{s}"
+    );
+    tmux.keys("sub", "q");
+    tmux.wait("sub", "subscribe to end", |s| s.contains("EXITED 0"));
+    tmux.keys("pub", "q");
+    tmux.wait("pub", "publish to end", |s| s.contains("EXITED 0"));
+    let _ = std::fs::remove_dir_all(flv.parent().unwrap());
 }

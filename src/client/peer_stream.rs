@@ -129,6 +129,8 @@ pub struct PeerStreamApp {
     lifetimes: Lifetimes,
     pub progress: Arc<Progress>,
     pub started_at: Option<Instant>,
+    /// The stream's bit rate, for the dashboard.
+    rate: std::cell::Cell<crate::client::stream::dashboard::RateMark>,
     failure: Option<Failure>,
     pub stats: DirectStats,
     subs: Vec<DirectSub>,
@@ -184,6 +186,7 @@ impl PeerStreamApp {
             lifetimes: cfg.lifetimes.unwrap_or(RELIABLE),
             progress: Arc::default(),
             started_at: None,
+            rate: Default::default(),
             failure: None,
             stats: DirectStats::default(),
             subs: Vec::new(),
@@ -759,6 +762,7 @@ impl PeerStreamApp {
                 match m {
                     Incoming::Status(info) => self.on_status(ep, now, info),
                     Incoming::Media(m) if self.started_at.is_some() => {
+                        crate::client::stream::dashboard::count_received(&self.progress, &m);
                         (self.out)(StreamOutput::Media(m))
                     }
                     Incoming::Data {
@@ -976,8 +980,21 @@ impl App for PeerStreamApp {
         self.inner.done()
     }
 
+    /// The peer sessions (direct or introduced) and the stream itself:
+    /// published to `subs` peers, or played from one.
     fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
         self.inner.annotate(snap);
+        let publishing = !matches!(self.mode, PeerMode::Play { .. });
+        let subscribers = u32::try_from(self.subs.len()).unwrap_or(u32::MAX);
+        let row = crate::client::stream::dashboard::local_row(
+            snap,
+            Arc::from(self.stream.as_str()),
+            &self.progress,
+            publishing,
+            subscribers,
+            &self.rate,
+        );
+        snap.streams.push(row);
     }
 }
 

@@ -27,7 +27,7 @@ use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::flow::FlowEvent;
 use crate::proto::session::{CloseReason, OpenFailure, State};
 
-mod dashboard;
+pub(crate) mod dashboard;
 
 /// How long we wait for the Close Ack of our orderly close.
 const CLOSE_GRACE: Duration = Duration::from_millis(1500);

@@ -245,6 +245,11 @@ pub async fn open(
     };
     let (print_id, to_stdout) = (opts.print_peer_id, json && !opts.stdout_busy);
     let peer_out = Box::new(move |o: &PeerOutput| {
+        if crate::tui::logs::capturing() {
+            // A dashboard owns the screen: the peer lines go to its log pane.
+            tracing::info!("{}", super::connect_peer::to_text(o));
+            return;
+        }
         if print_id
             && !json
             && let PeerOutput::Connected { peer_id, .. } = o

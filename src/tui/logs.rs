@@ -53,6 +53,12 @@ pub fn capture(file: Option<&Path>) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether a dashboard owns the terminal: text meant for the screen goes
+/// to its log pane instead ([`tracing::info!`]), or it would garble it.
+pub fn capturing() -> bool {
+    CAPTURING.load(Ordering::SeqCst)
+}
+
 /// Log lines go to stderr again.
 pub fn release() {
     CAPTURING.store(false, Ordering::SeqCst);

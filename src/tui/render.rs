@@ -474,7 +474,9 @@ fn render_streams(app: &App, f: &mut Frame, area: Rect) {
                 s.publisher
                     .map(|p| peer_id_hex(&p)[..8].to_owned())
                     .unwrap_or_else(dash),
-                if l.is_some() {
+                // A command's own stream through a relay does not know its
+                // subscribers; a direct (P2P) publisher does.
+                if l.is_some() && s.subscribers == 0 {
                     dash()
                 } else {
                     s.subscribers.to_string()

@@ -2,10 +2,12 @@
 //! connected to, and the stream it publishes or plays, with counts and a
 //! bit rate measured over the last second or so.
 
+use std::cell::Cell;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::{StreamApp, StreamRole};
+use super::{Progress, StreamApp, StreamRole};
 use crate::flash::message::{HEADER_LEN, msg_type};
 use crate::media::netstream::timestamp_of;
 use crate::net::snapshot::{LocalStream, Snapshot, StreamRow};
@@ -15,7 +17,7 @@ const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 /// The last bit-rate measurement: (uptime, bytes then, bits per second).
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct RateMark {
+pub(crate) struct RateMark {
     at: Duration,
     bytes: u64,
     bps: u64,
@@ -35,19 +37,51 @@ impl RateMark {
     }
 }
 
+/// Counts one audio or video message (framed, as classified) a player
+/// received, in the figures a publisher keeps of what it sent.
+pub(crate) fn count_received(p: &Progress, m: &[u8]) {
+    if m.first() == Some(&msg_type::VIDEO) {
+        p.video.fetch_add(1, Relaxed);
+    } else {
+        p.audio.fetch_add(1, Relaxed);
+    }
+    p.bytes
+        .fetch_add(m.len().saturating_sub(HEADER_LEN) as u64, Relaxed);
+    p.last_timestamp.store(timestamp_of(m), Relaxed);
+}
+
+/// The dashboard row of the stream a command publishes or plays itself.
+pub(crate) fn local_row(
+    snap: &Snapshot,
+    name: Arc<str>,
+    p: &Progress,
+    publishing: bool,
+    subscribers: u32,
+    rate: &Cell<RateMark>,
+) -> StreamRow {
+    let local = LocalStream {
+        publishing,
+        audio: p.audio.load(Relaxed),
+        video: p.video.load(Relaxed),
+        data: p.data.load(Relaxed),
+        bytes: p.bytes.load(Relaxed),
+        last_timestamp: p.last_timestamp.load(Relaxed),
+    };
+    let mut mark = rate.get();
+    let bitrate = mark.update(snap.uptime, local.bytes);
+    rate.set(mark);
+    StreamRow {
+        name,
+        publisher: None,
+        subscribers,
+        bitrate,
+        local: Some(local),
+    }
+}
+
 impl StreamApp {
-    /// Counts one audio or video message (framed, as classified) a player
-    /// received, in the figures a publisher keeps of what it sent.
     pub(super) fn count_received(&self, m: &[u8]) {
-        let p = &self.progress;
-        if m.first() == Some(&msg_type::VIDEO) {
-            p.video.fetch_add(1, Relaxed);
-        } else {
-            p.audio.fetch_add(1, Relaxed);
-        }
-        p.bytes
-            .fetch_add(m.len().saturating_sub(HEADER_LEN) as u64, Relaxed);
-        p.last_timestamp.store(timestamp_of(m), Relaxed);
+        count_received(&self.progress, m);
     }
 
     pub(super) fn annotate_snapshot(&self, snap: &mut Snapshot) {
@@ -56,25 +90,16 @@ impl StreamApp {
                 row.app = Some(self.app_name.clone());
             }
         }
-        let p = &self.progress;
-        let local = LocalStream {
-            publishing: self.cfg.role == StreamRole::Publish,
-            audio: p.audio.load(Relaxed),
-            video: p.video.load(Relaxed),
-            data: p.data.load(Relaxed),
-            bytes: p.bytes.load(Relaxed),
-            last_timestamp: p.last_timestamp.load(Relaxed),
-        };
-        let mut mark = self.rate.get();
-        let bitrate = mark.update(snap.uptime, local.bytes);
-        self.rate.set(mark);
-        snap.streams.push(StreamRow {
-            name: self.stream_name.clone(),
-            publisher: None,
-            subscribers: 0,
-            bitrate,
-            local: Some(local),
-        });
+        let publishing = self.cfg.role == StreamRole::Publish;
+        let row = local_row(
+            snap,
+            self.stream_name.clone(),
+            &self.progress,
+            publishing,
+            0,
+            &self.rate,
+        );
+        snap.streams.push(row);
     }
 }
 
