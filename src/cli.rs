@@ -611,9 +611,10 @@ pub struct PublishArgs {
 /// the first frame, and how the stream ended.
 ///
 /// A publisher that vanishes without closing (killed, unplugged) is reported by an rtmfp server
-/// within its --publisher-timeout (3 s by default) plus a round trip: the stream ends with
-/// NetStream.Play.UnpublishNotify and the reason ("Publisher lost: no packet from it for 3.0 s").
-/// Other servers notice only when the publisher's session times out.
+/// within its --publisher-timeout (3 s by default) plus at most a quarter second and a round
+/// trip: the stream ends with NetStream.Play.UnpublishNotify and the reason ("Publisher lost: no
+/// packet from it for 3.0 s (pinged)"). Other servers notice only when the publisher's session
+/// times out.
 ///
 /// With --peer PEERID|NAME the stream is played directly from that peer (a `publish --p2p`, or a Flash
 /// or librtmfp peer publishing with directConnections): the server introduces us, a direct session
