@@ -528,7 +528,8 @@ pub struct StreamTargetArgs {
     "  4  no answer within --timeout\n",
     "  5  rejected: connect refused, or the stream name (NetStream.Publish.BadName)\n",
     "  6  protocol failure, or the session died while publishing (with --p2p: the server session)\n",
-    "  130  interrupted"
+    "  130  interrupted (with --loop inf: only before the first frame went out; after, SIGINT/SIGTERM is\n",
+    "       how an endless stream ends, exit 0)"
 ))]
 pub struct PublishArgs {
     #[command(flatten)]

@@ -734,3 +734,56 @@ fn subscriber_without_publisher_says_nothing_arrived() {
     assert_eq!(summary(&out)["frames"], 0);
     let _ = serve.wait_event("stop", |_| true);
 }
+
+/// `--loop inf` ends only by a signal: once frames went out, SIGINT or
+/// SIGTERM is its normal end (exit 0, summary not marked as a failure);
+/// before the stream started, the same signal is an interrupt (130).
+#[test]
+fn an_endless_publish_ends_by_signal_with_exit_0_once_started() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let input = fixture("endless.flv", 2);
+    let mut serve = Serve::start();
+    for sig in ["-INT", "-TERM"] {
+        let publ = Proc::spawn(&[
+            "-q",
+            "publish",
+            &serve.url("live/endless"),
+            input.to_str().unwrap(),
+            "--loop",
+            "inf",
+            "--json",
+        ]);
+        serve
+            .wait_event("publish", |v| v["stream"] == "endless")
+            .expect("published");
+        std::thread::sleep(Duration::from_millis(500));
+        publ.signal(sig);
+        let (code, out, err) = publ.finish(WAIT);
+        assert_eq!(code, 0, "{sig}: {err}");
+        let v: Vec<Json> = json_lines(&out);
+        let last = v
+            .iter()
+            .rev()
+            .find(|l| l["type"] == "published")
+            .expect("summary");
+        assert!(last["frames"].as_u64().unwrap() > 0, "{last}");
+        serve.seen.retain(|e| e["event"] != "publish");
+    }
+    // A server that never answers: interrupted before anything went out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let url = format!("rtmfp://{}/live/endless", silent.local_addr().unwrap());
+    let publ = Proc::spawn(&[
+        "-q",
+        "publish",
+        &url,
+        input.to_str().unwrap(),
+        "--loop",
+        "inf",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    publ.signal("-INT");
+    let (code, _, err) = publ.finish(WAIT);
+    assert_eq!(code, 130, "{err}");
+}

@@ -17,12 +17,16 @@
 //!   `--json` (its events tell the test when clients have arrived). It must
 //!   report that it listens (and serve `/metrics` when asked), and exit 0 on
 //!   SIGTERM at the end of the block.
+//! - Lines run in a scratch directory (files they write land there);
+//!   `ffmpeg` lines run too (they make the media files later lines use).
 //! - A line ending in `&` runs in the background; the next line starts once
 //!   its server has seen it connect (and register its `--name`). At the end
 //!   of the block (or before its server is replaced), one that is waiting
-//!   out a `--stay`/`--hold` gets SIGINT; every background line must exit 0.
-//! - A `--dashboard` line runs in tmux: the dashboard must come up, and quit
-//!   with exit code 0 on `q`.
+//!   out a `--stay`/`--hold`/`--loop inf` gets SIGINT; every background line
+//!   must exit 0.
+//! - A `--dashboard` line runs in tmux: the dashboard must come up, its
+//!   server must see it start (connect, publish or play), and `q` must end
+//!   it with exit code 0.
 //! - Every other line must exit 0 within two minutes. `--sessions N` runs at
 //!   most 100 sessions, to keep a debug build's test run short.
 //! - A line ending in `# not run` is skipped; say in its comment why it
@@ -89,7 +93,8 @@ fn readme_blocks() -> Vec<Vec<Line>> {
             cmd.pop();
             cmd = cmd.trim_end().to_owned();
         }
-        if cmd.starts_with("rtmfp ") || cmd.contains("| rtmfp ") {
+        let runnable = ["rtmfp ", "ffmpeg "].iter().any(|p| cmd.starts_with(p));
+        if runnable || cmd.contains("| rtmfp ") {
             block.push(Line { cmd, background });
         }
     }
@@ -139,6 +144,13 @@ fn cap_sessions(cmd: &str) -> String {
     }
 }
 
+/// Where README lines run (files they write, like `-o cam.flv`, land here).
+fn workdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("rtmfp-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 fn path_env() -> String {
     let dir = std::path::Path::new(BIN).parent().unwrap();
     format!(
@@ -160,6 +172,7 @@ fn shell(cmd: &str, stdout: Stdio) -> Child {
         .args(["-c", &script])
         .env("PATH", path_env())
         .env_remove("RUST_LOG")
+        .current_dir(workdir())
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::piped())
@@ -511,7 +524,9 @@ impl Scenario<'_> {
 
     fn finish_background(&mut self) {
         for mut b in std::mem::take(&mut self.background) {
-            let waits_out = b.line.contains("--stay") || b.line.contains("--hold");
+            let waits_out = ["--stay", "--hold", "--loop inf"]
+                .iter()
+                .any(|o| b.line.contains(o));
             if waits_out && b.child.try_wait().unwrap().is_none() {
                 signal_group(&b.child, "-INT");
             }
@@ -551,6 +566,11 @@ impl Scenario<'_> {
             .server_of(&cmd)
             .filter(|_| !is_serve)
             .map(|k| (k, self.server_mut(k).seen()));
+        let started = match cmd.split_whitespace().nth(1) {
+            Some("publish") => "publish",
+            Some("subscribe") => "play",
+            _ => "connect",
+        };
         static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("rtmfp-readme-{}-{run}", std::process::id());
@@ -562,8 +582,9 @@ impl Scenario<'_> {
                 .expect("tmux")
         };
         let script = format!(
-            "PATH='{}'; export PATH; {cmd}; echo EXITED $?; sleep 30",
-            path_env()
+            "PATH='{}'; export PATH; cd '{}'; {cmd}; echo EXITED $?; sleep 30",
+            path_env(),
+            workdir().display()
         );
         let out = tmux(&["new-session", "-d", "-x", "120", "-y", "36", &script]);
         let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).into_owned();
@@ -582,11 +603,11 @@ impl Scenario<'_> {
         } else {
             match wait(&|s| s.contains("q quit")) {
                 (false, s) => Err(format!("dashboard did not come up:\n{s}")),
-                // A client's dashboard is quit once it has connected.
+                // A client's dashboard is quit once its work has started.
                 (true, s)
                     if server.is_some_and(|(k, from)| {
                         self.server_mut(k)
-                            .wait_event(from, |e| e["event"] == "connect")
+                            .wait_event(from, |e| e["event"] == started)
                             .is_none()
                     }) =>
                 {

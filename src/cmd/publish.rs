@@ -222,7 +222,10 @@ async fn run_async(args: PublishArgs, url: crate::client::StreamUrl) -> i32 {
         }
         return exit::FAILURE;
     }
-    if interrupted.load(SeqCst) {
+    // `--loop inf` has no end but a signal: once the stream went out, that
+    // is how it completes.
+    let endless_and_started = args.loops.0.is_none() && progress.frames() > 0;
+    if interrupted.load(SeqCst) && !endless_and_started {
         return exit::INTERRUPTED;
     }
     exit::OK
