@@ -198,6 +198,34 @@ fn probe_nat_at_50ms_rtt() {
         .status()
         .is_ok();
     let a1s = a1.to_string();
+    if natdiscovery {
+        // A fast comparison is worth nothing if coturn's client gave up:
+        // it must print its verdicts on the delayed path too.
+        for (kind, host) in [(NatKind::FullCone, &fc), (NatKind::PortRestricted, &pr)] {
+            let out = lab.run_in(
+                host,
+                "turnutils_natdiscovery",
+                &["-m", "-f", "-P", &a1s],
+                Duration::from_secs(60),
+            );
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let verdicts: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.ends_with('!'))
+                .collect();
+            eprintln!("natdiscovery {kind:?} at 50 ms RTT: {verdicts:?}");
+            assert!(
+                verdicts.iter().any(|l| l.contains("Mapping"))
+                    && verdicts.iter().any(|l| l.contains("Filtering")),
+                "{kind:?}: natdiscovery gave no verdict at 50 ms RTT: {text}"
+            );
+        }
+    }
     for (kind, host) in [(NatKind::FullCone, &fc), (NatKind::PortRestricted, &pr)] {
         let mut t = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {

@@ -778,6 +778,9 @@ impl Lab {
         }
         for key in ["wan", "srv"] {
             sysctl(&router, &format!("net.ipv4.conf.{key}.proxy_arp"), "1");
+            // Proxy ARP answers after a random wait of up to 0.8 s by
+            // default: a first probe to a server address would be late.
+            sysctl(&router, &format!("net.ipv4.neigh.{key}.proxy_delay"), "0");
         }
         sysctl(&router, "net.ipv4.ip_forward", "1");
         let table = ["lookup", "100"];
