@@ -21,10 +21,8 @@
 //! subscriber started, none more than 1 s behind, none missing more than 1 %
 //! of the video frames. The server's CPU comes from /proc.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -161,9 +159,9 @@ fn run(s: &Server, n: usize, fixture: &Path, frames: u64) -> (Run, Duration, Dur
             }))
         })
         .collect();
-    let inputs = Rc::new(RefCell::new(Vec::new()));
     let (c0, w0, m0) = local.block_on(&rt, async {
         let mut tasks = Vec::new();
+        let mut inputs = Vec::new();
         for seen in &seen {
             let seen = seen.clone();
             let out = Box::new(move |o: StreamOutput| {
@@ -193,7 +191,7 @@ fn run(s: &Server, n: usize, fixture: &Path, frames: u64) -> (Run, Duration, Dur
                     Ok(sess) => sess,
                     Err(code) => panic!("subscriber session: exit {code}"),
                 };
-            inputs.borrow_mut().push(sess.input.clone());
+            inputs.push(sess.input.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 let _ = sess
                     .driver
@@ -223,7 +221,7 @@ fn run(s: &Server, n: usize, fixture: &Path, frames: u64) -> (Run, Duration, Dur
         // What is still in flight arrives, or is abandoned by its lifetime.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let r = (cpu(s.pid) - c0, w0.elapsed(), cpu(0) - m0);
-        for tx in inputs.borrow().iter() {
+        for tx in &inputs {
             let _ = tx.send(StreamInput::Stop).await;
         }
         for t in tasks {
