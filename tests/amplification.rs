@@ -631,3 +631,84 @@ mod invariants {
         }
     }
 }
+
+/// After a keying flood from one host stops, a fresh client on that host is
+/// keyed on its first IIKeying: the host's fair share of the keying budget
+/// empties as it goes quiet instead of staying spent until a fixed second
+/// ends (which cost such a client its 1 s resend). The flood itself is still
+/// held to the budget.
+#[test]
+fn a_fresh_client_keys_at_once_after_a_flood_from_its_host() {
+    let id = ephemeral_server();
+    let cfg = EndpointConfig {
+        // serve's defaults for these two; the byte budget is raised so that
+        // only the keying budget shapes the flood.
+        handshake_rate: 200,
+        guard: GuardConfig {
+            keying_budget: 100,
+            unverified_bytes_per_prefix: 1 << 24,
+            ..GuardConfig::default()
+        },
+        ..EndpointConfig::default()
+    };
+    let client = support::client_identity(5, &[DhGroup::G2]);
+    let host = "198.51.100.9";
+    // Flood stop times at several phases of a second.
+    for stop_ms in [1_150u64, 1_500, 1_850] {
+        let mut srv = server(&id, cfg.clone());
+        let lib = seal(&librtmfp_ihello_plain());
+        let mut rng = SeededRng::new(3);
+        let cert = client.certificate().to_vec();
+        let mut skic = None;
+        let (mut offered, mut keyed) = (0u32, 0u32);
+        // One IIKeying (fresh source port, valid cookie and key) every 5 ms:
+        // twice the budget.
+        for (n, ms) in (0..stop_ms).step_by(5).enumerate() {
+            let now = t0() + Duration::from_millis(ms);
+            let from: SocketAddr = format!("{host}:{}", 10_000 + n).parse().unwrap();
+            let rh = rhello_of(&feed(&mut srv, now, from, &lib)[0].1);
+            let skic = skic.get_or_insert_with(|| {
+                InitiatorKeying::new(&client, &CryptoSettings::flash_player(), &rh.cert, &mut rng)
+                    .unwrap()
+                    .skic()
+                    .to_vec()
+            });
+            let d = seal(&startup_plain(|w| {
+                chunk::IIKeying {
+                    isid: (n as u32 + 1).to_be_bytes(),
+                    cookie: &rh.cookie,
+                    certificate: &cert,
+                    skic,
+                    signature: b"X",
+                    signed: &[],
+                }
+                .encode(w)
+            }));
+            offered += 1;
+            keyed += feed(&mut srv, now, from, &d).len() as u32;
+            while srv.poll_event().is_some() {}
+        }
+        let secs = stop_ms as f64 / 1e3;
+        assert!(
+            f64::from(keyed) <= 100.0 * (1.0 + secs) + 1.0,
+            "{keyed} keyed of {offered} in {secs} s: over the budget"
+        );
+        assert!(keyed < offered, "the flood was shed");
+        // The fresh client, 20 ms after the flood's last IIKeying.
+        let now = t0() + Duration::from_millis(stop_ms + 20);
+        let from = addr("198.51.100.9:40000");
+        let d = keying_from(&mut srv, now, from, &client, 77_777);
+        let out = feed(&mut srv, now, from, &d);
+        let refused: Vec<_> = std::iter::from_fn(|| srv.poll_event())
+            .filter(|e| matches!(e, Event::Refused { .. }))
+            .collect();
+        assert_eq!(
+            out.len(),
+            1,
+            "flood stopped at {stop_ms} ms: first IIKeying unanswered ({refused:?})"
+        );
+        let plain = open(&out[0].1);
+        let (_, area) = PacketHeader::decode(&plain).unwrap();
+        assert!(Chunks::new(area).any(|c| matches!(c, Chunk::RIKeying(_))));
+    }
+}

@@ -32,6 +32,12 @@
 //!
 //! Several hosts can sit behind one NAT ([`Lab::host_behind`]): hairpinning.
 //!
+//! # Delay
+//! [`Lab::delayed_server`] puts a router namespace with a user-space delay hop
+//! (a TUN device pumped by a thread of the test) in front of a server, since
+//! the kernel may lack netem. Its router takes `192.0.2.240`+ on the public
+//! segment and answers ARP for the server's addresses only (proxy ARP).
+//!
 //! # Lifetime
 //! Namespace names are unique per process and lab (`rl<pid>x<n><role>`), and
 //! dropping the [`Lab`] kills what runs inside its namespaces and deletes
@@ -664,5 +670,197 @@ impl Lab {
             NatKind::None => unreachable!("NatKind::None has no router"),
         };
         nft(&nat.ns, &rules);
+    }
+}
+
+// A delay hop, because this kernel has no netem (CONFIG_NET_SCH_NETEM unset).
+// The server sits behind a router namespace of its own: proxy ARP on both of
+// its veths keeps the server on the public /24 (nothing else in the lab
+// changes), and policy routing sends every packet crossing the router into a
+// TUN device. A thread in this process reads each packet from the TUN, holds
+// it for the one-way delay and writes it back; written back, it arrives "from
+// tun0", the main table routes it out of the other veth. Each direction is
+// delayed once, so the round trip grows by twice the one-way delay.
+
+/// The pump behind a delayed server; stops (and closes the TUN) when dropped.
+pub struct DelayHop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Packets dropped because the bounded queue was full.
+    pub dropped: std::sync::Arc<AtomicU32>,
+}
+
+impl Drop for DelayHop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Opens a TUN device named `dev` in namespace `ns` (IFF_TUN | IFF_NO_PI).
+/// The `setns` happens on a throw-away thread so no test thread changes
+/// namespace; the descriptor stays bound to the device wherever it is used.
+fn open_tun_in(ns: &str, dev: &str) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let ns_path = format!("/run/netns/{ns}");
+    let dev = dev.to_owned();
+    std::thread::spawn(move || {
+        let nsf = std::fs::File::open(&ns_path)?;
+        // SAFETY: setns on a valid descriptor; it affects only this thread.
+        if unsafe { libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let tun = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")?;
+        // struct ifreq: 16-byte name, then the flags (a short) in the union.
+        let mut ifr = [0u8; 40];
+        assert!(dev.len() < 16);
+        ifr[..dev.len()].copy_from_slice(dev.as_bytes());
+        let flags = (libc::IFF_TUN | libc::IFF_NO_PI) as u16;
+        ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+        // SAFETY: TUNSETIFF reads and writes one ifreq, which `ifr` is sized for.
+        if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, ifr.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(tun)
+    })
+    .join()
+    .expect("tun thread")
+}
+
+impl Lab {
+    /// Like [`Lab::server`], but every packet to or from the server waits
+    /// `one_way` in a router namespace in front of it (RTT + 2 × `one_way`).
+    /// Err when this machine has no usable TUN device.
+    pub fn delayed_server(
+        &mut self,
+        n_addrs: u8,
+        one_way: Duration,
+    ) -> Result<(Host, DelayHop), Skip> {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        assert!((1..=3).contains(&n_addrs), "a server has 1 to 3 addresses");
+        let k = self.servers;
+        assert!(k < 10, "at most 10 servers per lab");
+        self.servers += 1;
+        let ips: Vec<Ipv4Addr> = (0..n_addrs)
+            .map(|i| Ipv4Addr::new(192, 0, 2, 10 + 3 * k + i))
+            .collect();
+        let ns = self.add_ns(&format!("s{k}"));
+        let router = self.add_ns(&format!("d{k}"));
+        self.plug_public(&router, "wan");
+        run(&[
+            "ip", "-n", &router, "link", "add", "srv", "type", "veth", "peer", "name", "eth0",
+            "netns", &ns,
+        ]);
+        run(&["ip", "-n", &router, "link", "set", "srv", "up"]);
+        run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        for ip in &ips {
+            let a = format!("{ip}/24");
+            run(&["ip", "-n", &ns, "addr", "add", &a, "dev", "eth0", "nodad"]);
+        }
+        let tun = open_tun_in(&router, "tun0")
+            .map_err(|e| Skip(format!("cannot open a TUN device in the lab: {e}")))?;
+        // The router's own address is only a source for its ARP requests.
+        let own = format!("192.0.2.{}/24", 240 + k);
+        run(&[
+            "ip", "-n", &router, "addr", "add", &own, "dev", "wan", "nodad",
+        ]);
+        run(&["ip", "-n", &router, "link", "set", "tun0", "up"]);
+        for key in ["all", "default", "wan", "srv", "tun0"] {
+            sysctl(&router, &format!("net.ipv4.conf.{key}.rp_filter"), "0");
+        }
+        for key in ["wan", "srv"] {
+            sysctl(&router, &format!("net.ipv4.conf.{key}.proxy_arp"), "1");
+            // Proxy ARP answers after a random wait of up to 0.8 s by
+            // default: a first probe to a server address would be late.
+            sysctl(&router, &format!("net.ipv4.neigh.{key}.proxy_delay"), "0");
+        }
+        sysctl(&router, "net.ipv4.ip_forward", "1");
+        let table = ["lookup", "100"];
+        run(&[
+            "ip", "-n", &router, "route", "add", "default", "dev", "tun0", "table", "100",
+        ]);
+        for ip in &ips {
+            let h = format!("{ip}/32");
+            run(&["ip", "-n", &router, "route", "add", &h, "dev", "srv"]);
+            // Only traffic for the server: the router must not answer ARP
+            // for the rest of the public segment.
+            nsrun(
+                &router,
+                &[
+                    "ip", "rule", "add", "iif", "wan", "to", &h, table[0], table[1],
+                ],
+            );
+        }
+        nsrun(
+            &router,
+            &["ip", "rule", "add", "iif", "srv", table[0], table[1]],
+        );
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU32::new(0));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Instant, Vec<u8>)>(4096);
+        let mut reader = tun.try_clone().expect("dup tun");
+        let mut writer = tun;
+        let (s1, d1) = (stop.clone(), dropped.clone());
+        let pump_in = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !s1.load(Ordering::Relaxed) {
+                let mut pfd = libc::pollfd {
+                    fd: reader.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+                if r <= 0 {
+                    continue;
+                }
+                let Ok(n) = reader.read(&mut buf) else { break };
+                if tx
+                    .try_send((Instant::now() + one_way, buf[..n].to_vec()))
+                    .is_err()
+                {
+                    d1.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let s2 = stop.clone();
+        let pump_out = std::thread::spawn(move || {
+            // One constant delay, so the queue is already in deadline order.
+            while !s2.load(Ordering::Relaxed) {
+                let (due, pkt) = match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(p) => p,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                if writer.write(&pkt).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok((
+            Host {
+                ns,
+                ip: ips[0],
+                extra: ips[1..].to_vec(),
+            },
+            DelayHop {
+                stop,
+                threads: vec![pump_in, pump_out],
+                dropped,
+            },
+        ))
     }
 }

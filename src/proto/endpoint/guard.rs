@@ -170,11 +170,15 @@ impl Bucket {
     }
 }
 
-/// Keying use by one prefix in the current share window.
+/// Keying use by one prefix: a level that drains at the prefix's fair
+/// rate, so it reads "what this prefix used in about the last second" and
+/// empties as soon as the prefix stops, rather than staying spent until a
+/// fixed window ends (which held a flood's prefix shut for up to a second
+/// after the flood).
 #[derive(Debug, Clone, Copy)]
 struct Share {
-    used: u32,
-    window: Instant,
+    used: f64,
+    last: Instant,
 }
 
 /// Why the guard said no.
@@ -431,29 +435,28 @@ impl Guard {
         }
         if self.shares.len() >= MAX_TRACKED {
             self.shares
-                .retain(|_, s| now.saturating_since(s.window) < SHARE_WINDOW);
+                .retain(|_, s| now.saturating_since(s.last) < SHARE_WINDOW);
         }
         let active = self
             .shares
             .values()
-            .filter(|s| now.saturating_since(s.window) < SHARE_WINDOW)
+            .filter(|s| now.saturating_since(s.last) < SHARE_WINDOW)
             .count()
             .max(1);
-        let share = self.shares.entry(prefix).or_insert(Share {
-            used: 0,
-            window: now,
-        });
-        if now.saturating_since(share.window) >= SHARE_WINDOW {
-            *share = Share {
-                used: 0,
-                window: now,
-            };
-        }
         let fair = (rate / active as f64).max(f64::from(cost));
-        if tokens < burst / 2.0 && f64::from(share.used + cost) > fair {
+        let share = self.shares.entry(prefix).or_insert(Share {
+            used: 0.0,
+            last: now,
+        });
+        // Drained at the fair rate (one fair share per SHARE_WINDOW): over
+        // any interval T a prefix keeps getting at most fair x (1 + T).
+        let drained = now.saturating_since(share.last).as_secs_f64() / SHARE_WINDOW.as_secs_f64();
+        share.used = (share.used - drained * rate / active as f64).max(0.0);
+        share.last = now;
+        if tokens < burst / 2.0 && share.used + f64::from(cost) > fair {
             return Err(self.deny(Denied::KeyingBudget));
         }
-        share.used += cost;
+        share.used += f64::from(cost);
         if let Some(t) = self.keying_total.as_mut() {
             t.tokens -= f64::from(cost);
         }
@@ -646,6 +649,42 @@ mod tests {
         assert_eq!(g.take_keying(t, hog, 50), Err(Denied::KeyingBudget));
         // A second later the budget is back.
         assert!(g.take_keying(t + Duration::from_secs(1), hog, 50).is_ok());
+    }
+
+    #[test]
+    fn a_flooded_prefix_keys_again_as_soon_as_the_flood_stops() {
+        // Default serve budget; a group-16 flood (cost 20) from one host
+        // offering 10x the budget, stopped at every phase of a second.
+        let cost = keying_cost(16);
+        for stop_ms in (3_000..4_000).step_by(37) {
+            let mut g = Guard::new(GuardConfig {
+                keying_budget: 2000,
+                ..GuardConfig::default()
+            });
+            let flooder = ip("192.0.2.7");
+            let t0 = Instant::from_micros(1_000_000);
+            let (mut offered, mut admitted) = (0u32, 0u32);
+            for ms in 0..stop_ms {
+                offered += 1;
+                if g.take_keying(t0 + Duration::from_millis(ms), flooder, cost)
+                    .is_ok()
+                {
+                    admitted += 1;
+                }
+            }
+            // The bound holds: one second's burst plus the rate.
+            let secs = stop_ms as f64 / 1e3;
+            assert!(f64::from(admitted * cost) <= 2000.0 * (1.0 + secs));
+            assert!(admitted < offered / 5, "{admitted} of {offered}");
+            // A fresh client on the same host, 20 ms after the last
+            // flooding IIKeying: its first keying gets in.
+            let fresh = t0 + Duration::from_millis(stop_ms + 20);
+            assert_eq!(
+                g.take_keying(fresh, flooder, cost),
+                Ok(()),
+                "flood stopped at {stop_ms} ms"
+            );
+        }
     }
 
     #[test]
