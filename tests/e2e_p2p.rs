@@ -3,93 +3,13 @@
 //! scoping across apps, the immediate "unknown peer" answer, and peer
 //! sessions closing with the server session.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+#[path = "support/json_proc.rs"]
+mod json_proc;
+
 use std::time::Duration;
 
+use json_proc::{Proc, serve};
 use serde_json::Value as Json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rtmfp");
-
-/// A child process whose stdout JSON lines arrive on a channel; killed on drop.
-struct Proc {
-    child: Child,
-    lines: Receiver<Json>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rtmfp");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v: Json = serde_json::from_str(&line).expect("JSON lines");
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines: rx }
-    }
-
-    /// The next line with `key` == `value`, skipping others (bounded wait).
-    fn wait_for(&self, key: &str, value: &str) -> Json {
-        loop {
-            let v = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no {key}={value} line"));
-            if v[key] == value {
-                return v;
-            }
-        }
-    }
-
-    fn terminate(&self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-    }
-
-    fn wait(mut self) -> (i32, Vec<Json>) {
-        let code = self.child.wait().unwrap().code().unwrap_or(-1);
-        // Every line: the reader ends at EOF (try_iter raced it under load).
-        let rest = self.lines.iter().collect();
-        (code, rest)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> (Proc, SocketAddr) {
-    let p = Proc::spawn(&[
-        "serve",
-        "--ephemeral",
-        "--json",
-        "--listen",
-        "127.0.0.1:0",
-        "--handshake-rate",
-        "0",
-    ]);
-    let v = p.wait_for("event", "listening");
-    let addr = v["addr"].as_str().unwrap().parse().unwrap();
-    (p, addr)
-}
 
 fn connect(url: &str, extra: &[&str]) -> (i32, Vec<Json>) {
     let mut args = vec!["connect", url, "--json", "--timeout", "10s"];
@@ -218,9 +138,7 @@ fn signals_end_a_stay_cleanly_and_interrupt_a_setup() {
     for sig in ["-INT", "-TERM"] {
         let bob = Proc::spawn(&["connect", &url, "--json", "--name", "bob", "--stay", "60s"]);
         assert_eq!(bob.wait_for("type", "name")["ok"], true);
-        let _ = Command::new("kill")
-            .args([sig, &bob.child.id().to_string()])
-            .status();
+        bob.signal(sig);
         let (code, rest) = bob.wait();
         assert_eq!(code, 0, "{sig}: {rest:?}");
         assert!(
@@ -242,9 +160,7 @@ fn signals_end_a_stay_cleanly_and_interrupt_a_setup() {
         "60s",
     ]);
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill")
-        .args(["-INT", &p.child.id().to_string()])
-        .status();
+    p.signal("-INT");
     let (code, rest) = p.wait();
     assert_eq!(code, 130, "{rest:?}");
     assert!(rest.iter().any(|l| l["kind"] == "interrupted"), "{rest:?}");

@@ -6,99 +6,19 @@
 //! unknown or forged peer ID failing at once with exit code 8, and the
 //! relay fallback (`--fallback relay`, and `none` failing with exit 8).
 
+#[path = "support/json_proc.rs"]
+mod json_proc;
+
 #[path = "support/media.rs"]
 mod media;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::BufReader;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use json_proc::{Proc, serve};
 use rtmfp::media::flv::{FlvReader, Tag, TagType};
 use serde_json::Value as Json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rtmfp");
-
-/// A child whose stdout JSON lines arrive on a channel; killed on drop.
-struct Proc {
-    child: Child,
-    lines: Receiver<Json>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rtmfp");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v: Json = serde_json::from_str(&line).expect("JSON lines");
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines: rx }
-    }
-
-    /// The next line with `key` == `value`, skipping others (bounded wait);
-    /// the lines skipped are kept in `seen`.
-    fn wait_for(&self, key: &str, value: &str, seen: &mut Vec<Json>) -> Json {
-        loop {
-            let v = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no {key}={value} line; saw {seen:?}"));
-            if v[key] == value {
-                return v;
-            }
-            seen.push(v);
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status();
-    }
-
-    fn wait(mut self) -> (i32, Vec<Json>) {
-        let code = self.child.wait().unwrap().code().unwrap_or(-1);
-        let rest = self.lines.iter().collect();
-        (code, rest)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> (Proc, SocketAddr) {
-    let p = Proc::spawn(&[
-        "serve",
-        "--ephemeral",
-        "--json",
-        "--listen",
-        "127.0.0.1:0",
-        "--handshake-rate",
-        "0",
-    ]);
-    let v = p.wait_for("event", "listening", &mut Vec::new());
-    let addr = v["addr"].as_str().unwrap().parse().unwrap();
-    (p, addr)
-}
 
 fn of_type<'a>(lines: &'a [Json], t: &str) -> Vec<&'a Json> {
     lines.iter().filter(|l| l["type"] == t).collect()
@@ -137,12 +57,11 @@ fn publisher_streams_directly_to_two_subscribers() {
         &url,
         input_s,
     ]);
-    let mut pub_seen = Vec::new();
-    let id = publisher.wait_for("type", "connected", &mut pub_seen)["peer_id"]
+    let id = publisher.wait_for("type", "connected")["peer_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    publisher.wait_for("type", "name", &mut pub_seen);
+    publisher.wait_for("type", "name");
     let outs = [dir.join("a.flv"), dir.join("b.flv")];
     // One by peer ID, one by name.
     let subs: Vec<Proc> = [(id.as_str(), &outs[0]), ("cam1", &outs[1])]
@@ -228,8 +147,7 @@ fn data_goes_directly_to_a_peer_by_id() {
     let (_serve, addr) = serve();
     let url = format!("rtmfp://{addr}/live");
     let bob = Proc::spawn(&["connect", &url, "--json", "--stay", "30s"]);
-    let mut seen = Vec::new();
-    let bob_id = bob.wait_for("type", "connected", &mut seen)["peer_id"]
+    let bob_id = bob.wait_for("type", "connected")["peer_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -247,7 +165,7 @@ fn data_goes_directly_to_a_peer_by_id() {
     let (code, lines) = sender.wait();
     assert_eq!(code, 0, "{lines:?}");
     assert_eq!(of_type(&lines, "sent")[0]["messages"], 1);
-    let data = bob.wait_for("type", "data", &mut seen);
+    let data = bob.wait_for("type", "data");
     assert_eq!(
         data["values"],
         serde_json::json!(["onChat", "hi bob", {"n": 1}])
@@ -273,16 +191,14 @@ fn peer_sessions_end_with_the_publishers_server_session() {
         &url,
         input.to_str().unwrap(),
     ]);
-    let mut pub_seen = Vec::new();
-    let id = publisher.wait_for("type", "connected", &mut pub_seen)["peer_id"]
+    let id = publisher.wait_for("type", "connected")["peer_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let sub = Proc::spawn(&["subscribe", "--peer", &id, "--json", &url]);
-    let mut sub_seen = Vec::new();
-    sub.wait_for("type", "peer_opened", &mut sub_seen);
-    sub.wait_for("code", "NetStream.Play.Start", &mut sub_seen);
-    publisher.wait_for("type", "peer_incoming", &mut pub_seen);
+    sub.wait_for("type", "peer_opened");
+    sub.wait_for("code", "NetStream.Play.Start");
+    publisher.wait_for("type", "peer_incoming");
     // The server goes away: the publisher's server session closes, and the
     // peer session made through it with it; each side says so.
     serve.signal("-TERM");
@@ -355,8 +271,7 @@ fn relay_fallback_carries_a_stream_no_direct_session_can() {
         &url,
         input.to_str().unwrap(),
     ]);
-    let mut seen = Vec::new();
-    publisher.wait_for("type", "name", &mut seen);
+    publisher.wait_for("type", "name");
     // --fallback none: the reason, exit 8.
     let (code, lines) = Proc::spawn(&[
         "subscribe",
@@ -388,7 +303,7 @@ fn relay_fallback_carries_a_stream_no_direct_session_can() {
     assert_eq!(summary["path"], "relayed", "{summary}");
     assert!(summary["direct_failed"].as_str().is_some(), "{summary}");
     assert!(summary["frames"].as_u64().unwrap() >= 20, "{summary}");
-    let request = publisher.wait_for("type", "server_status", &mut seen);
+    let request = publisher.wait_for("type", "server_status");
     assert_eq!(request["code"], "NetConnection.Relay.Request");
     publisher.signal("-INT");
     let (_, pub_lines) = publisher.wait();
@@ -428,7 +343,7 @@ fn a_publisher_that_refuses_us_is_exit_8_and_never_relays() {
         args.extend(extra);
         args.extend([url.as_str(), input.to_str().unwrap()]);
         let publisher = Proc::spawn(&args);
-        let id = publisher.wait_for("type", "connected", &mut Vec::new())["peer_id"]
+        let id = publisher.wait_for("type", "connected")["peer_id"]
             .as_str()
             .unwrap()
             .to_owned();

@@ -7,15 +7,17 @@
 //! legitimate subscriber gets every frame meanwhile. (serve's own side of
 //! introduction floods is tests/attack.rs.)
 
+#[path = "support/json_proc.rs"]
+mod json_proc;
+
 #[path = "support/media.rs"]
 mod media;
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
+use json_proc::Proc;
 use rtmfp::media::flv::{FlvReader, TagType};
 use rtmfp::proto::crypto::{self, PacketCipher};
 use rtmfp::proto::endpoint::MAX_DATAGRAM;
@@ -23,68 +25,6 @@ use rtmfp::proto::wire::chunk;
 use rtmfp::proto::wire::header::{Mode, PacketHeader};
 use rtmfp::proto::wire::{AddressOrigin, PeerAddress, WireError, Writer};
 use rtmfp::proto::{Rng, SeededRng};
-use serde_json::Value as Json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rtmfp");
-
-/// A child whose stdout JSON lines arrive on a channel; killed on drop.
-struct Proc {
-    child: Child,
-    lines: Receiver<Json>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rtmfp");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str::<Json>(&line) else {
-                    continue;
-                };
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines: rx }
-    }
-
-    fn wait_for(&self, key: &str, value: &str) -> Json {
-        let mut seen = Vec::new();
-        loop {
-            let v = self
-                .lines
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no {key}={value} line; saw {seen:?}"));
-            if v[key] == value {
-                return v;
-            }
-            seen.push(v);
-        }
-    }
-
-    fn wait(mut self) -> (i32, Vec<Json>) {
-        let code = self.child.wait().unwrap().code().unwrap_or(-1);
-        let rest = self.lines.iter().collect();
-        (code, rest)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn ihello(epd: &[u8], tag: &[u8]) -> Vec<u8> {
     startup(|w| chunk::IHello { epd, tag }.encode(w))
