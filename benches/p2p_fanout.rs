@@ -17,24 +17,20 @@
 //! the one cargo built with this bench), `RTMFP_BENCH_PEERS` (default 20),
 //! `RTMFP_BENCH_SECONDS` (stream length, default 20).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use rtmfp::media::flv::{FlvHeader, FlvWriter, Tag, TagType};
 use serde_json::Value as Json;
+
+use common::*;
 
 fn bin() -> String {
     std::env::var("RTMFP_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_rtmfp").into())
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// A child whose stdout JSON lines arrive on a channel.
@@ -121,40 +117,6 @@ fn reap(c: &Child) -> Duration {
     assert!(r > 0, "wait4 failed");
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// A synthetic FLV (as benches/servers.rs makes): an AVC sequence header,
-/// `frames` video frames at 25 fps of `frame_bytes` (keyframes every 25th,
-/// 4x as big), a 200-byte AAC-shaped frame between each.
-fn make_flv(path: &Path, frames: u32, frame_bytes: usize) {
-    let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut w = FlvWriter::new(f, &FlvHeader::default()).unwrap();
-    let tag = |tag_type, timestamp, data| Tag {
-        tag_type,
-        timestamp,
-        stream_id: 0,
-        data,
-    };
-    w.write_tag(&tag(
-        TagType::Video,
-        0,
-        vec![0x17, 0, 0, 0, 0, 1, 0x42, 0, 0x1e],
-    ))
-    .unwrap();
-    w.write_tag(&tag(TagType::Audio, 0, vec![0xaf, 0, 0x12, 0x10]))
-        .unwrap();
-    for i in 0..frames {
-        let ts = 40 * i;
-        let key = i % 25 == 0;
-        let n = if key { frame_bytes * 4 } else { frame_bytes };
-        let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-        v.resize(n, (i % 251) as u8);
-        w.write_tag(&tag(TagType::Video, ts, v)).unwrap();
-        let mut a = vec![0xaf, 1];
-        a.resize(200, 0x5a);
-        w.write_tag(&tag(TagType::Audio, ts + 20, a)).unwrap();
-    }
-    w.flush().unwrap();
 }
 
 fn serve() -> (Proc, String) {

@@ -21,6 +21,9 @@
 //! subscriber started, none more than 1 s behind, none missing more than 1 %
 //! of the video frames. The server's CPU comes from /proc.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -31,98 +34,13 @@ use rtmfp::client::StreamUrl;
 use rtmfp::client::stream::{StreamInput, StreamOutput, StreamRole};
 use rtmfp::cmd::stream_session;
 use rtmfp::flash::message::HEADER_LEN;
-use rtmfp::media::flv::{FlvHeader, FlvWriter, Tag, TagType};
 use rtmfp::media::netstream::timestamp_of;
+
+use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtmfp");
 /// Behind by more than this, a subscriber is not real time.
 const MAX_LAG_MS: f64 = 1000.0;
-
-struct Server {
-    name: String,
-    addr: String,
-    pid: u32,
-}
-
-fn servers() -> Vec<Server> {
-    let Ok(spec) = std::env::var("RTMFP_BENCH_SERVERS") else {
-        return Vec::new();
-    };
-    spec.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            let (name, rest) = s.split_once('=').expect("NAME=ADDR@PID");
-            let (addr, pid) = rest.split_once('@').expect("NAME=ADDR@PID");
-            Server {
-                name: name.trim().into(),
-                addr: addr.trim().into(),
-                pid: pid.trim().parse().expect("a process ID"),
-            }
-        })
-        .collect()
-}
-
-/// A process's user + system CPU time so far (pid 0: this process).
-fn cpu(pid: u32) -> Duration {
-    let (user, sys) = cpu_parts(pid);
-    user + sys
-}
-
-/// A process's user and system CPU time so far: what it computes (sealing
-/// among it) apart from what the kernel spends moving its datagrams.
-fn cpu_parts(pid: u32) -> (Duration, Duration) {
-    let path = if pid == 0 {
-        "/proc/self/stat".to_owned()
-    } else {
-        format!("/proc/{pid}/stat")
-    };
-    // A server that died mid-run (tcserver did, closing 300 sessions) reads as zero: the run says so.
-    let Ok(stat) = std::fs::read_to_string(path) else {
-        return (Duration::ZERO, Duration::ZERO);
-    };
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let t = |i: usize| Duration::from_secs_f64(f[i].parse::<u64>().unwrap() as f64 / 100.0);
-    (t(11), t(12))
-}
-
-/// The same synthetic 2 Mbit/s stream as `benches/servers.rs`.
-fn make_flv(path: &Path, frames: u32, frame_bytes: usize) {
-    if path.exists() {
-        return;
-    }
-    let tmp = path.with_extension("part");
-    let f = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
-    let mut w = FlvWriter::new(f, &FlvHeader::default()).unwrap();
-    let tag = |tag_type, timestamp, data| Tag {
-        tag_type,
-        timestamp,
-        stream_id: 0,
-        data,
-    };
-    w.write_tag(&tag(
-        TagType::Video,
-        0,
-        vec![0x17, 0, 0, 0, 0, 1, 0x42, 0, 0x1e],
-    ))
-    .unwrap();
-    w.write_tag(&tag(TagType::Audio, 0, vec![0xaf, 0, 0x12, 0x10]))
-        .unwrap();
-    for i in 0..frames {
-        let ts = 40 * i;
-        let key = i % 25 == 0;
-        let n = if key { frame_bytes * 4 } else { frame_bytes };
-        let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-        v.resize(n, (i % 251) as u8);
-        w.write_tag(&tag(TagType::Video, ts, v)).unwrap();
-        let mut a = vec![0xaf, 1];
-        a.resize(200, 0x5a);
-        w.write_tag(&tag(TagType::Audio, ts + 20, a)).unwrap();
-    }
-    w.flush().unwrap();
-    drop(w);
-    std::fs::rename(tmp, path).unwrap();
-}
 
 /// What one subscriber saw.
 #[derive(Default)]

@@ -23,106 +23,19 @@
 //! - join to first frame: `subscribe --frames 1` started 100 times against
 //!   a looping publisher, spawn to exit, p50/p99.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rtmfp::media::flv::{FlvHeader, FlvWriter, Tag, TagType};
 use serde_json::Value as Json;
 
+use common::*;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rtmfp");
-
-struct Server {
-    name: String,
-    addr: String,
-    pid: u32,
-}
-
-fn servers() -> Vec<Server> {
-    let Ok(spec) = std::env::var("RTMFP_BENCH_SERVERS") else {
-        return Vec::new();
-    };
-    spec.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            let (name, rest) = s.split_once('=').expect("NAME=ADDR@PID");
-            let (addr, pid) = rest.split_once('@').expect("NAME=ADDR@PID");
-            Server {
-                name: name.trim().into(),
-                addr: addr.trim().into(),
-                pid: pid.trim().parse().expect("a process ID"),
-            }
-        })
-        .collect()
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The server's user + system CPU time so far.
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server process");
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    Duration::from_secs_f64(ticks as f64 / clk_tck())
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// A synthetic FLV: an AVC sequence header, then `frames` video frames at
-/// 25 fps of `frame_bytes` (keyframes every 25th, 4x as big), with 40 ms of
-/// audio-sized AAC frames between. Payloads are filler: relays do not decode.
-fn make_flv(path: &Path, frames: u32, frame_bytes: usize) {
-    if path.exists() {
-        return;
-    }
-    let tmp = path.with_extension("part");
-    let f = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
-    let mut w = FlvWriter::new(f, &FlvHeader::default()).unwrap();
-    let tag = |tag_type, timestamp, data| Tag {
-        tag_type,
-        timestamp,
-        stream_id: 0,
-        data,
-    };
-    w.write_tag(&tag(
-        TagType::Video,
-        0,
-        vec![0x17, 0, 0, 0, 0, 1, 0x42, 0, 0x1e],
-    ))
-    .unwrap();
-    w.write_tag(&tag(TagType::Audio, 0, vec![0xaf, 0, 0x12, 0x10]))
-        .unwrap();
-    for i in 0..frames {
-        let ts = 40 * i;
-        let key = i % 25 == 0;
-        let n = if key { frame_bytes * 4 } else { frame_bytes };
-        let mut v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-        v.resize(n, (i % 251) as u8);
-        w.write_tag(&tag(TagType::Video, ts, v)).unwrap();
-        let mut a = vec![0xaf, 1];
-        a.resize(200, 0x5a);
-        w.write_tag(&tag(TagType::Audio, ts + 20, a)).unwrap();
-    }
-    w.flush().unwrap();
-    drop(w);
-    std::fs::rename(tmp, path).unwrap();
-}
 
 fn spawn(args: &[&str]) -> Child {
     Command::new(BIN)
