@@ -19,7 +19,11 @@
 //! media timestamp; its lag is the largest such figure less the smallest
 //! one seen by any subscriber of the run (the best delivery). Real time: every
 //! subscriber started, none more than 1 s behind, none missing more than 1 %
-//! of the video frames. The server's CPU comes from /proc.
+//! of the video frames. The server's CPU comes from /proc: user and system
+//! time for the whole process, and per thread (packet thread, DH workers).
+//! On loopback the kernel delivers each datagram into the receiver's socket
+//! in the sender's context, so part of the server's system time is the
+//! subscribers' receive work.
 
 #[path = "common/mod.rs"]
 mod common;

@@ -403,7 +403,19 @@ mod tests {
     /// gets exactly its datagrams, whole, in order, with the ECN asked for.
     #[tokio::test]
     async fn send_many_delivers_each_run_to_its_destination() {
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        send_many_on("127.0.0.1:0".parse().unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn send_many_delivers_over_ipv6_too() {
+        let any: SocketAddr = "[::1]:0".parse().unwrap();
+        // A host without IPv6 loopback has nothing to test here.
+        if bind(any).is_ok() {
+            send_many_on(any).await;
+        }
+    }
+
+    async fn send_many_on(any: SocketAddr) {
         let tx = bind(any).unwrap();
         let rx: Vec<UdpSocket> = (0..3).map(|_| bind(any).unwrap()).collect();
         let to: Vec<SocketAddr> = rx.iter().map(|s| s.local_addr().unwrap()).collect();
