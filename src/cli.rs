@@ -638,6 +638,7 @@ pub struct PublishArgs {
     "Examples:\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o cam.flv --duration 10s\n",
     "  rtmfp subscribe --peer cam1 rtmfp://127.0.0.1/live/cam -o cam.flv\n",
+    "  rtmfp subscribe --peer cam1 --peer cam1-backup rtmfp://127.0.0.1/live/cam -o cam.flv\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam -o - | ffplay -\n",
     "  rtmfp subscribe 'rtmfp://127.0.0.1/live/cam?asis' --frames 100 --json\n",
     "  rtmfp subscribe rtmfp://127.0.0.1/live/cam --len 5 -o clip.flv   5 s of media, server-timed\n\n",
@@ -649,7 +650,7 @@ pub struct PublishArgs {
     "  5  rejected (connect or play refused)\n",
     "  6  protocol failure, or the session died\n",
     "  7  the stream started but nothing arrived (no publisher within --wait)\n",
-    "  8  --peer: the peer is unknown to the server or unreachable\n",
+    "  8  --peer: the peer is unknown to the server or unreachable (with several: every one)\n",
     "  130  interrupted before anything arrived"
 ))]
 pub struct SubscribeArgs {
@@ -689,8 +690,12 @@ pub struct SubscribeArgs {
     pub json: bool,
 
     /// Play directly from this peer (64-hex-digit peer ID, or a name registered with --name).
+    /// Repeatable: alternatives for the same stream (e.g. two publishers of one camera). All are
+    /// opened and played at once; the first to start playing wins, the others are closed. The
+    /// `peer_result` line names the winner and why each other one lost (failed, refused, or
+    /// slower); --fallback applies once every one has failed.
     #[arg(long, value_name = "PEERID|NAME")]
-    pub peer: Option<String>,
+    pub peer: Vec<String>,
 
     /// Register this name in the app while playing.
     #[arg(long, value_name = "NICK", requires = "peer")]
@@ -733,12 +738,13 @@ pub enum Fallback {
     "Examples:\n",
     "  rtmfp send rtmfp://127.0.0.1/live/chat onChat '\"hello\"' '{\"from\":\"me\"}'\n",
     "  rtmfp send --peer bob rtmfp://127.0.0.1/live/chat onChat '\"hi bob\"'\n",
+    "  rtmfp send --peer bob --peer carol rtmfp://127.0.0.1/live/chat onChat '\"hi both\"'\n",
     "  printf '\"one\"\\n\"two\"\\n' | rtmfp send rtmfp://127.0.0.1/live/chat onChat --stdin\n\n",
     "Exit codes:\n",
     "  0  every message sent and acknowledged\n",
     "  2  usage error (an argument is not JSON)\n",
     "  3-6  as for publish (5: the stream name is taken)\n",
-    "  8  --peer: the peer is unknown to the server or unreachable"
+    "  8  --peer: a peer is unknown to the server or unreachable (the others still got everything)"
 ))]
 pub struct SendArgs {
     #[command(flatten)]
@@ -761,8 +767,11 @@ pub struct SendArgs {
     pub json: bool,
 
     /// Send directly to this peer (64-hex-digit peer ID, or a name registered with --name).
+    /// Repeatable: every message goes to each peer (one opening late gets them all), a
+    /// `peer_result` line per peer says how many it got or why it failed, and the exit code is 8
+    /// if any failed.
     #[arg(long, value_name = "PEERID|NAME")]
-    pub peer: Option<String>,
+    pub peer: Vec<String>,
 
     /// Register this name in the app while sending.
     #[arg(long, value_name = "NICK", requires = "peer")]
