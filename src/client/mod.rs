@@ -16,7 +16,6 @@ pub mod load;
 pub mod peer;
 pub mod peer_app;
 pub mod peer_stream;
-pub mod peer_targets;
 pub mod probe;
 pub mod report;
 pub mod setup;

@@ -1,7 +1,8 @@
 //! Direct NetStreams between peers (spec 04 §8) over the peer sessions of
 //! a [`PeerApp`]: a publisher in direct-connections mode streams to each
 //! peer that plays it (fast start from the cache `serve` keeps), a player
-//! plays from one peer, a sender sends data messages to one peer.
+//! plays from the first of its peers to start (`targets`), a sender sends
+//! data messages to each of its peers.
 //!
 //! The stream flows are [`StreamOut`]s, the code that also publishes to a
 //! server; what arrives is classified as on a server stream and reported
@@ -17,7 +18,8 @@ use std::time::Duration;
 use super::failure::{Failure, Kind, Phase};
 use super::peer::PeerEvent;
 use super::peer_app::{CUSTOM_TID, PeerApp, PeerAppConfig, PeerOutput};
-use super::peer_targets::{Alternative, PeerResult, SendTarget, Targets};
+mod targets;
+
 use super::stream::{
     Progress, STREAM_RECV_BUFFER, StreamApp, StreamConfig, StreamInput, StreamOutput, StreamRole,
 };
@@ -25,17 +27,18 @@ use crate::flash::amf0::Limits;
 use crate::flash::command::{code, name, rtmp_sample_access};
 use crate::flash::message::{HEADER_LEN, msg_type};
 use crate::flash::relay_fallback as rf;
-use crate::flash::{Command, Message, NetCommand, Play, StatusInfo, TcMetadata, UserControl};
+use crate::flash::{Command, Message, NetCommand, StatusInfo, TcMetadata, UserControl};
 use crate::media::netstream::{
     Incoming, Lifetimes, StreamOut, classify, is_sample_access, timestamp_of,
 };
 use crate::net::App;
 use crate::proto::Instant;
-use crate::proto::crypto::peer_id_hex;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::flow::FlowEvent;
 use crate::server::relay::{Outcome, RelayLimits, Subscriber};
 use crate::server::streams::{Cache, cache_media};
+pub use targets::PeerResult;
+use targets::Targets;
 
 /// The stream ID of our direct NetStreams: Flash's first P2P stream
 /// (2000000 + n, spec 06), as librtmfp imitates it.
@@ -376,238 +379,6 @@ impl PeerStreamApp {
             }
             _ => {}
         }
-    }
-
-    /// What happened to one of our --peer targets (player, sender).
-    fn on_target_event(&mut self, ep: &mut Endpoint, now: Instant, target: String, e: PeerEvent) {
-        match e {
-            PeerEvent::Opened { session, peer, .. } => {
-                if self.finished || self.targets.winner.is_some() {
-                    ep.close(now, session, true);
-                    let why = "another peer had already started playing".to_owned();
-                    return self.targets.lose(target, Some(peer), why, true);
-                }
-                // Resolved after: a recipient first gets the history.
-                self.on_target_open(ep, now, session, target, peer);
-                self.targets.resolved();
-            }
-            PeerEvent::Failed {
-                explanation, peer, ..
-            } => {
-                // Even an "unknown" peer may be one that refuses
-                // introductions: the server has the last word.
-                self.targets.lose(target, Some(peer), explanation, true);
-                self.check_exhausted(ep, now);
-            }
-            PeerEvent::Closed {
-                session,
-                peer,
-                reason,
-            } => self.on_target_closed(ep, now, target, session, peer, reason),
-            PeerEvent::Attempt { .. } | PeerEvent::Incoming { .. } => {}
-        }
-    }
-
-    /// Every target failed (none open, none opening, no winner): relay, or fail.
-    fn check_exhausted(&mut self, ep: &mut Endpoint, now: Instant) {
-        if self.finished
-            || self.target.is_some()
-            || self.relay_reason.is_some()
-            || !self.targets.exhausted()
-        {
-            return;
-        }
-        if self.started_at.is_some() && matches!(self.mode, PeerMode::Send { .. }) {
-            // Every recipient has gone after messages were sent: the end.
-            let why = self.targets.explanation();
-            let f = Failure::new(Phase::Session, Kind::Closed, why);
-            return self.fail(ep, now, f);
-        }
-        let explanation = self.targets.explanation();
-        let relay = self.fallback_relay && matches!(self.mode, PeerMode::Play { .. });
-        match self.targets.first_lost_peer().filter(|_| relay) {
-            Some(peer) => {
-                // Our own TC call; only a publisher that declared the
-                // stream relayable is ever asked.
-                let cmd = rf::relay_stream(RELAY_TID, &peer_id_hex(&peer), &self.stream);
-                self.relay_reason = Some((explanation, peer));
-                self.inner.call(ep, RELAY_TID, cmd);
-            }
-            None => self.fail(ep, now, peer_failure(explanation)),
-        }
-    }
-
-    /// A target's peer session closed: an alternative or a recipient is
-    /// gone, or the winner's stream ends.
-    fn on_target_closed(
-        &mut self,
-        ep: &mut Endpoint,
-        now: Instant,
-        target: String,
-        session: SessionHandle,
-        peer: [u8; 32],
-        reason: String,
-    ) {
-        let refused = || {
-            format!(
-                "peer {} closed the session before the stream started ({reason}): it does not \
-                 accept us (--allow, --max-peers), or it is going away",
-                peer_id_hex(&peer)
-            )
-        };
-        if let Some(i) = self
-            .targets
-            .trying
-            .iter()
-            .position(|a| a.session == session)
-        {
-            self.targets.trying.remove(i);
-            self.targets.lose(target, Some(peer), refused(), false);
-            return self.check_exhausted(ep, now);
-        }
-        if let Some(i) = self.targets.sends.iter().position(|s| s.session == session) {
-            if self.draining.is_some() || self.finished {
-                // Our own end (it stays in the report as reached).
-                return;
-            }
-            let gone = self.targets.sends.remove(i);
-            let why = if gone.messages == 0 {
-                refused()
-            } else {
-                format!("the peer session closed: {reason}")
-            };
-            self.targets.lost.push(PeerResult {
-                target,
-                peer: Some(peer),
-                messages: gone.messages,
-                error: Some(why),
-            });
-            return self.check_exhausted(ep, now);
-        }
-        if self.target != Some(session) {
-            // Closed before it was reported open (while its RTT was
-            // measured): the peer let the handshake finish, then refused
-            // us. A loser we closed ourselves is already counted.
-            if !self.finished && !self.targets.lost.iter().any(|r| r.peer == Some(peer)) {
-                self.targets.lose(target, Some(peer), refused(), true);
-                self.check_exhausted(ep, now);
-            }
-            return;
-        }
-        if self.finished {
-            return;
-        }
-        let ended = StatusInfo::stream_event(
-            code::PLAY_STOP,
-            format!("peer session closed: {reason}"),
-            self.stream.clone(),
-        );
-        (self.out)(StreamOutput::Status(ended));
-        if self.draining.is_none() {
-            let f = if self.started_at.is_none() {
-                peer_failure(refused())
-            } else {
-                Failure::new(
-                    Phase::Session,
-                    Kind::Closed,
-                    format!("the peer session closed: {reason}"),
-                )
-            };
-            self.failure.get_or_insert(f);
-        }
-        self.target = None;
-        self.out_stream = None;
-        self.finish(ep, now);
-    }
-
-    /// Sender: what each --peer got.
-    pub fn send_results(&self) -> Vec<PeerResult> {
-        self.targets.send_results()
-    }
-
-    /// Player: the alternative that won (target as given, peer ID), and
-    /// the others with why they lost.
-    pub fn alternatives(&self) -> (Option<&(String, [u8; 32])>, &[PeerResult]) {
-        (self.targets.winner.as_ref(), &self.targets.lost)
-    }
-
-    /// A target's peer session is open: play on it (an alternative), or
-    /// send it what was sent so far (a recipient).
-    fn on_target_open(
-        &mut self,
-        ep: &mut Endpoint,
-        now: Instant,
-        h: SessionHandle,
-        target: String,
-        peer: [u8; 32],
-    ) {
-        let mut out = StreamOut::new(h, DIRECT_STREAM_ID, None, self.lifetimes);
-        match self.mode {
-            PeerMode::Play { .. } => {
-                // spec 04 §8.1: no connect, no createStream; play at once.
-                let play = NetCommand::Play(Play::new(self.stream.clone()));
-                if out
-                    .write_message(ep, now, &Message::command(0, play.to_command()))
-                    .is_err()
-                {
-                    ep.close(now, h, true);
-                    let why = "cannot open the stream flow to the peer".to_owned();
-                    self.targets.lose(target, Some(peer), why, false);
-                    return self.check_exhausted(ep, now);
-                }
-                self.targets.trying.push(Alternative {
-                    session: h,
-                    target,
-                    peer,
-                    out,
-                });
-            }
-            PeerMode::Send { .. } => {
-                let mut messages = 0;
-                for m in &self.targets.history {
-                    if out.write_raw(ep, now, m).is_ok() {
-                        messages += 1;
-                    }
-                }
-                self.targets.sends.push(SendTarget {
-                    session: h,
-                    target,
-                    peer,
-                    out,
-                    messages,
-                });
-                if self.started_at.is_none() {
-                    self.started_at = Some(now);
-                    self.progress.started.store(true, Relaxed);
-                }
-                // Opened while draining: time for its acknowledgements.
-                if let Some(limit) = self.draining.as_mut() {
-                    *limit = (*limit).max(now + DRAIN_LIMIT);
-                }
-            }
-            PeerMode::Publish => {}
-        }
-    }
-
-    /// Player: `h` started playing first; the other alternatives are
-    /// closed, each reported as lost to it.
-    fn win(&mut self, ep: &mut Endpoint, now: Instant, h: SessionHandle) {
-        let Some(i) = self.targets.trying.iter().position(|a| a.session == h) else {
-            return;
-        };
-        let won = self.targets.trying.remove(i);
-        self.target = Some(h);
-        self.out_stream = Some(won.out);
-        let close = Message::command(0, NetCommand::CloseStream.to_command());
-        for mut a in std::mem::take(&mut self.targets.trying) {
-            let _ = a.out.write_message(ep, now, &close);
-            a.out.close(ep);
-            ep.close(now, a.session, true);
-            let why = format!("{} started playing first", won.target);
-            self.targets.lose(a.target, Some(a.peer), why, false);
-        }
-        self.incoming.retain(|(s, _)| *s == h);
-        self.targets.winner = Some((won.target, won.peer));
     }
 
     /// The stream config of a server stream on the same server.
