@@ -70,6 +70,10 @@ fn start(mut cmd: Command, args: &[&str], key: &str, value: &str) -> (Kill, Json
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        // An older binary reports no server RTT: no ratios.
+        return f64::NAN;
+    }
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i.min(v.len() - 1)]
 }

@@ -27,8 +27,9 @@ use crate::proto::wire::address::{AddressOrigin, PeerAddress};
 /// minimum for IKE), unlike group 2's 1024 bits (a widely shared prime of
 /// the size Logjam showed within reach of precomputation), at a fifth of
 /// group 16's cost per exponentiation, which every peer session pays on
-/// both sides while the user waits. Flash Player and librtmfp peers offer
-/// only group 2 and still get it; rtmfp-cpp peers offer 16, 14 and 2.
+/// both sides while the user waits. rtmfp-cpp peers offer 16, 14 and 2.
+/// Flash Player and librtmfp peers offer only group 2 (and read only a
+/// single-key group-2 certificate, which `--dh-group 2` gives us).
 pub const PEER_GROUPS: [DhGroup; 4] = [DhGroup::G14, DhGroup::G16, DhGroup::G5, DhGroup::G2];
 
 /// How the winning candidate was learned.
@@ -533,7 +534,9 @@ fn explain_timeout(o: &Opening, answered: bool, timeout: Duration) -> String {
         .collect();
     if answered {
         return format!(
-            "peer {peer} answered, but the handshake did not complete within {timeout:?} (tried {})",
+            "peer {peer} answered, but the handshake did not complete within {timeout:?} (tried {}); \
+             a Flash Player or librtmfp peer reads only Flash's single-key certificate: try \
+             --dh-group 2",
             list.join(", ")
         );
     }
