@@ -173,9 +173,18 @@ impl PeerStreamApp {
         let mut base = cfg.base;
         base.peers = match &cfg.mode {
             PeerMode::Publish => Vec::new(),
-            PeerMode::Play { peers } | PeerMode::Send { peers } => peers.clone(),
+            // The same --peer twice is one target (not a failed second one).
+            PeerMode::Play { peers } | PeerMode::Send { peers } => {
+                let mut v: Vec<String> = Vec::new();
+                for p in peers {
+                    if !v.contains(p) {
+                        v.push(p.clone());
+                    }
+                }
+                v
+            }
         };
-        let targets = Targets::new(base.peers.len());
+        let targets = Targets::new(&base.peers);
         base.stay = FOREVER;
         let queue: Arc<Mutex<VecDeque<PeerOutput>>> = Arc::default();
         let q = queue.clone();

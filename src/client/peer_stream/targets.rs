@@ -64,6 +64,8 @@ impl PeerResult {
 pub struct Targets {
     /// How many were given.
     pub total: usize,
+    /// As given (results are reported in this order).
+    order: Vec<String>,
     /// Targets not resolved yet: neither open nor failed.
     pub pending: usize,
     /// Player: alternatives open and playing, before one wins.
@@ -80,9 +82,11 @@ pub struct Targets {
 }
 
 impl Targets {
-    pub fn new(n: usize) -> Self {
+    pub fn new(targets: &[String]) -> Self {
+        let n = targets.len();
         Targets {
             total: n,
+            order: targets.to_vec(),
             pending: n,
             ..Targets::default()
         }
@@ -146,9 +150,10 @@ impl Targets {
         self.sends.iter().map(|s| s.out.buffered_all(ep)).sum()
     }
 
-    /// Sender: every target's result, the ones reached first.
+    /// Sender: every target's result, in the order given.
     pub fn send_results(&self) -> Vec<PeerResult> {
-        self.sends
+        let mut all: Vec<PeerResult> = self
+            .sends
             .iter()
             .map(|s| PeerResult {
                 target: s.target.clone(),
@@ -157,7 +162,10 @@ impl Targets {
                 error: None,
             })
             .chain(self.lost.iter().cloned())
-            .collect()
+            .collect();
+        let rank = |r: &PeerResult| self.order.iter().position(|t| *t == r.target);
+        all.sort_by_key(|r| rank(r).unwrap_or(usize::MAX));
+        all
     }
 }
 
@@ -407,7 +415,7 @@ mod tests {
 
     #[test]
     fn explanation_names_each_target_when_several_failed() {
-        let mut t = Targets::new(2);
+        let mut t = Targets::new(&["b".into(), "a".into()]);
         t.lose("a".into(), None, "unknown".into(), true);
         assert_eq!(t.explanation(), "unknown");
         assert!(!t.exhausted());
@@ -417,12 +425,13 @@ mod tests {
         assert_eq!(t.first_lost_peer(), Some([1; 32]));
         let r = t.send_results();
         assert_eq!(r.len(), 2);
+        assert_eq!(r[0].target, "b", "in the order given");
         assert_eq!(r[1].to_json()["ok"], false);
     }
 
     #[test]
     fn history_is_dropped_once_every_target_is_resolved() {
-        let mut t = Targets::new(2);
+        let mut t = Targets::new(&["a".into(), "b".into()]);
         t.history.push(vec![1]);
         t.resolved();
         assert_eq!(t.history.len(), 1);
