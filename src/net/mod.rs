@@ -427,6 +427,8 @@ impl<A: App> Driver<A> {
         if self.app.timeout().is_some_and(|t| t <= now) {
             self.app.on_timeout(&mut self.ep, now);
         }
+        // Bounded: a timer that keeps rearming itself at `now` must not spin.
+        let mut due_reruns = 4u8;
         loop {
             let mut progressed = false;
             while let Some(job) = self.ep.poll_crypto_job() {
@@ -449,6 +451,15 @@ impl<A: App> Driver<A> {
             }
             while let Some(e) = self.ep.poll_event() {
                 self.app.on_event(&mut self.ep, now, e);
+                progressed = true;
+            }
+            // What the app just did may have armed a timer that is already
+            // due (a new session's first IHellos): run it now. Left to the
+            // select below it waits for tokio's next millisecond tick,
+            // which was most of the time to open a peer session (p2p_open).
+            if due_reruns > 0 && self.ep.poll_timeout().is_some_and(|t| t <= now) {
+                due_reruns -= 1;
+                self.ep.handle_timeout(now);
                 progressed = true;
             }
             if self.flush_transmits(now).await {
