@@ -167,3 +167,51 @@ fn the_transmit_order_is_deterministic() {
     };
     assert_eq!(a, b);
 }
+
+/// A session in mid-burst sets its timer once, when the burst ends; whoever
+/// reads the timers before then must still see its new deadline (the RTO its
+/// first datagram armed), or its retransmission would wait for a stale one.
+#[test]
+fn a_timer_read_in_mid_burst_sees_the_deadline_the_burst_armed() {
+    let (mut net, flows) = server_with_clients(74);
+    let (h, f) = flows[0];
+    // Past the warm-up's timers: the session's next deadline is a far one.
+    net.run_for(Duration::from_secs(2));
+    let now = net.now;
+    let t = net.nodes[0].ep.transport(h).unwrap();
+    assert!(
+        t.poll_timeout()
+            .is_none_or(|d| d > now + Duration::from_secs(1))
+    );
+    t.write(f, &vec![3u8; BULK], WriteOptions::default())
+        .unwrap();
+    net.nodes[0].ep.wake(h);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    // One datagram of a 16-datagram burst: the burst is not over.
+    assert!(net.nodes[0].ep.poll_transmit(now, &mut buf).is_some());
+    let armed = net.nodes[0]
+        .ep
+        .transport(h)
+        .unwrap()
+        .poll_timeout()
+        .unwrap();
+    assert!(armed < now + Duration::from_secs(1), "RTO armed: {armed:?}");
+    assert_eq!(net.nodes[0].ep.poll_timeout(), Some(armed));
+    // The rest of what the (idle-restarted) window allows leaves, and the
+    // timer still holds.
+    let mut more = 0;
+    while net.nodes[0].ep.poll_transmit(now, &mut buf).is_some() {
+        more += 1;
+    }
+    assert!(more >= 1, "{more}");
+    let armed = net.nodes[0]
+        .ep
+        .transport(h)
+        .unwrap()
+        .poll_timeout()
+        .unwrap();
+    assert_eq!(net.nodes[0].ep.poll_timeout(), Some(armed));
+    // Delivered and acknowledged, the flow's data is done and the timers move on.
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(net.nodes[0].ep.transport(h).unwrap().bytes_in_flight(), 0);
+}

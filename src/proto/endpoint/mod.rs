@@ -499,6 +499,7 @@ impl Endpoint {
     }
 
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.settle_burst();
         while let Some(Reverse((t, raw))) = self.timers.peek().copied() {
             let h = SessionHandle(raw);
             match self.session(h).map(|s| s.scheduled) {
@@ -512,6 +513,7 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.settle_burst();
         while let Some(Reverse((t, raw))) = self.timers.peek().copied() {
             if t > now {
                 break;
@@ -607,12 +609,15 @@ impl Endpoint {
             if let Some(t) = self.session_transmit(now, h, buf) {
                 self.count_tx(t.len);
                 if left > 1 {
+                    // Its timer is set once, when the burst ends (or before
+                    // anyone reads the timers: `settle_burst`), not after
+                    // every datagram: each one moves the RTO deadline.
                     self.burst = Some((h, left - 1));
                 } else {
                     // Burst spent: behind the others for the rest.
                     self.ready.push_back(h);
+                    self.reschedule(h);
                 }
-                self.reschedule(h);
                 return Some(t);
             }
             if let Some(s) = self.session_mut(h) {
@@ -772,6 +777,14 @@ impl Endpoint {
         // Stale heap entries accumulate when deadlines move; rebuild rarely.
         if self.timers.len() > 4 * (self.session_count() + 64) {
             self.rebuild_timers();
+        }
+    }
+
+    /// Brings the timer of the session in mid-burst up to date (its sends
+    /// skip `reschedule`), so the timers read as if each send had done it.
+    fn settle_burst(&mut self) {
+        if let Some((h, _)) = self.burst {
+            self.reschedule(h);
         }
     }
 
