@@ -215,3 +215,36 @@ fn a_timer_read_in_mid_burst_sees_the_deadline_the_burst_armed() {
     net.run_for(Duration::from_millis(500));
     assert_eq!(net.nodes[0].ep.transport(h).unwrap().bytes_in_flight(), 0);
 }
+
+/// A wake does not reschedule at once (the session reschedules when it
+/// leaves the send queue), yet the timers read before it sends still hold
+/// the deadline the write set: here a message's finish-by, the earliest.
+#[test]
+fn a_timer_read_before_sending_sees_a_woken_sessions_new_deadline() {
+    let (mut net, flows) = server_with_clients(75);
+    let (h, f) = flows[1];
+    net.run_for(Duration::from_secs(2));
+    let now = net.now;
+    let before = net.nodes[0].ep.poll_timeout().unwrap();
+    let soon = now + Duration::from_millis(5);
+    assert!(before > soon, "{before:?}");
+    let t = net.nodes[0].ep.transport(h).unwrap();
+    let opts = WriteOptions {
+        finish_by: Some(soon),
+        ..WriteOptions::default()
+    };
+    t.write(f, &[4u8; 100], opts).unwrap();
+    net.nodes[0].ep.wake(h);
+    assert_eq!(net.nodes[0].ep.poll_timeout(), Some(soon));
+    // Due, it fires from the queue too (the message is abandoned unsent).
+    net.nodes[0].ep.handle_timeout(soon);
+    assert_eq!(
+        net.nodes[0]
+            .ep
+            .transport(h)
+            .unwrap()
+            .stats()
+            .abandoned_messages,
+        1
+    );
+}

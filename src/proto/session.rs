@@ -336,6 +336,9 @@ pub struct Session {
     pub scheduled: Option<Instant>,
     /// Whether the session is in the endpoint's ready-to-send queue.
     pub queued: bool,
+    /// `scheduled` may be out of date: set only while `queued`, and put
+    /// right when the session leaves the queue or the timers are read.
+    pub timer_stale: bool,
     /// Whether the session is in the endpoint's event queue.
     pub events_queued: bool,
     /// Responder: half-open (keyed, no packet from the initiator in the

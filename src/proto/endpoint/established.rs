@@ -212,7 +212,7 @@ impl Endpoint {
         }
         self.mark_ready(h);
         self.mark_events(h);
-        self.reschedule(h);
+        self.reschedule_when_sent(h);
     }
 
     pub(super) fn on_mobility_reply(

@@ -450,7 +450,7 @@ impl Endpoint {
     pub fn wake(&mut self, h: SessionHandle) {
         self.mark_ready(h);
         self.mark_events(h);
-        self.reschedule(h);
+        self.reschedule_when_sent(h);
     }
 
     /// Measures one round trip with an RTMFP Ping; the answer arrives as
@@ -499,7 +499,7 @@ impl Endpoint {
     }
 
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.settle_burst();
+        self.settle_timers();
         while let Some(Reverse((t, raw))) = self.timers.peek().copied() {
             let h = SessionHandle(raw);
             match self.session(h).map(|s| s.scheduled) {
@@ -513,7 +513,7 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.settle_burst();
+        self.settle_timers();
         while let Some(Reverse((t, raw))) = self.timers.peek().copied() {
             if t > now {
                 break;
@@ -610,9 +610,10 @@ impl Endpoint {
                 self.count_tx(t.len);
                 if left > 1 {
                     // Its timer is set once, when the burst ends (or before
-                    // anyone reads the timers: `settle_burst`), not after
+                    // anyone reads the timers: `settle_timers`), not after
                     // every datagram: each one moves the RTO deadline.
                     self.burst = Some((h, left - 1));
+                    self.reschedule_when_sent(h);
                 } else {
                     // Burst spent: behind the others for the rest.
                     self.ready.push_back(h);
@@ -698,6 +699,7 @@ impl Endpoint {
             stale_check: None,
             scheduled: None,
             queued: false,
+            timer_stale: false,
             events_queued: false,
             half_open: None,
             over_capacity: None,
@@ -764,6 +766,7 @@ impl Endpoint {
 
     fn reschedule(&mut self, h: SessionHandle) {
         let Some(s) = self.session_mut(h) else { return };
+        s.timer_stale = false;
         let next = s.next_deadline();
         let push = next.is_some() && next != s.scheduled;
         s.scheduled = next;
@@ -780,10 +783,33 @@ impl Endpoint {
         }
     }
 
-    /// Brings the timer of the session in mid-burst up to date (its sends
-    /// skip `reschedule`), so the timers read as if each send had done it.
-    fn settle_burst(&mut self) {
+    /// `reschedule` for a session about to send: a queued session is
+    /// rescheduled when it leaves the queue (`poll_transmit`), so a run of
+    /// wakes, acks and datagrams costs one timer update, not one each.
+    fn reschedule_when_sent(&mut self, h: SessionHandle) {
+        match self.session_mut(h) {
+            Some(s) if s.queued => s.timer_stale = true,
+            Some(_) => self.reschedule(h),
+            None => {}
+        }
+    }
+
+    /// Brings the timers of queued sessions up to date, so the timers read
+    /// as if every change had rescheduled at once. The queue is normally
+    /// empty here: the driver drains `poll_transmit` first.
+    fn settle_timers(&mut self) {
         if let Some((h, _)) = self.burst {
+            self.settle(h);
+        }
+        for i in 0..self.ready.len() {
+            let h = self.ready[i];
+            self.settle(h);
+        }
+    }
+
+    fn settle(&mut self, h: SessionHandle) {
+        if self.session(h).is_some_and(|s| s.timer_stale) {
+            // Queued: `reschedule` does not reap it, nor touch `ready`.
             self.reschedule(h);
         }
     }
