@@ -1,6 +1,7 @@
 //! A burst of joins from one address meets the server's keying budget: the
 //! clients whose IIKeyings are shed must get in on their resends, through
-//! the setup path every client command shares (`client::setup::Setup`).
+//! the setup path of `connect` and the load generator (`client::setup`) and
+//! that of `publish`/`subscribe`/`send` (`client::stream::StreamApp`).
 //!
 //! Three times more clients than the budget keys at once (as the realtime_n
 //! bench's 300 group-16 joins against serve's default 2,000 units a second,
@@ -13,7 +14,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rtmfp::client::setup::{Setup, SetupConfig, SetupEvent};
+use rtmfp::client::stream::{StreamApp, StreamConfig, StreamRole};
+use rtmfp::net::App;
+use rtmfp::proto::Instant;
 use rtmfp::proto::crypto::DhGroup;
+use rtmfp::proto::endpoint::{Endpoint, Event};
 use rtmfp::proto::endpoint::{EndpointConfig, GuardConfig};
 use rtmfp::server::{Server, ServerConfig};
 use support::netsim::{LinkConfig, Net};
@@ -21,8 +26,73 @@ use support::{client_identity, server_identity};
 
 const G2: &[DhGroup] = &[DhGroup::G2];
 
+/// One joining client, on either setup path.
+enum Client {
+    Setup(Setup),
+    Stream(Box<StreamApp>),
+}
+
+impl Client {
+    fn new(stream: bool, ep: &mut Endpoint, now: Instant, server: SocketAddr) -> Self {
+        if stream {
+            let cfg = StreamConfig {
+                url: "rtmfp://192.0.2.1/live".into(),
+                app: "live".into(),
+                stream: "cam".into(),
+                role: StreamRole::Play {
+                    start: None,
+                    duration: None,
+                    reset: None,
+                },
+                candidates: vec![server],
+                local_addrs: vec![],
+                timeout: Duration::from_secs(30),
+                lifetimes: None,
+            };
+            return Client::Stream(Box::new(StreamApp::new(cfg, Box::new(|_| {}))));
+        }
+        let cfg = SetupConfig {
+            url: "rtmfp://192.0.2.1/live".into(),
+            app: "live".into(),
+            candidates: vec![server],
+            timeout: Duration::from_secs(30),
+        };
+        Client::Setup(Setup::start(ep, now, cfg).expect("a session slot"))
+    }
+
+    /// Feeds events and timers; true once joined (connect answered, or
+    /// play started).
+    fn drive(&mut self, ep: &mut Endpoint, now: Instant, events: Vec<Event>) -> bool {
+        match self {
+            Client::Setup(s) => {
+                let mut out: Vec<SetupEvent> = Vec::new();
+                for e in events {
+                    out.extend(s.on_event(ep, now, e));
+                }
+                out.extend(s.on_timeout(ep, now));
+                for o in out {
+                    if let SetupEvent::Failed(f) = o {
+                        panic!("failed: {f}");
+                    }
+                }
+                s.is_connected()
+            }
+            Client::Stream(a) => {
+                for e in events {
+                    a.on_event(ep, now, e);
+                }
+                if a.timeout().is_some_and(|t| t <= now) {
+                    a.on_timeout(ep, now);
+                }
+                assert!(a.failure().is_none(), "failed: {:?}", a.failure());
+                a.started()
+            }
+        }
+    }
+}
+
 /// What became of `clients` joining at once, after `limit` of virtual time.
-fn burst(clients: usize, keying_budget: u32, limit: Duration) -> Burst {
+fn burst(stream: bool, clients: usize, keying_budget: u32, limit: Duration) -> Burst {
     let mut net = Net::new(7, LinkConfig::default());
     let sid = server_identity(1, G2);
     let fp = sid.fingerprint();
@@ -50,16 +120,8 @@ fn burst(clients: usize, keying_budget: u32, limit: Duration) -> Burst {
     }
     let server_addr = net.nodes[0].addr;
     let start = net.now;
-    let mut setups: Vec<Setup> = (1..=clients)
-        .map(|n| {
-            let cfg = SetupConfig {
-                url: "rtmfp://192.0.2.1/live".into(),
-                app: "live".into(),
-                candidates: vec![server_addr],
-                timeout: Duration::from_secs(30),
-            };
-            Setup::start(&mut net.nodes[n].ep, start, cfg).expect("a session slot")
-        })
+    let mut joining: Vec<Client> = (1..=clients)
+        .map(|n| Client::new(stream, &mut net.nodes[n].ep, start, server_addr))
         .collect();
     let mut joined: Vec<Option<Duration>> = vec![None; clients];
     let end = start + limit;
@@ -69,22 +131,11 @@ fn burst(clients: usize, keying_budget: u32, limit: Duration) -> Burst {
             server.handle_event(&mut net.nodes[0].ep, now, e);
         }
         while server.poll_event().is_some() {}
-        for (i, s) in setups.iter_mut().enumerate() {
+        for (i, c) in joining.iter_mut().enumerate() {
             let node = &mut net.nodes[i + 1];
-            let mut out: Vec<SetupEvent> = Vec::new();
-            for e in std::mem::take(&mut node.events) {
-                out.extend(s.on_event(&mut node.ep, now, e));
-            }
-            out.extend(s.on_timeout(&mut node.ep, now));
-            for o in out {
-                match o {
-                    SetupEvent::Connected { .. } => joined[i] = Some(now.saturating_since(start)),
-                    SetupEvent::Failed(f) => panic!(
-                        "client {i} failed after {:?}: {f}",
-                        now.saturating_since(start)
-                    ),
-                    _ => {}
-                }
+            let events = std::mem::take(&mut node.events);
+            if c.drive(&mut node.ep, now, events) && joined[i].is_none() {
+                joined[i] = Some(now.saturating_since(start));
             }
         }
         let step = now + Duration::from_millis(5);
@@ -95,10 +146,14 @@ fn burst(clients: usize, keying_budget: u32, limit: Duration) -> Burst {
     let resends = (1..=clients)
         .map(|n| net.nodes[n].ep.stats().keying_resends)
         .sum();
+    // Sessions each client opened beyond its first: fresh handshakes.
+    let reopens = (1..=clients)
+        .map(|n| net.nodes[n].ep.stats().sessions_opened.saturating_sub(1))
+        .sum();
     Burst {
         joined,
         resends,
-        reopens: setups.iter().map(Setup::reopens).sum(),
+        reopens,
         evicted: net.nodes[0].ep.stats().half_open_expired,
     }
 }
@@ -109,16 +164,15 @@ struct Burst {
     /// IIKeyings the clients sent again.
     resends: u64,
     /// Fresh handshakes after a silent server.
-    reopens: u32,
+    reopens: u64,
     /// Keyed half-open sessions the server ended (evicted or expired).
     evicted: u64,
 }
 
-#[test]
-fn joins_shed_by_the_keying_budget_get_in_on_resend() {
+fn check(stream: bool) {
     // 240 clients (the simulated network numbers its hosts in one /24),
     // 80 keyings a second with a burst of 80.
-    let b = burst(240, 80, Duration::from_secs(30));
+    let b = burst(stream, 240, 80, Duration::from_secs(30));
     let mut t: Vec<Duration> = b.joined.iter().flatten().copied().collect();
     t.sort();
     let missing = b.joined.iter().filter(|j| j.is_none()).count();
@@ -138,4 +192,14 @@ fn joins_shed_by_the_keying_budget_get_in_on_resend() {
     // The budget could not take them all at once: shed keyings were sent
     // again, and the burst overflowed the per-address half-open cap.
     assert!(b.resends > 0 && b.evicted > 0);
+}
+
+#[test]
+fn joins_shed_by_the_keying_budget_get_in_on_resend() {
+    check(false);
+}
+
+#[test]
+fn stream_joins_shed_by_the_keying_budget_get_in_on_resend() {
+    check(true);
 }

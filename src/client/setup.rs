@@ -32,6 +32,40 @@ pub const REOPEN_AFTER: Duration = Duration::from_secs(4);
 /// Fresh handshakes one setup tries after the first.
 pub const MAX_REOPENS: u32 = 2;
 
+/// Watches a just-opened session for a server that forgot it (see
+/// [`REOPEN_AFTER`]); for every client that opens a session to a server.
+#[derive(Debug, Clone, Copy)]
+pub struct SilentServer {
+    opened: Instant,
+    /// The session's received-packet count when it opened (the RIKeying
+    /// counts), to tell whether the server has said anything since.
+    rx_at_open: u64,
+}
+
+impl SilentServer {
+    /// `h` just opened.
+    pub fn opened(ep: &Endpoint, h: SessionHandle, now: Instant) -> Self {
+        Self {
+            opened: now,
+            rx_at_open: ep.session(h).map_or(0, |s| s.counters.rx_packets),
+        }
+    }
+
+    /// When to look.
+    pub fn check_at(&self) -> Instant {
+        self.opened + REOPEN_AFTER
+    }
+
+    /// By `now`, `h` is open and nothing has come from the server since it
+    /// opened: start over.
+    pub fn is_silent(&self, ep: &Endpoint, h: SessionHandle, now: Instant) -> bool {
+        now >= self.check_at()
+            && ep
+                .session(h)
+                .is_some_and(|s| s.state == State::Open && s.counters.rx_packets == self.rx_at_open)
+    }
+}
+
 /// What to connect to.
 #[derive(Debug, Clone)]
 pub struct SetupConfig {
@@ -77,9 +111,7 @@ pub struct Setup {
     closing: bool,
     /// Fresh handshakes started after a silent server (see [`REOPEN_AFTER`]).
     reopens: u32,
-    /// The session's received-packet count when it opened (the RIKeying
-    /// counts), to tell whether the server has said anything since.
-    rx_at_open: u64,
+    silent: Option<SilentServer>,
 }
 
 impl Setup {
@@ -107,24 +139,14 @@ impl Setup {
             finished: false,
             closing: false,
             reopens: 0,
-            rx_at_open: 0,
+            silent: None,
         })
     }
 
-    /// How many times the setup started over after a silent server.
-    pub fn reopens(&self) -> u32 {
-        self.reopens
-    }
-
-    /// When an opened, silent session is given up for a new handshake.
-    fn reopen_at(&self, ep: &Endpoint) -> Option<Instant> {
-        let opened = self.opened?;
-        if self.connected || self.finished || self.closing || self.reopens >= MAX_REOPENS {
-            return None;
-        }
-        let s = ep.session(self.session)?;
-        (s.state == State::Open && s.counters.rx_packets == self.rx_at_open)
-            .then_some(opened + REOPEN_AFTER)
+    /// The watch on the opened session, while starting over is still an option.
+    fn watching(&self) -> Option<SilentServer> {
+        let live = !(self.connected || self.finished || self.closing);
+        self.silent.filter(|_| live && self.reopens < MAX_REOPENS)
     }
 
     /// Abandons the silent session (a lone Close Ack tells a server that
@@ -145,6 +167,7 @@ impl Setup {
         })?;
         self.reopens += 1;
         self.opened = None;
+        self.silent = None;
         self.tc = None;
         Ok(())
     }
@@ -187,10 +210,7 @@ impl Setup {
     /// session opened).
     pub fn deadline(&self) -> Option<Instant> {
         let give_up = self.give_up_at()?;
-        let check = self
-            .opened
-            .filter(|_| !self.closing && self.reopens < MAX_REOPENS)
-            .map(|o| o + REOPEN_AFTER);
+        let check = self.watching().map(|w| w.check_at());
         Some(check.map_or(give_up, |c| c.min(give_up)))
     }
 
@@ -232,7 +252,9 @@ impl Setup {
     pub fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) -> Option<SetupEvent> {
         let deadline = self.give_up_at()?;
         if now < deadline {
-            if self.reopen_at(ep).is_some_and(|r| now >= r)
+            if self
+                .watching()
+                .is_some_and(|w| w.is_silent(ep, self.session, now))
                 && let Err(f) = self.reopen(ep, now)
             {
                 return self.fail(ep, now, f);
@@ -266,7 +288,7 @@ impl Setup {
         match event {
             Event::Opened { session, .. } if session == self.session => {
                 self.opened = Some(now);
-                self.rx_at_open = ep.session(session).map_or(0, |s| s.counters.rx_packets);
+                self.silent = Some(SilentServer::opened(ep, session, now));
                 let connect: Connect = TcClient::flash_connect(&self.cfg.app, &self.cfg.url);
                 let mut tc = TcClient::new(session, connect);
                 let r = tc.start(ep);
