@@ -28,7 +28,7 @@ const G2: &[DhGroup] = &[DhGroup::G2];
 
 /// One joining client, on either setup path.
 enum Client {
-    Setup(Setup),
+    Setup(Box<Setup>),
     Stream(Box<StreamApp>),
 }
 
@@ -57,7 +57,9 @@ impl Client {
             candidates: vec![server],
             timeout: Duration::from_secs(30),
         };
-        Client::Setup(Setup::start(ep, now, cfg).expect("a session slot"))
+        Client::Setup(Box::new(
+            Setup::start(ep, now, cfg).expect("a session slot"),
+        ))
     }
 
     /// Feeds events and timers; true once joined (connect answered, or
