@@ -154,13 +154,13 @@ impl DhGroup {
         };
         CELLS[i].get_or_init(|| {
             let p = decode_hex(hex);
-            // Key generation's exponents get the fixed-base comb.
+            // Key generation's exponents get the fixed-base table.
             let bits = self.exponent_bits() as usize;
             let monty = match self {
-                DhGroup::G2 => GroupParams::G2(Monty::new(&p).with_comb(bits)),
-                DhGroup::G5 => GroupParams::G5(Monty::new(&p).with_comb(bits)),
-                DhGroup::G14 => GroupParams::G14(Monty::new(&p).with_comb(bits)),
-                DhGroup::G16 => GroupParams::G16(Monty::new(&p).with_comb(bits)),
+                DhGroup::G2 => GroupParams::G2(Monty::new(&p).with_fixed_base(bits)),
+                DhGroup::G5 => GroupParams::G5(Monty::new(&p).with_fixed_base(bits)),
+                DhGroup::G14 => GroupParams::G14(Monty::new(&p).with_fixed_base(bits)),
+                DhGroup::G16 => GroupParams::G16(Monty::new(&p).with_fixed_base(bits)),
             };
             // p ends in 64 one bits, so p - 2^24 only clears bit 24.
             let mut upper = p.clone();

@@ -7,7 +7,8 @@
 //! constant (`N` 64-bit limbs, `W = 2N` for a double-width product), so the
 //! loops have fixed trip counts and everything lives on the stack; squaring
 //! has its own routine (about half the word products of a multiplication);
-//! and raising the generator 2 takes only squarings and doublings.
+//! and raising the generator 2 takes one product per 5 exponent bits from a
+//! per-group fixed-base table (or, past it, squarings and doublings).
 //!
 //! Constant time: no branch and no memory index depends on the exponent or
 //! on intermediate values. Table lookups read every entry and keep one with a
@@ -68,11 +69,11 @@ pub(crate) struct Monty<const N: usize, const W: usize> {
     one: [u64; N],
     /// R^2 mod p: converts into Montgomery form.
     r2: [u64; N],
-    /// Fixed-base comb for [`Monty::pow2`]: `comb[b] = 2^(sum of 2^(j d)
-    /// over the bits j of b)` in Montgomery form, for exponents of up to
-    /// `COMB * comb_d` bits (empty until [`Monty::with_comb`]).
-    comb: Vec<[u64; N]>,
-    comb_d: usize,
+    /// Fixed-base table for [`Monty::pow2`]: entry `k FIXED_ENTRIES + v`
+    /// is `2^(v 2^(FIXED_BITS k))` in Montgomery form, for `fixed_digits`
+    /// digits (empty until [`Monty::with_fixed_base`]).
+    fixed: Vec<[u64; N]>,
+    fixed_digits: usize,
     /// Present when the CPU runs the BMI2/ADX row kernel.
     #[cfg(target_arch = "x86_64")]
     adx: Option<Adx>,
@@ -84,11 +85,13 @@ pub(crate) struct Monty<const N: usize, const W: usize> {
 pub(crate) const WINDOW: u32 = 4;
 const TABLE: usize = 1 << WINDOW;
 
-/// Slices of the exponent in the fixed-base comb of [`Monty::pow2`]: 2^5
-/// table entries (16 KiB in the 4096-bit group, one scan per step) for 61
-/// squarings and 61 products at 304 bits, against 304 squarings bit by bit;
-/// 6 would save 10 more of each but double every scan.
-const COMB: usize = 5;
+/// Exponent bits per digit of the fixed-base table of [`Monty::pow2`]: one
+/// product per digit and no squaring (61 products at 304 bits), each after
+/// a constant-time scan of the digit's 2^5 entries (16 KiB in the 4096-bit
+/// group; 1 MiB for the whole table, built once per group in 1,952
+/// products). Measured against 4 and 6 bits per digit: see the issue-11 note.
+const FIXED_BITS: usize = 5;
+const FIXED_ENTRIES: usize = 1 << FIXED_BITS;
 
 impl<const N: usize, const W: usize> Monty<N, W> {
     /// Precomputes the constants for an odd `p` with its top bit set, given
@@ -106,8 +109,8 @@ impl<const N: usize, const W: usize> Monty<N, W> {
             n0: neg_inverse(p[0]),
             one: [0; N],
             r2: [0; N],
-            comb: Vec::new(),
-            comb_d: 0,
+            fixed: Vec::new(),
+            fixed_digits: 0,
             #[cfg(target_arch = "x86_64")]
             adx: Adx::detect(),
         };
@@ -363,41 +366,43 @@ impl<const N: usize, const W: usize> Monty<N, W> {
         out
     }
 
-    /// Precomputes the fixed-base comb of [`Monty::pow2`] for exponents of
-    /// up to `max_bits` bits: `COMB d` squarings and `2^COMB` products, once
-    /// per group.
-    pub fn with_comb(mut self, max_bits: usize) -> Self {
-        let d = max_bits.div_ceil(COMB).max(1);
-        // bases[j] = 2^(2^(j d)), Montgomery form.
-        let mut bases = [[0u64; N]; COMB];
-        bases[0] = self.double_mod(&self.one);
-        for j in 1..COMB {
-            let mut x = bases[j - 1];
-            for _ in 0..d {
-                x = self.square(&x);
+    /// Precomputes the fixed-base table of [`Monty::pow2`] for exponents of
+    /// up to `max_bits` bits, once per group: per digit `k`, the powers
+    /// `g_k^v` for `v < 2^FIXED_BITS` of `g_k = 2^(2^(FIXED_BITS k))`, whose
+    /// last product gives `g_(k+1)`.
+    pub fn with_fixed_base(mut self, max_bits: usize) -> Self {
+        let digits = max_bits.div_ceil(FIXED_BITS).max(1);
+        let mut table = Vec::with_capacity(digits * FIXED_ENTRIES);
+        let mut g = self.double_mod(&self.one);
+        for _ in 0..digits {
+            let mut e = self.one;
+            for _ in 0..FIXED_ENTRIES {
+                table.push(e);
+                e = self.mul(&e, &g);
             }
-            bases[j] = x;
+            g = e;
         }
-        let mut comb = vec![self.one; 1 << COMB];
-        for b in 1..1usize << COMB {
-            let top = usize::BITS - 1 - b.leading_zeros();
-            comb[b] = self.mul(&comb[b & !(1 << top)], &bases[top as usize]);
+        // Digit 0's row in plain form: a plain accumulator times Montgomery
+        // entries stays plain (x (y R) / R = x y), so pow2 ends without a
+        // conversion product.
+        for e in &mut table[..FIXED_ENTRIES] {
+            *e = self.leave_mont(e);
         }
-        self.comb = comb;
-        self.comb_d = d;
+        self.fixed = table;
+        self.fixed_digits = digits;
         self
     }
 
-    /// `2^exp mod p`. Exponents the comb covers take `d` squarings and `d`
-    /// products (Lim-Lee: bit i of each of the COMB slices of the exponent
-    /// picks one table entry, read by a constant-time scan); longer ones
-    /// (whose length is public) one squaring and one masked doubling per bit.
+    /// `2^exp mod p`. Exponents the fixed-base table covers take one product
+    /// per `FIXED_BITS`-bit digit: the digit picks its entry by a
+    /// constant-time scan of all the digit's entries, so neither a branch
+    /// nor an address depends on the exponent, only its (public) length.
+    /// Longer exponents take one squaring and one masked doubling per bit.
     pub fn pow2(&self, exp_be: &[u8]) -> Vec<u8> {
         let bits = exp_be.len() * 8;
-        if self.comb.is_empty() || bits > COMB * self.comb_d {
+        if self.fixed.is_empty() || bits == 0 || bits > FIXED_BITS * self.fixed_digits {
             return self.pow2_bits(exp_be);
         }
-        let d = self.comb_d;
         let bit = |k: usize| -> u64 {
             if k < bits {
                 u64::from(exp_be[exp_be.len() - 1 - k / 8] >> (k % 8) & 1)
@@ -405,23 +410,21 @@ impl<const N: usize, const W: usize> Monty<N, W> {
                 0
             }
         };
-        let mut z = self.one;
+        let mut z = [0u64; N];
         let mut pick = [0u64; N];
-        for i in (0..d).rev() {
-            if i + 1 < d {
-                z = self.square(&z);
-            }
+        for k in 0..bits.div_ceil(FIXED_BITS) {
             let mut idx = 0u64;
-            for j in 0..COMB {
-                idx |= bit(j * d + i) << j;
+            for j in 0..FIXED_BITS {
+                idx |= bit(k * FIXED_BITS + j) << j;
             }
-            select(&self.comb, idx, &mut pick);
-            z = self.mul(&z, &pick);
+            let row = &self.fixed[k * FIXED_ENTRIES..(k + 1) * FIXED_ENTRIES];
+            select(row, idx, &mut pick);
+            // The first digit needs no product; which digit is first is public.
+            z = if k == 0 { pick } else { self.mul(&z, &pick) };
         }
-        let mut r = self.leave_mont(&z);
-        let out = to_be(&r);
+        // Plain already (digit 0's row is plain).
+        let out = to_be(&z);
         z.zeroize();
-        r.zeroize();
         pick.zeroize();
         out
     }
@@ -584,7 +587,7 @@ mod tests {
     #[test]
     fn small_modulus_matches_u128_arithmetic() {
         let m = small();
-        let combed = small().with_comb(120);
+        let fixed = small().with_fixed_base(120);
         let p: u128 = u128::MAX - 158;
         let mulmod = |a: u128, b: u128| -> u128 {
             // Russian-peasant multiply mod p without overflow.
@@ -624,7 +627,7 @@ mod tests {
             assert_eq!(u128::from_be_bytes(got.try_into().unwrap()), powmod(b, e));
             let got2 = m.pow2(&e.to_be_bytes()[1..]);
             assert_eq!(u128::from_be_bytes(got2.try_into().unwrap()), powmod(2, e));
-            let got3 = combed.pow2(&e.to_be_bytes()[1..]);
+            let got3 = fixed.pow2(&e.to_be_bytes()[1..]);
             assert_eq!(u128::from_be_bytes(got3.try_into().unwrap()), powmod(2, e));
         }
         // Edge exponents.
@@ -670,20 +673,20 @@ mod tests {
             assert_eq!(fast.pow(&to_be(&a), &e), slow.pow(&to_be(&a), &e));
             assert_eq!(fast.pow2(&e), slow.pow2(&e));
         }
-        // The comb against the bit-by-bit path, for every exponent length up
-        // to the one it covers and past it (the fallback).
-        let combed = fast.clone().with_comb(304);
+        // The fixed-base table against the bit-by-bit path, for every
+        // exponent length up to the one it covers and past it (the fallback).
+        let fixed = fast.clone().with_fixed_base(304);
         for len in 0..=40 {
             let e = bytes(len);
             assert_eq!(
-                combed.pow2(&e),
+                fixed.pow2(&e),
                 fast.pow2(&e),
-                "comb, {N} limbs, {len} bytes"
+                "fixed base, {N} limbs, {len} bytes"
             );
             assert_eq!(
-                combed.pow2(&e),
+                fixed.pow2(&e),
                 slow.pow(&[2], &e),
-                "comb vs pow, {len} bytes"
+                "fixed base vs pow, {len} bytes"
             );
         }
     }
