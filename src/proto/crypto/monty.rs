@@ -23,13 +23,6 @@ use zeroize::Zeroize;
 #[cfg(target_arch = "x86_64")]
 use super::monty_adx::Adx;
 
-/// `acc + a * b + carry` as (low, high) words; never overflows.
-#[inline(always)]
-fn mac(acc: u64, a: u64, b: u64, carry: u64) -> (u64, u64) {
-    let t = u128::from(a) * u128::from(b) + u128::from(acc) + u128::from(carry);
-    (t as u64, (t >> 64) as u64)
-}
-
 /// `a + b + carry` as (sum, carry out).
 #[inline(always)]
 fn adc(a: u64, b: u64, carry: u64) -> (u64, u64) {
@@ -231,7 +224,7 @@ impl<const N: usize, const W: usize> Monty<N, W> {
                 w[i + N] = adx.mul_add_row(&mut w[2 * i + 1..], &a[i + 1..], a[i]);
             }
         }
-        double_add_diagonal(&mut w, a);
+        adx.double_add_diagonal(&mut w, a);
         let out = self.reduce_rows(adx, &mut w);
         w.zeroize();
         out
@@ -546,25 +539,6 @@ impl Acc {
         self.lo = self.hi;
         self.hi = self.c;
         self.c = 0;
-    }
-}
-
-/// `w = 2 w + sum a[i]^2 2^(128 i)`: completes a square from its cross
-/// products.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn double_add_diagonal<const N: usize, const W: usize>(w: &mut [u64; W], a: &[u64; N]) {
-    let mut top = 0;
-    for x in w.iter_mut() {
-        let v = *x;
-        *x = (v << 1) | top;
-        top = v >> 63;
-    }
-    let mut c = 0;
-    for i in 0..N {
-        let (lo, hi) = mac(0, a[i], a[i], 0);
-        (w[2 * i], c) = adc(w[2 * i], lo, c);
-        (w[2 * i + 1], c) = adc(w[2 * i + 1], hi, c);
     }
 }
 

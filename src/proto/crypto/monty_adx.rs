@@ -315,3 +315,45 @@ impl Adx {
         hi
     }
 }
+
+impl Adx {
+    /// `w[..2n] = 2 w + sum of a[i]^2 2^(128 i)` for `n = a.len() >= 1`,
+    /// which completes a square from its cross products (so the result fits
+    /// in 2n words): the doubling rides one carry chain (`adcx x, x`), the
+    /// diagonal the other, in one pass.
+    #[inline]
+    pub fn double_add_diagonal(self, w: &mut [u64], a: &[u64]) {
+        let n = a.len();
+        assert!(n >= 1 && w.len() >= 2 * n);
+        // SAFETY: BMI2 and ADX are present; turn i reads a[i] and reads and
+        // writes w[2i..2i + 2], in bounds for i < n <= w.len() / 2. No stack
+        // use; every register changed is declared.
+        unsafe {
+            asm!(
+                "xor r8d, r8d",
+                "2:",
+                "mov rdx, qword ptr [rdi]",
+                "mulx r9, r8, rdx",
+                "mov r10, qword ptr [rsi]",
+                "mov r11, qword ptr [rsi + 8]",
+                "adcx r10, r10",
+                "adcx r11, r11",
+                "adox r10, r8",
+                "adox r11, r9",
+                "mov qword ptr [rsi], r10",
+                "mov qword ptr [rsi + 8], r11",
+                "lea rdi, [rdi + 8]",
+                "lea rsi, [rsi + 16]",
+                "lea rcx, [rcx - 1]",
+                "jrcxz 3f",
+                "jmp 2b",
+                "3:",
+                inout("rdi") a.as_ptr() => _,
+                inout("rsi") w.as_mut_ptr() => _,
+                inout("rcx") n => _,
+                out("rdx") _, out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+                options(nostack),
+            );
+        }
+    }
+}
