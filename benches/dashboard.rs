@@ -11,6 +11,8 @@
 
 #[path = "dashboard/live.rs"]
 mod live;
+#[path = "../tests/support/tc_fleet.rs"]
+mod tc_fleet;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

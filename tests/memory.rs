@@ -10,14 +10,10 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use std::time::Duration;
 
-use rtmfp::flash::command::Connect;
-use rtmfp::flash::message::encode_command;
-use rtmfp::flash::metadata::TcMetadata;
-use rtmfp::proto::crypto::{self, CryptoSettings, DhGroup};
+use rtmfp::proto::crypto::{self, DhGroup};
 use rtmfp::proto::endpoint::{Endpoint, EndpointConfig, Event, MAX_DATAGRAM};
-use rtmfp::proto::flow::{Priority, WriteOptions};
 use rtmfp::proto::{Instant, SeededRng};
-use rtmfp::server::{Server, ServerConfig};
+use support::tc_fleet::{Fleet, client_addr};
 
 struct Counting;
 
@@ -76,15 +72,7 @@ fn idle_session_costs_under_4_kib() {
         if i == 100 {
             measure_from = Some(LIVE.load(Ordering::Relaxed));
         }
-        let from: SocketAddr = format!(
-            "10.{}.{}.{}:{}",
-            i >> 16 & 255,
-            i >> 8 & 255,
-            i & 255,
-            40000
-        )
-        .parse()
-        .unwrap();
+        let from = client_addr(i);
         let mut client = Endpoint::new(
             client_id.clone(),
             EndpointConfig::default(),
@@ -121,60 +109,17 @@ fn idle_session_costs_under_4_kib() {
     );
 }
 
-/// Moves datagrams both ways until neither side has anything to send.
-fn shuttle(
-    now: Instant,
-    server: &mut Endpoint,
-    app: &mut Server,
-    client: &mut Endpoint,
-    from: SocketAddr,
-    server_addr: SocketAddr,
-    buf: &mut [u8],
-) {
-    for _ in 0..16 {
-        let mut moved = false;
-        server.handle_timeout(now);
-        client.handle_timeout(now);
-        while let Some(e) = server.poll_event() {
-            app.handle_event(server, now, e);
-        }
-        while app.poll_event().is_some() {}
-        while let Some(t) = server.poll_transmit(now, buf) {
-            client.handle_datagram(now, 0, server_addr, &buf[..t.len]);
-            moved = true;
-        }
-        while client.poll_event().is_some() {}
-        while let Some(t) = client.poll_transmit(now, buf) {
-            server.handle_datagram(now, 0, from, &buf[..t.len]);
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
-}
-
 /// The same budget for a whole idle NetConnection on the rendezvous server:
 /// session, both control flows, the TC connection record and registry.
 #[test]
 fn idle_tc_connection_costs_under_4_5_kib() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: usize = 2_000;
-    let mut now = Instant::from_micros(1_000_000);
-    let server_addr: SocketAddr = "192.0.2.1:1935".parse().unwrap();
-    let sid = support::server_identity(1, &[DhGroup::G2]);
-    let fp = sid.fingerprint();
-    let mut server = Endpoint::new(
-        sid,
+    let mut fleet = Fleet::new(
+        support::server_identity(1, &[DhGroup::G2]),
         EndpointConfig::default(),
-        Box::new(SeededRng::new(2)),
-        now,
+        support::client_identity(3, &[DhGroup::G2]),
     );
-    server.add_interface(false);
-    let mut app = Server::new(ServerConfig::default(), fp);
-    let client_id = support::client_identity(3, &[DhGroup::G2]);
-    let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/live");
-    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut base = None;
     let mut hist0 = vec![0isize; 4097];
     for i in 0..N + 100 {
@@ -182,54 +127,13 @@ fn idle_tc_connection_costs_under_4_5_kib() {
             base = Some(LIVE.load(Ordering::Relaxed));
             hist0 = HIST.iter().map(|a| a.load(Ordering::Relaxed)).collect();
         }
-        let from: SocketAddr = format!("10.{}.{}.{}:40000", i >> 16 & 255, i >> 8 & 255, i & 255)
-            .parse()
-            .unwrap();
-        let cfg = EndpointConfig {
-            crypto: CryptoSettings::flash_player(),
-            ..EndpointConfig::default()
-        };
-        let mut client = Endpoint::new(
-            client_id.clone(),
-            cfg,
-            Box::new(SeededRng::new(i as u64)),
-            now,
-        );
-        client.add_interface(false);
-        let h = client.connect(now, &epd, &[server_addr]).unwrap();
-        shuttle(
-            now,
-            &mut server,
-            &mut app,
-            &mut client,
-            from,
-            server_addr,
-            &mut buf,
-        );
-        let t = client.transport(h).expect("session opened");
-        let f = t
-            .open_flow(&TcMetadata::new(0).to_bytes(), None, Priority::Immediate)
-            .unwrap();
-        let mut conn = Connect::flash("live", "rtmfp://192.0.2.1/live", "WIN 20,0,0,286");
-        conn.transaction_id = 1.0;
-        let bytes = encode_command(&conn.to_command()).unwrap();
-        t.write(f, &bytes, WriteOptions::default()).unwrap();
-        client.wake(h);
-        // Let delayed acks fire on both sides so nothing is in flight.
-        for _ in 0..3 {
-            shuttle(
-                now,
-                &mut server,
-                &mut app,
-                &mut client,
-                from,
-                server_addr,
-                &mut buf,
-            );
-            now += Duration::from_millis(250);
-        }
+        fleet.connect(i, Duration::from_millis(250));
     }
-    assert_eq!(app.connection_count(), N + 100, "every client connected");
+    assert_eq!(
+        fleet.app.connection_count(),
+        N + 100,
+        "every client connected"
+    );
     let end: Vec<isize> = HIST.iter().map(|a| a.load(Ordering::Relaxed)).collect();
     for (size, (e, b)) in end.iter().zip(hist0.iter()).enumerate() {
         let d = e - b;

@@ -3,7 +3,6 @@
 //! snapshot, and a whole refresh as the dashboard does it at 4 Hz.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant as WallClock};
@@ -11,18 +10,16 @@ use std::time::{Duration, Instant as WallClock};
 use criterion::Criterion;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use rtmfp::flash::command::Connect;
-use rtmfp::flash::message::encode_command;
-use rtmfp::flash::metadata::TcMetadata;
 use rtmfp::net::EdgeStats;
 use rtmfp::net::snapshot::{Snapshot, SnapshotTap};
-use rtmfp::proto::crypto::{self, CryptoSettings, DhGroup, Identity};
-use rtmfp::proto::endpoint::{Endpoint, EndpointConfig, MAX_DATAGRAM};
-use rtmfp::proto::flow::{Priority, WriteOptions};
+use rtmfp::proto::crypto::{DhGroup, Identity};
+use rtmfp::proto::endpoint::{Endpoint, EndpointConfig};
 use rtmfp::proto::{Instant, SeededRng};
-use rtmfp::server::{Server, ServerConfig};
+use rtmfp::server::Server;
 use rtmfp::tui::app::{App, Column};
 use rtmfp::tui::render;
+
+use crate::tc_fleet::Fleet;
 
 /// Counts live heap bytes, to weigh one snapshot.
 struct Counting;
@@ -49,111 +46,23 @@ static A: Counting = Counting;
 
 const SESSIONS: usize = 10_000;
 
-/// Moves datagrams both ways until neither side has anything to send.
-fn shuttle(
-    now: Instant,
-    server: &mut Endpoint,
-    app: &mut Server,
-    client: &mut Endpoint,
-    from: SocketAddr,
-    server_addr: SocketAddr,
-    buf: &mut [u8],
-) {
-    for _ in 0..16 {
-        let mut moved = false;
-        server.handle_timeout(now);
-        client.handle_timeout(now);
-        while let Some(e) = server.poll_event() {
-            app.handle_event(server, now, e);
-        }
-        while app.poll_event().is_some() {}
-        while let Some(t) = server.poll_transmit(now, buf) {
-            client.handle_datagram(now, 0, server_addr, &buf[..t.len]);
-            moved = true;
-        }
-        while client.poll_event().is_some() {}
-        while let Some(t) = client.poll_transmit(now, buf) {
-            server.handle_datagram(now, 0, from, &buf[..t.len]);
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
-}
-
 /// A server endpoint (DH group 2, as Flash Player keys) with `n` clients
 /// connected to app `live`, every one acknowledged and idle.
 fn server_with(n: usize) -> (Endpoint, Server, Instant) {
-    let mut now = Instant::from_micros(1_000_000);
-    let server_addr: SocketAddr = "192.0.2.1:1935".parse().unwrap();
     let sid = Identity::generate_ephemeral_server(&[DhGroup::G2], &mut SeededRng::new(1))
         .expect("server identity");
-    let fp = sid.fingerprint();
     let cfg = EndpointConfig {
         max_sessions: n + 16,
         ..EndpointConfig::default()
     };
-    let mut server = Endpoint::new(sid, cfg, Box::new(SeededRng::new(2)), now);
-    server.add_interface(false);
-    let mut app = Server::new(ServerConfig::default(), fp);
     let client_id = Identity::generate_static(&[DhGroup::G2], None, false, &mut SeededRng::new(3))
         .expect("client identity");
-    let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/live");
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut fleet = Fleet::new(sid, cfg, client_id);
     for i in 0..n {
-        let from: SocketAddr = format!("10.{}.{}.{}:40000", i >> 16 & 255, i >> 8 & 255, i & 255)
-            .parse()
-            .unwrap();
-        let ccfg = EndpointConfig {
-            crypto: CryptoSettings::flash_player(),
-            ..EndpointConfig::default()
-        };
-        let mut client = Endpoint::new(
-            client_id.clone(),
-            ccfg,
-            Box::new(SeededRng::new(i as u64)),
-            now,
-        );
-        client.add_interface(false);
-        let h = client.connect(now, &epd, &[server_addr]).unwrap();
-        shuttle(
-            now,
-            &mut server,
-            &mut app,
-            &mut client,
-            from,
-            server_addr,
-            &mut buf,
-        );
-        let t = client.transport(h).expect("session opened");
-        let f = t
-            .open_flow(&TcMetadata::new(0).to_bytes(), None, Priority::Immediate)
-            .unwrap();
-        let mut conn = Connect::flash("live", "rtmfp://192.0.2.1/live", "WIN 20,0,0,286");
-        conn.transaction_id = 1.0;
-        t.write(
-            f,
-            &encode_command(&conn.to_command()).unwrap(),
-            WriteOptions::default(),
-        )
-        .unwrap();
-        client.wake(h);
-        for _ in 0..3 {
-            shuttle(
-                now,
-                &mut server,
-                &mut app,
-                &mut client,
-                from,
-                server_addr,
-                &mut buf,
-            );
-            now += Duration::from_millis(1);
-        }
+        fleet.connect(i, Duration::from_millis(1));
     }
-    assert_eq!(app.connection_count(), n, "every client connected");
-    (server, app, now)
+    assert_eq!(fleet.app.connection_count(), n, "every client connected");
+    (fleet.server, fleet.app, fleet.now)
 }
 
 pub fn bench(c: &mut Criterion) {

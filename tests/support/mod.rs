@@ -1,5 +1,6 @@
 pub mod media;
 pub mod netsim;
+pub mod tc_fleet;
 
 use rtmfp::proto::SeededRng;
 use rtmfp::proto::crypto::{DhGroup, Identity};
