@@ -171,7 +171,7 @@ impl<const N: usize, const W: usize> Monty<N, W> {
     /// one loop each (they need a multiple of 4 limbs; every MODP group has
     /// one). Below 16 limbs (tests only) the row-by-row path is kept.
     #[cfg(target_arch = "x86_64")]
-    const WHOLE_LOOPS: bool = N >= 16 && N % 4 == 0;
+    const WHOLE_LOOPS: bool = N >= 16 && N.is_multiple_of(4);
 
     /// Montgomery product `a b / R mod p` for `a, b < p`.
     #[inline]

@@ -140,7 +140,7 @@ impl Adx {
     #[inline]
     pub fn mul_rows_all(self, w: &mut [u64], a: &[u64], b: &[u64]) {
         let n = a.len();
-        assert!(n % 4 == 0 && n >= 4 && b.len() == n && w.len() >= 2 * n);
+        assert!(n.is_multiple_of(4) && n >= 4 && b.len() == n && w.len() >= 2 * n);
         // SAFETY: BMI2 and ADX are present (an `Adx` exists). Row i reads
         // a[..n], b[i], and reads and writes w[i..=i + n]; i < n and
         // w.len() >= 2n, checked above. No stack use; every register changed
@@ -261,7 +261,7 @@ impl Adx {
     #[inline]
     pub fn reduce_rows_minus_one(self, w: &mut [u64], p1: &[u64]) -> u64 {
         let n = p1.len() + 1;
-        assert!(n % 4 == 0 && w.len() >= 2 * n);
+        assert!(n.is_multiple_of(4) && w.len() >= 2 * n);
         let hi: u64;
         // SAFETY: as `mul_rows_all`; row i reads w[i], p1[..n - 1], and
         // reads and writes w[i + 1..=i + n], in bounds for i < n and
