@@ -1,15 +1,27 @@
 //! Time from asking the server for a peer ID to an open direct session, on
-//! loopback with the real binary: `serve`, one peer registered as "bob"
-//! (`connect --stay`), then 100 `connect --peer bob` runs, each reporting
-//! `elapsed_ms` (request to open session) and the session's RTT. Prints
-//! p50/p99 against the floor (one server round trip + one peer round trip,
-//! from the measured RTTs). Both sides: DH group 2, static client keys,
-//! debug or release as built (`cargo bench --bench p2p_open` builds release).
+//! loopback with the real binary: `serve`, one peer "bob" (`connect
+//! --stay`), then 100 `connect --peer BOB_PEER_ID` runs, each reporting
+//! `elapsed_ms` (IHello for the peer ID to the open session) and, measured
+//! by the same two processes just after, one ping round trip on the peer
+//! session (`rtt_ms`) and one on its server session (`server_rtt_ms`).
 //!
-//! `RTMFP_BENCH_ATTEMPTS` overrides the 100 attempts. `RTMFP_BENCH_LAB=1`
-//! runs the same in the NAT lab (tests/support/natlab.rs, as root): serve on
-//! the public segment, bob and the initiator each behind its own masquerade
-//! (port-restricted) NAT, so every session is hole-punched.
+//! Floors, per attempt, from those round trips:
+//! - `srv+peer`: one server RTT + one peer RTT (the issue's goal);
+//! - `rfc`: the fastest RFC 7016 handshake, IHello to the server, FIHello
+//!   to bob, RHello straight back (a triangle: half of each RTT, bob's
+//!   server RTT taken as ours), then IIKeying/RIKeying: srv + 1.5 peer;
+//! - `3x`: when bob may not send its RHello (its certificate) to an address
+//!   that has not proven it receives, our own IHello must earn it after the
+//!   Redirect: srv + 2 peer. On loopback every process shares 127.0.0.1, so
+//!   bob's credit for it usually lets the triangle through; in the lab never.
+//!
+//! Both sides: DH group 2 and static client keys unless `RTMFP_BENCH_DH`
+//! (`auto` shows the peer-session policy: group 14), release as built by
+//! `cargo bench --bench p2p_open`, or `RTMFP_BENCH_BIN`. `RTMFP_BENCH_ATTEMPTS`
+//! overrides the 100 attempts. `RTMFP_BENCH_LAB=1` runs the same in the NAT
+//! lab (tests/support/natlab.rs, as root): serve on the public segment, bob
+//! and the initiator each behind its own masquerade (port-restricted) NAT,
+//! so every session is hole-punched.
 
 #[path = "../tests/support/natlab.rs"]
 mod natlab;
@@ -21,6 +33,10 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtmfp");
+
+fn bin() -> String {
+    std::env::var("RTMFP_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -54,6 +70,10 @@ fn start(mut cmd: Command, args: &[&str], key: &str, value: &str) -> (Kill, Json
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        // An older binary reports no server RTT: no ratios.
+        return f64::NAN;
+    }
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i.min(v.len() - 1)]
 }
@@ -73,11 +93,11 @@ enum Place {
 impl Place {
     fn command(&self, who: usize) -> Command {
         match self {
-            Place::Local => Command::new(BIN),
+            Place::Local => Command::new(bin()),
             Place::Lab {
                 server, bob, me, ..
             } => {
-                let mut c = [server, bob, me][who].command(BIN);
+                let mut c = [server, bob, me][who].command(&bin());
                 c.env_remove("RUST_LOG");
                 c
             }
@@ -125,23 +145,27 @@ fn main() {
         "listening",
     );
     let url = format!("rtmfp://{}/live", v["addr"].as_str().unwrap());
-    let (_bob, _) = start(
+    let dh = std::env::var("RTMFP_BENCH_DH").unwrap_or_else(|_| "2".into());
+    let (_bob, v) = start(
         place.command(1),
         &[
             "connect",
             &url,
             "--json",
             "--dh-group",
-            "2",
-            "--name",
-            "bob",
+            &dh,
             "--stay",
             "600s",
         ],
         "type",
-        "name",
+        "connected",
     );
+    let bob_id = v["peer_id"].as_str().expect("bob's peer ID").to_owned();
+    // bob's setPeerInfo must reach serve before the first attempt.
+    std::thread::sleep(Duration::from_millis(300));
     let (mut open, mut rtt, mut server_rtt) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    let mut groups = std::collections::BTreeSet::new();
     for _ in 0..n {
         let out = place
             .command(2)
@@ -150,9 +174,9 @@ fn main() {
                 &url,
                 "--json",
                 "--dh-group",
-                "2",
+                &dh,
                 "--peer",
-                "bob",
+                &bob_id,
                 "--timeout",
                 "5s",
             ])
@@ -165,13 +189,16 @@ fn main() {
                 continue;
             };
             if v["type"] == "peer_opened" {
-                open.push(v["elapsed_ms"].as_f64().unwrap());
-                rtt.extend(v["rtt_ms"].as_f64());
-            }
-            if v["type"] == "connected" {
-                // The connect time covers a handshake (2 round trips) and
-                // the connect exchange (1): a third of it bounds one RTT.
-                server_rtt.extend(v["connect_ms"].as_f64().map(|c| c / 3.0));
+                let e = v["elapsed_ms"].as_f64().unwrap();
+                open.push(e);
+                groups.insert(v["dh_group"].as_u64().unwrap_or(0));
+                if let (Some(p), Some(s)) = (v["rtt_ms"].as_f64(), v["server_rtt_ms"].as_f64()) {
+                    rtt.push(p);
+                    server_rtt.push(s);
+                    for (r, floor) in ratios.iter_mut().zip([s + p, s + 1.5 * p, s + 2.0 * p]) {
+                        r.push(e / floor);
+                    }
+                }
             }
         }
         // serve answers at most 10 introduction requests per second per
@@ -180,12 +207,16 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!open.is_empty(), "no peer session opened");
-    for v in [&mut open, &mut rtt, &mut server_rtt] {
+    let [r0, r1, r2] = &mut ratios;
+    for v in [&mut open, &mut rtt, &mut server_rtt, r0, r1, r2] {
         v.sort_by(f64::total_cmp);
     }
     println!(
-        "p2p_open ({}): {} of {n} opened; request -> open session: p50 {:.2} ms, p99 {:.2} ms, min {:.2} ms; \
-         peer session RTT p50 {:.3} ms; connect time / 3 (bounds one server RTT) p50 {:.2} ms",
+        "p2p_open ({}, --dh-group {dh}, keyed in group {groups:?}): {} of {n} opened; \
+         request -> open session: p50 {:.3} ms, p99 {:.3} ms, min {:.3} ms; \
+         ping RTT just after, p50: peer session {:.3} ms, server session {:.3} ms; \
+         open / floor per attempt, p50 (p99): srv+peer {:.2} ({:.2}), rfc triangle {:.2} ({:.2}), \
+         3x rule {:.2} ({:.2})",
         match place {
             Place::Local => "loopback",
             Place::Lab { .. } => "lab, both behind masquerade",
@@ -196,6 +227,12 @@ fn main() {
         open[0],
         pct(&rtt, 0.5),
         pct(&server_rtt, 0.5),
+        pct(r0, 0.5),
+        pct(r0, 0.99),
+        pct(r1, 0.5),
+        pct(r1, 0.99),
+        pct(r2, 0.5),
+        pct(r2, 0.99),
     );
     if let Place::Lab { lab, .. } = place {
         drop(_bob);

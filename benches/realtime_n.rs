@@ -20,7 +20,11 @@
 //! media timestamp; its lag is the largest such figure less the smallest
 //! one seen by any subscriber of the run (the best delivery). Real time: every
 //! subscriber started, none more than 1 s behind, none missing more than 1 %
-//! of the video frames. The server's CPU comes from /proc.
+//! of the video frames. The server's CPU comes from /proc: user and system
+//! time for the whole process, and per thread (packet thread, DH workers).
+//! On loopback the kernel delivers each datagram into the receiver's socket
+//! in the sender's context, so part of the server's system time is the
+//! subscribers' receive work.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -69,7 +73,7 @@ fn run(
     n: usize,
     fixture: &Path,
     frames: u64,
-) -> (Run, (Duration, Duration), Duration, Duration) {
+) -> (Run, (Duration, Duration), Duration, Duration, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -93,7 +97,7 @@ fn run(
             }))
         })
         .collect();
-    let (c0, w0, m0) = local.block_on(&rt, async {
+    let (c0, w0, m0, threads) = local.block_on(&rt, async {
         let mut tasks = Vec::new();
         let mut inputs = Vec::new();
         for seen in &seen {
@@ -146,6 +150,7 @@ fn run(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (c0, w0, m0) = (cpu_parts(s.pid), Instant::now(), cpu(0));
+        let t0 = cpu_threads(s.pid);
         let mut publ = Command::new(BIN)
             .args(["-q", "publish", &url_s, fixture.to_str().unwrap()])
             .stdin(Stdio::null())
@@ -159,7 +164,13 @@ fn run(
         // What is still in flight arrives, or is abandoned by its lifetime.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let c1 = cpu_parts(s.pid);
-        let r = ((c1.0 - c0.0, c1.1 - c0.1), w0.elapsed(), cpu(0) - m0);
+        let threads = thread_delta(&t0, &cpu_threads(s.pid));
+        let r = (
+            (c1.0 - c0.0, c1.1 - c0.1),
+            w0.elapsed(),
+            cpu(0) - m0,
+            threads,
+        );
         for tx in &inputs {
             let _ = tx.send(StreamInput::Stop).await;
         }
@@ -195,7 +206,7 @@ fn run(
         p50_lag: lags.get(lags.len() / 2).copied().unwrap_or(f64::NAN),
         bytes: seen.iter().map(|x| x.bytes).sum(),
     };
-    (r, c0, w0, m0)
+    (r, c0, w0, m0, threads)
 }
 
 fn main() {
@@ -222,13 +233,13 @@ fn main() {
     let frames = u64::from(25 * seconds);
     for &n in &counts {
         for s in &servers {
-            let (r, (user, sys), wall, client) = run(s, n, &live, frames);
+            let (r, (user, sys), wall, client, threads) = run(s, n, &live, frames);
             let spent = user + sys;
             let gbit = r.bytes as f64 * 8.0 / 1e9;
             let alive = std::path::Path::new(&format!("/proc/{}", s.pid)).exists();
             let real = alive && r.started == n && r.late == 0 && r.short == 0;
             println!(
-                "realtime {:<9} N={n:<4} lag p50 {:.0} ms max {:.0} ms; {} of {n} started, {} > 1 s behind, {} short of 99% of {frames} video frames; {:.3} Gbit delivered; server CPU {:.2} s over {:.1} s = {:.2} CPU-s per Gbit (user {:.2}, system {:.2}); client CPU {:.2} s: {}",
+                "realtime {:<9} N={n:<4} lag p50 {:.0} ms max {:.0} ms; {} of {n} started, {} > 1 s behind, {} short of 99% of {frames} video frames; {:.3} Gbit delivered; server CPU {:.2} s over {:.1} s = {:.2} CPU-s per Gbit (user {:.2}, system {:.2}); threads user/system s: {threads}; client CPU {:.2} s: {}",
                 s.name,
                 r.p50_lag,
                 r.max_lag,

@@ -67,7 +67,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s c -l count -d 'K
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s i -l interval -d 'Time between RTT probes with --count (at least 10ms). A reply that comes after the next probe left is reported late, not lost; a probe is lost after 2 s (or 3 intervals)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l sessions -d 'Load test: open this many sessions (handshake + connect, closed once answered) and report setup-time percentiles, sessions per second and failures by kind' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l concurrency -d 'Sessions being set up at once with --sessions. Each slot has its own UDP port and client identity, since servers key connections by peer ID' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Diffie-Hellman group to offer. `auto`: the strongest both ends support, and Flash Player\'s group 2 with its single-key certificate for servers whose certificate is Flash-era (MonaServer, Cumulus), which key with nothing else' -r -f -a "auto\t'The strongest group both ends support'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -l dh-group -d 'Diffie-Hellman group to offer. `auto`: the strongest both ends support, and Flash Player\'s group 2 with its single-key certificate for servers whose certificate is Flash-era (MonaServer, Cumulus), which key with nothing else. Peer sessions we open (--peer) prefer group 14 (2048-bit) over 16: both sides pay the exponentiations while the user waits (about 0.3 ms each instead of 1.5 ms here; opening takes ~1 ms on loopback instead of ~2.6), and 2048 bits is the accepted minimum (1024-bit group 2 is within reach of precomputation). Give 16 to insist on 4096 bits. Flash Player and librtmfp peers key only with group 2 and read only Flash\'s single-key certificate: talk to them with --dh-group 2' -r -f -a "auto\t'The strongest group both ends support'
 2\t'1024-bit MODP group 2, the only one Flash Player uses'
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
@@ -92,7 +92,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s h -l help -d 'Pr
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand connect" -s V -l version -d 'Print version'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l stream -d 'The stream name, for apps whose names contain slashes: the whole URL path is then the app' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s t -l timeout -d 'Give up after this long without the stream started (connect, createStream, publish/play)' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers)' -r -f -a "auto\t'The strongest group both ends support'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers). With `auto`, a server session takes the strongest common group; a peer session we open (--peer) prefers group 14 (2048-bit): about a fifth of group 16\'s cost on both sides while the peer session opens, and well above 1024-bit group 2. Flash Player and librtmfp peers key only with group 2 and read only Flash\'s single-key certificate: use --dh-group 2 with them' -r -f -a "auto\t'The strongest group both ends support'
 2\t'1024-bit MODP group 2, the only one Flash Player uses'
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
@@ -120,7 +120,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s h -l help -d 'Pr
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand publish" -s V -l version -d 'Print version'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l stream -d 'The stream name, for apps whose names contain slashes: the whole URL path is then the app' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s t -l timeout -d 'Give up after this long without the stream started (connect, createStream, publish/play)' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers)' -r -f -a "auto\t'The strongest group both ends support'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers). With `auto`, a server session takes the strongest common group; a peer session we open (--peer) prefers group 14 (2048-bit): about a fifth of group 16\'s cost on both sides while the peer session opens, and well above 1024-bit group 2. Flash Player and librtmfp peers key only with group 2 and read only Flash\'s single-key certificate: use --dh-group 2 with them' -r -f -a "auto\t'The strongest group both ends support'
 2\t'1024-bit MODP group 2, the only one Flash Player uses'
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
@@ -131,7 +131,7 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l frames -d 'Sto
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l wait -d 'How long to wait for a publisher (for the first frame or data message)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l start -d 'NetStream.play\'s start: -2 live (or recorded; the default), -1 live only, 0 or more asks for recorded content from that second on. rtmfp serve relays live streams only and answers a recording request with NetStream.Play.StreamNotFound (exit 5)' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l len -d 'NetStream.play\'s len: ask the server for this many seconds of media, after which it ends the play with NetStream.Play.Stop; 0 asks for a single frame. Unlike --duration, the server counts, in media time' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l peer -d 'Play directly from this peer (64-hex-digit peer ID, or a name registered with --name)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l peer -d 'Play directly from this peer (64-hex-digit peer ID, or a name registered with --name). Repeatable: alternatives for the same stream (e.g. two publishers of one camera). All are opened and played at once; the first to start playing wins, the others are closed. The `peer_result` line names the winner and why each other one lost (failed, refused, or slower); --fallback applies once every one has failed' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l name -d 'Register this name in the app while playing' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -l fallback -d 'With --peer, when no direct session opens within --direct-timeout: relay (ask the server to have the publisher publish the stream to it too, and play it from there), or none (fail, exit 8)' -r -f -a "relay\t'Play through the server (our extension: the publisher must be an rtmfp publish --p2p)'
 none\t'Fail with the reason (exit code 8)'"
@@ -147,12 +147,12 @@ complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s h -l help -d '
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand subscribe" -s V -l version -d 'Print version'
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l stream -d 'The stream name, for apps whose names contain slashes: the whole URL path is then the app' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -s t -l timeout -d 'Give up after this long without the stream started (connect, createStream, publish/play)' -r
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers)' -r -f -a "auto\t'The strongest group both ends support'
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l dh-group -d 'Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers). With `auto`, a server session takes the strongest common group; a peer session we open (--peer) prefers group 14 (2048-bit): about a fifth of group 16\'s cost on both sides while the peer session opens, and well above 1024-bit group 2. Flash Player and librtmfp peers key only with group 2 and read only Flash\'s single-key certificate: use --dh-group 2 with them' -r -f -a "auto\t'The strongest group both ends support'
 2\t'1024-bit MODP group 2, the only one Flash Player uses'
 5\t'1536-bit MODP group 5'
 14\t'2048-bit MODP group 14'
 16\t'4096-bit MODP group 16'"
-complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l peer -d 'Send directly to this peer (64-hex-digit peer ID, or a name registered with --name)' -r
+complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l peer -d 'Send directly to this peer (64-hex-digit peer ID, or a name registered with --name). Repeatable: every message goes to each peer (one opening late gets them all), a `peer_result` line per peer says how many it got or why it failed, and the exit code is 8 if any failed' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l name -d 'Register this name in the app while sending' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l refresh -d 'Dashboard refresh period' -r
 complete -c rtmfp -n "__fish_rtmfp_using_subcommand send" -l log-file -d 'With --dashboard, also append log lines to this file' -r -F

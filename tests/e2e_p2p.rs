@@ -50,14 +50,19 @@ fn two_clients_introduced_by_name_and_peer_id() {
     assert_eq!(opened[0]["target"], "bob");
     assert!(["host", "reflexive"].contains(&opened[0]["path"].as_str().unwrap()));
     assert!(opened[0]["rtt_ms"].as_f64().is_some());
+    assert!(opened[0]["server_rtt_ms"].as_f64().is_some());
+    // Two of our peers with --dh-group auto: the server session takes group
+    // 16, the peer session prefers 14 (the peer-session policy, cli.rs).
+    assert_eq!(opened[0]["dh_group"], 14, "{out:?}");
     assert!(!opened[0]["candidates"].as_array().unwrap().is_empty());
     let incoming = bob.wait_for("type", "peer_incoming");
     assert_eq!(incoming["accepted"], true);
 
-    // By peer ID.
-    let (code, out) = connect(&url, &["--peer", &bob_id]);
+    // By peer ID, keying like Flash Player: bob (all groups) goes along.
+    let (code, out) = connect(&url, &["--peer", &bob_id, "--dh-group", "2"]);
     assert_eq!(code, 0, "{out:?}");
     assert_eq!(of_type(&out, "peer_opened")[0]["peer_id"], bob_id.as_str());
+    assert_eq!(of_type(&out, "peer_opened")[0]["dh_group"], 2, "{out:?}");
 
     // A second client cannot take bob's name, whatever the case.
     let (code, out) = connect(&url, &["--name", "BOB"]);

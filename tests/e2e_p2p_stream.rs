@@ -368,3 +368,130 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A peer ID nobody has (the server answers at once that it is unknown).
+const NOBODY: &str = "00000000000000000000000000000000000000000000000000000000000000ff";
+
+#[test]
+fn send_to_several_peers_reports_each_and_fails_if_any_did() {
+    let (_serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live");
+    let stay =
+        |name: &str| Proc::spawn(&["connect", &url, "--json", "--name", name, "--stay", "30s"]);
+    let (bob, carol) = (stay("bob"), stay("carol"));
+    for p in [&bob, &carol] {
+        p.wait_for("type", "name");
+    }
+    let chat = format!("{url}/chat");
+    let send = |peers: &[&str]| {
+        let mut args = vec!["send", "--json", &chat, "onChat", "\"hi all\"", "--stdin"];
+        for p in peers {
+            args.extend(["--peer", p]);
+        }
+        Proc::spawn_with_stdin(&args, "\"two\"\n\"three\"\n").wait()
+    };
+    // Both reached: each got every message, exit 0.
+    let (code, lines) = send(&["bob", "carol"]);
+    assert_eq!(code, 0, "{lines:?}");
+    let results = of_type(&lines, "peer_result");
+    assert_eq!(results.len(), 2, "{lines:?}");
+    for (r, name) in results.iter().zip(["bob", "carol"]) {
+        assert_eq!(r["target"], name, "{r}");
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["messages"], 3, "{r}");
+    }
+    for p in [&bob, &carol] {
+        for want in ["hi all", "two", "three"] {
+            assert_eq!(p.wait_for("type", "data")["values"][1], want);
+        }
+    }
+    // One unknown among them: the others still get everything, exit 8.
+    let (code, lines) = send(&["bob", NOBODY, "carol"]);
+    assert_eq!(code, 8, "{lines:?}");
+    let results = of_type(&lines, "peer_result");
+    assert_eq!(results.len(), 3, "{lines:?}");
+    let failed: Vec<_> = results.iter().filter(|r| r["ok"] == false).collect();
+    assert_eq!(failed.len(), 1, "{results:?}");
+    assert_eq!(failed[0]["target"], NOBODY);
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not know"),
+        "{results:?}"
+    );
+    for p in [&bob, &carol] {
+        for want in ["hi all", "two", "three"] {
+            assert_eq!(p.wait_for("type", "data")["values"][1], want);
+        }
+    }
+}
+
+#[test]
+fn subscribe_takes_several_peers_as_alternatives() {
+    if !media::ffmpeg_available() {
+        return;
+    }
+    let dir = tempdir();
+    let input = dir.join("in.flv");
+    media::make_flv(&input, 2, Some("flv"), None);
+    let (_serve, addr) = serve();
+    let url = format!("rtmfp://{addr}/live/cam");
+    let other = format!("rtmfp://{addr}/live/other");
+    let publish = |name: &str, url: &str| {
+        let p = Proc::spawn(&[
+            "publish",
+            "--p2p",
+            "--json",
+            "--name",
+            name,
+            "--loop",
+            "inf",
+            url,
+            input.to_str().unwrap(),
+        ]);
+        p.wait_for("type", "name");
+        p
+    };
+    // cam1 publishes the stream; cam2 is a peer that publishes another.
+    let _cam1 = publish("cam1", &url);
+    let _cam2 = publish("cam2", &other);
+    let out = dir.join("out.flv");
+    let sub = Proc::spawn(&[
+        "subscribe",
+        "--json",
+        "--peer",
+        NOBODY,
+        "--peer",
+        "cam2",
+        "--peer",
+        "cam1",
+        "--frames",
+        "20",
+        &url,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let (code, lines) = sub.wait();
+    assert_eq!(code, 0, "{lines:?}");
+    let summary = of_type(&lines, "summary")[0];
+    assert_eq!(summary["path"], "direct", "{summary}");
+    assert_eq!(summary["peer"]["target"], "cam1", "{summary}");
+    assert!(summary["frames"].as_u64().unwrap() >= 20, "{summary}");
+    let lost = summary["lost"].as_array().unwrap();
+    assert_eq!(lost.len(), 2, "{summary}");
+    let why = |t: &str| {
+        lost.iter()
+            .find(|r| r["target"] == t)
+            .and_then(|r| r["error"].as_str())
+            .unwrap_or_else(|| panic!("no reason for {t}: {summary}"))
+            .to_owned()
+    };
+    assert!(why(NOBODY).contains("does not know"), "{summary}");
+    // cam2 answers StreamNotFound, unless cam1's Play.Start came first.
+    let cam2 = why("cam2");
+    assert!(
+        cam2.contains("refused to play") || cam2 == "cam1 started playing first",
+        "{summary}"
+    );
+}

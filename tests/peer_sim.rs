@@ -40,15 +40,24 @@ struct Lab {
 }
 
 fn lab(seed: u64) -> Lab {
+    lab_with(seed, G2, G2)
+}
+
+/// As [`lab`], A (and the server) configured with `a_groups`, B with `b_groups`.
+fn lab_with(seed: u64, a_groups: &[DhGroup], b_groups: &[DhGroup]) -> Lab {
     let link = LinkConfig {
         delay: Duration::from_millis(10),
         ..LinkConfig::default()
     };
     let mut net = Net::new(seed, link);
-    let cfg = EndpointConfig::default();
-    let s = net.add(server_identity(seed + 1, G2), cfg.clone());
-    let a = net.add(client_identity(seed + 2, G2), cfg.clone());
-    let b = net.add(client_identity(seed + 3, G2), cfg);
+    let cfg = |groups: &[DhGroup]| {
+        let mut c = EndpointConfig::default();
+        c.crypto.groups = groups.to_vec();
+        c
+    };
+    let s = net.add(server_identity(seed + 1, a_groups), cfg(a_groups));
+    let a = net.add(client_identity(seed + 2, a_groups), cfg(a_groups));
+    let b = net.add(client_identity(seed + 3, b_groups), cfg(b_groups));
     let server_addr = net.nodes[s].addr;
     let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
     let now = net.now;
@@ -343,4 +352,61 @@ fn absurd_redirect_is_capped_and_fails_with_an_explanation() {
     {
         assert!(explanation.contains("none answered"), "{explanation}");
     }
+}
+
+/// The group a session was keyed with, from the endpoint's view of it.
+fn group_of(lab: &Lab, node: usize, h: SessionHandle) -> u8 {
+    lab.net.nodes[node]
+        .ep
+        .session(h)
+        .and_then(|x| x.far.as_ref())
+        .map(|f| f.group)
+        .expect("open session")
+}
+
+#[test]
+fn peer_sessions_between_our_peers_key_in_group_14() {
+    // Everyone offers all four groups, as `--dh-group auto` does: the
+    // server sessions take the strongest (16), the peer session prefers 14.
+    let mut lab = lab_with(40, &DhGroup::ALL, &DhGroup::ALL);
+    assert_eq!(group_of(&lab, lab.a, lab.a_server), 16);
+    lab.ask_for_b();
+    assert!(lab.run(Answer::Introduce, Duration::from_secs(5), |o| {
+        opened(o).is_some()
+    }));
+    let Some(PeerEvent::Opened {
+        group,
+        session,
+        server_rtt,
+        rtt,
+        ..
+    }) = opened(&lab.out).cloned()
+    else {
+        unreachable!()
+    };
+    assert_eq!(group, 14);
+    assert_eq!(group_of(&lab, lab.a, session), 14);
+    // Both round trips of the floor were measured, on the simulated 20 ms.
+    assert!(
+        rtt.is_some_and(|r| r >= Duration::from_millis(20)),
+        "{rtt:?}"
+    );
+    assert!(
+        server_rtt.is_some_and(|r| r >= Duration::from_millis(20)),
+        "{server_rtt:?}"
+    );
+}
+
+#[test]
+fn a_flash_class_peer_still_gets_group_2() {
+    // B offers only group 2, as Flash Player and librtmfp peers do.
+    let mut lab = lab_with(50, &DhGroup::ALL, G2);
+    lab.ask_for_b();
+    assert!(lab.run(Answer::Introduce, Duration::from_secs(5), |o| {
+        opened(o).is_some()
+    }));
+    let Some(PeerEvent::Opened { group, .. }) = opened(&lab.out).cloned() else {
+        unreachable!()
+    };
+    assert_eq!(group, 2);
 }

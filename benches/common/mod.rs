@@ -69,6 +69,64 @@ pub fn cpu_parts(pid: u32) -> (Duration, Duration) {
     (t(11), t(12))
 }
 
+/// User and system CPU time so far of each of a process's threads, by
+/// thread name (threads of the same name summed): which thread's work the
+/// process's total is, e.g. the packet thread against the DH workers. A
+/// thread that ended meanwhile is missing from the later reading.
+pub fn cpu_threads(pid: u32) -> Vec<(String, Duration, Duration)> {
+    let mut out: Vec<(String, Duration, Duration)> = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    let tck = clk_tck();
+    for e in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let t = |i: usize| {
+            Duration::from_secs_f64(
+                f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / tck,
+            )
+        };
+        match out.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(x) => {
+                x.1 += t(11);
+                x.2 += t(12);
+            }
+            None => out.push((name, t(11), t(12))),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// `after - before` per thread name, as "name user/system" pairs in seconds.
+pub fn thread_delta(
+    before: &[(String, Duration, Duration)],
+    after: &[(String, Duration, Duration)],
+) -> String {
+    after
+        .iter()
+        .map(|(n, u, s)| {
+            let (u0, s0) = before
+                .iter()
+                .find(|(m, _, _)| m == n)
+                .map_or((Duration::ZERO, Duration::ZERO), |x| (x.1, x.2));
+            format!(
+                "{n} {:.2}/{:.2}",
+                u.saturating_sub(u0).as_secs_f64(),
+                s.saturating_sub(s0).as_secs_f64()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn clk_tck() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")

@@ -15,10 +15,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::proto::Instant;
-use crate::proto::crypto::{epd_for_peer, peer_id_hex};
+use crate::proto::crypto::{DhGroup, epd_for_peer, peer_id_hex};
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::session::{CloseReason, OpenFailure, Role, State};
 use crate::proto::wire::address::{AddressOrigin, PeerAddress};
+
+/// The DH groups a peer session we open prefers, in order, among those we
+/// are configured with (`--dh-group auto` offers all four). A server session
+/// takes the strongest common group (16 with an rtmfp-cpp or our serve); a
+/// peer session prefers 14: 2048 bits (about 112-bit strength, RFC 8247's
+/// minimum for IKE), unlike group 2's 1024 bits (a widely shared prime of
+/// the size Logjam showed within reach of precomputation), at a fifth of
+/// group 16's cost per exponentiation, which every peer session pays on
+/// both sides while the user waits. rtmfp-cpp peers offer 16, 14 and 2.
+/// Flash Player and librtmfp peers offer only group 2 (and read only a
+/// single-key group-2 certificate, which `--dh-group 2` gives us).
+pub const PEER_GROUPS: [DhGroup; 4] = [DhGroup::G14, DhGroup::G16, DhGroup::G5, DhGroup::G2];
 
 /// How the winning candidate was learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +79,11 @@ pub enum PeerEvent {
         /// From the request to the open session.
         elapsed: Duration,
         rtt: Option<Duration>,
+        /// One round trip on the server session, measured at the same
+        /// moment: with `rtt`, what the opening is compared with.
+        server_rtt: Option<Duration>,
+        /// The DH group the session was keyed with.
+        group: u8,
         candidates: Vec<Candidate>,
     },
     Failed {
@@ -116,8 +133,13 @@ struct Opening {
     deadline: Instant,
     candidates: Vec<Candidate>,
     redirects: usize,
-    /// Open, waiting for the RTT probe.
+    /// Open, waiting for the RTT probes (peer and server sessions).
     opened: Option<(Instant, SocketAddr)>,
+    rtt: Option<Duration>,
+    server_rtt: Option<Duration>,
+    /// Whether the server ping could be sent (else not waited for).
+    server_ping: bool,
+    group: u8,
 }
 
 /// The peer sessions made through one server session.
@@ -203,6 +225,7 @@ impl PeerSessions {
         if self.openings.iter().any(|o| o.session == h) || self.open.iter().any(|o| o.0 == h) {
             return Err("a session to that peer is already open or opening".into());
         }
+        ep.set_opening_groups(h, &PEER_GROUPS);
         self.openings.push(Opening {
             peer,
             session: h,
@@ -211,6 +234,10 @@ impl PeerSessions {
             candidates: Vec::new(),
             redirects: 0,
             opened: None,
+            rtt: None,
+            server_rtt: None,
+            server_ping: false,
+            group: 0,
         });
         Ok(h)
     }
@@ -232,7 +259,7 @@ impl PeerSessions {
         for i in due.into_iter().rev() {
             let o = self.openings.remove(i);
             if o.opened.is_some() {
-                self.report_open(o, None);
+                self.report_open(o);
                 continue;
             }
             let answered = ep
@@ -317,11 +344,20 @@ impl PeerSessions {
             } if session != self.server => {
                 if let Some(o) = self.openings.iter_mut().find(|o| o.session == session) {
                     o.opened = Some((now, far_addr));
+                    o.group = ep
+                        .session(session)
+                        .and_then(|s| s.far.as_ref())
+                        .map_or(0, |f| f.group);
                     self.open.push((session, peer_id, role));
-                    if !ep.ping(now, session) {
+                    // The floor the opening is judged against: one round
+                    // trip to the peer and one to the server, both measured
+                    // now, by the same processes.
+                    let peer_ping = ep.ping(now, session);
+                    o.server_ping = ep.ping(now, self.server);
+                    if !peer_ping {
                         let i = self.openings.iter().position(|o| o.session == session);
                         let o = self.openings.remove(i.expect("found above"));
-                        self.report_open(o, None);
+                        self.report_open(o);
                     }
                     return None;
                 }
@@ -353,15 +389,31 @@ impl PeerSessions {
                 })
             }
             Event::PingReply { session, rtt, sent } => {
-                let Some(i) = self
+                let waiting = |o: &Opening| o.opened.is_some() && o.server_ping;
+                if session == self.server && self.openings.iter().any(waiting) {
+                    for o in self.openings.iter_mut().filter(|o| waiting(o)) {
+                        o.server_rtt.get_or_insert(rtt);
+                    }
+                } else if let Some(o) = self
                     .openings
-                    .iter()
-                    .position(|o| o.session == session && o.opened.is_some())
-                else {
+                    .iter_mut()
+                    .find(|o| o.session == session && o.opened.is_some())
+                {
+                    o.rtt = Some(rtt);
+                } else {
                     return Some(Event::PingReply { session, rtt, sent });
-                };
-                let o = self.openings.remove(i);
-                self.report_open(o, Some(rtt));
+                }
+                let (done, rest): (Vec<Opening>, Vec<Opening>) = std::mem::take(&mut self.openings)
+                    .into_iter()
+                    .partition(|o| {
+                        o.opened.is_some()
+                            && o.rtt.is_some()
+                            && (o.server_rtt.is_some() || !o.server_ping)
+                    });
+                self.openings = rest;
+                for o in done {
+                    self.report_open(o);
+                }
                 None
             }
             Event::OpenFailed { session, reason } => {
@@ -435,7 +487,7 @@ impl PeerSessions {
         }
     }
 
-    fn report_open(&mut self, o: Opening, rtt: Option<Duration>) {
+    fn report_open(&mut self, o: Opening) {
         let Some((at, addr)) = o.opened else { return };
         let path = o
             .candidates
@@ -448,7 +500,9 @@ impl PeerSessions {
             addr,
             path,
             elapsed: at.saturating_since(o.started),
-            rtt,
+            rtt: o.rtt,
+            server_rtt: o.server_rtt,
+            group: o.group,
             candidates: o.candidates,
         });
     }
@@ -480,7 +534,9 @@ fn explain_timeout(o: &Opening, answered: bool, timeout: Duration) -> String {
         .collect();
     if answered {
         return format!(
-            "peer {peer} answered, but the handshake did not complete within {timeout:?} (tried {})",
+            "peer {peer} answered, but the handshake did not complete within {timeout:?} (tried {}); \
+             a Flash Player or librtmfp peer reads only Flash's single-key certificate: try \
+             --dh-group 2",
             list.join(", ")
         );
     }

@@ -1,7 +1,8 @@
 //! Direct NetStreams between peers (spec 04 §8) over the peer sessions of
 //! a [`PeerApp`]: a publisher in direct-connections mode streams to each
 //! peer that plays it (fast start from the cache `serve` keeps), a player
-//! plays from one peer, a sender sends data messages to one peer.
+//! plays from the first of its peers to start (`targets`), a sender sends
+//! data messages to each of its peers.
 //!
 //! The stream flows are [`StreamOut`]s, the code that also publishes to a
 //! server; what arrives is classified as on a server stream and reported
@@ -17,6 +18,8 @@ use std::time::Duration;
 use super::failure::{Failure, Kind, Phase};
 use super::peer::PeerEvent;
 use super::peer_app::{CUSTOM_TID, PeerApp, PeerAppConfig, PeerOutput};
+mod targets;
+
 use super::stream::{
     Progress, STREAM_RECV_BUFFER, StreamApp, StreamConfig, StreamInput, StreamOutput, StreamRole,
 };
@@ -24,17 +27,18 @@ use crate::flash::amf0::Limits;
 use crate::flash::command::{code, name, rtmp_sample_access};
 use crate::flash::message::{HEADER_LEN, msg_type};
 use crate::flash::relay_fallback as rf;
-use crate::flash::{Command, Message, NetCommand, Play, StatusInfo, TcMetadata, UserControl};
+use crate::flash::{Command, Message, NetCommand, StatusInfo, TcMetadata, UserControl};
 use crate::media::netstream::{
     Incoming, Lifetimes, StreamOut, classify, is_sample_access, timestamp_of,
 };
 use crate::net::App;
 use crate::proto::Instant;
-use crate::proto::crypto::peer_id_hex;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::flow::FlowEvent;
 use crate::server::relay::{Outcome, RelayLimits, Subscriber};
 use crate::server::streams::{Cache, cache_media};
+pub use targets::PeerResult;
+use targets::Targets;
 
 /// The stream ID of our direct NetStreams: Flash's first P2P stream
 /// (2000000 + n, spec 06), as librtmfp imitates it.
@@ -64,10 +68,11 @@ const FOREVER: Duration = Duration::from_secs(10 * 365 * 86_400);
 pub enum PeerMode {
     /// `publish --p2p`: stream to every peer that plays us.
     Publish,
-    /// `subscribe --peer`: play from this peer (ID or name).
-    Play { peer: String },
-    /// `send --peer`: data messages to this peer.
-    Send { peer: String },
+    /// `subscribe --peer`: play from the first of these peers (IDs or
+    /// names) that starts playing.
+    Play { peers: Vec<String> },
+    /// `send --peer`: data messages to each of these peers.
+    Send { peers: Vec<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -135,11 +140,12 @@ pub struct PeerStreamApp {
     pub stats: DirectStats,
     subs: Vec<DirectSub>,
     cache: Cache,
-    /// Player and sender: the peer session and our stream on it.
+    /// Player: the winning peer session and our stream on it.
     target: Option<SessionHandle>,
     out_stream: Option<StreamOut>,
-    incoming: Vec<u64>,
-    pending: Vec<StreamInput>,
+    /// Player and sender: the --peer targets (alternatives, or recipients).
+    targets: Targets,
+    incoming: Vec<(SessionHandle, u64)>,
     /// Input ended: waiting for acknowledgements until this instant.
     draining: Option<Instant>,
     deadline: Instant,
@@ -166,8 +172,18 @@ impl PeerStreamApp {
         let mut base = cfg.base;
         base.peers = match &cfg.mode {
             PeerMode::Publish => Vec::new(),
-            PeerMode::Play { peer } | PeerMode::Send { peer } => vec![peer.clone()],
+            // The same --peer twice is one target (not a failed second one).
+            PeerMode::Play { peers } | PeerMode::Send { peers } => {
+                let mut v: Vec<String> = Vec::new();
+                for p in peers {
+                    if !v.contains(p) {
+                        v.push(p.clone());
+                    }
+                }
+                v
+            }
         };
+        let targets = Targets::new(&base.peers);
         base.stay = FOREVER;
         let queue: Arc<Mutex<VecDeque<PeerOutput>>> = Arc::default();
         let q = queue.clone();
@@ -192,8 +208,8 @@ impl PeerStreamApp {
             cache: Cache::default(),
             target: None,
             out_stream: None,
+            targets,
             incoming: Vec::new(),
-            pending: Vec::new(),
             draining: None,
             deadline: Instant::NEVER,
             finished: false,
@@ -247,12 +263,21 @@ impl PeerStreamApp {
             }
         }
         let _ = drained;
+        let close = Message::command(0, NetCommand::CloseStream.to_command());
         if let Some(s) = self.out_stream.as_mut() {
             if self.mode != PeerMode::Publish {
-                let close = Message::command(0, NetCommand::CloseStream.to_command());
                 let _ = s.write_message(ep, now, &close);
             }
             s.close(ep);
+        }
+        let t = &mut self.targets;
+        for s in t.sends.iter_mut().map(|s| &mut s.out) {
+            let _ = s.write_message(ep, now, &close);
+            s.close(ep);
+        }
+        for a in t.trying.iter_mut().map(|a| &mut a.out) {
+            let _ = a.write_message(ep, now, &close);
+            a.close(ep);
         }
         self.inner.close(ep, now);
     }
@@ -265,6 +290,7 @@ impl PeerStreamApp {
             .map(|l| l.out.buffered_all(ep))
             .sum();
         subs + self.out_stream.as_ref().map_or(0, |s| s.buffered_all(ep))
+            + self.targets.buffered(ep)
     }
 
     fn drain_outputs(&mut self, ep: &mut Endpoint, now: Instant) {
@@ -339,117 +365,26 @@ impl PeerStreamApp {
                     }
                 }
             }
-            PeerOutput::Unresolved { explanation, .. } if self.mode != PeerMode::Publish => {
-                self.fail(ep, now, peer_failure(explanation));
+            PeerOutput::Unresolved {
+                target,
+                explanation,
+            } if self.mode != PeerMode::Publish => {
+                self.targets.lose(target, None, explanation, true);
+                self.check_exhausted(ep, now);
             }
-            PeerOutput::Peer { target, event } => match event {
-                PeerEvent::Opened { session, .. } if target.is_some() && self.target.is_none() => {
-                    self.on_target_open(ep, now, session)
+            PeerOutput::Peer {
+                target: Some(target),
+                event,
+            } if self.mode != PeerMode::Publish => self.on_target_event(ep, now, target, event),
+            PeerOutput::Peer {
+                event: PeerEvent::Closed { session, .. },
+                ..
+            } => {
+                if let Some(i) = self.subs.iter().position(|s| s.session == session) {
+                    self.subs.remove(i);
                 }
-                PeerEvent::Failed {
-                    explanation,
-                    unknown,
-                    peer,
-                    ..
-                } if target.is_some() => {
-                    // Even an "unknown" peer may be one that refuses
-                    // introductions: the server has the last word.
-                    let _ = unknown;
-                    let relay = self.fallback_relay && matches!(self.mode, PeerMode::Play { .. });
-                    if relay {
-                        // Our own TC call; only a publisher that declared
-                        // the stream relayable is ever asked.
-                        let cmd = rf::relay_stream(RELAY_TID, &peer_id_hex(&peer), &self.stream);
-                        self.relay_reason = Some((explanation, peer));
-                        self.inner.call(ep, RELAY_TID, cmd);
-                    } else {
-                        self.fail(ep, now, peer_failure(explanation))
-                    }
-                }
-                PeerEvent::Closed { peer, .. }
-                    if target.is_some()
-                        && self.target.is_none()
-                        && self.mode != PeerMode::Publish =>
-                {
-                    // Closed before it was reported open: the peer let the
-                    // handshake finish and then refused us.
-                    let why = format!(
-                        "peer {} closed the session as soon as it opened: it does not accept us \
-                         (--allow, --max-peers), or it is going away",
-                        peer_id_hex(&peer)
-                    );
-                    self.fail(ep, now, peer_failure(why));
-                }
-                PeerEvent::Closed {
-                    session, reason, ..
-                } => {
-                    if let Some(i) = self.subs.iter().position(|s| s.session == session) {
-                        self.subs.remove(i);
-                    }
-                    if self.target == Some(session) && !self.finished {
-                        let ended = StatusInfo::stream_event(
-                            code::PLAY_STOP,
-                            format!("peer session closed: {reason}"),
-                            self.stream.clone(),
-                        );
-                        (self.out)(StreamOutput::Status(ended));
-                        if self.mode != PeerMode::Publish && self.draining.is_none() {
-                            let f = if self.started_at.is_none() {
-                                // Before Play.Start (or any data sent):
-                                // the peer would not have us.
-                                peer_failure(format!(
-                                    "the peer closed the session before the stream started ({reason}): \
-                                     it does not accept us (--allow, --max-peers), or it is going away"
-                                ))
-                            } else {
-                                Failure::new(
-                                    Phase::Session,
-                                    Kind::Closed,
-                                    format!("the peer session closed: {reason}"),
-                                )
-                            };
-                            self.failure.get_or_insert(f);
-                        }
-                        self.target = None;
-                        self.out_stream = None;
-                        self.finish(ep, now);
-                    }
-                }
-                _ => {}
-            },
+            }
             _ => {}
-        }
-    }
-
-    /// Our peer session is open: open the stream toward the peer.
-    fn on_target_open(&mut self, ep: &mut Endpoint, now: Instant, h: SessionHandle) {
-        self.target = Some(h);
-        let mut s = StreamOut::new(h, DIRECT_STREAM_ID, None, self.lifetimes);
-        match self.mode {
-            PeerMode::Play { .. } => {
-                // spec 04 §8.1: no connect, no createStream; play at once.
-                let play = NetCommand::Play(Play::new(self.stream.clone()));
-                if s.write_message(ep, now, &Message::command(0, play.to_command()))
-                    .is_err()
-                {
-                    self.out_stream = Some(s);
-                    return self.fail(
-                        ep,
-                        now,
-                        Failure::protocol("cannot open the stream flow to the peer".into()),
-                    );
-                }
-                self.out_stream = Some(s);
-            }
-            PeerMode::Send { .. } => {
-                self.out_stream = Some(s);
-                self.started_at = Some(now);
-                self.progress.started.store(true, Relaxed);
-                for i in std::mem::take(&mut self.pending) {
-                    self.on_input(ep, now, i);
-                }
-            }
-            PeerMode::Publish => {}
         }
     }
 
@@ -738,11 +673,14 @@ impl PeerStreamApp {
                 metadata,
                 return_for,
             } => {
-                let ours =
-                    return_for.is_some_and(|r| self.out_stream.as_ref().is_some_and(|s| s.owns(r)));
+                let out = match self.target {
+                    Some(t) if t == h => self.out_stream.as_ref(),
+                    _ => self.targets.out_for(h),
+                };
+                let ours = return_for.is_some_and(|r| out.is_some_and(|s| s.owns(r)));
                 let md = TcMetadata::parse(&metadata).ok();
                 if ours && md.is_some_and(|m| m.stream_id == DIRECT_STREAM_ID) {
-                    self.incoming.push(flow);
+                    self.incoming.push((h, flow));
                     if let Some(t) = ep.transport(h) {
                         t.set_recv_buffer(flow, STREAM_RECV_BUFFER);
                     }
@@ -751,7 +689,7 @@ impl PeerStreamApp {
                 }
                 ep.wake(h);
             }
-            FlowEvent::Message { flow, data } if self.incoming.contains(&flow) => {
+            FlowEvent::Message { flow, data } if self.incoming.contains(&(h, flow)) => {
                 let limits = Limits {
                     max_size: STREAM_RECV_BUFFER,
                     ..Limits::default()
@@ -759,8 +697,13 @@ impl PeerStreamApp {
                 let Ok(m) = classify(data, limits) else {
                     return;
                 };
+                if self.target.is_some_and(|t| t != h) {
+                    return;
+                }
                 match m {
-                    Incoming::Status(info) => self.on_status(ep, now, info),
+                    Incoming::Status(info) => self.on_status(ep, now, h, info),
+                    // Alternatives still racing: only their status counts.
+                    _ if self.target.is_none() => {}
                     Incoming::Media(m) if self.started_at.is_some() => {
                         crate::client::stream::dashboard::count_received(&self.progress, &m);
                         (self.out)(StreamOutput::Media(m))
@@ -789,22 +732,39 @@ impl PeerStreamApp {
                     _ => {}
                 }
             }
-            FlowEvent::FlowComplete { flow } => self.incoming.retain(|f| *f != flow),
+            FlowEvent::FlowComplete { flow } => self.incoming.retain(|f| *f != (h, flow)),
             _ => {}
         }
     }
 
-    fn on_status(&mut self, ep: &mut Endpoint, now: Instant, info: StatusInfo) {
+    fn on_status(&mut self, ep: &mut Endpoint, now: Instant, h: SessionHandle, info: StatusInfo) {
+        let racing = self.target.is_none();
         match info.code.as_str() {
             code::PLAY_START if self.started_at.is_none() => {
+                if racing {
+                    self.win(ep, now, h);
+                }
                 self.started_at = Some(now);
                 self.progress.started.store(true, Relaxed);
                 (self.out)(StreamOutput::Started(info));
             }
             c @ (code::PLAY_STREAM_NOT_FOUND | code::PLAY_FAILED) => {
-                let reason = Some(format!("the peer refused to play ({c})"));
-                self.fail(ep, now, Failure::rejected(Some(info), reason));
+                let why = format!("the peer refused to play ({c})");
+                let others = self.targets.pending > 0 || self.targets.trying.len() > 1;
+                if racing
+                    && others
+                    && let Some(i) = self.targets.trying.iter().position(|a| a.session == h)
+                {
+                    let mut a = self.targets.trying.remove(i);
+                    a.out.close(ep);
+                    ep.close(now, h, true);
+                    self.targets.lose(a.target, Some(a.peer), why, false);
+                    return;
+                }
+                self.fail(ep, now, Failure::rejected(Some(info), Some(why)));
             }
+            // Alternatives still racing: one peer's statuses are shown.
+            _ if racing && self.targets.total > 1 => {}
             _ => (self.out)(StreamOutput::Status(info)),
         }
     }
@@ -839,20 +799,20 @@ impl PeerStreamApp {
                         self.deliver_all(ep, now, &msg.into());
                     }
                     PeerMode::Send { .. } => {
-                        let Some(s) = self.out_stream.as_mut() else {
-                            // Bounded by the caller's channel: it waits on us.
-                            if let Ok(Message {
-                                body: crate::flash::Body::Data { values, .. },
-                                ..
-                            }) = Message::parse(&msg)
-                            {
-                                self.pending.push(StreamInput::Data(values));
-                            }
-                            return;
-                        };
                         self.progress.data.fetch_add(1, Relaxed);
-                        if s.write_raw(ep, now, &msg).is_err() {
+                        let mut refused = false;
+                        for t in &mut self.targets.sends {
+                            match t.out.write_raw(ep, now, &msg) {
+                                Ok(_) => t.messages += 1,
+                                Err(_) => refused = true,
+                            }
+                        }
+                        if refused {
                             self.progress.refused.fetch_add(1, Relaxed);
+                        }
+                        // Targets still opening get it when they open.
+                        if self.targets.pending > 0 {
+                            self.targets.history.push(msg);
                         }
                     }
                     PeerMode::Play { .. } => {}
@@ -928,7 +888,9 @@ impl App for PeerStreamApp {
             Event::Flow { session, event }
                 if Some(session) != self.inner.server_session()
                     && self.inner.peer_of(session).is_some()
-                    && (self.mode == PeerMode::Publish || Some(session) == self.target) =>
+                    && (self.mode == PeerMode::Publish
+                        || Some(session) == self.target
+                        || self.targets.out_for(session).is_some()) =>
             {
                 if self.mode == PeerMode::Publish {
                     self.on_publisher_flow(ep, now, session, event);
@@ -942,11 +904,10 @@ impl App for PeerStreamApp {
     }
 
     fn on_command(&mut self, ep: &mut Endpoint, now: Instant, cmd: StreamInput) {
-        if self.mode != PeerMode::Publish && self.out_stream.is_none() && !self.finished {
-            match cmd {
-                StreamInput::Stop => self.finish(ep, now),
-                // Before the peer session opens: kept until it does.
-                c => self.pending.push(c),
+        if matches!(self.mode, PeerMode::Play { .. }) && self.out_stream.is_none() {
+            // A player takes no input before it plays, only the end.
+            if cmd == StreamInput::Stop {
+                self.finish(ep, now);
             }
             return;
         }
@@ -965,7 +926,11 @@ impl App for PeerStreamApp {
             let q = self.buffered(ep);
             self.progress.queued.store(q, Relaxed);
             match self.draining {
-                Some(limit) if q == 0 || now >= limit => self.finish(ep, now),
+                // A sender waits for its targets still opening, which
+                // then get everything (each resolves within its timeout).
+                Some(limit) if self.targets.pending == 0 && (q == 0 || now >= limit) => {
+                    self.finish(ep, now)
+                }
                 _ => self.deadline = now + DRAIN_POLL,
             }
         }

@@ -209,11 +209,14 @@ pub fn to_json(o: &PeerOutput) -> Json {
                 path,
                 elapsed,
                 rtt,
+                server_rtt,
+                group,
                 candidates,
                 ..
             } => json!({"type": "peer_opened", "target": target, "peer_id": peer_id_hex(peer),
                 "addr": addr.to_string(), "path": path.as_str(), "elapsed_ms": ms(*elapsed),
-                "rtt_ms": rtt.map(ms), "candidates": candidates_json(candidates)}),
+                "rtt_ms": rtt.map(ms), "server_rtt_ms": server_rtt.map(ms), "dh_group": group,
+                "candidates": candidates_json(candidates)}),
             PeerEvent::Failed {
                 peer,
                 unknown,
@@ -297,9 +300,10 @@ pub fn to_text(o: &PeerOutput) -> String {
                 path,
                 elapsed,
                 rtt,
+                group,
                 ..
             } => format!(
-                "peer {}: direct session open to {addr} ({} path) in {:.1} ms, rtt {}",
+                "peer {}: direct session open to {addr} ({} path) in {:.1} ms, rtt {}, DH group {group}",
                 name(target, peer),
                 path.as_str(),
                 ms(*elapsed),

@@ -162,8 +162,8 @@ pub fn check(cmd: &str, mode: &PeerMode, o: &PeerOptions) -> Result<Vec<[u8; 32]
         eprintln!("rtmfp {cmd}: --name {n:?}: {why}");
         return Err(exit::USAGE);
     }
-    if let PeerMode::Play { peer } | PeerMode::Send { peer } = mode
-        && peer.is_empty()
+    if let PeerMode::Play { peers } | PeerMode::Send { peers } = mode
+        && peers.iter().any(String::is_empty)
     {
         eprintln!("rtmfp {cmd}: --peer needs a peer ID or a name");
         return Err(exit::USAGE);

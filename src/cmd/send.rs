@@ -106,19 +106,18 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
             }
         }
     });
-    let opened = match &args.peer {
-        Some(peer) => {
-            let opts = PeerOptions {
-                name: args.name.clone(),
-                ..PeerOptions::default()
-            };
-            let mode = PeerMode::Send { peer: peer.clone() };
-            peer_session::open("send", json, &args.target, &url, mode, opts, None, out).await
-        }
-        None => {
-            let role = StreamRole::Publish;
-            stream_session::open("send", json, &args.target, &url, role, None, out).await
-        }
+    let opened = if args.peer.is_empty() {
+        let role = StreamRole::Publish;
+        stream_session::open("send", json, &args.target, &url, role, None, out).await
+    } else {
+        let opts = PeerOptions {
+            name: args.name.clone(),
+            ..PeerOptions::default()
+        };
+        let mode = PeerMode::Send {
+            peers: args.peer.clone(),
+        };
+        peer_session::open("send", json, &args.target, &url, mode, opts, None, out).await
     };
     let mut s = match opened {
         Ok(s) => s,
@@ -174,6 +173,29 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
     if let Err(code) = r {
         return code;
     }
+    // Each --peer's result, also when every one failed.
+    let results = s
+        .driver
+        .app
+        .peer()
+        .map(|p| p.send_results())
+        .unwrap_or_default();
+    for r in &results {
+        if json {
+            let mut line = r.to_json();
+            line["type"] = json!("peer_result");
+            println!("{line}");
+        } else {
+            match &r.error {
+                None => eprintln!("peer {}: {} messages", r.target, r.messages),
+                Some(e) if r.messages == 0 => eprintln!("peer {}: FAILED: {e}", r.target),
+                Some(e) => eprintln!(
+                    "peer {}: FAILED after {} messages: {e}",
+                    r.target, r.messages
+                ),
+            }
+        }
+    }
     if let Some(f) = s.driver.app.failure() {
         return report_failure("send", json, f);
     }
@@ -189,6 +211,9 @@ async fn run_async(args: SendArgs, url: crate::client::StreamUrl, first: Vec<Val
     }
     if interrupted.load(SeqCst) {
         return exit::INTERRUPTED;
+    }
+    if results.iter().any(|r| r.error.is_some()) {
+        return exit::PEER;
     }
     exit::OK
 }

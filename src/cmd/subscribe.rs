@@ -216,19 +216,20 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
         duration: args.len,
         reset: None,
     };
-    let opened = match &args.peer {
-        Some(peer) => {
-            let opts = PeerOptions {
-                name: args.name.clone(),
-                stdout_busy: stdout_is_flv,
-                direct_timeout: Some(args.direct_timeout),
-                fallback_relay: args.fallback == crate::cli::Fallback::Relay,
-                ..PeerOptions::default()
-            };
-            let mode = PeerMode::Play { peer: peer.clone() };
-            peer_session::open("subscribe", json, &args.target, &url, mode, opts, None, out).await
-        }
-        None => stream_session::open("subscribe", json, &args.target, &url, role, None, out).await,
+    let opened = if args.peer.is_empty() {
+        stream_session::open("subscribe", json, &args.target, &url, role, None, out).await
+    } else {
+        let opts = PeerOptions {
+            name: args.name.clone(),
+            stdout_busy: stdout_is_flv,
+            direct_timeout: Some(args.direct_timeout),
+            fallback_relay: args.fallback == crate::cli::Fallback::Relay,
+            ..PeerOptions::default()
+        };
+        let mode = PeerMode::Play {
+            peers: args.peer.clone(),
+        };
+        peer_session::open("subscribe", json, &args.target, &url, mode, opts, None, out).await
     };
     let mut s = match opened {
         Ok(s) => s,
@@ -332,10 +333,26 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
     if let Some(r) = &st.ended_reason {
         summary["reason"] = json!(r);
     }
-    if args.peer.is_some() {
+    if !args.peer.is_empty() {
         let (path, why) = app.path();
         summary["path"] = json!(path);
         summary["direct_failed"] = json!(why);
+        // With several --peer alternatives: which one played, and why
+        // each other one did not.
+        if let Some((winner, lost)) = app.peer().map(|p| p.alternatives()) {
+            summary["peer"] = json!(winner.map(|(t, id)| json!({
+                "target": t, "peer_id": crate::proto::crypto::peer_id_hex(id)})));
+            summary["lost"] = lost.iter().map(|r| r.to_json()).collect();
+            if !json {
+                for r in lost {
+                    eprintln!(
+                        "peer {}: not played: {}",
+                        r.target,
+                        r.error.as_deref().unwrap_or("?")
+                    );
+                }
+            }
+        }
     }
     if json {
         st.line(&summary);

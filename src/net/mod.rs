@@ -19,7 +19,7 @@ use crate::proto::endpoint::{CryptoDone, CryptoJob, Endpoint, Event, MAX_DATAGRA
 use crate::proto::stats::EndpointStats;
 use crate::proto::{Instant, Rng};
 
-pub use socket::{RecvBuffers, UdpSocket, bind};
+pub use socket::{Outgoing, RecvBuffers, SEND_BATCH, UdpSocket, bind};
 
 /// The operating system's CSPRNG.
 #[derive(Debug, Default, Clone, Copy)]
@@ -155,9 +155,12 @@ struct CryptoLink {
 pub struct EdgeStats {
     pub send_errors: u64,
     pub recv_errors: u64,
-    /// System calls that sent more than one datagram (GSO).
+    /// GSO runs (several datagrams to one destination in one message).
     pub batched_sends: u64,
     pub datagrams_sent: u64,
+    /// Send system calls made (sendmmsg carries several runs, each to its
+    /// own destination): `datagrams_sent / send_calls` is the batching.
+    pub send_calls: u64,
 }
 
 /// Owns the endpoint and its sockets and runs them until the app is done
@@ -172,8 +175,10 @@ pub struct Driver<A: App> {
     tap: Option<snapshot::SnapshotTap>,
     pub edge: EdgeStats,
     rx: RecvBuffers,
-    /// Outgoing datagrams being coalesced for one GSO send.
+    /// Outgoing datagrams waiting for one sendmmsg: runs to one destination
+    /// (GSO messages, `out`), back to back.
     tx: Vec<u8>,
+    out: Vec<Outgoing>,
     /// ICMP errors are read from the sockets (see [`Driver::with_transport_errors`]).
     transport_errors: bool,
     crypto: Option<CryptoLink>,
@@ -198,6 +203,7 @@ impl<A: App> Driver<A> {
             edge: EdgeStats::default(),
             rx: RecvBuffers::default(),
             tx: vec![0u8; MAX_SEGMENTS * MAX_DATAGRAM],
+            out: Vec::with_capacity(SEND_BATCH),
             transport_errors: false,
             crypto: None,
         }
@@ -421,6 +427,8 @@ impl<A: App> Driver<A> {
         if self.app.timeout().is_some_and(|t| t <= now) {
             self.app.on_timeout(&mut self.ep, now);
         }
+        // Bounded: a timer that keeps rearming itself at `now` must not spin.
+        let mut due_reruns = 4u8;
         loop {
             let mut progressed = false;
             while let Some(job) = self.ep.poll_crypto_job() {
@@ -445,6 +453,15 @@ impl<A: App> Driver<A> {
                 self.app.on_event(&mut self.ep, now, e);
                 progressed = true;
             }
+            // What the app just did may have armed a timer that is already
+            // due (a new session's first IHellos): run it now. Left to the
+            // select below it waits for tokio's next millisecond tick,
+            // which was most of the time to open a peer session (p2p_open).
+            if due_reruns > 0 && self.ep.poll_timeout().is_some_and(|t| t <= now) {
+                due_reruns -= 1;
+                self.ep.handle_timeout(now);
+                progressed = true;
+            }
             if self.flush_transmits(now).await {
                 progressed = true;
             }
@@ -454,16 +471,19 @@ impl<A: App> Driver<A> {
         }
     }
 
-    /// Drains the endpoint's transmits, coalescing runs of equal-sized
-    /// datagrams to the same destination into one GSO send. Returns whether
-    /// anything was sent.
+    /// Drains the endpoint's transmits: runs of equal-sized datagrams to the
+    /// same destination become one GSO message, and up to [`SEND_BATCH`]
+    /// such messages (one per destination: a relay's fan-out) go in one
+    /// sendmmsg. Returns whether anything was sent.
     async fn flush_transmits(&mut self, now: Instant) -> bool {
         let mut any = false;
-        // The batch being built: first datagram's (iface, dst, ecn, size),
-        // bytes used and segment count.
-        let mut batch: Option<(u16, SocketAddr, bool, usize)> = None;
+        // Bytes of `tx` holding datagrams not sent yet, the interface of
+        // the messages in `out`, and whether the last message is closed (a
+        // shorter datagram can only end a GSO run).
         let mut used = 0;
-        let mut segs = 0;
+        let mut iface = 0u16;
+        let mut closed = false;
+        self.out.clear();
         loop {
             let room = &mut self.tx[used..used + MAX_DATAGRAM];
             let Some(t) = self.ep.poll_transmit(now, room) else {
@@ -474,67 +494,102 @@ impl<A: App> Driver<A> {
                 .sockets
                 .get(t.iface as usize)
                 .map_or(1, |s| s.max_gso_segments().min(MAX_SEGMENTS));
-            let fits = match batch {
-                Some((iface, dst, ecn, size)) => {
-                    iface == t.iface
-                        && dst == t.dst
-                        && ecn == t.ecn
-                        && t.len <= size
-                        && segs < limit
+            let joins = self.out.last().is_some_and(|m| {
+                iface == t.iface
+                    && m.dst == t.dst
+                    && m.ecn == t.ecn
+                    && !closed
+                    && t.len <= m.segment
+                    && m.segs < limit
+            });
+            if joins {
+                let m = self.out.last_mut().expect("checked");
+                m.len += t.len;
+                m.segs += 1;
+                closed = t.len < m.segment;
+            } else {
+                if !self.out.is_empty() && (iface != t.iface || self.out.len() == SEND_BATCH) {
+                    // Send what we have, then move the new datagram to the front.
+                    self.send_out(iface).await;
+                    self.tx.copy_within(used..used + t.len, 0);
+                    used = 0;
                 }
-                None => false,
-            };
-            if batch.is_some() && !fits {
-                // Send what we have, then move the new datagram to the front.
-                self.send_batch(batch.take().expect("checked"), used, segs)
-                    .await;
-                self.tx.copy_within(used..used + t.len, 0);
-                used = 0;
-                segs = 0;
-            }
-            if batch.is_none() {
-                batch = Some((t.iface, t.dst, t.ecn, t.len));
+                iface = t.iface;
+                closed = false;
+                self.out.push(Outgoing {
+                    dst: t.dst,
+                    start: used,
+                    len: t.len,
+                    segment: t.len,
+                    segs: 1,
+                    ecn: t.ecn,
+                });
             }
             used += t.len;
-            segs += 1;
-            // A shorter datagram can only end a GSO batch.
-            let short = batch.is_some_and(|(_, _, _, size)| t.len < size);
-            if short || segs >= limit || used + MAX_DATAGRAM > self.tx.len() {
-                self.send_batch(batch.take().expect("set above"), used, segs)
-                    .await;
+            if used + MAX_DATAGRAM > self.tx.len() {
+                self.send_out(iface).await;
                 used = 0;
-                segs = 0;
             }
         }
-        if let Some(b) = batch {
-            self.send_batch(b, used, segs).await;
+        if !self.out.is_empty() {
+            self.send_out(iface).await;
         }
         any
     }
 
-    async fn send_batch(&mut self, batch: (u16, SocketAddr, bool, usize), len: usize, segs: usize) {
-        let (iface, dst, ecn, size) = batch;
-        let Some(sock) = self.sockets.get(iface as usize) else {
+    /// Sends every message in `out` on socket `iface`, then empties it.
+    async fn send_out(&mut self, iface: u16) {
+        let Self {
+            sockets,
+            tx,
+            out,
+            edge,
+            ..
+        } = self;
+        let msgs = std::mem::take(out);
+        let Some(sock) = sockets.get(iface as usize) else {
+            *out = msgs;
+            out.clear();
             return;
         };
-        let segment = (segs > 1).then_some(size);
-        let contents = &self.tx[..len];
-        let mut r = sock.try_send(dst, contents, segment, ecn);
-        while matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            if sock.writable().await.is_err() {
-                break;
-            }
-            r = sock.try_send(dst, contents, segment, ecn);
-        }
-        match r {
-            Ok(()) => {
-                self.edge.datagrams_sent += segs as u64;
-                if segs > 1 {
-                    self.edge.batched_sends += 1;
+        let mut i = 0;
+        while i < msgs.len() {
+            match sock.try_send_many(tx, &msgs[i..]) {
+                Ok(n) => {
+                    edge.send_calls += 1;
+                    for m in &msgs[i..i + n] {
+                        edge.datagrams_sent += m.segs as u64;
+                        edge.batched_sends += u64::from(m.segs > 1);
+                    }
+                    if n == 0 {
+                        // Not expected of the kernel; do not spin on it.
+                        edge.send_errors += 1;
+                    }
+                    i += n.max(1);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if sock.writable().await.is_err() {
+                        edge.send_errors += (msgs.len() - i) as u64;
+                        break;
+                    }
+                }
+                Err(_) => {
+                    // Lost like any datagram (the protocol retransmits);
+                    // alone through quinn-udp, whose handling turns GSO
+                    // off on a device that refuses it.
+                    let m = &msgs[i];
+                    edge.send_calls += 1;
+                    if m.segs > 1 && sock.try_send_one(tx, m).is_ok() {
+                        edge.datagrams_sent += m.segs as u64;
+                        edge.batched_sends += 1;
+                    } else {
+                        edge.send_errors += 1;
+                    }
+                    i += 1;
                 }
             }
-            // Lost like any datagram; the protocol retransmits.
-            Err(_) => self.edge.send_errors += 1,
         }
+        *out = msgs;
+        out.clear();
     }
 }

@@ -117,6 +117,9 @@ pub struct Opening {
     pub redirects: Vec<SocketAddr>,
     /// Where the accepted RHello came from.
     pub rhello_from: Option<SocketAddr>,
+    /// DH groups to prefer for this session instead of the endpoint's
+    /// order (peer sessions prefer group 14: `client::peer::PEER_GROUPS`).
+    pub groups: Option<Vec<crate::proto::crypto::DhGroup>>,
 }
 
 /// Initiator state in `KeyingSent`.
@@ -390,6 +393,10 @@ impl Session {
                 let mut d = o.started + super::handshake::ULTIMATE_SESSION_TIMEOUT;
                 if let Some(k) = &o.keying {
                     d = d.min(k.schedule.next());
+                    if self.keys_handed {
+                        // The IIKeying has left: precompute the secret now.
+                        d = d.min(o.started);
+                    }
                 } else {
                     for c in &o.candidates {
                         d = d.min(c.schedule.next());

@@ -24,14 +24,31 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Proc {
+        Self::spawn_inner(args, None)
+    }
+
+    /// As [`Proc::spawn`], with `input` on its stdin (then closed).
+    pub fn spawn_with_stdin(args: &[&str], input: &str) -> Proc {
+        Self::spawn_inner(args, Some(input))
+    }
+
+    fn spawn_inner(args: &[&str], input: Option<&str>) -> Proc {
         let mut child = Command::new(BIN)
             .args(args)
             .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn rtmfp");
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            use std::io::Write;
+            let _ = stdin.write_all(text.as_bytes());
+        }
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

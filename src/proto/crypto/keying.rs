@@ -344,6 +344,9 @@ pub struct InitiatorKeying {
     key: DhPrivateKey,
     /// The responder's static key for the group, when its certificate has one.
     responder_static: Option<Vec<u8>>,
+    /// The shared secret with `responder_static`, computed while the
+    /// IIKeying travels ([`InitiatorKeying::precompute`]).
+    secret: Option<Result<super::SharedSecret, CryptoError>>,
     hmac: Neg,
     sseq: Neg,
     hmac_len: u8,
@@ -413,6 +416,7 @@ impl InitiatorKeying {
             group,
             key,
             responder_static: cert.static_key(group).map(<[u8]>::to_vec),
+            secret: None,
             hmac,
             sseq,
             hmac_len: settings.hmac_len,
@@ -428,21 +432,37 @@ impl InitiatorKeying {
         self.group
     }
 
+    /// Whether [`InitiatorKeying::precompute`] has work: the responder's
+    /// certificate holds a static key for the group, so the secret does not
+    /// wait for its SKRC.
+    pub fn can_precompute(&self) -> bool {
+        self.responder_static.is_some() && self.secret.is_none()
+    }
+
+    /// Computes the shared secret before the RIKeying arrives (it depends
+    /// only on our key and the responder's static key): the exponentiation
+    /// then overlaps the round trip instead of following it.
+    pub fn precompute(&mut self) {
+        if let (Some(k), None) = (&self.responder_static, &self.secret) {
+            self.secret = Some(self.key.shared_secret(k));
+        }
+    }
+
     /// Completes keying with the responder's SKRC (spec 03 §10): negotiate,
     /// take the responder's key, compute K, derive with SKNC = SKIC, SKFC = SKRC.
     pub fn finish(self, skrc: &[u8]) -> Result<SessionKeys, CryptoError> {
         let c = parse_component(skrc)?;
         let (mut hmac, mut sseq) = (self.hmac, self.sseq);
         let rx_tag = negotiate(&mut hmac, &mut sseq, &c)?;
-        let far_key = match &self.responder_static {
-            Some(k) => &k[..],
-            None => match c.ephemeral {
-                Some((g, k)) if g == u64::from(self.group.id()) => k,
+        let k = match (self.secret, &self.responder_static) {
+            (Some(k), _) => k?,
+            (None, Some(k)) => self.key.shared_secret(k)?,
+            (None, None) => match c.ephemeral {
+                Some((g, k)) if g == u64::from(self.group.id()) => self.key.shared_secret(k)?,
                 Some(_) => return Err(CryptoError::UnsupportedGroup),
                 None => return Err(CryptoError::BadComponent),
             },
         };
-        let k = self.key.shared_secret(far_key)?;
         Ok(derive(
             &k,
             &self.skic,

@@ -570,6 +570,32 @@ fn librtmfp_p2p_static_static_session_keys() {
     assert_eq!(down[5..], h("5100050283fe7f01ff"));
 }
 
+#[test]
+fn precomputed_secret_keys_as_the_plain_path() {
+    // Two static peers (group 14, as peer sessions prefer): the initiator's
+    // secret computed while the IIKeying travels gives the same keys as one
+    // computed from the RIKeying, and those agree with the responder's.
+    let mut rng = SeededRng::new(21);
+    let s = CryptoSettings::default();
+    let a = Identity::generate_static(&[DhGroup::G14], None, false, &mut rng).unwrap();
+    let b = Identity::generate_static(&[DhGroup::G14], None, false, &mut rng).unwrap();
+    let mut ik = InitiatorKeying::new(&a, &s, b.certificate(), &mut SeededRng::new(5)).unwrap();
+    let plain = InitiatorKeying::new(&a, &s, b.certificate(), &mut SeededRng::new(5)).unwrap();
+    assert!(ik.can_precompute());
+    ik.precompute();
+    assert!(!ik.can_precompute());
+    let (skrc, mut rkeys) = respond(&b, &s, a.certificate(), ik.skic(), &mut rng).unwrap();
+    let mut early = ik.finish(&skrc).unwrap();
+    let late = plain.finish(&skrc).unwrap();
+    assert_eq!(early.near_nonce, late.near_nonce);
+    assert_eq!(early.far_nonce, late.far_nonce);
+    cross_check(&mut early, &mut rkeys);
+    // A responder without a static key (a server) leaves nothing to precompute.
+    let server = Identity::generate_ephemeral_server(&[DhGroup::G14], &mut rng).unwrap();
+    let ik = InitiatorKeying::new(&a, &s, server.certificate(), &mut rng).unwrap();
+    assert!(!ik.can_precompute());
+}
+
 // ---- our responder facing Flash-class peers ------------------------------
 
 #[test]

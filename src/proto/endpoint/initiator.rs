@@ -39,6 +39,7 @@ impl Endpoint {
             keying: None,
             redirects: Vec::new(),
             rhello_from: None,
+            groups: None,
         };
         let h = self.insert_session(now, Role::Initiator, State::IHelloSent, 0, None);
         let mode = self.config.fihello_mode;
@@ -51,6 +52,22 @@ impl Endpoint {
         }
         self.reschedule(h);
         Ok(h)
+    }
+
+    /// Prefers `groups` (in that order, among those the endpoint is
+    /// configured with) for an opening session's keying; peer sessions use
+    /// it so they key in a cheaper group than a server session.
+    pub fn set_opening_groups(&mut self, h: SessionHandle, groups: &[crypto::DhGroup]) {
+        let allowed = &self.config.crypto.groups;
+        let order: Vec<crypto::DhGroup> = groups
+            .iter()
+            .copied()
+            .filter(|g| allowed.contains(g))
+            .chain(allowed.iter().copied().filter(|g| !groups.contains(g)))
+            .collect();
+        if let Some(o) = self.session_mut(h).and_then(|s| s.opening.as_mut()) {
+            o.groups = Some(order);
+        }
     }
 
     /// Adds an address to an opening session's IHello targets, first send after `delay`.
@@ -121,6 +138,7 @@ impl Endpoint {
         let Some(h) = self.opening_for_tag(rh.tag) else {
             return;
         };
+        tracing::trace!(session = h.0, %from, "RHello received");
         let Ok(cert) = Certificate::parse(rh.certificate) else {
             self.stats.drop(DropReason::BadKeying);
             return;
@@ -129,7 +147,11 @@ impl Endpoint {
         if s.state != State::IHelloSent {
             return;
         }
-        let Some(epd) = s.opening.as_ref().map(|o| o.epd.clone()) else {
+        let Some((epd, groups)) = s
+            .opening
+            .as_ref()
+            .map(|o| (o.epd.clone(), o.groups.clone()))
+        else {
             return;
         };
         if !crypto::cert_selected_by(&cert, &epd) {
@@ -140,8 +162,16 @@ impl Endpoint {
         // group 2 whatever it advertises and reads only Flash Player's
         // single-key certificate (spec 06): answer it as Flash Player would.
         let flash = self.flash_fallback.is_some() && cert.is_flash_era();
-        let (identity, settings) = match (&self.flash_fallback, flash) {
-            (Some(f), true) => (&f.0, &f.1),
+        let preferred;
+        let (identity, settings) = match (&self.flash_fallback, flash, groups) {
+            (Some(f), true, _) => (&f.0, &f.1),
+            (_, _, Some(groups)) => {
+                preferred = CryptoSettings {
+                    groups,
+                    ..self.config.crypto.clone()
+                };
+                (&self.identity, &preferred)
+            }
             _ => (&self.identity, &self.config.crypto),
         };
         let keying = match crypto::InitiatorKeying::new(
@@ -172,6 +202,7 @@ impl Endpoint {
                 Some(d) => d,
                 None => return,
             };
+        let precompute = self.config.crypto_jobs == 0 && keying.can_precompute();
         let s = self.session_mut(h).expect("checked above");
         s.state = State::KeyingSent;
         s.far_addr = from;
@@ -191,11 +222,15 @@ impl Endpoint {
             });
             o.rhello_from = Some(from);
         }
+        // Inline keying (peers, single clients): once this IIKeying has left,
+        // the secret with the responder's static key is computed while the
+        // RIKeying is on its way. Pooled keying (load runs) keeps DH off
+        // this thread.
         self.startup_out.push_back(StartupDatagram {
             iface,
             dst: from,
             bytes: datagram,
-            keys_for: None,
+            keys_for: precompute.then_some(h),
         });
         self.reschedule(h);
     }
@@ -281,6 +316,7 @@ impl Endpoint {
         let Some(keying) = k.keying.take() else {
             return;
         };
+        tracing::trace!(session = h.0, "RIKeying received");
         if ri.rsid == [0; 4] {
             self.fail_opening(h, OpenFailure::Keying);
             return;
@@ -319,6 +355,7 @@ impl Endpoint {
             return;
         };
         s.state = State::Open;
+        s.keys_handed = false;
         s.far_sid = rsid;
         s.cipher = keys.cipher;
         s.opened_at = now;
@@ -418,12 +455,17 @@ impl Endpoint {
     pub(super) fn opening_timeout(&mut self, now: Instant, h: SessionHandle) {
         let ifaces = self.ifaces.clone();
         let s = self.session_mut(h).expect("caller checked");
+        let handed = std::mem::take(&mut s.keys_handed);
         let Some(o) = s.opening.as_mut() else { return };
         if now >= o.started + crate::proto::handshake::ULTIMATE_SESSION_TIMEOUT {
             self.fail_opening(h, OpenFailure::Timeout);
             return;
         }
         if let Some(k) = o.keying.as_mut() {
+            if handed && let Some(kk) = k.keying.as_mut() {
+                kk.precompute();
+                tracing::trace!(session = h.0, "DH secret precomputed");
+            }
             if k.schedule.is_due(now) {
                 k.schedule.sent(now);
                 tracing::debug!(session = h.0, to = %s.far_addr, "no RIKeying yet; resending IIKeying");

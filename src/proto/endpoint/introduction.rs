@@ -95,6 +95,7 @@ impl Endpoint {
         reply_to: SocketAddr,
         tag: &[u8],
     ) {
+        tracing::trace!(session = h.0, %reply_to, "FIHello received");
         let Some(s) = self.session(h) else { return };
         if !self.identity.selected_by(epd) {
             return;

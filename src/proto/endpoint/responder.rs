@@ -18,6 +18,7 @@ impl Endpoint {
         epd: &[u8],
         tag: &[u8],
     ) {
+        tracing::trace!(%from, "IHello received");
         if self.identity.selected_by(epd) {
             // Only an IHello that names us by ancillary data (a URL) may be
             // answered with our compact certificate: one naming us by
@@ -90,6 +91,7 @@ impl Endpoint {
         from: SocketAddr,
         ik: &chunk::IIKeying<'_>,
     ) {
+        tracing::trace!(%from, "IIKeying received");
         match self.cookies.check(now, from, ik.cookie) {
             CookieCheck::Bad => {
                 self.stats.drop(DropReason::BadCookie);
@@ -307,6 +309,7 @@ impl Endpoint {
             return None;
         }
         self.answered = true;
+        tracing::trace!(session = h.0, to = %from, "RIKeying sent");
         let cached = self
             .startup_out
             .back()
