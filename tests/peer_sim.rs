@@ -410,3 +410,93 @@ fn a_flash_class_peer_still_gets_group_2() {
     };
     assert_eq!(group, 2);
 }
+
+/// The peer IDs B's endpoint saw open sessions to it.
+fn b_saw(lab: &Lab) -> Vec<[u8; 32]> {
+    lab.net.nodes[lab.b]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Opened {
+                role: Role::Responder,
+                peer_id,
+                ..
+            } => Some(*peer_id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn flash_settings() -> rtmfp::proto::crypto::CryptoSettings {
+    let mut c = EndpointConfig::default().crypto;
+    c.groups = G2.to_vec();
+    c
+}
+
+#[test]
+fn a_flash_player_peer_is_answered_with_the_flash_identity() {
+    // B presents Flash Player's certificate (one static group-2 key), as
+    // Flash and librtmfp peers do; they read no other layout from us.
+    let mut lab = lab_with(60, &DhGroup::ALL, G2);
+    let flash = client_identity(99, G2);
+    let flash_id = flash.fingerprint();
+    let a = lab.a;
+    lab.net.nodes[a]
+        .ep
+        .set_flash_fallback_for_peers(flash, flash_settings());
+    lab.ask_for_b();
+    assert!(lab.run(Answer::Introduce, Duration::from_secs(5), |o| {
+        opened(o).is_some()
+    }));
+    let Some(PeerEvent::Opened {
+        group,
+        flash_player,
+        session,
+        ..
+    }) = opened(&lab.out).cloned()
+    else {
+        unreachable!()
+    };
+    assert_eq!(group, 2);
+    assert!(flash_player, "keyed with the Flash Player identity");
+    assert_eq!(
+        lab.net.nodes[a].ep.near_identity(session).fingerprint(),
+        flash_id
+    );
+    assert_eq!(b_saw(&lab), vec![flash_id], "B knows A by that identity");
+    // A's server session keeps the identity the server knows it by.
+    let own = client_identity(62, &DhGroup::ALL).fingerprint();
+    assert_eq!(
+        lab.net.nodes[a]
+            .ep
+            .near_identity(lab.a_server)
+            .fingerprint(),
+        own
+    );
+}
+
+#[test]
+fn a_peer_with_any_other_certificate_gets_our_own_identity() {
+    // Two static keys: not Flash Player's layout, so no fallback.
+    let mut lab = lab_with(70, &DhGroup::ALL, &[DhGroup::G14, DhGroup::G2]);
+    let a = lab.a;
+    lab.net.nodes[a]
+        .ep
+        .set_flash_fallback_for_peers(client_identity(98, G2), flash_settings());
+    lab.ask_for_b();
+    assert!(lab.run(Answer::Introduce, Duration::from_secs(5), |o| {
+        opened(o).is_some()
+    }));
+    let Some(PeerEvent::Opened {
+        group,
+        flash_player,
+        ..
+    }) = opened(&lab.out).cloned()
+    else {
+        unreachable!()
+    };
+    assert_eq!(group, 14);
+    assert!(!flash_player);
+    let own = client_identity(72, &DhGroup::ALL).fingerprint();
+    assert_eq!(b_saw(&lab), vec![own]);
+}

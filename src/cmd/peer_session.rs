@@ -200,9 +200,10 @@ pub async fn open(
         }
     };
     let groups = super::connect::groups(t.dh_group);
-    // Peers know each other by this identity's fingerprint: no second,
-    // Flash-only identity here (as `connect --peer`).
-    let (identity, _) = super::connect::identities(&groups, false).map_err(|e| {
+    // Peers know each other by this identity's fingerprint; the Flash
+    // Player identity (with `auto`) serves only peers that cannot read it.
+    let auto = t.dh_group == crate::cli::DhChoice::Auto;
+    let (identity, flash) = super::connect::identities(&groups, auto).map_err(|e| {
         eprintln!("rtmfp {cmd}: {e}");
         exit::FAILURE
     })?;
@@ -211,13 +212,16 @@ pub async fn open(
         ..CryptoSettings::preferred()
     };
     let clock = Clock::new();
-    let (ep, sockets, locals) =
+    let (mut ep, sockets, locals) =
         super::connect::endpoint(&identity, &crypto, None, &candidates, &clock, None).map_err(
             |e| {
                 eprintln!("rtmfp {cmd}: cannot bind: {e}");
                 exit::FAILURE
             },
         )?;
+    if let Some(f) = flash {
+        ep.set_flash_fallback_for_peers(f, super::connect::flash_crypto(&crypto));
+    }
     let base = PeerAppConfig {
         url: url.server.original.clone(),
         app: url.server.app.clone(),
