@@ -500,3 +500,37 @@ fn a_peer_with_any_other_certificate_gets_our_own_identity() {
     let own = client_identity(72, &DhGroup::ALL).fingerprint();
     assert_eq!(b_saw(&lab), vec![own]);
 }
+
+#[test]
+fn a_flash_era_server_is_noted_even_without_the_fallback() {
+    // What `publish --p2p` (which keeps its own identity) reports when a
+    // MonaServer-class server will not understand it.
+    let mut cert = vec![0x01, 0x0a, 0x41, 0x0e];
+    cert.extend([0x42; 64]);
+    cert.extend([0x02, 0x15, 0x02, 0x02, 0x15, 0x05, 0x02, 0x15, 0x0e]);
+    for fallback in [false, true] {
+        let mut net = Net::new(80, LinkConfig::default());
+        let identity =
+            rtmfp::proto::crypto::Identity::ephemeral_from_certificate(cert.clone()).unwrap();
+        let s = net.add(identity, EndpointConfig::default());
+        let c = net.add(
+            client_identity(81, &DhGroup::ALL),
+            EndpointConfig::default(),
+        );
+        if fallback {
+            net.nodes[c]
+                .ep
+                .set_flash_fallback(client_identity(82, G2), flash_settings());
+        }
+        let server_addr = net.nodes[s].addr;
+        let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
+        let now = net.now;
+        let h = net.nodes[c].ep.connect(now, &epd, &[server_addr]).unwrap();
+        assert!(net.run_until(Duration::from_secs(5), |n| {
+            n.nodes[c].ep.session(h).is_some_and(|x| x.far.is_some())
+        }));
+        let far = net.nodes[c].ep.session(h).unwrap().far.clone().unwrap();
+        assert!(far.flash_era, "the certificate's layout is noted");
+        assert_eq!(far.flash_fallback, fallback);
+    }
+}

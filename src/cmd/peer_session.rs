@@ -201,7 +201,7 @@ pub async fn open(
     };
     let groups = super::connect::groups(t.dh_group);
     // Peers know each other by this identity's fingerprint; the Flash
-    // Player identity (with `auto`) serves only peers that cannot read it.
+    // Player identity (with `auto`) serves those that cannot read it.
     let auto = t.dh_group == crate::cli::DhChoice::Auto;
     let (identity, flash) = super::connect::identities(&groups, auto).map_err(|e| {
         eprintln!("rtmfp {cmd}: {e}");
@@ -220,7 +220,17 @@ pub async fn open(
             },
         )?;
     if let Some(f) = flash {
-        ep.set_flash_fallback_for_peers(f, super::connect::flash_crypto(&crypto));
+        let settings = super::connect::flash_crypto(&crypto);
+        if matches!(mode, PeerMode::Publish) {
+            // Peers ask the server for the publisher by the peer ID it
+            // registered, and we answer them with that identity: it must
+            // be the one the server knows.
+            ep.set_flash_fallback_for_peers(f, settings);
+        } else {
+            // Only opening sessions: a Flash-era server (MonaServer) may
+            // know us by the Flash identity too, as `subscribe` does.
+            ep.set_flash_fallback(f, settings);
+        }
     }
     let base = PeerAppConfig {
         url: url.server.original.clone(),

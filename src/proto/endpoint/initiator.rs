@@ -219,6 +219,7 @@ impl Endpoint {
                 schedule,
                 cookie_changed: false,
                 flash_fallback: flash,
+                flash_era: cert.is_flash_era(),
                 early: VecDeque::new(),
             });
             o.rhello_from = Some(from);
@@ -372,6 +373,7 @@ impl Endpoint {
             sseq_tx: keys.sseq_tx,
             sseq_rx: keys.sseq_rx,
             flash_fallback: keying_state.flash_fallback,
+            flash_era: keying_state.flash_era,
         });
         let (iface, far_addr) = (s.iface, s.far_addr);
         tracing::debug!(
