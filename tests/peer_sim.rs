@@ -529,7 +529,7 @@ fn a_flash_era_server_is_noted_even_without_the_fallback() {
         assert!(net.run_until(Duration::from_secs(5), |n| {
             n.nodes[c].ep.session(h).is_some_and(|x| x.far.is_some())
         }));
-        let far = net.nodes[c].ep.session(h).unwrap().far.clone().unwrap();
+        let far = net.nodes[c].ep.session(h).unwrap().far.unwrap();
         assert!(far.flash_era, "the certificate's layout is noted");
         assert_eq!(far.flash_fallback, fallback);
     }
