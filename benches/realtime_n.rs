@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Optional: RTMFP_BENCH_FANOUT (subscriber counts, default 25,50,100,150,200),
-//! RTMFP_BENCH_SECONDS (stream length, default 10). Without
+//! RTMFP_BENCH_SECONDS (stream length, default 10), RTMFP_BENCH_JOIN_GAP_MS
+//! (between two subscribers' joins, default 5; 0 = all at once). Without
 //! RTMFP_BENCH_SERVERS it says so and does nothing.
 //!
 //! How far behind a subscriber falls: for each frame, arrival time minus
@@ -129,9 +130,10 @@ fn run(
                     Err(code) => panic!("subscriber session: exit {code}"),
                 };
             inputs.push(sess.input.clone());
-            // 200 joins a second: a burst of hundreds of handshakes from one
-            // address in the same millisecond loses some (see the notes).
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // 200 joins a second by default: what a burst of hundreds of
+            // joins from one address meets is the server's per-source
+            // limits (see the notes), not its fan-out.
+            tokio::time::sleep(Duration::from_millis(env_num("RTMFP_BENCH_JOIN_GAP_MS", 5))).await;
             tasks.push(tokio::task::spawn_local(async move {
                 let _ = sess
                     .driver

@@ -406,7 +406,9 @@ pub struct ConnectArgs {
     /// 0.3 ms each instead of 1.5 ms here; opening takes ~1 ms on loopback instead of ~2.6), and
     /// 2048 bits is the accepted minimum (1024-bit group 2 is within reach of precomputation).
     /// Give 16 to insist on 4096 bits. Flash Player and librtmfp peers key only with group 2 and
-    /// read only Flash's single-key certificate: talk to them with --dh-group 2.
+    /// read only Flash's single-key certificate: with `auto`, a peer we open a session to that
+    /// presents that certificate is answered with a Flash Player identity (it then knows us by that
+    /// identity's peer ID; the report says so). To be reachable by them, use --dh-group 2.
     #[arg(long, value_enum, default_value_t = DhChoice::Auto)]
     pub dh_group: DhChoice,
 
@@ -494,11 +496,13 @@ pub struct StreamTargetArgs {
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// Diffie-Hellman group to offer (2 for MonaServer/Cumulus-class servers). With `auto`, a
-    /// server session takes the strongest common group; a peer session we open (--peer) prefers
-    /// group 14 (2048-bit): about a fifth of group 16's cost on both sides while the peer
-    /// session opens, and well above 1024-bit group 2. Flash Player and librtmfp peers key only
-    /// with group 2 and read only Flash's single-key certificate: use --dh-group 2 with them.
+    /// Diffie-Hellman group to offer. With `auto`, a server session takes the strongest common
+    /// group (Flash-era servers such as MonaServer and Cumulus are keyed as Flash Player would); a
+    /// peer session we open (--peer) prefers group 14 (2048-bit): about a fifth of group 16's cost
+    /// on both sides while the peer session opens, and well above 1024-bit group 2. Flash Player
+    /// and librtmfp peers key only with group 2 and read only Flash's single-key certificate: with
+    /// `auto`, a peer we open a session to that presents that certificate is answered with a Flash
+    /// Player identity. To be reachable by them (publish --p2p), use --dh-group 2.
     #[arg(long, value_enum, default_value_t = DhChoice::Auto)]
     pub dh_group: DhChoice,
 }

@@ -410,3 +410,127 @@ fn a_flash_class_peer_still_gets_group_2() {
     };
     assert_eq!(group, 2);
 }
+
+/// The peer IDs B's endpoint saw open sessions to it.
+fn b_saw(lab: &Lab) -> Vec<[u8; 32]> {
+    lab.net.nodes[lab.b]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Opened {
+                role: Role::Responder,
+                peer_id,
+                ..
+            } => Some(*peer_id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn flash_settings() -> rtmfp::proto::crypto::CryptoSettings {
+    let mut c = EndpointConfig::default().crypto;
+    c.groups = G2.to_vec();
+    c
+}
+
+#[test]
+fn a_flash_player_peer_is_answered_with_the_flash_identity() {
+    // B presents Flash Player's certificate (one static group-2 key), as
+    // Flash and librtmfp peers do; they read no other layout from us.
+    let mut lab = lab_with(60, &DhGroup::ALL, G2);
+    let flash = client_identity(99, G2);
+    let flash_id = flash.fingerprint();
+    let a = lab.a;
+    lab.net.nodes[a]
+        .ep
+        .set_flash_fallback_for_peers(flash, flash_settings());
+    lab.ask_for_b();
+    assert!(lab.run(Answer::Introduce, Duration::from_secs(5), |o| {
+        opened(o).is_some()
+    }));
+    let Some(PeerEvent::Opened {
+        group,
+        flash_player,
+        session,
+        ..
+    }) = opened(&lab.out).cloned()
+    else {
+        unreachable!()
+    };
+    assert_eq!(group, 2);
+    assert!(flash_player, "keyed with the Flash Player identity");
+    assert_eq!(
+        lab.net.nodes[a].ep.near_identity(session).fingerprint(),
+        flash_id
+    );
+    assert_eq!(b_saw(&lab), vec![flash_id], "B knows A by that identity");
+    // A's server session keeps the identity the server knows it by.
+    let own = client_identity(62, &DhGroup::ALL).fingerprint();
+    assert_eq!(
+        lab.net.nodes[a]
+            .ep
+            .near_identity(lab.a_server)
+            .fingerprint(),
+        own
+    );
+}
+
+#[test]
+fn a_peer_with_any_other_certificate_gets_our_own_identity() {
+    // Two static keys: not Flash Player's layout, so no fallback.
+    let mut lab = lab_with(70, &DhGroup::ALL, &[DhGroup::G14, DhGroup::G2]);
+    let a = lab.a;
+    lab.net.nodes[a]
+        .ep
+        .set_flash_fallback_for_peers(client_identity(98, G2), flash_settings());
+    lab.ask_for_b();
+    assert!(lab.run(Answer::Introduce, Duration::from_secs(5), |o| {
+        opened(o).is_some()
+    }));
+    let Some(PeerEvent::Opened {
+        group,
+        flash_player,
+        ..
+    }) = opened(&lab.out).cloned()
+    else {
+        unreachable!()
+    };
+    assert_eq!(group, 14);
+    assert!(!flash_player);
+    let own = client_identity(72, &DhGroup::ALL).fingerprint();
+    assert_eq!(b_saw(&lab), vec![own]);
+}
+
+#[test]
+fn a_flash_era_server_is_noted_even_without_the_fallback() {
+    // What `publish --p2p` (which keeps its own identity) reports when a
+    // MonaServer-class server will not understand it.
+    let mut cert = vec![0x01, 0x0a, 0x41, 0x0e];
+    cert.extend([0x42; 64]);
+    cert.extend([0x02, 0x15, 0x02, 0x02, 0x15, 0x05, 0x02, 0x15, 0x0e]);
+    for fallback in [false, true] {
+        let mut net = Net::new(80, LinkConfig::default());
+        let identity =
+            rtmfp::proto::crypto::Identity::ephemeral_from_certificate(cert.clone()).unwrap();
+        let s = net.add(identity, EndpointConfig::default());
+        let c = net.add(
+            client_identity(81, &DhGroup::ALL),
+            EndpointConfig::default(),
+        );
+        if fallback {
+            net.nodes[c]
+                .ep
+                .set_flash_fallback(client_identity(82, G2), flash_settings());
+        }
+        let server_addr = net.nodes[s].addr;
+        let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
+        let now = net.now;
+        let h = net.nodes[c].ep.connect(now, &epd, &[server_addr]).unwrap();
+        assert!(net.run_until(Duration::from_secs(5), |n| {
+            n.nodes[c].ep.session(h).is_some_and(|x| x.far.is_some())
+        }));
+        let far = net.nodes[c].ep.session(h).unwrap().far.unwrap();
+        assert!(far.flash_era, "the certificate's layout is noted");
+        assert_eq!(far.flash_fallback, fallback);
+    }
+}

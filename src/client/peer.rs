@@ -84,6 +84,10 @@ pub enum PeerEvent {
         server_rtt: Option<Duration>,
         /// The DH group the session was keyed with.
         group: u8,
+        /// Keyed with our Flash Player identity: the peer presented Flash
+        /// Player's certificate (Flash, librtmfp) and sees us by that
+        /// identity's peer ID.
+        flash_player: bool,
         candidates: Vec<Candidate>,
     },
     Failed {
@@ -140,6 +144,7 @@ struct Opening {
     /// Whether the server ping could be sent (else not waited for).
     server_ping: bool,
     group: u8,
+    flash_player: bool,
 }
 
 /// The peer sessions made through one server session.
@@ -238,6 +243,7 @@ impl PeerSessions {
             server_rtt: None,
             server_ping: false,
             group: 0,
+            flash_player: false,
         });
         Ok(h)
     }
@@ -344,10 +350,9 @@ impl PeerSessions {
             } if session != self.server => {
                 if let Some(o) = self.openings.iter_mut().find(|o| o.session == session) {
                     o.opened = Some((now, far_addr));
-                    o.group = ep
-                        .session(session)
-                        .and_then(|s| s.far.as_ref())
-                        .map_or(0, |f| f.group);
+                    let far = ep.session(session).and_then(|s| s.far.as_ref());
+                    o.group = far.map_or(0, |f| f.group);
+                    o.flash_player = far.is_some_and(|f| f.flash_fallback);
                     self.open.push((session, peer_id, role));
                     // The floor the opening is judged against: one round
                     // trip to the peer and one to the server, both measured
@@ -503,6 +508,7 @@ impl PeerSessions {
             rtt: o.rtt,
             server_rtt: o.server_rtt,
             group: o.group,
+            flash_player: o.flash_player,
             candidates: o.candidates,
         });
     }

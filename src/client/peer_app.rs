@@ -574,7 +574,22 @@ impl App for PeerApp {
             }
             Phase::Connecting if now >= self.deadline => {
                 let f = if self.tc.is_some() {
-                    Failure::protocol(format!("no reply to connect within {:?}", self.cfg.timeout))
+                    let mut m = format!("no reply to connect within {:?}", self.cfg.timeout);
+                    let misread = self
+                        .session
+                        .and_then(|h| ep.session(h))
+                        .and_then(|s| s.far.as_ref())
+                        .is_some_and(|f| f.flash_era && !f.flash_fallback);
+                    if misread {
+                        // A publisher keeps the identity peers will ask
+                        // for, so it does not fall back on its own.
+                        m.push_str(
+                            ": the server's certificate is Flash-era (MonaServer, Cumulus), and such \
+                             servers read only Flash Player's certificate; with --dh-group 2 we key \
+                             as Flash Player",
+                        );
+                    }
+                    Failure::protocol(m)
                 } else {
                     Failure::no_answer(format!(
                         "no answer from {} within {:?}",

@@ -140,7 +140,6 @@ pub struct PeerStreamApp {
     pub stats: DirectStats,
     subs: Vec<DirectSub>,
     cache: Cache,
-    scratch: Vec<u8>,
     /// Player: the winning peer session and our stream on it.
     target: Option<SessionHandle>,
     out_stream: Option<StreamOut>,
@@ -207,7 +206,6 @@ impl PeerStreamApp {
             stats: DirectStats::default(),
             subs: Vec::new(),
             cache: Cache::default(),
-            scratch: Vec::new(),
             target: None,
             out_stream: None,
             targets,
@@ -609,7 +607,7 @@ impl PeerStreamApp {
             let _ = link.out.write(ep, now, m[0], at, &m[HEADER_LEN..]);
         }
         for m in &c.gop {
-            if link.deliver(ep, now, m, &mut self.scratch) == Outcome::Sent {
+            if link.deliver(ep, now, m) == Outcome::Sent {
                 self.stats.bytes_out += m.len() as u64;
             }
         }
@@ -622,11 +620,11 @@ impl PeerStreamApp {
 
     /// One message from our input to every playing peer (and the server,
     /// when relaying).
-    fn deliver_all(&mut self, ep: &mut Endpoint, now: Instant, msg: &[u8]) {
+    fn deliver_all(&mut self, ep: &mut Endpoint, now: Instant, msg: &bytes::Bytes) {
         self.relay_write(ep, now, msg);
         for s in &mut self.subs {
             if let Some(l) = s.link.as_mut() {
-                match l.deliver(ep, now, msg, &mut self.scratch) {
+                match l.deliver(ep, now, msg) {
                     Outcome::Sent => self.stats.bytes_out += msg.len() as u64,
                     Outcome::Dropped => self.stats.dropped += 1,
                     Outcome::Skipped => {}
@@ -641,6 +639,8 @@ impl PeerStreamApp {
         msg.push(kind);
         msg.extend_from_slice(&ts.to_be_bytes());
         msg.extend_from_slice(&data);
+        // Shared by every peer's flows and the cache: one allocation.
+        let msg = bytes::Bytes::from(msg);
         if kind == msg_type::DATA {
             p.data.fetch_add(1, Relaxed);
             // onMetaData is kept for late peers, as a server keeps
@@ -648,7 +648,7 @@ impl PeerStreamApp {
             if is_on_metadata(&data) {
                 let frames = &mut self.cache.data_frames;
                 frames.retain(|(k, _)| k != name::ON_META_DATA);
-                frames.push((name::ON_META_DATA.to_owned(), data));
+                frames.push((name::ON_META_DATA.to_owned(), msg.slice(HEADER_LEN..)));
             }
             self.deliver_all(ep, now, &msg);
         } else {
@@ -796,7 +796,7 @@ impl PeerStreamApp {
                 match self.mode {
                     PeerMode::Publish => {
                         self.progress.data.fetch_add(1, Relaxed);
-                        self.deliver_all(ep, now, &msg);
+                        self.deliver_all(ep, now, &msg.into());
                     }
                     PeerMode::Send { .. } => {
                         self.progress.data.fetch_add(1, Relaxed);

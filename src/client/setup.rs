@@ -17,6 +17,55 @@ use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::session::{CloseReason, State};
 
+/// An opened session that has not carried a single packet back from the
+/// server this long is taken for forgotten by the server, and the setup
+/// starts over with a new handshake (at most [`MAX_REOPENS`] times, within
+/// the same deadline). A live server acknowledges `connect` within an RTT
+/// plus its delayed-ack period, and this leaves room for a lost first
+/// packet (our first retransmission is due after the initial 3 s ERTO)
+/// or a server slow under load, while a responder
+/// that dropped its half of the session (a half-open session evicted by
+/// another join from the same address, a restart) never answers: every
+/// packet we send it is for a session it no longer knows, and without this
+/// the join waits out its whole deadline for nothing.
+pub const REOPEN_AFTER: Duration = Duration::from_secs(4);
+/// Fresh handshakes one setup tries after the first.
+pub const MAX_REOPENS: u32 = 2;
+
+/// Watches a just-opened session for a server that forgot it (see
+/// [`REOPEN_AFTER`]); for every client that opens a session to a server.
+#[derive(Debug, Clone, Copy)]
+pub struct SilentServer {
+    opened: Instant,
+    /// The session's received-packet count when it opened (the RIKeying
+    /// counts), to tell whether the server has said anything since.
+    rx_at_open: u64,
+}
+
+impl SilentServer {
+    /// `h` just opened.
+    pub fn opened(ep: &Endpoint, h: SessionHandle, now: Instant) -> Self {
+        Self {
+            opened: now,
+            rx_at_open: ep.session(h).map_or(0, |s| s.counters.rx_packets),
+        }
+    }
+
+    /// When to look.
+    pub fn check_at(&self) -> Instant {
+        self.opened + REOPEN_AFTER
+    }
+
+    /// By `now`, `h` is open and nothing has come from the server since it
+    /// opened: start over.
+    pub fn is_silent(&self, ep: &Endpoint, h: SessionHandle, now: Instant) -> bool {
+        now >= self.check_at()
+            && ep
+                .session(h)
+                .is_some_and(|s| s.state == State::Open && s.counters.rx_packets == self.rx_at_open)
+    }
+}
+
 /// What to connect to.
 #[derive(Debug, Clone)]
 pub struct SetupConfig {
@@ -60,6 +109,9 @@ pub struct Setup {
     finished: bool,
     /// We are closing it: flows and the session ending is expected.
     closing: bool,
+    /// Fresh handshakes started after a silent server (see [`REOPEN_AFTER`]).
+    reopens: u32,
+    silent: Option<SilentServer>,
 }
 
 impl Setup {
@@ -86,7 +138,38 @@ impl Setup {
             connected: false,
             finished: false,
             closing: false,
+            reopens: 0,
+            silent: None,
         })
+    }
+
+    /// The watch on the opened session, while starting over is still an option.
+    fn watching(&self) -> Option<SilentServer> {
+        let live = !(self.connected || self.finished || self.closing);
+        self.silent.filter(|_| live && self.reopens < MAX_REOPENS)
+    }
+
+    /// Abandons the silent session (a lone Close Ack tells a server that
+    /// still has it) and starts a new handshake to the same candidates.
+    fn reopen(&mut self, ep: &mut Endpoint, now: Instant) -> Result<(), Failure> {
+        tracing::debug!(
+            session = self.session.0,
+            "nothing from the server since the session opened; starting over"
+        );
+        ep.close(now, self.session, false);
+        let epd = crate::proto::crypto::epd_for_uri(&self.cfg.url);
+        self.session = ep.connect(now, &epd, &self.cfg.candidates).map_err(|e| {
+            Failure::new(
+                Phase::Hello,
+                Kind::Protocol,
+                format!("cannot start a session: {e:?}"),
+            )
+        })?;
+        self.reopens += 1;
+        self.opened = None;
+        self.silent = None;
+        self.tc = None;
+        Ok(())
     }
 
     pub fn session(&self) -> SessionHandle {
@@ -122,8 +205,16 @@ impl Setup {
         }
     }
 
-    /// Until connected: when to give up.
+    /// Until connected: when [`Self::on_timeout`] is due next (to give up,
+    /// or earlier to see whether the server has been silent since the
+    /// session opened).
     pub fn deadline(&self) -> Option<Instant> {
+        let give_up = self.give_up_at()?;
+        let check = self.watching().map(|w| w.check_at());
+        Some(check.map_or(give_up, |c| c.min(give_up)))
+    }
+
+    fn give_up_at(&self) -> Option<Instant> {
         (!self.connected && !self.finished).then(|| self.started + self.cfg.timeout)
     }
 
@@ -159,8 +250,15 @@ impl Setup {
     }
 
     pub fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) -> Option<SetupEvent> {
-        let deadline = self.deadline()?;
+        let deadline = self.give_up_at()?;
         if now < deadline {
+            if self
+                .watching()
+                .is_some_and(|w| w.is_silent(ep, self.session, now))
+                && let Err(f) = self.reopen(ep, now)
+            {
+                return self.fail(ep, now, f);
+            }
             return None;
         }
         let f = if self.opened.is_some() {
@@ -190,6 +288,7 @@ impl Setup {
         match event {
             Event::Opened { session, .. } if session == self.session => {
                 self.opened = Some(now);
+                self.silent = Some(SilentServer::opened(ep, session, now));
                 let connect: Connect = TcClient::flash_connect(&self.cfg.app, &self.cfg.url);
                 let mut tc = TcClient::new(session, connect);
                 let r = tc.start(ep);

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use super::failure::Failure;
+use super::setup::{MAX_REOPENS, SilentServer};
 use super::tc::{TcClient, TcEvent};
 use crate::flash::amf0::Limits;
 use crate::flash::command::{code, name};
@@ -182,6 +183,9 @@ pub struct StreamApp {
     app_name: Arc<str>,
     stream_name: Arc<str>,
     rate: std::cell::Cell<dashboard::RateMark>,
+    /// A server that forgot the session: start over, as `client::setup` does.
+    silent: Option<SilentServer>,
+    reopens: u32,
 }
 
 impl StreamApp {
@@ -209,6 +213,36 @@ impl StreamApp {
             app_name,
             stream_name,
             rate: Default::default(),
+            silent: None,
+            reopens: 0,
+        }
+    }
+
+    /// When to look for a silent server while `connect` is unanswered.
+    fn reopen_check(&self) -> Option<Instant> {
+        let watching = matches!(self.phase, Phase::Connecting) && self.reopens < MAX_REOPENS;
+        self.silent.filter(|_| watching).map(|w| w.check_at())
+    }
+
+    /// Abandons a session the server has said nothing on since it opened
+    /// and starts a new handshake, within the same deadline.
+    fn reopen(&mut self, ep: &mut Endpoint, now: Instant) {
+        if let Some(h) = self.session.take() {
+            ep.close(now, h, false);
+        }
+        self.reopens += 1;
+        self.silent = None;
+        self.tc = None;
+        let epd = crate::proto::crypto::epd_for_uri(&self.cfg.url);
+        match ep.connect(now, &epd, &self.cfg.candidates) {
+            Ok(h) => {
+                self.session = Some(h);
+                self.phase = Phase::Handshake;
+            }
+            Err(e) => {
+                self.failure = Some(Failure::protocol(format!("cannot start session: {e:?}")));
+                self.phase = Phase::Done;
+            }
         }
     }
 
@@ -694,6 +728,7 @@ impl App for StreamApp {
         match event {
             Event::Opened { session, .. } if Some(session) == self.session => {
                 self.phase = Phase::Connecting;
+                self.silent = Some(SilentServer::opened(ep, session, now));
                 let mut tc = TcClient::new(
                     session,
                     TcClient::flash_connect(&self.cfg.app, &self.cfg.url),
@@ -779,9 +814,10 @@ impl App for StreamApp {
     fn timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::Start => Some(Instant::ZERO),
-            Phase::Handshake | Phase::Connecting | Phase::CreatingStream | Phase::Starting => {
-                Some(self.deadline)
-            }
+            Phase::Handshake | Phase::Connecting | Phase::CreatingStream | Phase::Starting => Some(
+                self.reopen_check()
+                    .map_or(self.deadline, |c| c.min(self.deadline)),
+            ),
             Phase::Draining | Phase::Unpublishing { .. } => Some(self.deadline),
             Phase::Closing { until } => Some(until),
             // A publisher refreshes its queue figure for whoever feeds it.
@@ -803,6 +839,16 @@ impl App for StreamApp {
                     ep.close(now, h, false);
                 }
                 self.phase = Phase::Done;
+            }
+            Phase::Connecting
+                if now < self.deadline
+                    && self.reopen_check().is_some()
+                    && self
+                        .silent
+                        .zip(self.session)
+                        .is_some_and(|(w, h)| w.is_silent(ep, h, now)) =>
+            {
+                self.reopen(ep, now);
             }
             Phase::Connecting | Phase::CreatingStream | Phase::Starting if now >= self.deadline => {
                 let what = match self.phase {

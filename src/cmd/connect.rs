@@ -157,7 +157,7 @@ pub(crate) fn endpoint(
 }
 
 /// Flash Player's crypto for the Flash-era fallback: group 2 only.
-fn flash_crypto(crypto: &CryptoSettings) -> CryptoSettings {
+pub(crate) fn flash_crypto(crypto: &CryptoSettings) -> CryptoSettings {
     CryptoSettings {
         groups: vec![DhGroup::G2],
         ..crypto.clone()
@@ -229,6 +229,7 @@ async fn run_async(args: ConnectArgs, url: RtmfpUrl, stop: Stop) -> i32 {
                     &args,
                     &url,
                     &identity,
+                    flash.as_ref(),
                     &crypto,
                     &candidates,
                     &stop,

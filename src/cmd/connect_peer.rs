@@ -22,6 +22,7 @@ pub async fn run(
     args: &ConnectArgs,
     url: &RtmfpUrl,
     identity: &Identity,
+    flash: Option<&Identity>,
     crypto: &CryptoSettings,
     candidates: &[SocketAddr],
     stop: &Stop,
@@ -43,7 +44,7 @@ pub async fn run(
         return exit::USAGE;
     }
     let clock = Clock::new();
-    let (ep, sockets, locals) =
+    let (mut ep, sockets, locals) =
         match super::connect::endpoint(identity, crypto, None, candidates, &clock, None) {
             Ok(x) => x,
             Err(e) => {
@@ -51,6 +52,11 @@ pub async fn run(
                 return exit::FAILURE;
             }
         };
+    // The server knows us by `identity`; only Flash Player peers, which
+    // cannot read its certificate, get the Flash-compatible one.
+    if let Some(f) = flash {
+        ep.set_flash_fallback_for_peers(f.clone(), super::connect::flash_crypto(crypto));
+    }
     let cfg = PeerAppConfig {
         url: url.original.clone(),
         app: url.app.clone(),
@@ -211,11 +217,13 @@ pub fn to_json(o: &PeerOutput) -> Json {
                 rtt,
                 server_rtt,
                 group,
+                flash_player,
                 candidates,
                 ..
             } => json!({"type": "peer_opened", "target": target, "peer_id": peer_id_hex(peer),
                 "addr": addr.to_string(), "path": path.as_str(), "elapsed_ms": ms(*elapsed),
                 "rtt_ms": rtt.map(ms), "server_rtt_ms": server_rtt.map(ms), "dh_group": group,
+                "keyed_as_flash_player": flash_player,
                 "candidates": candidates_json(candidates)}),
             PeerEvent::Failed {
                 peer,
@@ -301,13 +309,19 @@ pub fn to_text(o: &PeerOutput) -> String {
                 elapsed,
                 rtt,
                 group,
+                flash_player,
                 ..
             } => format!(
-                "peer {}: direct session open to {addr} ({} path) in {:.1} ms, rtt {}, DH group {group}",
+                "peer {}: direct session open to {addr} ({} path) in {:.1} ms, rtt {}, DH group {group}{}",
                 name(target, peer),
                 path.as_str(),
                 ms(*elapsed),
-                rtt.map_or("unmeasured".into(), |r| format!("{:.1} ms", ms(r)))
+                rtt.map_or("unmeasured".into(), |r| format!("{:.1} ms", ms(r))),
+                if *flash_player {
+                    " (keyed as Flash Player: the peer reads only that certificate)"
+                } else {
+                    ""
+                }
             ),
             PeerEvent::Failed {
                 peer, explanation, ..

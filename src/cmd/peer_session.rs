@@ -200,9 +200,10 @@ pub async fn open(
         }
     };
     let groups = super::connect::groups(t.dh_group);
-    // Peers know each other by this identity's fingerprint: no second,
-    // Flash-only identity here (as `connect --peer`).
-    let (identity, _) = super::connect::identities(&groups, false).map_err(|e| {
+    // Peers know each other by this identity's fingerprint; the Flash
+    // Player identity (with `auto`) serves those that cannot read it.
+    let auto = t.dh_group == crate::cli::DhChoice::Auto;
+    let (identity, flash) = super::connect::identities(&groups, auto).map_err(|e| {
         eprintln!("rtmfp {cmd}: {e}");
         exit::FAILURE
     })?;
@@ -211,13 +212,26 @@ pub async fn open(
         ..CryptoSettings::preferred()
     };
     let clock = Clock::new();
-    let (ep, sockets, locals) =
+    let (mut ep, sockets, locals) =
         super::connect::endpoint(&identity, &crypto, None, &candidates, &clock, None).map_err(
             |e| {
                 eprintln!("rtmfp {cmd}: cannot bind: {e}");
                 exit::FAILURE
             },
         )?;
+    if let Some(f) = flash {
+        let settings = super::connect::flash_crypto(&crypto);
+        if matches!(mode, PeerMode::Publish) {
+            // Peers ask the server for the publisher by the peer ID it
+            // registered, and we answer them with that identity: it must
+            // be the one the server knows.
+            ep.set_flash_fallback_for_peers(f, settings);
+        } else {
+            // Only opening sessions: a Flash-era server (MonaServer) may
+            // know us by the Flash identity too, as `subscribe` does.
+            ep.set_flash_fallback(f, settings);
+        }
+    }
     let base = PeerAppConfig {
         url: url.server.original.clone(),
         app: url.server.app.clone(),

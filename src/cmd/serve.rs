@@ -732,6 +732,9 @@ fn load_identity(args: &ServeArgs) -> Result<(Identity, String), String> {
         // session), like tcserver without -x.
         let id = Identity::generate_ephemeral_server(&DhGroup::ALL, &mut OsRng)
             .map_err(|e| format!("cannot generate an identity: {e}"))?;
+        // Per-session keys come from per-group tables: build them now, off
+        // the startup path, rather than in the first handshake.
+        std::thread::spawn(|| DhGroup::ALL.into_iter().for_each(DhGroup::prepare));
         return Ok((id, "ephemeral".to_owned()));
     }
     let path = match &args.identity {

@@ -133,6 +133,9 @@ pub struct Keying {
     pub cookie_changed: bool,
     /// Keying with the Flash fallback identity (a Flash-era responder).
     pub flash_fallback: bool,
+    /// The responder's certificate looked Flash-era (whether or not we
+    /// had the fallback to answer it with).
+    pub flash_era: bool,
     /// Packets for our ISID that arrived before RIKeying could be processed.
     pub early: VecDeque<(u16, SocketAddr, Vec<u8>)>,
 }
@@ -284,6 +287,10 @@ pub struct FarIdentity {
     /// the responder's certificate looked Flash-era (see
     /// [`crate::proto::endpoint::Endpoint::set_flash_fallback`]).
     pub flash_fallback: bool,
+    /// The far certificate looked like a Flash-era server's (MonaServer,
+    /// Cumulus), which reads only Flash Player's certificate: if we did not
+    /// key as Flash Player, it may not understand anything we send.
+    pub flash_era: bool,
 }
 
 pub struct Session {

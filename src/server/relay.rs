@@ -9,6 +9,8 @@
 //! so what it does get decodes. A slow subscriber therefore costs only its
 //! own frames: the publisher and the other subscribers never wait for it.
 
+use bytes::Bytes;
+
 use crate::flash::av::{audio_info, video_info};
 use crate::flash::message::{HEADER_LEN, msg_type};
 use crate::media::netstream::{Lane, StreamOut, timestamp_of};
@@ -132,13 +134,9 @@ impl Subscriber {
     /// Relays one framed publisher message (audio, video or data),
     /// rewriting its timestamp. `config` marks sequence headers and data
     /// frames, which are never skipped and never dropped for lack of room.
-    pub fn deliver(
-        &mut self,
-        ep: &mut Endpoint,
-        now: Instant,
-        msg: &[u8],
-        scratch: &mut Vec<u8>,
-    ) -> Outcome {
+    /// The message's payload is shared with every other subscriber's flows,
+    /// never copied: only the rebased header is this subscriber's own.
+    pub fn deliver(&mut self, ep: &mut Endpoint, now: Instant, msg: &Bytes) -> Outcome {
         let t = msg.first().copied().unwrap_or(0);
         let payload = msg.get(HEADER_LEN..).unwrap_or(&[]);
         let media = t == msg_type::AUDIO || t == msg_type::VIDEO;
@@ -192,13 +190,13 @@ impl Subscriber {
             }
         }
         let ts = self.out_ts(timestamp_of(msg));
-        let r = if self.asis || ts == timestamp_of(msg) {
-            self.out.write_raw(ep, now, msg)
+        let r = if self.asis || ts == timestamp_of(msg) || msg.len() < HEADER_LEN {
+            self.out.write_shared(ep, now, &[], msg)
         } else {
-            scratch.clear();
-            scratch.extend_from_slice(msg);
-            scratch[1..HEADER_LEN].copy_from_slice(&ts.to_be_bytes());
-            self.out.write_raw(ep, now, scratch)
+            let mut head = [t, 0, 0, 0, 0];
+            head[1..].copy_from_slice(&ts.to_be_bytes());
+            self.out
+                .write_shared(ep, now, &head, &msg.slice(HEADER_LEN..))
         };
         match r {
             Ok(()) => {

@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use crate::flash::amf0::Limits;
 use crate::flash::av::{audio_info, video_info};
 use crate::flash::command::{DataFrame, code, data_frame, name, rtmp_sample_access};
@@ -143,19 +145,20 @@ type Key = (std::sync::Arc<str>, [u8; 32]);
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
     /// Stored data frames: key, then the message payload without `@setDataFrame`.
-    pub(crate) data_frames: Vec<(String, Vec<u8>)>,
-    pub(crate) audio_config: Option<Vec<u8>>,
-    pub(crate) video_config: Option<Vec<u8>>,
+    pub(crate) data_frames: Vec<(String, Bytes)>,
+    /// Framed messages, shared with the flows they were relayed into.
+    pub(crate) audio_config: Option<Bytes>,
+    pub(crate) video_config: Option<Bytes>,
     /// Framed messages from the last video keyframe on.
-    pub(crate) gop: Vec<Vec<u8>>,
+    pub(crate) gop: Vec<Bytes>,
     gop_bytes: usize,
 }
 
 impl Cache {
     fn bytes(&self) -> usize {
         self.gop_bytes
-            + self.audio_config.as_ref().map_or(0, Vec::len)
-            + self.video_config.as_ref().map_or(0, Vec::len)
+            + self.audio_config.as_ref().map_or(0, Bytes::len)
+            + self.video_config.as_ref().map_or(0, Bytes::len)
             + self.data_frames.iter().map(|(_, d)| d.len()).sum::<usize>()
     }
 }
@@ -259,7 +262,6 @@ pub struct Streams {
     events: Vec<MediaEvent>,
     stats: MediaStats,
     limits: Limits,
-    scratch: Vec<u8>,
     /// When publishers' liveness is checked next (`None`: no publisher).
     next_liveness_check: Option<Instant>,
 }
@@ -280,7 +282,6 @@ impl Streams {
             events: Vec::new(),
             stats: MediaStats::default(),
             limits,
-            scratch: Vec::new(),
             next_liveness_check: None,
         }
     }
@@ -362,9 +363,14 @@ impl Streams {
             self.stats.rejected += 1;
             return Effect::None;
         }
-        if t == msg_type::DATA && self.relay_plain_data(ep, now, ctx.session, sid, &data) {
-            return Effect::None;
-        }
+        let data = if t == msg_type::DATA {
+            match self.relay_plain_data(ep, now, ctx.session, sid, data) {
+                Some(data) => data,
+                None => return Effect::None,
+            }
+        } else {
+            data
+        };
         match classify(data, self.limits) {
             Ok(Incoming::Command(c)) => self.on_command(ep, now, ctx, sid, &c),
             Ok(Incoming::Data {
@@ -746,14 +752,25 @@ impl Streams {
             .or(c.audio_config.as_ref())
             .map_or(0, |m| timestamp_of(m));
         let at = e.link.anchor(anchor_in);
+        let head = |t: u8| {
+            let mut h = [t, 0, 0, 0, 0];
+            h[1..].copy_from_slice(&at.to_be_bytes());
+            h
+        };
         for (_, payload) in &c.data_frames {
-            let _ = e.link.out.write(ep, now, msg_type::DATA, at, payload);
+            let _ = e
+                .link
+                .out
+                .write_shared(ep, now, &head(msg_type::DATA), payload);
         }
         for m in [&c.audio_config, &c.video_config].into_iter().flatten() {
-            let _ = e.link.out.write(ep, now, m[0], at, &m[HEADER_LEN..]);
+            let _ = e
+                .link
+                .out
+                .write_shared(ep, now, &head(m[0]), &m.slice(HEADER_LEN..));
         }
         for m in &c.gop {
-            if e.link.deliver(ep, now, m, &mut self.scratch) == Outcome::Sent {
+            if e.link.deliver(ep, now, m) == Outcome::Sent {
                 self.stats.messages_out += 1;
                 self.stats.bytes_out += m.len() as u64;
             }
@@ -788,10 +805,12 @@ impl Streams {
             p.messages += 1;
             p.rate.add(now, data.len());
         }
+        // One allocation for every subscriber's flows and the cache.
+        let data = Bytes::from(data);
         let mut finished = false;
         for s in &stream.subscribers {
             if let Some(e) = self.ends.get_mut(s) {
-                let r = e.link.deliver(ep, now, &data, &mut self.scratch);
+                let r = e.link.deliver(ep, now, &data);
                 finished |= e.link.finished;
                 match r {
                     Outcome::Sent => {
@@ -811,47 +830,47 @@ impl Streams {
 
     /// The hot path of NetStream.send: an AMF0 data message from a
     /// publisher that is not `@setDataFrame`/`@clearDataFrame` goes to every
-    /// subscriber as it came, validated but not decoded, copied only into
-    /// each subscriber's flow. False leaves the message to [`Self::on_data`].
+    /// subscriber as it came, validated but not decoded, shared by every
+    /// subscriber's flow. The message comes back when it is left to
+    /// [`Self::on_data`].
     fn relay_plain_data(
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
         h: SessionHandle,
         sid: u32,
-        data: &[u8],
-    ) -> bool {
+        data: Vec<u8>,
+    ) -> Option<Vec<u8>> {
         let Some(Role::Publishing(key)) = self.ends.get(&(h, sid)).map(|e| &e.role) else {
-            return false;
+            return Some(data);
         };
         let Some(payload) = data.get(HEADER_LEN..) else {
-            return false;
+            return Some(data);
         };
         if matches!(
             crate::flash::amf0::leading_str(payload),
             Some(name::SET_DATA_FRAME | name::CLEAR_DATA_FRAME)
         ) {
-            return false;
+            return Some(data);
         }
         if crate::flash::amf0::check_all(payload, self.limits).is_err() {
             self.stats.rejected += 1;
-            return true;
+            return None;
         }
         let key = key.clone();
-        let Some(stream) = self.streams.get(&key) else {
-            return true;
-        };
+        let stream = self.streams.get(&key)?;
         self.stats.messages_in += 1;
         self.stats.bytes_in += payload.len() as u64;
+        let data = Bytes::from(data);
         for s in &stream.subscribers {
             if let Some(e) = self.ends.get_mut(s)
-                && e.link.deliver(ep, now, data, &mut self.scratch) == Outcome::Sent
+                && e.link.deliver(ep, now, &data) == Outcome::Sent
             {
                 self.stats.messages_out += 1;
                 self.stats.bytes_out += data.len() as u64;
             }
         }
-        true
+        None
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -877,7 +896,7 @@ impl Streams {
         };
         self.stats.messages_in += 1;
         self.stats.bytes_in += payload.len() as u64;
-        let forward: Vec<u8> = match data_frame(values) {
+        let (forward, set_key): (&[u8], _) = match data_frame(values) {
             DataFrame::Set { key: k, .. } => {
                 // Drop the leading "@setDataFrame" string value, keeping the
                 // rest byte for byte.
@@ -885,26 +904,30 @@ impl Streams {
                     self.stats.rejected += 1;
                     return;
                 };
-                let frames = &mut stream.cache.data_frames;
-                frames.retain(|(fk, _)| fk != k);
-                if frames.len() < self.cfg.max_data_frames {
-                    frames.push((k.to_owned(), rest.to_vec()));
-                }
-                rest.to_vec()
+                (rest, Some(k))
             }
             DataFrame::Clear { key: k } => {
                 stream.cache.data_frames.retain(|(fk, _)| fk != k);
                 return;
             }
-            DataFrame::Forward => payload.to_vec(),
+            DataFrame::Forward => (payload, None),
         };
         let mut msg = Vec::with_capacity(HEADER_LEN + forward.len());
         msg.push(msg_type::DATA);
         msg.extend_from_slice(&timestamp.to_be_bytes());
-        msg.extend_from_slice(&forward);
+        msg.extend_from_slice(forward);
+        // One allocation for every subscriber and the stored data frame.
+        let msg = Bytes::from(msg);
+        if let Some(k) = set_key {
+            let frames = &mut stream.cache.data_frames;
+            frames.retain(|(fk, _)| fk != k);
+            if frames.len() < self.cfg.max_data_frames {
+                frames.push((k.to_owned(), msg.slice(HEADER_LEN..)));
+            }
+        }
         for s in &stream.subscribers {
             if let Some(e) = self.ends.get_mut(s)
-                && e.link.deliver(ep, now, &msg, &mut self.scratch) == Outcome::Sent
+                && e.link.deliver(ep, now, &msg) == Outcome::Sent
             {
                 self.stats.messages_out += 1;
                 self.stats.bytes_out += msg.len() as u64;
@@ -1039,7 +1062,7 @@ impl Streams {
 /// Keeps what a late subscriber needs: sequence headers apart, and every
 /// message from the last video keyframe on (within `limit` bytes; past it
 /// the group is dropped and the next keyframe starts a new one).
-pub(crate) fn cache_media(c: &mut Cache, data: Vec<u8>, limit: usize) {
+pub(crate) fn cache_media(c: &mut Cache, data: Bytes, limit: usize) {
     let t = data[0];
     let payload = &data[HEADER_LEN..];
     if t == msg_type::VIDEO {

@@ -143,6 +143,26 @@ impl StreamOut {
         r
     }
 
+    /// Writes the framed message `head ‖ body`, sharing `body` with every
+    /// other flow it goes to (a relay's fan-out: no copy per subscriber);
+    /// `head` is this stream's own prefix, such as a rebased TC header.
+    pub fn write_shared(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        head: &[u8],
+        body: &bytes::Bytes,
+    ) -> Result<(), FlowError> {
+        let t = head.first().or(body.first()).copied().unwrap_or(0);
+        let lane = Lane::for_type(t);
+        let flow = self.open(ep, lane)?;
+        let opts = self.options(lane, now);
+        let t = ep.transport(self.session).ok_or(FlowError::Closed)?;
+        let r = t.write_shared(flow, head, body, opts);
+        ep.wake(self.session);
+        r
+    }
+
     /// Writes a message from its parts.
     pub fn write(
         &mut self,

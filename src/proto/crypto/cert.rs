@@ -146,6 +146,20 @@ impl<'a> Certificate<'a> {
         self.accepts_ancillary
     }
 
+    /// Whether this is Flash Player's own certificate, as Flash peers and
+    /// librtmfp present it: one static group-2 key and nothing else
+    /// (spec 03 §4.3). Such a peer keys only in group 2 and reads only a
+    /// certificate of the same layout from us.
+    pub fn is_flash_player_peer(&self) -> bool {
+        let mut opts = Options::opts(self.canonical());
+        let only = opts.next();
+        opts.next().is_none()
+            && only.is_some_and(|o| {
+                o.typ == cert_opt::STATIC_KEY
+                    && split_group(o.value).is_some_and(|(g, _)| g == u64::from(DhGroup::G2.id()))
+            })
+    }
+
     /// Whether this is a Flash-era server certificate (Adobe Cirrus and its
     /// descendants Cumulus and MonaServer, spec 03 §4.3 and 06): ephemeral
     /// groups listed weakest first starting with group 2, after the extra
@@ -233,5 +247,34 @@ mod flash_era_tests {
         assert!(!ours.parsed().is_flash_era());
         let flash = Identity::generate_static(&[DhGroup::G2], None, false, &mut rng).unwrap();
         assert!(!flash.parsed().is_flash_era());
+    }
+
+    #[test]
+    fn flash_player_peer_certificates_are_recognised() {
+        // Flash Player / librtmfp: exactly `81 02 1d 02` + a 128-byte key.
+        let mut player = vec![0x81, 0x02, 0x1d, 0x02];
+        player.extend([0x77; 128]);
+        assert!(Certificate::parse(&player).unwrap().is_flash_player_peer());
+
+        let mut rng = SeededRng::new(4);
+        let single = Identity::generate_static(&[DhGroup::G2], None, false, &mut rng).unwrap();
+        assert_eq!(single.certificate().len(), 132);
+        assert_eq!(&single.certificate()[..4], &player[..4]);
+        assert!(single.parsed().is_flash_player_peer());
+        // Anything more or else is not Flash Player's: another group, a
+        // second key, a hostname, or a server's ephemeral groups.
+        for groups in [
+            &[DhGroup::G14][..],
+            &[DhGroup::G14, DhGroup::G2],
+            &DhGroup::ALL,
+        ] {
+            let id = Identity::generate_static(groups, None, false, &mut rng).unwrap();
+            assert!(!id.parsed().is_flash_player_peer(), "{groups:?}");
+        }
+        let mut named = vec![0x05, 0x00, b'h', b'o', b's', b't'];
+        named.extend(&player);
+        assert!(!Certificate::parse(&named).unwrap().is_flash_player_peer());
+        let server = Identity::generate_ephemeral_server(&[DhGroup::G2], &mut rng).unwrap();
+        assert!(!server.parsed().is_flash_player_peer());
     }
 }

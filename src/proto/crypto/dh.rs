@@ -154,13 +154,13 @@ impl DhGroup {
         };
         CELLS[i].get_or_init(|| {
             let p = decode_hex(hex);
-            // Key generation's exponents get the fixed-base comb.
+            // Key generation's exponents get the fixed-base table.
             let bits = self.exponent_bits() as usize;
             let monty = match self {
-                DhGroup::G2 => GroupParams::G2(Monty::new(&p).with_comb(bits)),
-                DhGroup::G5 => GroupParams::G5(Monty::new(&p).with_comb(bits)),
-                DhGroup::G14 => GroupParams::G14(Monty::new(&p).with_comb(bits)),
-                DhGroup::G16 => GroupParams::G16(Monty::new(&p).with_comb(bits)),
+                DhGroup::G2 => GroupParams::G2(Monty::new(&p).with_fixed_base(bits)),
+                DhGroup::G5 => GroupParams::G5(Monty::new(&p).with_fixed_base(bits)),
+                DhGroup::G14 => GroupParams::G14(Monty::new(&p).with_fixed_base(bits)),
+                DhGroup::G16 => GroupParams::G16(Monty::new(&p).with_fixed_base(bits)),
             };
             // p ends in 64 one bits, so p - 2^24 only clears bit 24.
             let mut upper = p.clone();
@@ -168,6 +168,12 @@ impl DhGroup {
             upper[n - 4] &= !1;
             Group { monty, p, upper }
         })
+    }
+
+    /// Builds the group's tables now instead of in its first key generation
+    /// (the fixed-base table of group 16 takes about 10 ms of CPU).
+    pub fn prepare(self) {
+        self.params();
     }
 
     /// The prime, big-endian, full length.
@@ -217,16 +223,7 @@ pub fn validate_public_key(group: DhGroup, y: &[u8]) -> Result<(), CryptoError> 
     if y.is_empty() || y.len() > group.prime_len() {
         return Err(CryptoError::BadPublicKey);
     }
-    let (mut ones, mut zeros) = (0u32, 0u32);
-    for &byte in y {
-        for bit in 0..8 {
-            if byte >> bit & 1 == 1 {
-                ones += 1;
-            } else if ones > 0 {
-                zeros += 1;
-            }
-        }
-    }
+    let (ones, zeros) = bit_counts(y);
     if ones < MIN_BIT_COUNT || zeros < MIN_BIT_COUNT {
         return Err(CryptoError::BadPublicKey);
     }
@@ -240,6 +237,18 @@ pub fn validate_public_key(group: DhGroup, y: &[u8]) -> Result<(), CryptoError> 
         return Err(CryptoError::BadPublicKey);
     }
     Ok(())
+}
+
+/// The one bits of `y`, and the zero bits the reference's walk (bytes first
+/// to last, bits 0x01 to 0x80 within each) meets from its first one bit on;
+/// counted by whole bytes (a public value, so not constant time).
+fn bit_counts(y: &[u8]) -> (u32, u32) {
+    let ones: u32 = y.iter().map(|b| b.count_ones()).sum();
+    let zeros = match y.iter().position(|&b| b != 0) {
+        Some(i) => (y.len() - i) as u32 * 8 - y[i].trailing_zeros() - ones,
+        None => 0,
+    };
+    (ones, zeros)
 }
 
 /// A DH shared secret `K`, minimal-length big-endian (spec 03 §8.1); zeroized on drop.
@@ -409,6 +418,43 @@ mod tests {
             let k2 = b.shared_secret(a.public_key()).unwrap();
             assert_eq!(k1.as_bytes(), k2.as_bytes());
             assert!(k1.as_bytes().len() > g.prime_len() - 4);
+        }
+    }
+
+    /// The byte-wise counts match the reference's bit-by-bit walk.
+    #[test]
+    fn bit_counts_match_the_reference_walk() {
+        let walk = |y: &[u8]| {
+            let (mut ones, mut zeros) = (0u32, 0u32);
+            for &byte in y {
+                for bit in 0..8 {
+                    if byte >> bit & 1 == 1 {
+                        ones += 1;
+                    } else if ones > 0 {
+                        zeros += 1;
+                    }
+                }
+            }
+            (ones, zeros)
+        };
+        let mut rng = SeededRng::new(11);
+        for len in 0..70 {
+            for shape in 0..6u8 {
+                let mut y = vec![0u8; len];
+                rng.fill(&mut y);
+                match shape {
+                    0 => {}
+                    1 => y.iter_mut().take(len / 2).for_each(|b| *b = 0),
+                    2 => y.iter_mut().for_each(|b| *b &= 0x11),
+                    3 => y.iter_mut().for_each(|b| *b = 0),
+                    4 => y.iter_mut().for_each(|b| *b = 0xff),
+                    _ => y
+                        .iter_mut()
+                        .take(len.saturating_sub(1))
+                        .for_each(|b| *b = 0),
+                }
+                assert_eq!(bit_counts(&y), walk(&y), "{y:02x?}");
+            }
         }
     }
 

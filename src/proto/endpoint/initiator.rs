@@ -161,7 +161,8 @@ impl Endpoint {
         // A Flash-era server (Cirrus lineage: Cumulus, MonaServer) keys with
         // group 2 whatever it advertises and reads only Flash Player's
         // single-key certificate (spec 06): answer it as Flash Player would.
-        let flash = self.flash_fallback.is_some() && cert.is_flash_era();
+        let flash = self.flash_fallback.is_some()
+            && ((self.flash_for_servers && cert.is_flash_era()) || cert.is_flash_player_peer());
         let preferred;
         let (identity, settings) = match (&self.flash_fallback, flash, groups) {
             (Some(f), true, _) => (&f.0, &f.1),
@@ -218,6 +219,7 @@ impl Endpoint {
                 schedule,
                 cookie_changed: false,
                 flash_fallback: flash,
+                flash_era: cert.is_flash_era(),
                 early: VecDeque::new(),
             });
             o.rhello_from = Some(from);
@@ -371,6 +373,7 @@ impl Endpoint {
             sseq_tx: keys.sseq_tx,
             sseq_rx: keys.sseq_rx,
             flash_fallback: keying_state.flash_fallback,
+            flash_era: keying_state.flash_era,
         });
         let (iface, far_addr) = (s.iface, s.far_addr);
         tracing::debug!(
@@ -550,8 +553,20 @@ impl Endpoint {
     /// their certificate's layout) with `identity`, Flash Player's
     /// single-key group-2 certificate, and `crypto`: those servers key with
     /// group 2 whatever they advertise and misread any other certificate.
+    /// Peers that present Flash Player's own certificate (Flash, librtmfp)
+    /// are answered the same way.
     pub fn set_flash_fallback(&mut self, identity: Identity, crypto: CryptoSettings) {
         self.flash_fallback = Some(Box::new((identity, crypto)));
+        self.flash_for_servers = true;
+    }
+
+    /// As [`Self::set_flash_fallback`], for Flash Player peers only: our
+    /// sessions to servers keep our own identity, whose fingerprint is the
+    /// peer ID the server knows us by. A Flash peer we open a session to
+    /// sees us by the fallback's peer ID instead, since it cannot read ours.
+    pub fn set_flash_fallback_for_peers(&mut self, identity: Identity, crypto: CryptoSettings) {
+        self.flash_fallback = Some(Box::new((identity, crypto)));
+        self.flash_for_servers = false;
     }
 
     /// The identity a session was opened with: ours, or the Flash fallback.

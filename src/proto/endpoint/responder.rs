@@ -359,6 +359,7 @@ impl Endpoint {
             sseq_tx: keys.sseq_tx,
             sseq_rx: keys.sseq_rx,
             flash_fallback: false,
+            flash_era: false,
         });
         s.cipher = keys.cipher;
         let far_addr = s.far_addr;

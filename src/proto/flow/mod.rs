@@ -24,6 +24,7 @@
 //! the session called [`Transport::set_peer_accepts_buffer_probe`]).
 
 mod map;
+mod payload;
 mod recv;
 mod send;
 pub mod seqset;
@@ -49,6 +50,7 @@ use super::rtt::{DELACK_ALARM_PERIOD, RttEstimator};
 use super::time::Instant;
 use super::wire::{Writer, option, vlu};
 
+pub use self::payload::MAX_HEAD;
 pub use self::recv::FRAGMENT_SIZE_BIAS;
 pub use self::stats::{FlowMeta, FlowStats};
 
@@ -413,18 +415,51 @@ impl Transport {
         Ok(id)
     }
 
-    /// Queues one message on a sending flow.
+    /// Queues one message on a sending flow: one copy of it, however many
+    /// fragments it takes (none for a message of up to [`MAX_HEAD`] bytes).
     pub fn write(&mut self, flow: u64, msg: &[u8], opts: WriteOptions) -> Result<(), FlowError> {
+        let f = self.writable(flow, msg.len())?;
+        if msg.len() <= MAX_HEAD {
+            f.write(msg, &bytes::Bytes::new(), &opts);
+        } else {
+            f.write(&[], &bytes::Bytes::copy_from_slice(msg), &opts);
+        }
+        self.stats.messages_written += 1;
+        Ok(())
+    }
+
+    /// Queues the message `head ‖ body` on a sending flow, sharing `body`
+    /// (no copy: a message written to many flows stays one allocation, and
+    /// a retransmission reads it again). `head` is this flow's own prefix,
+    /// such as a rebased timestamp; past [`MAX_HEAD`] bytes it costs a copy.
+    pub fn write_shared(
+        &mut self,
+        flow: u64,
+        head: &[u8],
+        body: &bytes::Bytes,
+        opts: WriteOptions,
+    ) -> Result<(), FlowError> {
+        let f = self.writable(flow, head.len() + body.len())?;
+        if head.len() <= MAX_HEAD {
+            f.write(head, body, &opts);
+        } else {
+            let whole = [head, body].concat();
+            f.write(&[], &whole.into(), &opts);
+        }
+        self.stats.messages_written += 1;
+        Ok(())
+    }
+
+    /// The flow, if it takes a message of `len` bytes now.
+    fn writable(&mut self, flow: u64, len: usize) -> Result<&mut SendFlow, FlowError> {
         let f = self.send.get_mut(&flow).ok_or(FlowError::UnknownFlow)?;
         if f.state != SendState::Open || f.exception.is_some() {
             return Err(FlowError::Closed);
         }
-        if f.queued_bytes > 0 && f.queued_bytes.saturating_add(msg.len()) > self.cfg.send_buffer {
+        if f.queued_bytes > 0 && f.queued_bytes.saturating_add(len) > self.cfg.send_buffer {
             return Err(FlowError::BufferFull);
         }
-        f.write(msg, &opts);
-        self.stats.messages_written += 1;
-        Ok(())
+        Ok(f)
     }
 
     /// Unacknowledged bytes queued on a sending flow (for back-pressure).
@@ -1079,7 +1114,11 @@ impl Transport {
             if frag.abandoned {
                 flags |= data_flags::ABN;
             }
-            let payload: &[u8] = if frag.abandoned { &[] } else { &frag.data };
+            let (head, payload): (&[u8], &[u8]) = if frag.abandoned {
+                (&[], &[])
+            } else {
+                (frag.data.head(), frag.data.body())
+            };
             let consecutive = prev.is_some_and(|p| p.checked_add(1) == Some(frag.sn));
             let len = if consecutive {
                 let c = NextUserData {
@@ -1087,8 +1126,8 @@ impl Transport {
                     options: &[],
                     data: payload,
                 };
-                let len = c.encoded_len();
-                if c.encode(w).is_err() {
+                let len = c.encoded_len() + head.len();
+                if c.encode_with_head(head, w).is_err() {
                     break;
                 }
                 len
@@ -1104,8 +1143,8 @@ impl Transport {
                     options: if opts_needed { &f.startup_opts } else { &[] },
                     data: payload,
                 };
-                let len = c.encoded_len();
-                if c.encode(w).is_err() {
+                let len = c.encoded_len() + head.len();
+                if c.encode_with_head(head, w).is_err() {
                     break;
                 }
                 len

@@ -4,7 +4,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::chunk::data_flags;
+use super::payload::FragmentData;
 use super::{FlowMeta, MAX_DATA_FRAG_LENGTH, Priority, WriteOptions};
 use crate::proto::time::Instant;
 
@@ -20,7 +23,8 @@ pub(super) struct Fragment {
     pub sn: u64,
     /// FRA bits and FIN.
     pub flags: u8,
-    pub data: Vec<u8>,
+    /// A slice of the message, shared with every other flow it was written to.
+    pub data: FragmentData,
     pub msg: u64,
     pub abandoned: bool,
     pub acked: bool,
@@ -170,16 +174,18 @@ impl SendFlow {
         }
     }
 
-    /// Queues one message, cut into fragments.
-    pub fn write(&mut self, msg: &[u8], opts: &WriteOptions) {
+    /// Queues one message, `head ‖ body`, cut into fragments that share
+    /// `body` (`head` at most [`super::payload::MAX_HEAD`] bytes).
+    pub fn write(&mut self, head: &[u8], body: &Bytes, opts: &WriteOptions) {
+        let len = head.len() + body.len();
         self.ever_written = true;
-        self.bytes_written += msg.len() as u64;
+        self.bytes_written += len as u64;
         self.messages_written += 1;
         let id = self.next_msg_id;
         self.next_msg_id += 1;
         let first_sn = self.next_sn;
         let max = self.max_fragment();
-        let count = msg.len().div_ceil(max).max(1);
+        let count = len.div_ceil(max).max(1);
         for i in 0..count {
             let fra = match (count, i) {
                 (1, _) => data_flags::FRA_WHOLE,
@@ -187,9 +193,9 @@ impl SendFlow {
                 (n, i) if i + 1 == n => data_flags::FRA_END,
                 _ => data_flags::FRA_MIDDLE,
             };
-            let lo = (i * max).min(msg.len());
-            let hi = ((i + 1) * max).min(msg.len());
-            self.push_fragment(fra, msg[lo..hi].to_vec(), id);
+            let lo = (i * max).min(len);
+            let hi = ((i + 1) * max).min(len);
+            self.push_fragment(fra, FragmentData::cut(head, body, lo, hi), id);
         }
         let info = MsgInfo {
             id,
@@ -207,7 +213,7 @@ impl SendFlow {
         self.msgs.push_back(info);
     }
 
-    fn push_fragment(&mut self, flags: u8, data: Vec<u8>, msg: u64) {
+    fn push_fragment(&mut self, flags: u8, data: FragmentData, msg: u64) {
         self.queued_bytes += data.len();
         self.queue.push_back(Fragment {
             sn: self.next_sn,
@@ -268,7 +274,7 @@ impl SendFlow {
             if !f.acked && !f.abandoned {
                 f.abandoned = true;
                 self.queued_bytes -= f.data.len();
-                f.data = Vec::new();
+                f.data.clear();
             }
         }
     }
@@ -386,7 +392,7 @@ impl SendFlow {
         }
         f.acked = true;
         self.queued_bytes -= f.data.len();
-        f.data = Vec::new();
+        f.data.clear();
         if f.in_flight {
             f.in_flight = false;
             self.outstanding = self.outstanding.saturating_sub(f.wire_len);
@@ -471,7 +477,11 @@ impl SendFlow {
             let id = self.next_msg_id;
             self.next_msg_id += 1;
             let sn = self.next_sn;
-            self.push_fragment(data_flags::FRA_WHOLE | data_flags::FIN, Vec::new(), id);
+            self.push_fragment(
+                data_flags::FRA_WHOLE | data_flags::FIN,
+                FragmentData::default(),
+                id,
+            );
             if let Some(f) = self.queue.back_mut() {
                 f.abandoned = true;
             }
@@ -534,7 +544,7 @@ mod tests {
     fn flow_with(n: usize) -> SendFlow {
         let mut f = SendFlow::new(1, Priority::Routine, vec![0x01, 0x00]);
         for _ in 0..n {
-            f.write(b"m", &WriteOptions::default());
+            f.write(b"m", &Bytes::new(), &WriteOptions::default());
         }
         f
     }
@@ -581,9 +591,10 @@ mod tests {
             finish_by: Some(t + Duration::from_secs(1)),
             ..Default::default()
         };
-        f.write(b"a", &start);
-        f.write(b"b", &start);
-        f.write(b"c", &finish);
+        let none = Bytes::new();
+        f.write(b"a", &none, &start);
+        f.write(b"b", &none, &start);
+        f.write(b"c", &none, &finish);
         // "b" started before its start deadline: only the finish deadline counts.
         send(&mut f, 1);
         f.mark_started(1);

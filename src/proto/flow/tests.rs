@@ -470,6 +470,79 @@ fn retransmission_timeout_requeues_and_backs_off() {
     assert!(at >= now + DEFAULT_RTX_LIMIT);
 }
 
+/// One message written to many flows (a relay's fan-out) is one buffer:
+/// every flow's fragments are slices of it, each flow's own head rides
+/// inline, a retransmission reads the same slice, and the flows let go of
+/// it once acknowledged.
+#[test]
+fn a_shared_message_is_one_buffer_for_every_flow() {
+    let body = bytes::Bytes::from((0..3000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let range = body.as_ptr_range();
+    let mut senders: Vec<Transport> = (0..3)
+        .map(|_| Transport::new(TransportConfig::default()))
+        .collect();
+    let now = t0();
+    for (k, t) in senders.iter_mut().enumerate() {
+        let f = t.open_flow(b"md", None, Priority::Routine).unwrap();
+        t.write_shared(f, &[9, 0, 0, 0, k as u8], &body, WriteOptions::default())
+            .unwrap();
+        let q = &t.send.get(&f).unwrap().queue;
+        assert_eq!(q.len(), 3);
+        for frag in q {
+            let b = frag.data.body().as_ptr_range();
+            assert!(
+                range.start <= b.start && b.end <= range.end,
+                "fragment bytes are a slice of the shared message"
+            );
+        }
+        assert_eq!(q[0].data.head(), [9, 0, 0, 0, k as u8]);
+        assert!(q[1].data.head().is_empty());
+    }
+    assert!(!body.is_unique(), "the flows hold the message");
+    // Each receiver reassembles its own head and the shared body; the
+    // first packet is lost once, and the retransmission is the same bytes.
+    for (k, t) in senders.iter_mut().enumerate() {
+        let (_, lost) = fill(t, now);
+        let rto = now + t.rtt().erto();
+        assert!(t.handle_timeout(rto).retransmitted);
+        let mut r = Transport::new(TransportConfig::default());
+        let (_, again) = fill(t, rto);
+        assert!(again == lost, "a retransmission reads the same slice");
+        feed(&mut r, rto, &again);
+        let mut got = Vec::new();
+        let mut at = rto;
+        for _ in 0..20 {
+            while t.wants_to_send(at) {
+                let (_, more) = fill(t, at);
+                feed(&mut r, at, &more);
+            }
+            while let Some(e) = r.poll_event() {
+                if let FlowEvent::Message { data, .. } = e {
+                    got.push(data);
+                }
+            }
+            at += Duration::from_millis(100);
+            if r.poll_timeout().is_some_and(|d| d <= at) {
+                r.handle_timeout(at);
+            }
+            let (_, acks) = fill(&mut r, at);
+            feed(t, at, &acks);
+        }
+        let mut want = vec![9, 0, 0, 0, k as u8];
+        want.extend_from_slice(&body);
+        assert!(
+            got == [want],
+            "{} messages, {:?} bytes",
+            got.len(),
+            got.first().map(Vec::len)
+        );
+    }
+    assert!(
+        body.is_unique(),
+        "acknowledged fragments let go of the message"
+    );
+}
+
 #[test]
 fn time_critical_priority_marks_packets() {
     let mut t = Transport::new(TransportConfig::default());

@@ -116,17 +116,29 @@ impl<'a> UserData<'a> {
     }
 
     pub fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        self.encode_with_head(&[], w)
+    }
+
+    /// As [`Self::encode`], the user data being `head` then `data`: a sender
+    /// keeps a short per-receiver header apart from a body it shares.
+    pub fn encode_with_head(&self, head: &[u8], w: &mut Writer<'_>) -> Result<(), WireError> {
         if self.fsn_offset > self.sn {
             return Err(WireError::BadValue);
         }
-        frame(w, chunk_type::USER_DATA, self.payload_len()?, |w| {
-            w.u8(self.flags)?;
-            w.vlu(self.flow_id)?;
-            w.vlu(self.sn)?;
-            w.vlu(self.fsn_offset)?;
-            write_options(w, self.flags, self.options)?;
-            w.bytes(self.data)
-        })
+        frame(
+            w,
+            chunk_type::USER_DATA,
+            self.payload_len()? + head.len(),
+            |w| {
+                w.u8(self.flags)?;
+                w.vlu(self.flow_id)?;
+                w.vlu(self.sn)?;
+                w.vlu(self.fsn_offset)?;
+                write_options(w, self.flags, self.options)?;
+                w.bytes(head)?;
+                w.bytes(self.data)
+            },
+        )
     }
 }
 
@@ -166,11 +178,22 @@ impl<'a> NextUserData<'a> {
     }
 
     pub fn encode(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
-        frame(w, chunk_type::NEXT_USER_DATA, self.payload_len()?, |w| {
-            w.u8(self.flags)?;
-            write_options(w, self.flags, self.options)?;
-            w.bytes(self.data)
-        })
+        self.encode_with_head(&[], w)
+    }
+
+    /// As [`UserData::encode_with_head`].
+    pub fn encode_with_head(&self, head: &[u8], w: &mut Writer<'_>) -> Result<(), WireError> {
+        frame(
+            w,
+            chunk_type::NEXT_USER_DATA,
+            self.payload_len()? + head.len(),
+            |w| {
+                w.u8(self.flags)?;
+                write_options(w, self.flags, self.options)?;
+                w.bytes(head)?;
+                w.bytes(self.data)
+            },
+        )
     }
 }
 
