@@ -233,6 +233,11 @@ impl StreamApp {
         self.reopens += 1;
         self.silent = None;
         self.tc = None;
+        self.handshake(ep, now);
+    }
+
+    /// Starts the handshake with the server.
+    fn handshake(&mut self, ep: &mut Endpoint, now: Instant) {
         let epd = crate::proto::crypto::epd_for_uri(&self.cfg.url);
         match ep.connect(now, &epd, &self.cfg.candidates) {
             Ok(h) => {
@@ -353,18 +358,8 @@ impl StreamApp {
     }
 
     fn start(&mut self, ep: &mut Endpoint, now: Instant) {
-        let epd = crate::proto::crypto::epd_for_uri(&self.cfg.url);
         self.deadline = now + self.cfg.timeout;
-        match ep.connect(now, &epd, &self.cfg.candidates) {
-            Ok(h) => {
-                self.session = Some(h);
-                self.phase = Phase::Handshake;
-            }
-            Err(e) => {
-                self.failure = Some(Failure::protocol(format!("cannot start session: {e:?}")));
-                self.phase = Phase::Done;
-            }
-        }
+        self.handshake(ep, now);
     }
 
     fn on_tc(&mut self, ep: &mut Endpoint, now: Instant, e: TcEvent) {
