@@ -205,3 +205,65 @@ fn joins_shed_by_the_keying_budget_get_in_on_resend() {
 fn stream_joins_shed_by_the_keying_budget_get_in_on_resend() {
     check(true);
 }
+
+/// The failure message of a client on either setup path whose server keys
+/// the session and then vanishes for good: the client starts over after
+/// REOPEN_AFTER and gets no answer at all.
+fn silent_after_keying(stream: bool) -> String {
+    let mut net = Net::new(9, LinkConfig::default());
+    net.add(server_identity(1, G2), EndpointConfig::default());
+    let c = net.add(client_identity(2, G2), EndpointConfig::default());
+    let server_addr = net.nodes[0].addr;
+    let now = net.now;
+    let mut client = Client::new(stream, &mut net.nodes[c].ep, now, server_addr);
+    let end = now + Duration::from_secs(40);
+    while net.now < end {
+        let now = net.now;
+        let events = std::mem::take(&mut net.nodes[c].events);
+        if events.iter().any(|e| matches!(e, Event::Opened { .. })) {
+            net.nodes[0].down = true;
+        }
+        let ep = &mut net.nodes[c].ep;
+        match &mut client {
+            Client::Setup(s) => {
+                let mut out: Vec<SetupEvent> = Vec::new();
+                for e in events {
+                    out.extend(s.on_event(ep, now, e));
+                }
+                out.extend(s.on_timeout(ep, now));
+                for o in out {
+                    if let SetupEvent::Failed(f) = o {
+                        return f.message;
+                    }
+                }
+            }
+            Client::Stream(a) => {
+                for e in events {
+                    a.on_event(ep, now, e);
+                }
+                if a.timeout().is_some_and(|t| t <= now) {
+                    a.on_timeout(ep, now);
+                }
+                if let Some(f) = a.failure() {
+                    return f.message.clone();
+                }
+            }
+        }
+        let step = now + Duration::from_millis(5);
+        if !net.step_until(step) {
+            net.now = step;
+        }
+    }
+    panic!("no failure within the client's timeout");
+}
+
+#[test]
+fn a_server_that_keys_then_goes_silent_is_reported_as_such() {
+    for stream in [false, true] {
+        let m = silent_after_keying(stream);
+        assert!(
+            m.contains("before that the server keyed 1 session(s) with us"),
+            "stream path {stream}: {m}"
+        );
+    }
+}

@@ -97,6 +97,20 @@ pub enum SetupEvent {
     Closed(CloseReason),
 }
 
+/// What a failure adds after `reopens` fresh starts: the last attempt's
+/// phase alone would hide that the server did key with us before it went
+/// quiet. Empty when there were none.
+pub fn restarted_note(reopens: u32) -> String {
+    if reopens == 0 {
+        return String::new();
+    }
+    format!(
+        "; before that the server keyed {reopens} session(s) with us and then said nothing on them \
+         for {} s, so we started over",
+        REOPEN_AFTER.as_secs()
+    )
+}
+
 /// One session being opened, then kept.
 pub struct Setup {
     cfg: SetupConfig,
@@ -261,13 +275,14 @@ impl Setup {
             }
             return None;
         }
-        let f = if self.opened.is_some() {
+        let mut f = if self.opened.is_some() {
             self.watch
                 .connect_unanswered(ep, self.session, self.cfg.timeout)
         } else {
             self.watch
                 .opening_timed_out(ep, self.session, &self.target(), self.cfg.timeout)
         };
+        f.message.push_str(&restarted_note(self.reopens));
         self.fail(ep, now, f)
     }
 

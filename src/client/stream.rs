@@ -826,8 +826,10 @@ impl App for StreamApp {
             Phase::Start => self.start(ep, now),
             Phase::Handshake if now >= self.deadline => {
                 let f = Failure::no_answer(format!(
-                    "no answer from {} within {:?}",
-                    self.cfg.url, self.cfg.timeout
+                    "no answer from {} within {:?}{}",
+                    self.cfg.url,
+                    self.cfg.timeout,
+                    super::setup::restarted_note(self.reopens)
                 ));
                 self.failure.get_or_insert(f);
                 if let Some(h) = self.session {
