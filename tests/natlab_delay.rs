@@ -112,40 +112,14 @@ fn probe_nat_at_50ms_rtt() {
     // serve's RTMFP check (1935..1938) and its STUN quad (3478/3479) side by side.
     let a1 = server.ip;
     let a2 = server.extra[0];
-    let a3 = server.extra[1];
-    let args = [
-        "serve".to_owned(),
-        "-q".into(),
-        "--ephemeral".into(),
-        "--json".into(),
-        "--listen".into(),
-        format!("{a1}:1935"),
-        "--probe-addr".into(),
-        format!("{a1}:1936"),
-        "--probe-addr".into(),
-        format!("{a2}:1937"),
-        "--probe-addr".into(),
-        format!("{a3}:1938"),
-    ];
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut rtmfp_serve = lab.spawn(&server, BIN, &argv);
-    wait_events(&mut rtmfp_serve, "probe_listening", 3);
+    let _rtmfp_serve = start_our_rtmfp_server(&lab, &server);
     // The STUN quad in a second serve (its RTMFP listener on another port).
-    let mut args = vec![
-        "serve".to_owned(),
-        "-q".into(),
-        "--ephemeral".into(),
-        "--json".into(),
-        "--listen".into(),
-        format!("{a1}:1945"),
-    ];
-    for a in [(a1, 3478), (a1, 3479), (a2, 3478), (a2, 3479)] {
-        args.push("--probe-addr".into());
-        args.push(format!("{}:{}", a.0, a.1));
-    }
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut stun_serve = lab.spawn(&server, BIN, &argv);
-    wait_events(&mut stun_serve, "probe_listening", 4);
+    let _stun_serve = start_serve(
+        &lab,
+        &server,
+        1945,
+        &[(a1, 3478), (a1, 3479), (a2, 3478), (a2, 3479)],
+    );
     let rtmfp = format!("rtmfp://{a1}:1935/app");
     let stun = format!("stun://{a1}:3478");
 
@@ -202,22 +176,7 @@ fn probe_nat_at_50ms_rtt() {
         // A fast comparison is worth nothing if coturn's client gave up:
         // it must print its verdicts on the delayed path too.
         for (kind, host) in [(NatKind::FullCone, &fc), (NatKind::PortRestricted, &pr)] {
-            let out = lab.run_in(
-                host,
-                "turnutils_natdiscovery",
-                &["-m", "-f", "-P", &a1s],
-                Duration::from_secs(60),
-            );
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let verdicts: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| l.ends_with('!'))
-                .collect();
+            let (verdicts, text) = natdiscovery_verdicts(&lab, host, a1);
             eprintln!("natdiscovery {kind:?} at 50 ms RTT: {verdicts:?}");
             assert!(
                 verdicts.iter().any(|l| l.contains("Mapping"))

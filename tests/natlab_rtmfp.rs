@@ -447,49 +447,19 @@ fn lab_rtmfp_check_agrees_with_turnutils_natdiscovery() {
     }
     let server = lab.server(3);
     let (a1, a2, a3) = (server.ip, server.extra[0], server.extra[1]);
-    let mut args: Vec<String> = vec![
-        "serve".into(),
-        "-q".into(),
-        "--ephemeral".into(),
-        "--json".into(),
-        "--listen".into(),
-        format!("{a1}:1935"),
-    ];
-    for a in [
-        format!("{a1}:3478"),
-        format!("{a1}:3479"),
-        format!("{a2}:3478"),
-        format!("{a2}:3479"),
-        format!("{a3}:3478"),
-    ] {
-        args.push("--probe-addr".into());
-        args.push(a);
-    }
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut serve = lab.spawn(&server, BIN, &argv);
-    wait_events(&mut serve, "probe_listening", 5);
+    let _serve = start_serve(
+        &lab,
+        &server,
+        1935,
+        &[(a1, 3478), (a1, 3479), (a2, 3478), (a2, 3479), (a3, 3478)],
+    );
     for kind in [
         NatKind::FullCone,
         NatKind::PortRestricted,
         NatKind::Symmetric,
     ] {
         let (host, _) = lab.host(kind);
-        let out = lab.run_in(
-            &host,
-            "turnutils_natdiscovery",
-            &["-m", "-f", "-P", &a1.to_string()],
-            Duration::from_secs(60),
-        );
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let verdicts: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.ends_with('!'))
-            .collect();
+        let (verdicts, _) = natdiscovery_verdicts(&lab, &host, a1);
         let said = |what: &str| verdicts.iter().any(|l| l.contains(what));
         let eim = said("Endpoint Independent Mapping");
         let filtering = if said("Endpoint Independent Filtering") {

@@ -140,24 +140,10 @@ fn a_p2p_publisher_never_amplifies_toward_strangers() {
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("in.flv");
     media::make_flv(&input, 6, Some("flv"), Some("adpcm_swf"));
-    let serve = Proc::spawn(&[
-        "serve",
-        "--ephemeral",
-        "--json",
-        "--listen",
-        "127.0.0.1:0",
-        "--handshake-rate",
-        "0",
-        // Strangers with no session of their own get introduced too, as
-        // by a server that introduces anyone: the publisher then answers
-        // FIHellos naming addresses that never proved anything.
-        "--introduce-across-apps",
-    ]);
-    let serve_addr: SocketAddr = serve.wait_for("event", "listening")["addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    // Strangers with no session of their own get introduced too, as by a
+    // server that introduces anyone: the publisher then answers FIHellos
+    // naming addresses that never proved anything.
+    let (serve, serve_addr) = json_proc::serve_with(&["--introduce-across-apps"]);
     let url = format!("rtmfp://{serve_addr}/live/cam");
     let publisher = Proc::spawn(&[
         "publish",

@@ -57,11 +57,13 @@ pub fn rhello_probe_tag(datagram: &[u8]) -> Option<[u8; PROBE_TAG_LEN]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::proto::wire::RHello;
 
-    fn rhello_datagram(tag: &[u8]) -> Vec<u8> {
+    /// An RHello carrying `tag`, sealed with the public startup key as any
+    /// responder (or forger) would send it.
+    pub(crate) fn rhello_datagram(tag: &[u8]) -> Vec<u8> {
         let mut plain = [0u8; 256];
         let mut w = Writer::new(&mut plain);
         PacketHeader {

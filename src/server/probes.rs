@@ -129,36 +129,7 @@ pub async fn run(sockets: Vec<UdpSocket>, rtmfp: Option<RtmfpLink>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::crypto::PacketCipher;
-    use crate::proto::wire::{Mode, PacketHeader, RHello, Writer};
-
-    fn rhello(tag: &[u8; 32]) -> Vec<u8> {
-        let mut plain = [0u8; 256];
-        let mut w = Writer::new(&mut plain);
-        PacketHeader {
-            time_critical: false,
-            time_critical_reverse: false,
-            mode: Mode::Startup,
-            timestamp: None,
-            timestamp_echo: None,
-        }
-        .encode(&mut w)
-        .unwrap();
-        RHello {
-            tag,
-            cookie: &[0; 64],
-            certificate: &[1; 8],
-        }
-        .encode(&mut w)
-        .unwrap();
-        let n = w.len();
-        let mut out = vec![0u8; 512];
-        let len = PacketCipher::default_key()
-            .seal([0; 4], &plain[..n], &mut out)
-            .unwrap();
-        out.truncate(len);
-        out
-    }
+    use crate::nat::rtmfp_probe::tests::rhello_datagram as rhello;
 
     /// Anyone can forge an RHello (the startup key is public): only a live
     /// check's tag reaches the server's task.

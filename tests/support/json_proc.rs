@@ -111,7 +111,12 @@ impl Drop for Proc {
 
 /// `rtmfp serve` on a free loopback port, without per-source limits.
 pub fn serve() -> (Proc, SocketAddr) {
-    let p = Proc::spawn(&[
+    serve_with(&[])
+}
+
+/// As [`serve`], with `extra` options.
+pub fn serve_with(extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut args = vec![
         "serve",
         "--ephemeral",
         "--json",
@@ -119,7 +124,9 @@ pub fn serve() -> (Proc, SocketAddr) {
         "127.0.0.1:0",
         "--handshake-rate",
         "0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let p = Proc::spawn(&args);
     let v = p.wait_for("event", "listening");
     let addr = v["addr"].as_str().unwrap().parse().unwrap();
     (p, addr)

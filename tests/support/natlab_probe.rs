@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -103,34 +104,67 @@ pub fn wait_events(child: &mut LabChild, event: &str, n: usize) {
     std::thread::spawn(move || while rx.recv().is_ok() {});
 }
 
-/// Our serve with a full RFC 5780 probe quad on the server's two addresses.
-pub fn start_our_server(lab: &Lab, server: &Host) -> LabChild {
-    let a1 = server.ip;
-    let a2 = server.extra[0];
+/// Our serve on `server`, RTMFP on `listen_port` of its first address, with
+/// a probe socket on each of `probes`; returns once every probe listens.
+pub fn start_serve(
+    lab: &Lab,
+    server: &Host,
+    listen_port: u16,
+    probes: &[(Ipv4Addr, u16)],
+) -> LabChild {
     let mut args: Vec<String> = vec![
         "serve".into(),
         "-q".into(),
         "--ephemeral".into(),
         "--json".into(),
         "--listen".into(),
-        format!("{a1}:1935"),
+        format!("{}:{listen_port}", server.ip),
     ];
-    for a in [
-        format!("{a1}:3478"),
-        format!("{a1}:3479"),
-        format!("{a2}:3478"),
-        format!("{a2}:3479"),
-    ] {
+    for (ip, port) in probes {
         args.push("--probe-addr".into());
-        args.push(a);
+        args.push(format!("{ip}:{port}"));
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut child = lab.spawn(server, BIN, &argv);
-    wait_events(&mut child, "probe_listening", 4);
+    wait_events(&mut child, "probe_listening", probes.len());
     child
 }
 
-/// coturn's turnserver as a STUN-only RFC 5780 server on the same quad.
+/// Our serve with a full RFC 5780 probe quad on the server's two addresses.
+pub fn start_our_server(lab: &Lab, server: &Host) -> LabChild {
+    let (a1, a2) = (server.ip, server.extra[0]);
+    start_serve(
+        lab,
+        server,
+        1935,
+        &[(a1, 3478), (a1, 3479), (a2, 3478), (a2, 3479)],
+    )
+}
+
+/// What coturn's `turnutils_natdiscovery` says from `host` about the NAT in
+/// front of it, probing `server_ip`: its verdict lines (ending in `!`) and
+/// its whole output.
+pub fn natdiscovery_verdicts(lab: &Lab, host: &Host, server_ip: Ipv4Addr) -> (Vec<String>, String) {
+    let out = lab.run_in(
+        host,
+        "turnutils_natdiscovery",
+        &["-m", "-f", "-P", &server_ip.to_string()],
+        Duration::from_secs(60),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdicts = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with('!'))
+        .map(str::to_owned)
+        .collect();
+    (verdicts, text)
+}
+
 pub fn start_coturn(lab: &Lab, server: &Host) -> Option<LabChild> {
     if std::process::Command::new("turnserver")
         .arg("--version")
@@ -272,24 +306,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// per server address (rtmfp-cpp conncheck's layout).
 pub fn start_our_rtmfp_server(lab: &Lab, server: &Host) -> LabChild {
     let (a1, a2, a3) = (server.ip, server.extra[0], server.extra[1]);
-    let args = [
-        "serve".to_owned(),
-        "-q".into(),
-        "--ephemeral".into(),
-        "--json".into(),
-        "--listen".into(),
-        format!("{a1}:1935"),
-        "--probe-addr".into(),
-        format!("{a1}:1936"),
-        "--probe-addr".into(),
-        format!("{a2}:1937"),
-        "--probe-addr".into(),
-        format!("{a3}:1938"),
-    ];
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = lab.spawn(server, BIN, &argv);
-    wait_events(&mut child, "probe_listening", 3);
-    child
+    start_serve(lab, server, 1935, &[(a1, 1936), (a2, 1937), (a3, 1938)])
 }
 
 /// Over RTMFP the verdict must be the STUN one, except what the
