@@ -161,11 +161,13 @@ impl Endpoint {
         // A Flash-era server (Cirrus lineage: Cumulus, MonaServer) keys with
         // group 2 whatever it advertises and reads only Flash Player's
         // single-key certificate (spec 06): answer it as Flash Player would.
-        let flash = self.flash_fallback.is_some()
-            && ((self.flash_for_servers && cert.is_flash_era()) || cert.is_flash_player_peer());
+        let flash = self
+            .flash_fallback
+            .as_ref()
+            .is_some_and(|f| (f.for_servers && cert.is_flash_era()) || cert.is_flash_player_peer());
         let preferred;
         let (identity, settings) = match (&self.flash_fallback, flash, groups) {
-            (Some(f), true, _) => (&f.0, &f.1),
+            (Some(f), true, _) => (&f.identity, &f.crypto),
             (_, _, Some(groups)) => {
                 preferred = CryptoSettings {
                     groups,
@@ -430,7 +432,7 @@ impl Endpoint {
         let (iface, far) = (s.iface, s.far_addr);
         let new_cookie = cc.new_cookie.to_vec();
         let cert = match (&self.flash_fallback, flash) {
-            (Some(f), true) => f.0.certificate().to_vec(),
+            (Some(f), true) => f.identity.certificate().to_vec(),
             _ => self.identity.certificate().to_vec(),
         };
         tracing::debug!(session = h.0, "Cookie Change received; resending IIKeying");
@@ -556,8 +558,11 @@ impl Endpoint {
     /// Peers that present Flash Player's own certificate (Flash, librtmfp)
     /// are answered the same way.
     pub fn set_flash_fallback(&mut self, identity: Identity, crypto: CryptoSettings) {
-        self.flash_fallback = Some(Box::new((identity, crypto)));
-        self.flash_for_servers = true;
+        self.flash_fallback = Some(Box::new(FlashFallback {
+            identity,
+            crypto,
+            for_servers: true,
+        }));
     }
 
     /// As [`Self::set_flash_fallback`], for Flash Player peers only: our
@@ -565,8 +570,11 @@ impl Endpoint {
     /// peer ID the server knows us by. A Flash peer we open a session to
     /// sees us by the fallback's peer ID instead, since it cannot read ours.
     pub fn set_flash_fallback_for_peers(&mut self, identity: Identity, crypto: CryptoSettings) {
-        self.flash_fallback = Some(Box::new((identity, crypto)));
-        self.flash_for_servers = false;
+        self.flash_fallback = Some(Box::new(FlashFallback {
+            identity,
+            crypto,
+            for_servers: false,
+        }));
     }
 
     /// The identity a session was opened with: ours, or the Flash fallback.
@@ -576,7 +584,7 @@ impl Endpoint {
             .and_then(|s| s.far.as_ref())
             .is_some_and(|f| f.flash_fallback);
         match (&self.flash_fallback, flash) {
-            (Some(f), true) => &f.0,
+            (Some(f), true) => &f.identity,
             _ => &self.identity,
         }
     }
@@ -607,4 +615,14 @@ pub struct OpeningProgress {
     pub rhello_from: Option<SocketAddr>,
     /// Keying as Flash Player, the responder looking Flash-era.
     pub flash_fallback: bool,
+}
+
+/// Flash Player's identity and crypto, for responders that read nothing
+/// else (see [`Endpoint::set_flash_fallback`]).
+pub(super) struct FlashFallback {
+    pub identity: Identity,
+    pub crypto: CryptoSettings,
+    /// Flash-era servers too, or only Flash Player peers (an endpoint whose
+    /// peer ID is registered with a server keeps its own identity there).
+    pub for_servers: bool,
 }

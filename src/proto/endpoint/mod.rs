@@ -261,11 +261,7 @@ pub struct Endpoint {
     /// ECN code point of the datagram being processed.
     rx_ecn: u8,
     /// Identity and crypto for sessions we open to Flash-era servers.
-    flash_fallback: Option<Box<(Identity, CryptoSettings)>>,
-    /// Whether the fallback also serves Flash-era servers, or only Flash
-    /// Player peers (an endpoint whose peer ID is registered with a server
-    /// must keep its own identity towards that server).
-    flash_for_servers: bool,
+    flash_fallback: Option<Box<initiator::FlashFallback>>,
     /// DH work handed to worker threads (`crypto_jobs`).
     crypto_pool: crypto_jobs::CryptoPool,
 }
@@ -315,7 +311,6 @@ impl Endpoint {
             stopping: false,
             rx_ecn: 0,
             flash_fallback: None,
-            flash_for_servers: true,
             crypto_pool: Default::default(),
         }
     }
