@@ -764,7 +764,7 @@ impl PeerStreamApp {
                 self.fail(ep, now, Failure::rejected(Some(info), Some(why)));
             }
             // Alternatives still racing: one peer's statuses are shown.
-            _ if racing && self.targets.total > 1 => {}
+            _ if racing && self.targets.total() > 1 => {}
             _ => (self.out)(StreamOutput::Status(info)),
         }
     }

@@ -62,8 +62,6 @@ impl PeerResult {
 /// The `--peer` targets of one player or sender.
 #[derive(Default)]
 pub struct Targets {
-    /// How many were given.
-    pub total: usize,
     /// As given (results are reported in this order).
     order: Vec<String>,
     /// Targets not resolved yet: neither open nor failed.
@@ -85,7 +83,6 @@ impl Targets {
     pub fn new(targets: &[String]) -> Self {
         let n = targets.len();
         Targets {
-            total: n,
             order: targets.to_vec(),
             pending: n,
             ..Targets::default()
@@ -111,6 +108,11 @@ impl Targets {
             messages: 0,
             error: Some(why),
         });
+    }
+
+    /// How many were given.
+    pub fn total(&self) -> usize {
+        self.order.len()
     }
 
     /// Nothing left that could still carry the stream.
