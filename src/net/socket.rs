@@ -153,16 +153,10 @@ impl UdpSocket {
                 )
             });
         }
-        let Some(m) = msgs.first() else {
-            return Ok(0);
-        };
-        self.try_send(
-            m.dst,
-            &buf[m.start..m.start + m.len],
-            m.segment_size(),
-            m.ecn,
-        )
-        .map(|()| 1)
+        match msgs.first() {
+            Some(m) => self.try_send_one(buf, m).map(|()| 1),
+            None => Ok(0),
+        }
     }
 
     /// As [`Self::try_send_many`] for one message, through quinn-udp, whose
