@@ -204,6 +204,32 @@ impl Setup {
         self.tc.as_mut()
     }
 
+    /// The NetConnection, once the session is open (its flows: an app that
+    /// runs NetStreams on it reads its own replies off the server's
+    /// control flow).
+    pub fn tc(&self) -> Option<&TcClient> {
+        self.tc.as_ref()
+    }
+
+    /// Whether `event` is about this setup's session (the current one: a
+    /// fresh start replaces it). An app with other sessions on the same
+    /// endpoint feeds only these to [`Self::on_event`].
+    pub fn owns(&self, event: &Event) -> bool {
+        let s = match event {
+            Event::Opened { session, .. }
+            | Event::OpenFailed { session, .. }
+            | Event::Closed { session, .. }
+            | Event::Flow { session, .. } => *session,
+            _ => return false,
+        };
+        s == self.session
+    }
+
+    /// When the setup started (the first handshake).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Where the setup stands, for a failure raised from outside (an
     /// interrupt).
     pub fn phase(&self, ep: &Endpoint) -> Phase {
