@@ -622,7 +622,9 @@ pub struct PublishArgs {
 /// data messages are also printed as JSON lines (on stderr; on stdout with --json unless -o -). Ends
 /// when the publisher stops (NetStream.Play.UnpublishNotify), after --duration or --frames, or on
 /// SIGINT, then prints a summary: frames by type, bytes, bit rate, gaps, late frames, the time to
-/// the first frame, and how the stream ended.
+/// the first frame, and how the stream ended ("ended": the server's status code such as
+/// NetStream.Play.UnpublishNotify, "duration", "frames" or "wait" for our own limits, or the
+/// failure; "reason" says more).
 ///
 /// A publisher that vanishes without closing (killed, unplugged) is reported by an rtmfp server
 /// within its --publisher-timeout (3 s by default) plus at most a quarter second and a round
