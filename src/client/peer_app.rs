@@ -118,6 +118,8 @@ pub struct PeerApp {
     direct_in: Vec<(SessionHandle, u64)>,
     /// SIGINT/SIGTERM arrived: the driver is closing every session.
     stopping: bool,
+    /// How far the server session's setup had got when it did.
+    stopped_in: Option<super::failure::Phase>,
     connected: bool,
 }
 
@@ -135,6 +137,7 @@ impl PeerApp {
             peer_failures: 0,
             direct_in: Vec::new(),
             stopping: false,
+            stopped_in: None,
             connected: false,
         }
     }
@@ -145,11 +148,7 @@ impl PeerApp {
     /// the outcome.
     pub fn interrupted(&mut self, signal: &str) {
         if !self.connected && self.failure.is_none() {
-            let phase = if self.setup.is_some() {
-                super::failure::Phase::Connect
-            } else {
-                super::failure::Phase::Hello
-            };
+            let phase = self.stopped_in.unwrap_or(super::failure::Phase::Hello);
             self.failure = Some(Failure::interrupted(phase, signal));
         }
     }
@@ -519,9 +518,10 @@ impl App for PeerApp {
         }
     }
 
-    fn on_shutdown(&mut self, _ep: &mut Endpoint, _now: Instant) {
+    fn on_shutdown(&mut self, ep: &mut Endpoint, _now: Instant) {
         // The driver closes the sessions: their ends are ours, not failures.
         self.stopping = true;
+        self.stopped_in = self.setup.as_ref().map(|s| s.phase(ep));
     }
 
     fn timeout(&self) -> Option<Instant> {
