@@ -1,11 +1,16 @@
 //! Opening a session to a server's app, the one path every client command
-//! takes (connect, the load generator, publish, subscribe, send): the
-//! handshake, the NetConnection `connect`, a deadline over both, and a
-//! phase-by-phase diagnosis when it fails ([`super::failure`]).
+//! takes (connect, the load generator, conncheck, publish, subscribe, send,
+//! `connect --peer` and peer streams): the handshake, the NetConnection
+//! `connect`, a deadline over both, a fresh start when the server keyed
+//! with us and went silent, and a phase-by-phase diagnosis when it fails
+//! ([`super::failure`]).
 //!
 //! Sans-IO, inside an [`crate::net::App`]: call [`Setup::start`] from the
 //! app, feed it the endpoint's events ([`Setup::on_event`]) and its
-//! deadline ([`Setup::deadline`], [`Setup::on_timeout`]).
+//! deadline ([`Setup::deadline`], [`Setup::on_timeout`]). An app that runs
+//! NetStreams on the same session takes its own flows' events first and
+//! passes the rest on; once connected it keeps getting status and replies
+//! ([`SetupEvent::Tc`]) and the session's end ([`SetupEvent::Closed`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
