@@ -594,5 +594,11 @@ fn connect_unanswered_by_a_flash_era_server_says_how_to_key_for_it() {
              Flash Player's certificate; with --dh-group 2 we key as Flash Player",
         );
         assert_eq!(hinted, !fallback, "fallback {fallback}: {f}");
+        // With the cause named, no generic guesses beside it.
+        assert_eq!(
+            f.possible.is_empty(),
+            !fallback,
+            "fallback {fallback}: {f:?}"
+        );
     }
 }

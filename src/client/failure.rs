@@ -441,23 +441,20 @@ impl SetupWatch {
                 "a server that keys with another DH group than negotiated (try --dh-group 2)",
             ]);
         }
-        let mut f = Failure::new(
-            Phase::Connect,
-            Kind::NoReply,
-            format!("the session opened, but connect got no reply within {waited}"),
-        )
-        .with_possible(&[
-            "the server has no application at this URL's path and ignores it",
-            "the server is overloaded",
-        ]);
-        if let Some(hint) = ep
+        let message = format!("the session opened, but connect got no reply within {waited}");
+        let hint = ep
             .session(h)
             .and_then(|s| s.far.as_ref())
-            .and_then(|far| flash_era_hint(far.flash_era, far.flash_fallback))
-        {
-            f.message.push_str(hint);
+            .and_then(|far| flash_era_hint(far.flash_era, far.flash_fallback));
+        match hint {
+            // The cause is known: the generic guesses would send the user
+            // looking for a missing app or an overload instead.
+            Some(hint) => Failure::new(Phase::Connect, Kind::NoReply, message + hint),
+            None => Failure::new(Phase::Connect, Kind::NoReply, message).with_possible(&[
+                "the server has no application at this URL's path and ignores it",
+                "the server is overloaded",
+            ]),
         }
-        f
     }
 }
 
