@@ -538,7 +538,7 @@ pub struct StreamTargetArgs {
     "  1  cannot read the file (malformed FLV: the byte offset is printed)\n",
     "  2  usage error\n",
     "  3  host name could not be resolved\n",
-    "  4  no answer within --timeout\n",
+    "  4  no answer within --timeout, port unreachable, or redirected to nowhere\n",
     "  5  rejected: connect refused, or the stream name (NetStream.Publish.BadName)\n",
     "  6  protocol failure, or the session died while publishing (with --p2p: the server session)\n",
     "  130  interrupted (with --loop inf: only before the first frame went out; after, SIGINT/SIGTERM is\n",
@@ -622,7 +622,9 @@ pub struct PublishArgs {
 /// data messages are also printed as JSON lines (on stderr; on stdout with --json unless -o -). Ends
 /// when the publisher stops (NetStream.Play.UnpublishNotify), after --duration or --frames, or on
 /// SIGINT, then prints a summary: frames by type, bytes, bit rate, gaps, late frames, the time to
-/// the first frame, and how the stream ended.
+/// the first frame, and how the stream ended ("ended": the server's status code such as
+/// NetStream.Play.UnpublishNotify, "duration", "frames" or "wait" for our own limits, or the
+/// failure; "reason" says more).
 ///
 /// A publisher that vanishes without closing (killed, unplugged) is reported by an rtmfp server
 /// within its --publisher-timeout (3 s by default) plus at most a quarter second and a round
@@ -652,7 +654,7 @@ pub struct PublishArgs {
     "  0  media or data arrived\n",
     "  2  usage error\n",
     "  3  host name could not be resolved\n",
-    "  4  no answer within --timeout\n",
+    "  4  no answer within --timeout, port unreachable, or redirected to nowhere\n",
     "  5  rejected (connect or play refused)\n",
     "  6  protocol failure, or the session died\n",
     "  7  the stream started but nothing arrived (no publisher within --wait)\n",

@@ -828,3 +828,101 @@ fn serve_says_what_it_dropped_and_why() {
     );
     assert!(by.contains_key("too_short"), "{d}");
 }
+
+// ------------------------------------------------- every command, one setup
+
+/// `connect`, `subscribe` and `publish` to the same address with `--json`:
+/// each one's error line and exit code.
+fn setup_errors(addr: SocketAddr, timeout: &str) -> Vec<(String, Json, Option<i32>)> {
+    let input = std::env::temp_dir().join(format!(
+        "rtmfp-diag-{}-{}.flv",
+        std::process::id(),
+        addr.port()
+    ));
+    // An FLV header and no tags: a publish with nothing to send.
+    std::fs::write(&input, b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00").unwrap();
+    let server = format!("rtmfp://{addr}/live");
+    let stream = format!("{server}/cam");
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("connect", vec!["connect", &server]),
+        ("subscribe", vec!["subscribe", &stream, "-o", "/dev/null"]),
+        ("publish", vec!["publish", &stream, input.to_str().unwrap()]),
+    ];
+    let out = runs
+        .into_iter()
+        .map(|(name, mut args)| {
+            args.extend(["--json", "--timeout", timeout]);
+            let (out, _) = run(&args, Duration::from_secs(60));
+            (name.to_owned(), error_of(&out), out.status.code())
+        })
+        .collect();
+    let _ = std::fs::remove_file(&input);
+    out
+}
+
+/// Every command that opens a server session gives `connect`'s diagnosis:
+/// the same phase, kind, words and exit code.
+fn assert_same_diagnosis(runs: &[(String, Json, Option<i32>)], phase: &str, kind: &str) {
+    let (_, first, code) = &runs[0];
+    assert_eq!(
+        (first["phase"].as_str(), first["kind"].as_str()),
+        (Some(phase), Some(kind)),
+        "{first}"
+    );
+    for (name, e, c) in &runs[1..] {
+        assert_eq!(
+            (&e["phase"], &e["kind"], &e["message"], c),
+            (&first["phase"], &first["kind"], &first["message"], code),
+            "{name} against connect: {e} vs {first}"
+        );
+    }
+}
+
+#[test]
+fn publish_and_subscribe_diagnose_a_dead_server_as_connect_does() {
+    // Bound but never read: nothing answers.
+    let quiet = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let runs = setup_errors(quiet.local_addr().unwrap(), "1s");
+    assert_same_diagnosis(&runs, "hello", "no_answer");
+    // Nothing bound: the kernel says port unreachable.
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let started = Instant::now();
+    let runs = setup_errors(closed, "30s");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "each answered at once, not after the timeout"
+    );
+    assert_same_diagnosis(&runs, "hello", "unreachable");
+}
+
+#[test]
+fn publish_and_subscribe_tell_a_non_rtmfp_answer_from_silence_as_connect_does() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(b"HTTP/1.0 400 Bad Request\r\n\r\n", from);
+            }
+        }
+    });
+    let runs = setup_errors(addr, "1s");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    t.join().unwrap();
+    // The words carry how many datagrams came back, which differs per run.
+    for (name, e, c) in &runs {
+        assert_eq!(
+            (e["phase"].as_str(), e["kind"].as_str(), *c),
+            (Some("hello"), Some("not_rtmfp"), Some(6)),
+            "{name}: {e}"
+        );
+    }
+}

@@ -361,7 +361,9 @@ fn late_joiner_starts_with_metadata_sequence_headers_and_a_keyframe() {
     ])
     .finish(WAIT);
     assert_eq!(code, 0, "subscribe: {err}");
-    assert!(summary(&out)["first_frame_ms"].as_f64().unwrap() < 1000.0);
+    let v = summary(&out);
+    assert!(v["first_frame_ms"].as_f64().unwrap() < 1000.0);
+    assert_eq!(v["ended"], "duration", "{v}");
     let tags = read_tags(&output);
     assert_eq!(tags[0].tag_type, TagType::Script, "metadata first");
     assert!(tags[0].data.windows(10).any(|w| w == b"onMetaData"));
@@ -731,7 +733,10 @@ fn subscriber_without_publisher_says_nothing_arrived() {
     ])
     .finish(WAIT);
     assert_eq!(code, 7, "{out}");
-    assert_eq!(summary(&out)["frames"], 0);
+    let v = summary(&out);
+    assert_eq!(v["frames"], 0);
+    assert_eq!(v["ended"], "wait", "{v}");
+    assert_eq!(v["reason"], "nothing arrived within --wait 1s", "{v}");
     let _ = serve.wait_event("stop", |_| true);
 }
 

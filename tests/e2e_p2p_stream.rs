@@ -303,6 +303,8 @@ fn relay_fallback_carries_a_stream_no_direct_session_can() {
     assert_eq!(summary["path"], "relayed", "{summary}");
     assert!(summary["direct_failed"].as_str().is_some(), "{summary}");
     assert!(summary["frames"].as_u64().unwrap() >= 20, "{summary}");
+    assert_eq!(summary["ended"], "frames", "{summary}");
+    assert_eq!(summary["reason"], "--frames 20 reached", "{summary}");
     let request = publisher.wait_for("type", "server_status");
     assert_eq!(request["code"], "NetConnection.Relay.Request");
     publisher.signal("-INT");

@@ -1,7 +1,9 @@
 //! A burst of joins from one address meets the server's keying budget: the
 //! clients whose IIKeyings are shed must get in on their resends, through
 //! the setup path of `connect` and the load generator (`client::setup`) and
-//! that of `publish`/`subscribe`/`send` (`client::stream::StreamApp`).
+//! through the apps that open their server session on it:
+//! `publish`/`subscribe`/`send` (`client::stream::StreamApp`) and
+//! `connect --peer` and peer streams (`client::PeerApp`).
 //!
 //! Three times more clients than the budget keys at once (as the realtime_n
 //! bench's 300 group-16 joins against serve's default 2,000 units a second,
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use rtmfp::client::setup::{Setup, SetupConfig, SetupEvent};
 use rtmfp::client::stream::{StreamApp, StreamConfig, StreamRole};
+use rtmfp::client::{AcceptPolicy, PeerApp, PeerAppConfig};
 use rtmfp::net::App;
 use rtmfp::proto::Instant;
 use rtmfp::proto::crypto::DhGroup;
@@ -30,6 +33,36 @@ const G2: &[DhGroup] = &[DhGroup::G2];
 enum Client {
     Setup(Box<Setup>),
     Stream(Box<StreamApp>),
+    Peer(Box<PeerApp>),
+}
+
+/// Feeds an app its events and due timer.
+fn drive_app<A: App>(a: &mut A, ep: &mut Endpoint, now: Instant, events: Vec<Event>) {
+    for e in events {
+        a.on_event(ep, now, e);
+    }
+    if a.timeout().is_some_and(|t| t <= now) {
+        a.on_timeout(ep, now);
+    }
+}
+
+/// `connect --peer`'s app, asked for nothing but the connection.
+fn peer_app(server: SocketAddr) -> PeerApp {
+    let cfg = PeerAppConfig {
+        url: "rtmfp://192.0.2.1/live".into(),
+        app: "live".into(),
+        candidates: vec![server],
+        local_addrs: vec![],
+        timeout: Duration::from_secs(30),
+        peer_timeout: None,
+        peers: vec![],
+        name: None,
+        list_peers: false,
+        introductions: true,
+        stay: Duration::ZERO,
+        policy: AcceptPolicy::default(),
+    };
+    PeerApp::new(cfg, Box::new(|_| {}))
 }
 
 impl Client {
@@ -80,15 +113,11 @@ impl Client {
                 s.is_connected()
             }
             Client::Stream(a) => {
-                for e in events {
-                    a.on_event(ep, now, e);
-                }
-                if a.timeout().is_some_and(|t| t <= now) {
-                    a.on_timeout(ep, now);
-                }
+                drive_app(a.as_mut(), ep, now, events);
                 assert!(a.failure().is_none(), "failed: {:?}", a.failure());
                 a.started()
             }
+            Client::Peer(_) => unreachable!("not in bursts"),
         }
     }
 }
@@ -209,13 +238,16 @@ fn stream_joins_shed_by_the_keying_budget_get_in_on_resend() {
 /// The failure message of a client on either setup path whose server keys
 /// the session and then vanishes for good: the client starts over after
 /// REOPEN_AFTER and gets no answer at all.
-fn silent_after_keying(stream: bool) -> String {
+fn silent_after_keying(path: &str) -> String {
     let mut net = Net::new(9, LinkConfig::default());
     net.add(server_identity(1, G2), EndpointConfig::default());
     let c = net.add(client_identity(2, G2), EndpointConfig::default());
     let server_addr = net.nodes[0].addr;
     let now = net.now;
-    let mut client = Client::new(stream, &mut net.nodes[c].ep, now, server_addr);
+    let mut client = match path {
+        "peer" => Client::Peer(Box::new(peer_app(server_addr))),
+        p => Client::new(p == "stream", &mut net.nodes[c].ep, now, server_addr),
+    };
     let end = now + Duration::from_secs(40);
     while net.now < end {
         let now = net.now;
@@ -238,12 +270,13 @@ fn silent_after_keying(stream: bool) -> String {
                 }
             }
             Client::Stream(a) => {
-                for e in events {
-                    a.on_event(ep, now, e);
+                drive_app(a.as_mut(), ep, now, events);
+                if let Some(f) = a.failure() {
+                    return f.message.clone();
                 }
-                if a.timeout().is_some_and(|t| t <= now) {
-                    a.on_timeout(ep, now);
-                }
+            }
+            Client::Peer(a) => {
+                drive_app(a.as_mut(), ep, now, events);
                 if let Some(f) = a.failure() {
                     return f.message.clone();
                 }
@@ -259,11 +292,13 @@ fn silent_after_keying(stream: bool) -> String {
 
 #[test]
 fn a_server_that_keys_then_goes_silent_is_reported_as_such() {
-    for stream in [false, true] {
-        let m = silent_after_keying(stream);
+    for path in ["setup", "stream", "peer"] {
+        let m = silent_after_keying(path);
         assert!(
             m.contains("before that the server keyed 1 session(s) with us"),
-            "stream path {stream}: {m}"
+            "{path} path: {m}"
         );
+        // The fresh handshake went unanswered: the diagnosis says so.
+        assert!(m.starts_with("no answer from "), "{path} path: {m}");
     }
 }

@@ -534,3 +534,71 @@ fn a_flash_era_server_is_noted_even_without_the_fallback() {
         assert_eq!(far.flash_fallback, fallback);
     }
 }
+
+#[test]
+fn connect_unanswered_by_a_flash_era_server_says_how_to_key_for_it() {
+    // The shared setup (`connect`, publish/subscribe/send, `connect
+    // --peer`): a server with a Flash-era certificate keys the session,
+    // then never answers `connect`, because such servers cannot read our
+    // certificate unless we present Flash Player's.
+    use rtmfp::client::setup::{Setup, SetupConfig, SetupEvent};
+    use rtmfp::client::{Kind, Phase};
+    let mut cert = vec![0x01, 0x0a, 0x41, 0x0e];
+    cert.extend([0x42; 64]);
+    cert.extend([0x02, 0x15, 0x02, 0x02, 0x15, 0x05, 0x02, 0x15, 0x0e]);
+    for fallback in [false, true] {
+        let mut net = Net::new(83, LinkConfig::default());
+        let identity =
+            rtmfp::proto::crypto::Identity::ephemeral_from_certificate(cert.clone()).unwrap();
+        let s = net.add(identity, EndpointConfig::default());
+        let c = net.add(
+            client_identity(84, &DhGroup::ALL),
+            EndpointConfig::default(),
+        );
+        if fallback {
+            net.nodes[c]
+                .ep
+                .set_flash_fallback(client_identity(85, G2), flash_settings());
+        }
+        let cfg = SetupConfig {
+            url: "rtmfp://192.0.2.1/app".into(),
+            app: "app".into(),
+            candidates: vec![net.nodes[s].addr],
+            timeout: Duration::from_secs(5),
+        };
+        let now = net.now;
+        let mut setup = Setup::start(&mut net.nodes[c].ep, now, cfg).unwrap();
+        let mut failed = None;
+        let end = now + Duration::from_secs(10);
+        while failed.is_none() && net.now < end {
+            let now = net.now;
+            let node = &mut net.nodes[c];
+            let mut out: Vec<SetupEvent> = Vec::new();
+            for e in std::mem::take(&mut node.events) {
+                out.extend(setup.on_event(&mut node.ep, now, e));
+            }
+            out.extend(setup.on_timeout(&mut node.ep, now));
+            failed = out.into_iter().find_map(|o| match o {
+                SetupEvent::Failed(f) => Some(f),
+                _ => None,
+            });
+            let step = now + Duration::from_millis(10);
+            if !net.step_until(step) {
+                net.now = step;
+            }
+        }
+        let f = failed.expect("the setup gave up");
+        assert_eq!((f.phase, f.kind), (Phase::Connect, Kind::NoReply), "{f}");
+        let hinted = f.message.contains(
+            "the server's certificate is Flash-era (MonaServer, Cumulus), and such servers read only \
+             Flash Player's certificate; with --dh-group 2 we key as Flash Player",
+        );
+        assert_eq!(hinted, !fallback, "fallback {fallback}: {f}");
+        // With the cause named, no generic guesses beside it.
+        assert_eq!(
+            f.possible.is_empty(),
+            !fallback,
+            "fallback {fallback}: {f:?}"
+        );
+    }
+}

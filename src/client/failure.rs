@@ -441,16 +441,34 @@ impl SetupWatch {
                 "a server that keys with another DH group than negotiated (try --dh-group 2)",
             ]);
         }
-        Failure::new(
-            Phase::Connect,
-            Kind::NoReply,
-            format!("the session opened, but connect got no reply within {waited}"),
-        )
-        .with_possible(&[
-            "the server has no application at this URL's path and ignores it",
-            "the server is overloaded",
-        ])
+        let message = format!("the session opened, but connect got no reply within {waited}");
+        let hint = ep
+            .session(h)
+            .and_then(|s| s.far.as_ref())
+            .and_then(|far| flash_era_hint(far.flash_era, far.flash_fallback));
+        match hint {
+            // The cause is known: the generic guesses would send the user
+            // looking for a missing app or an overload instead.
+            Some(hint) => Failure::new(Phase::Connect, Kind::NoReply, message + hint),
+            None => Failure::new(Phase::Connect, Kind::NoReply, message).with_possible(&[
+                "the server has no application at this URL's path and ignores it",
+                "the server is overloaded",
+            ]),
+        }
     }
+}
+
+/// What to add when `connect` went unanswered on a session whose server
+/// presented a Flash-era certificate (`flash_era`) and was not keyed as
+/// Flash Player (`flash_fallback`): such servers (MonaServer, Cumulus) parse
+/// only Flash Player's certificate, so ours leaves them unable to answer.
+/// Commands that keep their own identity (a publisher peers will ask for
+/// by it) never fall back on their own; this is the way out for them.
+pub fn flash_era_hint(flash_era: bool, flash_fallback: bool) -> Option<&'static str> {
+    (flash_era && !flash_fallback).then_some(
+        ": the server's certificate is Flash-era (MonaServer, Cumulus), and such servers read only \
+         Flash Player's certificate; with --dh-group 2 we key as Flash Player",
+    )
 }
 
 fn groups(ep: &Endpoint) -> String {
@@ -508,6 +526,21 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Kind::ALL.len());
+    }
+
+    #[test]
+    fn the_flash_era_hint_is_for_a_flash_era_server_we_did_not_key_as_flash_player() {
+        let hint = flash_era_hint(true, false).expect("a hint");
+        assert!(
+            hint.contains("Flash-era") && hint.contains("--dh-group 2"),
+            "{hint}"
+        );
+        assert_eq!(
+            flash_era_hint(true, true),
+            None,
+            "already keyed as Flash Player"
+        );
+        assert_eq!(flash_era_hint(false, false), None, "not a Flash-era server");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::Failure;
 use super::peer::{AcceptPolicy, PeerEvent, PeerSessions};
+use super::setup::{Setup, SetupConfig, SetupEvent};
 use super::tc::{TcClient, TcEvent, public_address};
 use crate::flash::amf0::Limits;
 use crate::flash::presence::{self, PeerEntry, parse_peer_id};
@@ -103,10 +104,9 @@ pub struct PeerApp {
     cfg: PeerAppConfig,
     out: Box<dyn FnMut(PeerOutput) + Send>,
     phase: Phase,
-    started: Instant,
-    deadline: Instant,
-    session: Option<SessionHandle>,
-    tc: Option<TcClient>,
+    /// The server session: opened, connected, restarted and diagnosed the
+    /// way every command does it.
+    setup: Option<Setup>,
     peers: Option<PeerSessions>,
     /// Calls awaiting a reply (transaction IDs).
     waiting: Vec<f64>,
@@ -118,6 +118,8 @@ pub struct PeerApp {
     direct_in: Vec<(SessionHandle, u64)>,
     /// SIGINT/SIGTERM arrived: the driver is closing every session.
     stopping: bool,
+    /// How far the server session's setup had got when it did.
+    stopped_in: Option<super::failure::Phase>,
     connected: bool,
 }
 
@@ -127,10 +129,7 @@ impl PeerApp {
             cfg,
             out,
             phase: Phase::Start,
-            started: Instant::ZERO,
-            deadline: Instant::NEVER,
-            session: None,
-            tc: None,
+            setup: None,
             peers: None,
             waiting: Vec::new(),
             targets: Vec::new(),
@@ -138,6 +137,7 @@ impl PeerApp {
             peer_failures: 0,
             direct_in: Vec::new(),
             stopping: false,
+            stopped_in: None,
             connected: false,
         }
     }
@@ -148,11 +148,7 @@ impl PeerApp {
     /// the outcome.
     pub fn interrupted(&mut self, signal: &str) {
         if !self.connected && self.failure.is_none() {
-            let phase = if self.session.is_some() {
-                super::failure::Phase::Connect
-            } else {
-                super::failure::Phase::Hello
-            };
+            let phase = self.stopped_in.unwrap_or(super::failure::Phase::Hello);
             self.failure = Some(Failure::interrupted(phase, signal));
         }
     }
@@ -164,12 +160,16 @@ impl PeerApp {
     /// The server's control flow on the NetConnection (our stream flows
     /// toward the server answer it).
     pub fn server_control_flow(&self) -> Option<u64> {
-        self.tc.as_ref().and_then(TcClient::server_control_flow)
+        self.tc().and_then(TcClient::server_control_flow)
     }
 
     /// The server session (the NetConnection), once started.
     pub fn server_session(&self) -> Option<SessionHandle> {
-        self.session
+        self.setup.as_ref().map(Setup::session)
+    }
+
+    fn tc(&self) -> Option<&TcClient> {
+        self.setup.as_ref().and_then(Setup::tc)
     }
 
     /// The peer on an open peer session.
@@ -231,14 +231,9 @@ impl PeerApp {
         match &self.failure {
             Some(f) => f.exit_code(),
             None if self.peer_failures > 0 => exit::PEER,
-            None if self.tc.is_none() => exit::FAILURE,
+            None if self.tc().is_none() => exit::FAILURE,
             None => exit::OK,
         }
-    }
-
-    fn fail(&mut self, ep: &mut Endpoint, now: Instant, f: Failure) {
-        self.failure.get_or_insert(f);
-        self.close(ep, now);
     }
 
     /// Orderly end: the server session closes, and the peer sessions with it.
@@ -246,32 +241,26 @@ impl PeerApp {
         if matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
             return;
         }
-        match self
-            .session
-            .and_then(|h| ep.session(h).map(|s| (h, s.state)))
-        {
-            Some((h, State::Open)) => {
-                if let Some(tc) = self.tc.as_mut() {
-                    tc.close(ep);
-                }
-                // The peer sessions go with the server session (Closed event).
-                ep.close(now, h, true);
-                self.phase = Phase::Closing {
-                    until: now + CLOSE_GRACE,
-                };
-            }
-            Some((h, _)) => {
-                ep.close(now, h, false);
-                self.phase = Phase::Done;
-            }
-            None => self.phase = Phase::Done,
+        let state = self
+            .server_session()
+            .and_then(|h| ep.session(h).map(|s| s.state));
+        if let (Some(_), Some(s)) = (state, self.setup.as_mut()) {
+            // The NetConnection, then the session; the peer sessions go
+            // with it (Closed event).
+            s.close(ep, now);
         }
+        self.phase = match state {
+            Some(State::Open) => Phase::Closing {
+                until: now + CLOSE_GRACE,
+            },
+            _ => Phase::Done,
+        };
     }
 
     /// A call on the NetConnection; its answer is reported as
     /// [`PeerOutput::Reply`] when `tid` is [`CUSTOM_TID`] or above.
     pub fn call(&mut self, ep: &mut Endpoint, tid: f64, cmd: crate::flash::Command) {
-        if let Some(tc) = self.tc.as_mut()
+        if let Some(tc) = self.setup.as_mut().and_then(Setup::tc_mut)
             && tc.call(ep, &cmd).is_ok()
         {
             self.waiting.push(tid);
@@ -293,17 +282,28 @@ impl PeerApp {
     }
 
     fn on_connected(&mut self, ep: &mut Endpoint, now: Instant, info: &Value) {
-        let h = self.session.expect("connected implies a session");
+        let Some(setup) = self.setup.as_ref() else {
+            return;
+        };
+        let h = setup.session();
+        let started = setup.started();
         self.connected = true;
+        // Made now, on the session that connected (a fresh start replaced
+        // any earlier one): nothing of ours goes to peers before.
+        self.peers = Some(PeerSessions::new(
+            h,
+            self.cfg.peer_timeout.unwrap_or(self.cfg.timeout),
+            self.cfg.policy.clone(),
+        ));
         (self.out)(PeerOutput::Connected {
             server: ep.session(h).map_or(self.cfg.candidates[0], |s| s.far_addr),
             peer_id: ep.identity().fingerprint(),
             observed: public_address(info),
-            connect_time: now.saturating_since(self.started),
+            connect_time: now.saturating_since(started),
         });
         if self.cfg.introductions {
             let locals = self.cfg.local_addrs.clone();
-            if let Some(tc) = self.tc.as_mut() {
+            if let Some(tc) = self.setup.as_mut().and_then(Setup::tc_mut) {
                 let _ = tc.send_peer_info(ep, &locals);
             }
         }
@@ -399,6 +399,47 @@ impl PeerApp {
         }
     }
 
+    /// Ending already (ours, or an interrupt): what the server does now
+    /// is no failure.
+    fn ending(&self) -> bool {
+        self.stopping || matches!(self.phase, Phase::Closing { .. } | Phase::Done)
+    }
+
+    /// What the server session reports.
+    fn on_setup(&mut self, ep: &mut Endpoint, now: Instant, e: SetupEvent) {
+        match e {
+            SetupEvent::Connected { info, .. } => self.on_connected(ep, now, &info),
+            SetupEvent::Tc(TcEvent::Reply {
+                transaction_id,
+                result,
+            }) => self.on_reply(ep, now, transaction_id, result),
+            SetupEvent::Tc(TcEvent::Status(info)) => (self.out)(PeerOutput::ServerStatus(info)),
+            SetupEvent::Tc(_) => {}
+            SetupEvent::Failed(f) => {
+                if !self.ending() {
+                    self.failure.get_or_insert(f);
+                }
+                // The setup closes the session; the peer sessions go with it.
+                let open = self.server_session().and_then(|h| ep.session(h)).is_some();
+                self.phase = if open {
+                    Phase::Closing {
+                        until: now + CLOSE_GRACE,
+                    }
+                } else {
+                    Phase::Done
+                };
+            }
+            SetupEvent::Closed(reason) => {
+                if !self.ending() {
+                    self.failure.get_or_insert(Failure::protocol(format!(
+                        "server session closed ({reason:?})"
+                    )));
+                }
+                self.phase = Phase::Done;
+            }
+        }
+    }
+
     fn on_peer_event(&mut self, e: PeerEvent) {
         let peer = match &e {
             PeerEvent::Attempt { peer, .. }
@@ -424,7 +465,7 @@ impl App for PeerApp {
 
     /// The server session's app; peer sessions as direct or introduced.
     fn annotate(&self, snap: &mut crate::net::snapshot::Snapshot) {
-        if let Some(h) = self.session
+        if let Some(h) = self.server_session()
             && let Some(row) = snap.sessions.iter_mut().find(|r| r.handle == h.0)
         {
             row.app = Some(std::sync::Arc::from(self.cfg.app.as_str()));
@@ -452,71 +493,21 @@ impl App for PeerApp {
         while let Some(pe) = self.peers.as_mut().and_then(PeerSessions::poll_event) {
             self.on_peer_event(pe);
         }
-        match event {
-            Event::Opened { session, .. } if Some(session) == self.session => {
+        if self.setup.as_ref().is_some_and(|s| s.owns(&event)) {
+            if let Event::Opened { session, .. } = event {
                 // Answer the server's forwarded IHellos, to punch our NAT.
                 ep.set_fihello_mode(session, FiHelloMode::SendRHello);
-                self.peers = Some(PeerSessions::new(
-                    session,
-                    self.cfg.peer_timeout.unwrap_or(self.cfg.timeout),
-                    self.cfg.policy.clone(),
-                ));
-                let mut tc = TcClient::new(
-                    session,
-                    TcClient::flash_connect(&self.cfg.app, &self.cfg.url),
-                );
-                if let Err(e) = tc.start(ep) {
-                    return self.fail(ep, now, Failure::protocol(format!("control flow: {e}")));
-                }
-                self.tc = Some(tc);
             }
-            Event::OpenFailed { session, .. } if Some(session) == self.session => {
-                self.session = None;
-                if !self.stopping {
-                    self.failure.get_or_insert(Failure::no_answer(format!(
-                        "no answer from {}",
-                        self.cfg.url
-                    )));
-                }
+            let closed = matches!(event, Event::Closed { .. });
+            if let Some(e) = self.setup.as_mut().and_then(|s| s.on_event(ep, now, event)) {
+                self.on_setup(ep, now, e);
+            }
+            if closed {
                 self.phase = Phase::Done;
             }
-            Event::Closed { session, reason } if Some(session) == self.session => {
-                if !self.stopping && !matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
-                    self.failure.get_or_insert(Failure::protocol(format!(
-                        "server session closed ({reason:?})"
-                    )));
-                }
-                self.phase = Phase::Done;
-            }
-            Event::Flow { session, event } if Some(session) == self.session => {
-                let Some(e) = self.tc.as_mut().and_then(|tc| tc.on_flow_event(ep, event)) else {
-                    return;
-                };
-                match e {
-                    TcEvent::Connected { info } => self.on_connected(ep, now, &info),
-                    TcEvent::Rejected { info, reason } => {
-                        self.fail(ep, now, Failure::rejected(info, reason))
-                    }
-                    TcEvent::Failed(m) => self.fail(ep, now, Failure::protocol(m)),
-                    TcEvent::Ended => {
-                        if !self.stopping
-                            && !matches!(self.phase, Phase::Closing { .. } | Phase::Done)
-                        {
-                            self.fail(
-                                ep,
-                                now,
-                                Failure::protocol("server ended the connection".into()),
-                            );
-                        }
-                    }
-                    TcEvent::Reply {
-                        transaction_id,
-                        result,
-                    } => self.on_reply(ep, now, transaction_id, result),
-                    TcEvent::Status(info) => (self.out)(PeerOutput::ServerStatus(info)),
-                    TcEvent::Keepalive(_) => {}
-                }
-            }
+            return;
+        }
+        match event {
             Event::Flow { session, event } => {
                 self.on_peer_flow(ep, session, event);
             }
@@ -527,16 +518,17 @@ impl App for PeerApp {
         }
     }
 
-    fn on_shutdown(&mut self, _ep: &mut Endpoint, _now: Instant) {
+    fn on_shutdown(&mut self, ep: &mut Endpoint, _now: Instant) {
         // The driver closes the sessions: their ends are ours, not failures.
         self.stopping = true;
+        self.stopped_in = self.setup.as_ref().map(|s| s.phase(ep));
     }
 
     fn timeout(&self) -> Option<Instant> {
         let peer = self.peers.as_ref().and_then(PeerSessions::timeout);
         let own = match self.phase {
             Phase::Start => Some(Instant::ZERO),
-            Phase::Connecting => Some(self.deadline),
+            Phase::Connecting => self.setup.as_ref().and_then(Setup::deadline),
             Phase::Working => None,
             Phase::Staying { until } | Phase::Closing { until } => Some(until),
             Phase::Done => None,
@@ -557,46 +549,33 @@ impl App for PeerApp {
         }
         match self.phase {
             Phase::Start => {
-                let epd = crate::proto::crypto::epd_for_uri(&self.cfg.url);
-                self.started = now;
-                self.deadline = now + self.cfg.timeout;
-                match ep.connect(now, &epd, &self.cfg.candidates) {
-                    Ok(h) => {
-                        self.session = Some(h);
+                let cfg = SetupConfig {
+                    url: self.cfg.url.clone(),
+                    app: self.cfg.app.clone(),
+                    candidates: self.cfg.candidates.clone(),
+                    timeout: self.cfg.timeout,
+                };
+                match Setup::start(ep, now, cfg) {
+                    Ok(s) => {
+                        self.setup = Some(s);
                         self.phase = Phase::Connecting;
                     }
-                    Err(e) => {
-                        self.failure =
-                            Some(Failure::protocol(format!("cannot start session: {e:?}")));
+                    Err(f) => {
+                        self.failure.get_or_insert(f);
                         self.phase = Phase::Done;
                     }
                 }
             }
-            Phase::Connecting if now >= self.deadline => {
-                let f = if self.tc.is_some() {
-                    let mut m = format!("no reply to connect within {:?}", self.cfg.timeout);
-                    let misread = self
-                        .session
-                        .and_then(|h| ep.session(h))
-                        .and_then(|s| s.far.as_ref())
-                        .is_some_and(|f| f.flash_era && !f.flash_fallback);
-                    if misread {
-                        // A publisher keeps the identity peers will ask
-                        // for, so it does not fall back on its own.
-                        m.push_str(
-                            ": the server's certificate is Flash-era (MonaServer, Cumulus), and such \
-                             servers read only Flash Player's certificate; with --dh-group 2 we key \
-                             as Flash Player",
-                        );
-                    }
-                    Failure::protocol(m)
-                } else {
-                    Failure::no_answer(format!(
-                        "no answer from {} within {:?}",
-                        self.cfg.url, self.cfg.timeout
-                    ))
+            Phase::Connecting => {
+                let Some(setup) = self.setup.as_mut() else {
+                    self.phase = Phase::Done;
+                    return;
                 };
-                self.fail(ep, now, f);
+                match setup.on_timeout(ep, now) {
+                    Some(e) => self.on_setup(ep, now, e),
+                    None if setup.is_finished() => self.phase = Phase::Done,
+                    None => {}
+                }
             }
             Phase::Staying { until } if now >= until => self.close(ep, now),
             Phase::Closing { until } if now >= until => self.phase = Phase::Done,

@@ -1,11 +1,16 @@
 //! Opening a session to a server's app, the one path every client command
-//! takes (connect, the load generator, publish, subscribe, send): the
-//! handshake, the NetConnection `connect`, a deadline over both, and a
-//! phase-by-phase diagnosis when it fails ([`super::failure`]).
+//! takes (connect, the load generator, conncheck, publish, subscribe, send,
+//! `connect --peer` and peer streams): the handshake, the NetConnection
+//! `connect`, a deadline over both, a fresh start when the server keyed
+//! with us and went silent, and a phase-by-phase diagnosis when it fails
+//! ([`super::failure`]).
 //!
 //! Sans-IO, inside an [`crate::net::App`]: call [`Setup::start`] from the
 //! app, feed it the endpoint's events ([`Setup::on_event`]) and its
-//! deadline ([`Setup::deadline`], [`Setup::on_timeout`]).
+//! deadline ([`Setup::deadline`], [`Setup::on_timeout`]). An app that runs
+//! NetStreams on the same session takes its own flows' events first and
+//! passes the rest on; once connected it keeps getting status and replies
+//! ([`SetupEvent::Tc`]) and the session's end ([`SetupEvent::Closed`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -202,6 +207,32 @@ impl Setup {
     /// The NetConnection, once the session is open (to send commands on).
     pub fn tc_mut(&mut self) -> Option<&mut TcClient> {
         self.tc.as_mut()
+    }
+
+    /// The NetConnection, once the session is open (its flows: an app that
+    /// runs NetStreams on it reads its own replies off the server's
+    /// control flow).
+    pub fn tc(&self) -> Option<&TcClient> {
+        self.tc.as_ref()
+    }
+
+    /// Whether `event` is about this setup's session (the current one: a
+    /// fresh start replaces it). An app with other sessions on the same
+    /// endpoint feeds only these to [`Self::on_event`].
+    pub fn owns(&self, event: &Event) -> bool {
+        let s = match event {
+            Event::Opened { session, .. }
+            | Event::OpenFailed { session, .. }
+            | Event::Closed { session, .. }
+            | Event::Flow { session, .. } => *session,
+            _ => return false,
+        };
+        s == self.session
+    }
+
+    /// When the setup started (the first handshake).
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Where the setup stands, for a failure raised from outside (an

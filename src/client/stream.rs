@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use super::failure::Failure;
-use super::setup::{MAX_REOPENS, SilentServer};
+use super::setup::{Setup, SetupConfig, SetupEvent};
 use super::tc::{TcClient, TcEvent};
 use crate::flash::amf0::Limits;
 use crate::flash::command::{code, name};
@@ -26,7 +26,7 @@ use crate::net::App;
 use crate::proto::Instant;
 use crate::proto::endpoint::{Endpoint, Event, SessionHandle};
 use crate::proto::flow::FlowEvent;
-use crate::proto::session::{CloseReason, OpenFailure, State};
+use crate::proto::session::{CloseReason, State};
 
 pub(crate) mod dashboard;
 
@@ -112,7 +112,7 @@ pub enum StreamOutput {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     Start,
-    Handshake,
+    /// The session to the server and its NetConnection ([`Setup`]).
     Connecting,
     CreatingStream,
     /// publish/play sent, waiting for its answer.
@@ -160,8 +160,9 @@ pub struct StreamApp {
     cfg: StreamConfig,
     out: Box<dyn FnMut(StreamOutput) + Send>,
     phase: Phase,
-    session: Option<SessionHandle>,
-    tc: Option<TcClient>,
+    /// The server session: opened, connected, restarted and diagnosed the
+    /// way every command does it.
+    setup: Option<Setup>,
     deadline: Instant,
     create_tid: f64,
     stream_id: Option<u32>,
@@ -183,9 +184,6 @@ pub struct StreamApp {
     app_name: Arc<str>,
     stream_name: Arc<str>,
     rate: std::cell::Cell<dashboard::RateMark>,
-    /// A server that forgot the session: start over, as `client::setup` does.
-    silent: Option<SilentServer>,
-    reopens: u32,
 }
 
 impl StreamApp {
@@ -195,8 +193,7 @@ impl StreamApp {
             cfg,
             out,
             phase: Phase::Start,
-            session: None,
-            tc: None,
+            setup: None,
             deadline: Instant::NEVER,
             create_tid: 2.0,
             stream_id: None,
@@ -213,42 +210,12 @@ impl StreamApp {
             app_name,
             stream_name,
             rate: Default::default(),
-            silent: None,
-            reopens: 0,
         }
     }
 
-    /// When to look for a silent server while `connect` is unanswered.
-    fn reopen_check(&self) -> Option<Instant> {
-        let watching = matches!(self.phase, Phase::Connecting) && self.reopens < MAX_REOPENS;
-        self.silent.filter(|_| watching).map(|w| w.check_at())
-    }
-
-    /// Abandons a session the server has said nothing on since it opened
-    /// and starts a new handshake, within the same deadline.
-    fn reopen(&mut self, ep: &mut Endpoint, now: Instant) {
-        if let Some(h) = self.session.take() {
-            ep.close(now, h, false);
-        }
-        self.reopens += 1;
-        self.silent = None;
-        self.tc = None;
-        self.handshake(ep, now);
-    }
-
-    /// Starts the handshake with the server.
-    fn handshake(&mut self, ep: &mut Endpoint, now: Instant) {
-        let epd = crate::proto::crypto::epd_for_uri(&self.cfg.url);
-        match ep.connect(now, &epd, &self.cfg.candidates) {
-            Ok(h) => {
-                self.session = Some(h);
-                self.phase = Phase::Handshake;
-            }
-            Err(e) => {
-                self.failure = Some(Failure::protocol(format!("cannot start session: {e:?}")));
-                self.phase = Phase::Done;
-            }
-        }
+    /// The NetConnection, once the session is open.
+    fn tc(&self) -> Option<&TcClient> {
+        self.setup.as_ref().and_then(Setup::tc)
     }
 
     pub fn failure(&self) -> Option<&Failure> {
@@ -258,7 +225,7 @@ impl StreamApp {
     /// The server session, once started (a direct publisher routes its
     /// relay's events by it).
     pub fn session(&self) -> Option<SessionHandle> {
-        self.session
+        self.setup.as_ref().map(Setup::session)
     }
 
     /// Whether publish/play was answered.
@@ -285,15 +252,14 @@ impl StreamApp {
         ) {
             return;
         }
-        let Some((h, state)) = self
-            .session
-            .and_then(|h| ep.session(h).map(|s| (h, s.state)))
-        else {
+        let Some(state) = self.session().and_then(|h| ep.session(h).map(|s| s.state)) else {
             self.phase = Phase::Done;
             return;
         };
         if state != State::Open {
-            ep.close(now, h, false);
+            if let Some(s) = self.setup.as_mut() {
+                s.close(ep, now);
+            }
             self.phase = Phase::Done;
             return;
         }
@@ -312,14 +278,14 @@ impl StreamApp {
             self.deadline = now;
             return;
         }
-        self.close_session(ep, now, h);
+        self.close_session(ep, now);
     }
 
-    fn close_session(&mut self, ep: &mut Endpoint, now: Instant, h: SessionHandle) {
-        if let Some(tc) = self.tc.as_mut() {
-            tc.close(ep);
+    /// The NetConnection and the session, in order.
+    fn close_session(&mut self, ep: &mut Endpoint, now: Instant) {
+        if let Some(s) = self.setup.as_mut() {
+            s.close(ep, now);
         }
-        ep.close(now, h, true);
         self.phase = Phase::Closing {
             until: now + CLOSE_GRACE,
         };
@@ -327,10 +293,7 @@ impl StreamApp {
 
     /// Bytes of ours not yet acknowledged: stream flows and control flow.
     fn unacknowledged(&self, ep: &mut Endpoint) -> usize {
-        let control = match (
-            self.session,
-            self.tc.as_ref().and_then(|t| t.control_flow()),
-        ) {
+        let control = match (self.session(), self.tc().and_then(TcClient::control_flow)) {
             (Some(h), Some(f)) => ep
                 .transport(h)
                 .and_then(|t| t.send_buffered(f))
@@ -341,10 +304,8 @@ impl StreamApp {
     }
 
     fn control_write(&mut self, ep: &mut Endpoint, cmd: &Command) -> bool {
-        let (Some(h), Some(flow)) = (
-            self.session,
-            self.tc.as_ref().and_then(|t| t.control_flow()),
-        ) else {
+        let (Some(h), Some(flow)) = (self.session(), self.tc().and_then(TcClient::control_flow))
+        else {
             return false;
         };
         let Ok(bytes) = encode_command(cmd) else {
@@ -359,54 +320,133 @@ impl StreamApp {
 
     fn start(&mut self, ep: &mut Endpoint, now: Instant) {
         self.deadline = now + self.cfg.timeout;
-        self.handshake(ep, now);
+        let cfg = SetupConfig {
+            url: self.cfg.url.clone(),
+            app: self.cfg.app.clone(),
+            candidates: self.cfg.candidates.clone(),
+            timeout: self.cfg.timeout,
+        };
+        match Setup::start(ep, now, cfg) {
+            Ok(s) => {
+                self.setup = Some(s);
+                self.phase = Phase::Connecting;
+            }
+            Err(f) => {
+                self.failure.get_or_insert(f);
+                self.phase = Phase::Done;
+            }
+        }
     }
 
-    fn on_tc(&mut self, ep: &mut Endpoint, now: Instant, e: TcEvent) {
+    /// Ending in order already: what the server does now is no failure.
+    fn ending(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Unpublishing { .. } | Phase::Closing { .. } | Phase::Done
+        )
+    }
+
+    /// What the server session reports.
+    fn on_setup(&mut self, ep: &mut Endpoint, now: Instant, e: SetupEvent) {
         match e {
-            TcEvent::Connected { .. } => {
-                let locals = self.cfg.local_addrs.clone();
-                if let Some(tc) = self.tc.as_mut() {
-                    let _ = tc.send_peer_info(ep, &locals);
+            SetupEvent::Connected { .. } => self.on_connected(ep, now),
+            SetupEvent::Tc(e) => self.on_tc(e),
+            SetupEvent::Failed(f) => {
+                if !self.ending() {
+                    self.failure.get_or_insert(f);
                 }
-                let cmd = NetCommand::CreateStream {
-                    transaction_id: self.create_tid,
-                }
-                .to_command();
-                if self.control_write(ep, &cmd) {
-                    self.phase = Phase::CreatingStream;
+                // The setup closes the session; wait briefly for its Close Ack.
+                let open = self.session().and_then(|h| ep.session(h)).is_some();
+                self.phase = if open {
+                    Phase::Closing {
+                        until: now + CLOSE_GRACE,
+                    }
                 } else {
-                    self.fail(
-                        ep,
-                        now,
-                        Failure::protocol("cannot send createStream".into()),
-                    );
+                    Phase::Done
+                };
+            }
+            SetupEvent::Closed(reason) => {
+                let ours = matches!(reason, CloseReason::Shutdown | CloseReason::Local);
+                if !ours && !self.ending() {
+                    self.failure
+                        .get_or_insert(Failure::protocol(format!("session closed ({reason:?})")));
                 }
+                self.phase = Phase::Done;
             }
-            TcEvent::Rejected { info, reason } => {
-                self.fail(ep, now, Failure::rejected(info, reason))
+        }
+    }
+
+    /// `connect` answered: tell the server our addresses, create the stream.
+    fn on_connected(&mut self, ep: &mut Endpoint, now: Instant) {
+        let locals = self.cfg.local_addrs.clone();
+        if let Some(tc) = self.setup.as_mut().and_then(Setup::tc_mut) {
+            let _ = tc.send_peer_info(ep, &locals);
+        }
+        let cmd = NetCommand::CreateStream {
+            transaction_id: self.create_tid,
+        }
+        .to_command();
+        if self.control_write(ep, &cmd) {
+            self.phase = Phase::CreatingStream;
+        } else {
+            self.fail(
+                ep,
+                now,
+                Failure::protocol("cannot send createStream".into()),
+            );
+        }
+    }
+
+    /// A NetConnection event once connected (the setup handles rejections,
+    /// failures and the server ending the connection).
+    fn on_tc(&mut self, e: TcEvent) {
+        // Replies to our calls are read off the control flow first
+        // (`on_control_reply`); anything left is not ours to act on.
+        if let TcEvent::Status(info) = e
+            && info.code == code::SHUTDOWN_NOTIFY
+        {
+            self.ended_by.get_or_insert(info);
+        }
+    }
+
+    /// A flow event of the server session that is ours rather than the
+    /// NetConnection's (our stream's flows, replies to our calls); returns
+    /// it back otherwise.
+    fn on_stream_flow(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        session: SessionHandle,
+        event: FlowEvent,
+    ) -> Option<FlowEvent> {
+        let control = self.tc().and_then(TcClient::server_control_flow);
+        match event {
+            FlowEvent::NewFlow {
+                flow,
+                metadata,
+                return_for,
+            } => (!self.on_new_flow(ep, session, flow, &metadata, return_for)).then_some(
+                FlowEvent::NewFlow {
+                    flow,
+                    metadata,
+                    return_for,
+                },
+            ),
+            FlowEvent::Message { flow, data } if self.incoming.contains(&flow) => {
+                self.on_flow_message(ep, now, flow, data);
+                None
             }
-            TcEvent::Failed(m) => self.fail(ep, now, Failure::protocol(m)),
-            // Replies to our calls are read off the control flow first
-            // (`on_control_reply`); anything left is not ours to act on.
-            TcEvent::Keepalive(_) | TcEvent::Reply { .. } => {}
-            TcEvent::Status(info) => {
-                if info.code == code::SHUTDOWN_NOTIFY {
-                    self.ended_by.get_or_insert(info);
-                }
+            FlowEvent::Message { flow, data }
+                if Some(flow) == control && self.on_control_reply(ep, now, &data) =>
+            {
+                None
             }
-            TcEvent::Ended => {
-                if !matches!(
-                    self.phase,
-                    Phase::Unpublishing { .. } | Phase::Closing { .. } | Phase::Done
-                ) {
-                    self.fail(
-                        ep,
-                        now,
-                        Failure::protocol("server ended the connection".into()),
-                    );
-                }
+            FlowEvent::FlowComplete { flow } if self.incoming.contains(&flow) => {
+                self.incoming.retain(|f| *f != flow);
+                self.sync.forget_flow(flow);
+                None
             }
+            other => Some(other),
         }
     }
 
@@ -443,8 +483,8 @@ impl StreamApp {
     }
 
     fn on_stream_created(&mut self, ep: &mut Endpoint, now: Instant, sid: u32) {
-        let Some(h) = self.session else { return };
-        let control_rx = self.tc.as_ref().and_then(|t| t.server_control_flow());
+        let Some(h) = self.session() else { return };
+        let control_rx = self.tc().and_then(TcClient::server_control_flow);
         // Without lifetimes, media is reliable: a transfer loses nothing.
         let lifetimes = self.cfg.lifetimes.unwrap_or(Lifetimes {
             audio: Duration::from_secs(86_400),
@@ -635,11 +675,7 @@ impl StreamApp {
     fn on_input(&mut self, ep: &mut Endpoint, now: Instant, input: StreamInput) {
         match self.phase {
             Phase::Active => {}
-            Phase::Start
-            | Phase::Handshake
-            | Phase::Connecting
-            | Phase::CreatingStream
-            | Phase::Starting => {
+            Phase::Start | Phase::Connecting | Phase::CreatingStream | Phase::Starting => {
                 match input {
                     StreamInput::Stop => self.close(ep, now),
                     i => {
@@ -720,85 +756,22 @@ impl App for StreamApp {
     }
 
     fn on_event(&mut self, ep: &mut Endpoint, now: Instant, event: Event) {
-        match event {
-            Event::Opened { session, .. } if Some(session) == self.session => {
-                self.phase = Phase::Connecting;
-                self.silent = Some(SilentServer::opened(ep, session, now));
-                let mut tc = TcClient::new(
-                    session,
-                    TcClient::flash_connect(&self.cfg.app, &self.cfg.url),
-                );
-                let r = tc.start(ep);
-                self.tc = Some(tc);
-                if let Err(e) = r {
-                    self.fail(ep, now, Failure::protocol(format!("control flow: {e}")));
-                }
-            }
-            Event::OpenFailed { session, reason } if Some(session) == self.session => {
-                self.session = None;
-                let f = match reason {
-                    OpenFailure::Timeout | OpenFailure::Unreachable => {
-                        Failure::no_answer(format!("no answer from {}", self.cfg.url))
-                    }
-                    other => Failure::protocol(format!("session opening failed: {other:?}")),
-                };
-                if reason != OpenFailure::Cancelled {
-                    self.failure.get_or_insert(f);
-                }
-                self.phase = Phase::Done;
-            }
-            Event::Closed { session, reason } if Some(session) == self.session => {
-                let ours = matches!(reason, CloseReason::Shutdown | CloseReason::Local);
-                if !ours
-                    && !matches!(
-                        self.phase,
-                        Phase::Unpublishing { .. } | Phase::Closing { .. } | Phase::Done
-                    )
-                {
-                    self.failure
-                        .get_or_insert(Failure::protocol(format!("session closed ({reason:?})")));
-                }
-                self.phase = Phase::Done;
-            }
-            Event::Flow { session, event } if Some(session) == self.session => match event {
-                FlowEvent::NewFlow {
-                    flow,
-                    metadata,
-                    return_for,
-                } => {
-                    if !self.on_new_flow(ep, session, flow, &metadata, return_for)
-                        && let Some(tc) = self.tc.as_mut()
-                        && let Some(e) = tc.on_flow_event(
-                            ep,
-                            FlowEvent::NewFlow {
-                                flow,
-                                metadata,
-                                return_for,
-                            },
-                        )
-                    {
-                        self.on_tc(ep, now, e);
-                    }
-                }
-                FlowEvent::Message { flow, data } if self.incoming.contains(&flow) => {
-                    self.on_flow_message(ep, now, flow, data)
-                }
-                FlowEvent::Message { flow, data }
-                    if Some(flow) == self.tc.as_ref().and_then(|t| t.server_control_flow())
-                        && self.on_control_reply(ep, now, &data) => {}
-                FlowEvent::FlowComplete { flow } if self.incoming.contains(&flow) => {
-                    self.incoming.retain(|f| *f != flow);
-                    self.sync.forget_flow(flow);
-                }
-                other => {
-                    if let Some(tc) = self.tc.as_mut()
-                        && let Some(e) = tc.on_flow_event(ep, other)
-                    {
-                        self.on_tc(ep, now, e);
-                    }
-                }
+        if !self.setup.as_ref().is_some_and(|s| s.owns(&event)) {
+            return;
+        }
+        let closed = matches!(event, Event::Closed { .. });
+        let event = match event {
+            Event::Flow { session, event } => match self.on_stream_flow(ep, now, session, event) {
+                Some(event) => Event::Flow { session, event },
+                None => return,
             },
-            _ => {}
+            other => other,
+        };
+        if let Some(e) = self.setup.as_mut().and_then(|s| s.on_event(ep, now, event)) {
+            self.on_setup(ep, now, e);
+        }
+        if closed {
+            self.phase = Phase::Done;
         }
     }
 
@@ -809,10 +782,13 @@ impl App for StreamApp {
     fn timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::Start => Some(Instant::ZERO),
-            Phase::Handshake | Phase::Connecting | Phase::CreatingStream | Phase::Starting => Some(
-                self.reopen_check()
-                    .map_or(self.deadline, |c| c.min(self.deadline)),
+            Phase::Connecting => Some(
+                self.setup
+                    .as_ref()
+                    .and_then(Setup::deadline)
+                    .unwrap_or(self.deadline),
             ),
+            Phase::CreatingStream | Phase::Starting => Some(self.deadline),
             Phase::Draining | Phase::Unpublishing { .. } => Some(self.deadline),
             Phase::Closing { until } => Some(until),
             // A publisher refreshes its queue figure for whoever feeds it.
@@ -824,32 +800,19 @@ impl App for StreamApp {
     fn on_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
         match self.phase {
             Phase::Start => self.start(ep, now),
-            Phase::Handshake if now >= self.deadline => {
-                let f = Failure::no_answer(format!(
-                    "no answer from {} within {:?}{}",
-                    self.cfg.url,
-                    self.cfg.timeout,
-                    super::setup::restarted_note(self.reopens)
-                ));
-                self.failure.get_or_insert(f);
-                if let Some(h) = self.session {
-                    ep.close(now, h, false);
+            Phase::Connecting => {
+                let Some(setup) = self.setup.as_mut() else {
+                    self.phase = Phase::Done;
+                    return;
+                };
+                match setup.on_timeout(ep, now) {
+                    Some(e) => self.on_setup(ep, now, e),
+                    None if setup.is_finished() => self.phase = Phase::Done,
+                    None => {}
                 }
-                self.phase = Phase::Done;
             }
-            Phase::Connecting
-                if now < self.deadline
-                    && self.reopen_check().is_some()
-                    && self
-                        .silent
-                        .zip(self.session)
-                        .is_some_and(|(w, h)| w.is_silent(ep, h, now)) =>
-            {
-                self.reopen(ep, now);
-            }
-            Phase::Connecting | Phase::CreatingStream | Phase::Starting if now >= self.deadline => {
+            Phase::CreatingStream | Phase::Starting if now >= self.deadline => {
                 let what = match self.phase {
-                    Phase::Connecting => "connect",
                     Phase::CreatingStream => "createStream",
                     _ => "publish/play",
                 };
@@ -872,12 +835,12 @@ impl App for StreamApp {
                 }
             }
             Phase::Unpublishing { until } if now >= self.deadline => {
-                let Some(h) = self.session else {
+                if self.session().is_none() {
                     self.phase = Phase::Done;
                     return;
-                };
+                }
                 if now >= until || self.unacknowledged(ep) == 0 {
-                    self.close_session(ep, now, h);
+                    self.close_session(ep, now);
                 } else {
                     self.deadline = now + DRAIN_POLL;
                 }

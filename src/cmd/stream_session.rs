@@ -95,7 +95,10 @@ pub async fn open(
     };
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let app = super::peer_session::AnyStream::Server(StreamApp::new(cfg, out));
-    let driver = Driver::new(ep, app, sockets, clock).with_commands(rx);
+    // As `connect`: a closed port is reported at once, not after --timeout.
+    let driver = Driver::new(ep, app, sockets, clock)
+        .with_commands(rx)
+        .with_transport_errors();
     Ok(Session { driver, input: tx })
 }
 

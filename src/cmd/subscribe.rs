@@ -186,7 +186,11 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
                     };
                     let payload = m[HEADER_LEN..].to_vec();
                     st.write(tt, ts, payload);
-                    if frames_limit.is_some_and(|n| st.stats.frames() >= n) {
+                    if let Some(n) = frames_limit.filter(|n| st.stats.frames() >= *n) {
+                        if st.ended.is_none() {
+                            st.ended = Some("frames".to_owned());
+                            st.ended_reason = Some(format!("--frames {n} reached"));
+                        }
                         stop = true;
                     }
                 }
@@ -272,13 +276,29 @@ async fn run_async(args: SubscribeArgs, url: crate::client::StreamUrl, flv: Opti
                 if frames && first.is_none() {
                     first = Some(tokio::time::Instant::now());
                 }
-                if let (Some(f), Some(d)) = (first, duration)
+                // Our own stops say which limit ended the play: "stopped"
+                // alone read like a failure after an empty --wait.
+                let limit = if let (Some(f), Some(d)) = (first, duration)
                     && f.elapsed() >= d
                 {
-                    break;
-                }
-                let started = progress.started.load(std::sync::atomic::Ordering::Relaxed);
-                if started && !any && begun.elapsed() >= wait {
+                    Some((
+                        "duration",
+                        format!("--duration {d:?} after the first frame"),
+                    ))
+                } else if progress.started.load(std::sync::atomic::Ordering::Relaxed)
+                    && !any
+                    && begun.elapsed() >= wait
+                {
+                    Some(("wait", format!("nothing arrived within --wait {wait:?}")))
+                } else {
+                    None
+                };
+                if let Some((what, why)) = limit {
+                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    if st.ended.is_none() {
+                        st.ended = Some(what.to_owned());
+                        st.ended_reason = Some(why);
+                    }
                     break;
                 }
             }

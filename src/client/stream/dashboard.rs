@@ -85,7 +85,7 @@ impl StreamApp {
     }
 
     pub(super) fn annotate_snapshot(&self, snap: &mut Snapshot) {
-        if let Some(h) = self.session {
+        if let Some(h) = self.session() {
             for row in snap.sessions.iter_mut().filter(|r| r.handle == h.0) {
                 row.app = Some(self.app_name.clone());
             }
