@@ -369,10 +369,13 @@ impl SendFlow {
 
     /// Index of the oldest fragment neither in flight nor acknowledged.
     pub fn next_to_send(&self) -> Option<usize> {
-        let start = self.idx(self.cursor).unwrap_or(0);
+        // Before anything reads the queue: a flow with nothing unsent (the
+        // usual case when the scheduler asks after each ack) then costs no
+        // miss on its queue's memory.
         if self.cursor >= self.next_sn {
             return None;
         }
+        let start = self.idx(self.cursor).unwrap_or(0);
         (start..self.queue.len()).find(|&i| {
             let f = &self.queue[i];
             !f.acked && !f.in_flight
