@@ -13,7 +13,9 @@
 //!
 //! Optional: RTMFP_BENCH_FANOUT (subscriber counts, default 25,50,100,150,200),
 //! RTMFP_BENCH_SECONDS (stream length, default 10), RTMFP_BENCH_JOIN_GAP_MS
-//! (between two subscribers' joins, default 5; 0 = all at once). Without
+//! (between two subscribers' joins, default 5; 0 = all at once),
+//! RTMFP_BENCH_PERF=1 (profile each server over the measured window and say
+//! whose work its CPU time was: see benches/common/perf_split.rs). Without
 //! RTMFP_BENCH_SERVERS it says so and does nothing.
 //!
 //! How far behind a subscriber falls: for each frame, arrival time minus
@@ -24,7 +26,9 @@
 //! time for the whole process, and per thread (packet thread, DH workers).
 //! On loopback the kernel delivers each datagram into the receiver's socket
 //! in the sender's context, so part of the server's system time is the
-//! subscribers' receive work.
+//! subscribers' receive work: with RTMFP_BENCH_PERF=1 the line also gives
+//! the server's own CPU per Gbit, the whole less that share (the whole
+//! figure stays the headline: it is what this machine spent).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -73,7 +77,14 @@ fn run(
     n: usize,
     fixture: &Path,
     frames: u64,
-) -> (Run, (Duration, Duration), Duration, Duration, String) {
+) -> (
+    Run,
+    (Duration, Duration),
+    Duration,
+    Duration,
+    String,
+    Option<perf_split::Split>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -97,7 +108,8 @@ fn run(
             }))
         })
         .collect();
-    let (c0, w0, m0, threads) = local.block_on(&rt, async {
+    let profile = std::env::var_os("RTMFP_BENCH_PERF").is_some();
+    let (c0, w0, m0, threads, split) = local.block_on(&rt, async {
         let mut tasks = Vec::new();
         let mut inputs = Vec::new();
         for seen in &seen {
@@ -151,6 +163,11 @@ fn run(
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (c0, w0, m0) = (cpu_parts(s.pid), Instant::now(), cpu(0));
         let t0 = cpu_threads(s.pid);
+        let rec = if profile {
+            perf_split::record(s.pid, &std::env::temp_dir())
+        } else {
+            None
+        };
         let mut publ = Command::new(BIN)
             .args(["-q", "publish", &url_s, fixture.to_str().unwrap()])
             .stdin(Stdio::null())
@@ -170,6 +187,7 @@ fn run(
             w0.elapsed(),
             cpu(0) - m0,
             threads,
+            rec.and_then(|r| r.finish()),
         );
         for tx in &inputs {
             let _ = tx.send(StreamInput::Stop).await;
@@ -206,7 +224,7 @@ fn run(
         p50_lag: lags.get(lags.len() / 2).copied().unwrap_or(f64::NAN),
         bytes: seen.iter().map(|x| x.bytes).sum(),
     };
-    (r, c0, w0, m0, threads)
+    (r, c0, w0, m0, threads, split)
 }
 
 fn main() {
@@ -233,7 +251,7 @@ fn main() {
     let frames = u64::from(25 * seconds);
     for &n in &counts {
         for s in &servers {
-            let (r, (user, sys), wall, client, threads) = run(s, n, &live, frames);
+            let (r, (user, sys), wall, client, threads, split) = run(s, n, &live, frames);
             let spent = user + sys;
             let gbit = r.bytes as f64 * 8.0 / 1e9;
             let alive = std::path::Path::new(&format!("/proc/{}", s.pid)).exists();
@@ -261,6 +279,18 @@ fn main() {
                     "SERVER PROCESS GONE"
                 },
             );
+            if let Some(p) = split {
+                let per_gbit = spent.as_secs_f64() / gbit.max(1e-9);
+                let own = per_gbit * (1.0 - p.share(p.receivers));
+                println!(
+                    "  perf {:<9} N={n:<4} {}; CPU-s per Gbit: whole {per_gbit:.2} = sealing {:.2} + receivers' delivery {:.2} + rest {:.2}; server's own (whole less receivers') {own:.2}",
+                    s.name,
+                    p.describe(),
+                    per_gbit * p.share(p.sealing),
+                    per_gbit * p.share(p.receivers),
+                    per_gbit * (1.0 - p.share(p.sealing) - p.share(p.receivers)),
+                );
+            }
         }
     }
 }

@@ -3,6 +3,8 @@
 //! FLV, numeric settings from the environment.
 #![allow(dead_code)] // each bench uses its own subset
 
+pub mod perf_split;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -202,10 +202,33 @@ impl PacketCipher {
         plain: &[u8],
         out: &mut [u8],
     ) -> Result<usize, CryptoError> {
+        let at = self.plain_offset();
+        if out.len() < self.overhead(plain.len()) {
+            return Err(CryptoError::BufferTooSmall);
+        }
+        out[at..at + plain.len()].copy_from_slice(plain);
+        self.seal_in_place(far_sid, out, plain.len())
+    }
+
+    /// Where the next datagram's plain packet starts: write it at
+    /// `out[plain_offset()..]` and [`Self::seal_in_place`] it, and the packet
+    /// is never copied. Depends on the next sequence number.
+    pub fn plain_offset(&self) -> usize {
+        SSID_LEN + self.front_len()
+    }
+
+    /// As [`Self::seal`], for a plain packet of `plain_len` bytes already at
+    /// `out[self.plain_offset()..]`: the same datagram, without the copy.
+    pub fn seal_in_place(
+        &mut self,
+        far_sid: [u8; 4],
+        out: &mut [u8],
+        plain_len: usize,
+    ) -> Result<usize, CryptoError> {
         let sseq = self.tx.sseq;
         let has_cksum = self.tx.hmac.is_none();
         let front = self.front_len();
-        let enc_len = (front + plain.len()).div_ceil(BLOCK).max(1) * BLOCK;
+        let enc_len = (front + plain_len).div_ceil(BLOCK).max(1) * BLOCK;
         let tag_len = self.tag_len_tx();
         let total = SSID_LEN + enc_len + tag_len;
         if out.len() < total {
@@ -225,8 +248,7 @@ impl PacketCipher {
         if has_cksum {
             pos += 2;
         }
-        enc[pos..pos + plain.len()].copy_from_slice(plain);
-        enc[pos + plain.len()..].fill(0xff);
+        enc[pos + plain_len..].fill(0xff);
         if has_cksum {
             // Covers P ‖ pad, not the sequence number (spec 03 §3.1).
             let c = checksum(&enc[cksum_at + 2..]);
@@ -429,6 +451,38 @@ mod tests {
             } else {
                 assert!(again.is_ok());
             }
+        }
+    }
+
+    #[test]
+    fn sealing_in_place_is_the_same_datagram_as_sealing_a_copy() {
+        for (hmac, sseq) in [(false, false), (false, true), (true, false), (true, true)] {
+            let (mut a, mut b) = session_pair(hmac, sseq);
+            let mut twin = a.clone();
+            let mut out = [0u8; 2048];
+            // Past 127 the sequence number takes two bytes: the offset moves.
+            for (i, len) in (0..200usize)
+                .map(|i| (i, (i * 37) % 1201))
+                .chain([(200, 1200)])
+            {
+                let plain: Vec<u8> = (0..len).map(|k| (k + i) as u8).collect();
+                let mut copy = [0u8; 2048];
+                let n = a.seal([1, 2, 3, 4], &plain, &mut copy).unwrap();
+                let mut dg = [0xa5u8; 2048];
+                let at = twin.plain_offset();
+                dg[at..at + len].copy_from_slice(&plain);
+                let m = twin.seal_in_place([1, 2, 3, 4], &mut dg, len).unwrap();
+                assert_eq!(&dg[..m], &copy[..n], "packet {i}, {len} B, {hmac} {sseq}");
+                assert_eq!(&b.open(&dg[..m], &mut out).unwrap()[..len], &plain[..]);
+            }
+            // Too small a buffer is refused, and consumes no sequence number.
+            let at = twin.plain_offset();
+            let mut small = [0u8; 40];
+            assert_eq!(
+                twin.seal_in_place([0; 4], &mut small, 40 - at),
+                Err(CryptoError::BufferTooSmall)
+            );
+            assert_eq!(twin.plain_offset(), at);
         }
     }
 

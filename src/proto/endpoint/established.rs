@@ -524,7 +524,16 @@ impl Endpoint {
         }
         let mut dst = (s.iface, s.far_addr);
         let limit = header::MAX_SESSION_PACKET.min(plain.len());
-        let mut w = Writer::new(&mut plain[..limit]);
+        // The packet is written where sealing encrypts it, in the datagram
+        // buffer, when that has room: no copy of the plain packet.
+        let at = s.cipher.plain_offset();
+        let in_place = buf.len() >= s.cipher.overhead(limit);
+        let region = if in_place {
+            &mut buf[at..at + limit]
+        } else {
+            &mut plain[..limit]
+        };
+        let mut w = Writer::new(region);
         let mode = if s.role == Role::Initiator {
             Mode::Initiator
         } else {
@@ -588,11 +597,16 @@ impl Endpoint {
         }
         let n = w.len();
         if time_critical {
-            plain[0] |= crate::proto::wire::header::flags::TC;
+            w.written_mut()[0] |= crate::proto::wire::header::flags::TC;
         }
         self.tc_sent_any = tc.tc_sent_any;
         let s = self.session_mut(h)?;
-        let len = s.cipher.seal(s.far_sid, &plain[..n], buf).ok()?;
+        let sealed = if in_place {
+            s.cipher.seal_in_place(s.far_sid, buf, n)
+        } else {
+            s.cipher.seal(s.far_sid, &plain[..n], buf)
+        };
+        let len = sealed.ok()?;
         if sent_probe {
             s.probe_sent = Some(now);
         }

@@ -33,6 +33,9 @@ mod sim;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timer_tests;
+mod timers;
 
 use crate::proto::wire::chunk;
 
@@ -325,6 +328,9 @@ pub struct Transport {
     pkt_acked_flows: Vec<u64>,
     /// The timeout alarm (spec 02 §8): ERTO after the latest data sent or ack packet received.
     rto_deadline: Option<Instant>,
+    /// The earliest timer of any flow (see timers.rs), kept current by
+    /// every change to a flow's timers.
+    flow_timer: Option<Instant>,
     retransmit_epoch: Option<Instant>,
     last_tc_sent: Option<Instant>,
     peer_probe_ok: bool,
@@ -359,6 +365,7 @@ impl Transport {
             pkt: PacketState::default(),
             pkt_acked_flows: Vec::new(),
             rto_deadline: None,
+            flow_timer: None,
             retransmit_epoch: None,
             last_tc_sent: None,
             peer_probe_ok: false,
@@ -419,11 +426,14 @@ impl Transport {
     /// fragments it takes (none for a message of up to [`MAX_HEAD`] bytes).
     pub fn write(&mut self, flow: u64, msg: &[u8], opts: WriteOptions) -> Result<(), FlowError> {
         let f = self.writable(flow, msg.len())?;
+        let before = f.timer();
         if msg.len() <= MAX_HEAD {
             f.write(msg, &bytes::Bytes::new(), &opts);
         } else {
             f.write(&[], &bytes::Bytes::copy_from_slice(msg), &opts);
         }
+        let after = f.timer();
+        self.flow_timer_moved(before, after);
         self.stats.messages_written += 1;
         Ok(())
     }
@@ -440,12 +450,15 @@ impl Transport {
         opts: WriteOptions,
     ) -> Result<(), FlowError> {
         let f = self.writable(flow, head.len() + body.len())?;
+        let before = f.timer();
         if head.len() <= MAX_HEAD {
             f.write(head, body, &opts);
         } else {
             let whole = [head, body].concat();
             f.write(&[], &whole.into(), &opts);
         }
+        let after = f.timer();
+        self.flow_timer_moved(before, after);
         self.stats.messages_written += 1;
         Ok(())
     }
@@ -476,9 +489,14 @@ impl Transport {
 
     /// Orderly close of a sending flow (spec 02 §12.9).
     pub fn close_flow(&mut self, flow: u64) {
-        if let Some(f) = self.send.get_mut(&flow)
-            && !f.close()
-        {
+        let Some(f) = self.send.get_mut(&flow) else {
+            return;
+        };
+        let before = f.timer();
+        let keep = f.close();
+        let after = f.timer();
+        self.flow_timer_moved(before, after);
+        if !keep {
             self.remove_send(flow);
         }
     }
@@ -486,6 +504,7 @@ impl Transport {
     fn remove_send(&mut self, flow: u64) {
         if let Some(f) = self.send.remove(&flow) {
             self.rr[f.priority.index()].retain(|&x| x != flow);
+            self.flow_timer_moved(f.timer(), None);
         }
     }
 
@@ -596,6 +615,7 @@ impl Transport {
         self.ack_now = false;
         self.delack = None;
         self.rto_deadline = None;
+        self.flow_timer = None;
     }
 
     /// True while any flow exists (for the session's idle limit, spec 02 §8).
@@ -674,7 +694,9 @@ impl Transport {
         let Some(f) = self.recv.get_mut(&flow) else {
             return;
         };
+        let before = f.timer();
         let out = f.on_data(now, sn, fsn, flags, data, &mut self.scratch);
+        let after = f.timer();
         self.events.extend(self.scratch.drain(..));
         Self::enqueue_ack(&mut self.ack_list, f);
         if out.ack_now {
@@ -682,6 +704,7 @@ impl Transport {
         } else if self.delack.is_none() {
             self.delack = Some(now + DELACK_ALARM_PERIOD);
         }
+        self.flow_timer_moved(before, after);
     }
 
     /// Creates a receiving flow for an unknown ID (spec 02 §12.5); false if
@@ -761,6 +784,7 @@ impl Transport {
         if self.pkt_acked_flows.len() < self.cfg.max_send_flows {
             self.pkt_acked_flows.push(a.flow_id);
         }
+        let before = f.timer();
         let eff = f.on_ack(now, erto, a.buffer_blocks, a.cum_ack, a.received());
         self.bytes_in_flight = self.bytes_in_flight.saturating_sub(eff.acked_wire);
         self.pkt.acked += eff.acked_wire;
@@ -772,6 +796,8 @@ impl Transport {
             self.events
                 .push_back(FlowEvent::SendFlowClosed { flow: id });
         }
+        let after = f.timer();
+        self.flow_timer_moved(before, after);
     }
 
     pub fn on_buffer_probe(&mut self, _now: Instant, flow: u64) {
@@ -788,10 +814,13 @@ impl Transport {
         if f.exception.is_some() || matches!(f.state, SendState::Linger(_)) {
             return;
         }
+        let before = f.timer();
         f.exception = Some(e.code);
         let keep = f.close();
         f.abandon_all();
         f.trim_head();
+        let after = f.timer();
+        self.flow_timer_moved(before, after);
         self.events.push_back(FlowEvent::Exception {
             flow: e.flow_id,
             code: e.code,
@@ -915,14 +944,25 @@ impl Transport {
 
     // ----- wire side: output ------------------------------------------------
 
-    /// Applies message deadlines before choosing what to send.
+    /// Applies message deadlines before choosing what to send. A message
+    /// deadline is a flow timer, so none has passed before the cached
+    /// earliest one: then no flow is visited.
     fn service(&mut self, now: Instant) {
+        if self.flow_timer.is_none_or(|t| now < t) {
+            return;
+        }
+        let mut moved = false;
         for f in self.send.values_mut() {
+            let before = f.timer();
             let n = f.check_deadlines(now);
             if n > 0 {
                 self.stats.abandoned_messages += n as u64;
                 f.trim_head();
             }
+            moved |= f.timer() != before;
+        }
+        if moved {
+            self.flow_timer = self.walk_flow_timers();
         }
     }
 
@@ -1188,110 +1228,6 @@ impl Transport {
             self.last_tc_sent = Some(now);
             ctx.tc_sent_any = Some(now);
         }
-    }
-
-    // ----- timers -------------------------------------------------------------
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t: Option<Instant> = None;
-        let mut add = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |y| y.min(x)));
-            }
-        };
-        if !self.ack_list.is_empty() {
-            add(self.delack);
-        }
-        add(self.rto_deadline);
-        add(self.cc.burst_timer());
-        for f in self.send.values() {
-            add(f.persist.map(|p| p.0));
-            add(f.next_deadline());
-            if let SendState::Linger(l) = f.state {
-                add(Some(l));
-            }
-        }
-        for f in self.recv.values() {
-            add(f.linger_until);
-        }
-        t
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) -> TimeoutOutcome {
-        let mut out = TimeoutOutcome::default();
-        if self.delack.is_some_and(|d| now >= d) {
-            self.delack = None;
-            if !self.ack_list.is_empty() {
-                self.ack_now = true;
-            }
-        }
-        if self.cc.burst_timer().is_some_and(|d| now >= d) {
-            self.cc.on_burst_timer(now, self.rtt.srtt());
-        }
-        if self.rto_deadline.is_some_and(|d| now >= d) {
-            self.on_rto(now, &mut out);
-        }
-        let erto = self.rtt.erto();
-        for f in self.send.values_mut() {
-            if f.persist.is_some_and(|p| now >= p.0) {
-                f.on_persist(now, erto);
-            }
-        }
-        self.service(now);
-        let expired: Vec<u64> = self
-            .send
-            .values()
-            .filter(|f| matches!(f.state, SendState::Linger(l) if now >= l))
-            .map(|f| f.id)
-            .collect();
-        for id in expired {
-            self.remove_send(id);
-        }
-        // A pending ack for a forgotten flow is skipped by `write_acks`.
-        self.recv
-            .retain(|_, f| f.linger_until.is_none_or(|l| now < l));
-        out
-    }
-
-    /// The timeout alarm (spec 02 §8, data part).
-    fn on_rto(&mut self, now: Instant, out: &mut TimeoutOutcome) {
-        self.rto_deadline = None;
-        let outstanding = !self.in_flight.is_empty() && self.bytes_in_flight > 0;
-        if !outstanding {
-            self.cc.on_timeout(false);
-            self.retransmit_epoch = None;
-            return;
-        }
-        tracing::debug!(
-            in_flight = self.bytes_in_flight,
-            "retransmission timeout: resending outstanding data"
-        );
-        if self
-            .retransmit_epoch
-            .is_some_and(|e| now >= e + self.cfg.retransmit_limit)
-        {
-            out.give_up = true;
-            self.cc.on_timeout(true);
-            return;
-        }
-        self.stats.timeouts += 1;
-        while let Some(e) = self.in_flight.pop_front() {
-            if let Some(f) = self.send.get_mut(&e.flow)
-                && let Some(i) = f.idx(e.sn)
-                && f.queue[i].in_flight
-                && f.queue[i].tsn == e.tsn
-            {
-                f.requeue(i);
-                let msg = f.queue[i].msg;
-                if f.msg_no_retransmit(msg) && f.abandon_msg(msg) {
-                    self.stats.abandoned_messages += 1;
-                }
-            }
-        }
-        self.bytes_in_flight = 0;
-        self.cc.on_timeout(true);
-        self.rtt.on_timeout();
-        out.retransmitted = true;
     }
 
     // ----- introspection ------------------------------------------------------

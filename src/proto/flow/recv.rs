@@ -95,6 +95,11 @@ fn last_in(set: &BTreeSet<u64>, a: u64, b: u64) -> Option<u64> {
 }
 
 impl RecvFlow {
+    /// This flow's only timer: the end of its linger once complete.
+    pub fn timer(&self) -> Option<Instant> {
+        self.linger_until
+    }
+
     pub fn new(id: u64, capacity: usize, max_runs: usize, delivery: Delivery) -> Self {
         let mut seq = SeqSet::new(max_runs);
         seq.insert(0);

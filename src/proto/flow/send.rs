@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::chunk::data_flags;
 use super::payload::FragmentData;
 use super::{FlowMeta, MAX_DATA_FRAG_LENGTH, Priority, WriteOptions};
-use crate::proto::time::Instant;
+use crate::proto::time::{Instant, earliest};
 
 /// `F_PERSIST_INITIAL_PERIOD` (spec 02 §12.7).
 pub const F_PERSIST_INITIAL_PERIOD: Duration = Duration::from_secs(1);
@@ -321,8 +321,22 @@ impl SendFlow {
         n
     }
 
+    #[cfg(test)]
     pub fn next_deadline(&self) -> Option<Instant> {
         self.next_deadline
+    }
+
+    /// The earliest of this flow's timers: persist, message deadline, linger
+    /// end (what the transport's cached flow timer is the minimum of).
+    pub fn timer(&self) -> Option<Instant> {
+        let linger = match self.state {
+            SendState::Linger(l) => Some(l),
+            _ => None,
+        };
+        earliest(
+            earliest(self.persist.map(|p| p.0), self.next_deadline),
+            linger,
+        )
     }
 
     /// Drops abandoned never-sent fragments at the head of the queue, always
@@ -355,10 +369,13 @@ impl SendFlow {
 
     /// Index of the oldest fragment neither in flight nor acknowledged.
     pub fn next_to_send(&self) -> Option<usize> {
-        let start = self.idx(self.cursor).unwrap_or(0);
+        // Before anything reads the queue: a flow with nothing unsent (the
+        // usual case when the scheduler asks after each ack) then costs no
+        // miss on its queue's memory.
         if self.cursor >= self.next_sn {
             return None;
         }
+        let start = self.idx(self.cursor).unwrap_or(0);
         (start..self.queue.len()).find(|&i| {
             let f = &self.queue[i];
             !f.acked && !f.in_flight

@@ -58,7 +58,7 @@ fn decode(bytes: &[u8]) -> Vec<C> {
         .collect()
 }
 
-fn fill(t: &mut Transport, now: Instant) -> (Filled, Vec<u8>) {
+pub(super) fn fill(t: &mut Transport, now: Instant) -> (Filled, Vec<u8>) {
     let mut buf = vec![0u8; 1195];
     let mut w = Writer::new(&mut buf);
     let f = t.fill_packet(now, &mut w, &mut TcContext::default());
@@ -68,7 +68,7 @@ fn fill(t: &mut Transport, now: Instant) -> (Filled, Vec<u8>) {
 }
 
 /// Feeds one packet's bytes (as the session would) to `t`.
-fn feed(t: &mut Transport, now: Instant, bytes: &[u8]) {
+pub(super) fn feed(t: &mut Transport, now: Instant, bytes: &[u8]) {
     t.begin_packet(now);
     for c in Chunks::new(bytes) {
         match c {
