@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::chunk::{Chunk, Chunks};
 use super::*;
 use crate::proto::rng::{Rng, SeededRng};
+use crate::proto::wire::Writer;
 
 mod flow_counts;
 

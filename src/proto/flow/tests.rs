@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::chunk::{self, Chunk, Chunks};
+use super::chunk::{self, BufferProbe, Chunk, Chunks};
 use super::*;
+use crate::proto::wire::Writer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum C {
