@@ -19,6 +19,9 @@ use rtmfp::proto::endpoint::{Endpoint, EndpointConfig, Event};
 use rtmfp::proto::flow::{FlowEvent, Priority, WriteOptions};
 use serde_json::Value as Json;
 
+#[path = "support/json_proc.rs"]
+mod json_proc;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rtmfp");
 
 /// Runs the binary, killing it if it outlives `limit`.
@@ -649,53 +652,12 @@ fn hold_keeps_sessions_until_interrupted() {
 }
 
 /// `rtmfp serve` on a free loopback port, killed (SIGINT) on drop.
-struct Serve(std::process::Child, SocketAddr);
-
-impl Serve {
-    fn start() -> Self {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &addr.to_string(),
-                "--ephemeral",
-                "--quiet",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Serve(child, addr)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        let start = StdInstant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if self.0.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn connects_to_our_own_serve() {
-    let serve = Serve::start();
-    let url = format!("rtmfp://{}/live", serve.1);
+    // On a port serve bound itself (port 0) and reported: a port picked
+    // here and released could be taken by another test before serve binds.
+    let (_serve, addr) = json_proc::serve();
+    let url = format!("rtmfp://{addr}/live");
     // IHellos are repeated, so a server still starting up is fine.
     let (out, _) = run(
         &[
