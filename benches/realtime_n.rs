@@ -15,8 +15,11 @@
 //! RTMFP_BENCH_SECONDS (stream length, default 10), RTMFP_BENCH_JOIN_GAP_MS
 //! (between two subscribers' joins, default 5; 0 = all at once),
 //! RTMFP_BENCH_PERF=1 (profile each server over the measured window and say
-//! whose work its CPU time was: see benches/common/perf_split.rs). Without
-//! RTMFP_BENCH_SERVERS it says so and does nothing.
+//! whose work its CPU time was: see benches/common/perf_split.rs; start a
+//! profiled serve from a copy of the binary, since `cargo bench` relinks
+//! target/release/rtmfp and perf then resolves the old process's symbols
+//! against the new file). Without RTMFP_BENCH_SERVERS it says so and does
+//! nothing.
 //!
 //! How far behind a subscriber falls: for each frame, arrival time minus
 //! media timestamp; its lag is the largest such figure less the smallest
