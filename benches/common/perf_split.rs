@@ -64,6 +64,17 @@ pub struct Recording {
 
 /// Starts profiling `pid` (call stacks, 999 Hz); None if perf is missing.
 pub fn record(pid: u32, dir: &Path) -> Option<Recording> {
+    // A binary replaced since the process started (cargo relinks in place)
+    // leaves perf resolving the old code against the new file's symbols.
+    if std::fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|p| p.to_string_lossy().ends_with(" (deleted)"))
+    {
+        eprintln!(
+            "perf: process {pid}'s binary was replaced after it started; its user-space samples \
+             cannot be attributed (run it from a copy): not profiling it"
+        );
+        return None;
+    }
     let file = dir.join(format!("perf-{pid}.data"));
     let child = Command::new("perf")
         .args(["record", "-q", "-F", "999", "-g", "-o"])
