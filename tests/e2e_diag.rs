@@ -843,10 +843,16 @@ fn setup_errors(addr: SocketAddr, timeout: &str) -> Vec<(String, Json, Option<i3
     std::fs::write(&input, b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00").unwrap();
     let server = format!("rtmfp://{addr}/live");
     let stream = format!("{server}/cam");
-    let runs: [(&str, Vec<&str>); 3] = [
+    let runs: [(&str, Vec<&str>); 5] = [
         ("connect", vec!["connect", &server]),
         ("subscribe", vec!["subscribe", &stream, "-o", "/dev/null"]),
         ("publish", vec!["publish", &stream, input.to_str().unwrap()]),
+        // The peer commands open the same server session first.
+        ("connect --peer", vec!["connect", "--peer", "bob", &server]),
+        (
+            "subscribe --peer",
+            vec!["subscribe", "--peer", "bob", &stream, "-o", "/dev/null"],
+        ),
     ];
     let out = runs
         .into_iter()

@@ -602,3 +602,48 @@ fn connect_unanswered_by_a_flash_era_server_says_how_to_key_for_it() {
         );
     }
 }
+
+/// An ICMP unreachable ends a session opening toward a server at once, but
+/// not one opened by peer ID: while two peers punch holes, the far NAT
+/// answers the first packets with ICMP until the peer's own packets open
+/// its mapping, so the candidate must stay.
+#[test]
+fn icmp_unreachable_ends_a_server_opening_but_not_one_by_peer_id() {
+    use rtmfp::proto::endpoint::Endpoint;
+    use rtmfp::proto::session::OpenFailure;
+    use rtmfp::proto::{Instant, SeededRng};
+    let now = Instant::from_micros(1_000_000);
+    let id = client_identity(7, &[DhGroup::G2]);
+    let mut ep = Endpoint::new(
+        id,
+        EndpointConfig::default(),
+        Box::new(SeededRng::new(7)),
+        now,
+    );
+    ep.add_interface(false);
+    let server: SocketAddr = "192.0.2.1:1935".parse().unwrap();
+    let peer: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+    let to_server = ep
+        .connect(
+            now,
+            &crypto::epd_for_uri("rtmfp://192.0.2.1/live"),
+            &[server],
+        )
+        .unwrap();
+    let to_peer = ep
+        .connect(now, &crypto::epd_for_peer(&[0x42; 32]), &[peer])
+        .unwrap();
+    ep.handle_unreachable(now, peer);
+    ep.handle_unreachable(now, server);
+    let mut failed = Vec::new();
+    while let Some(e) = ep.poll_event() {
+        if let Event::OpenFailed { session, reason } = e {
+            failed.push((session, reason));
+        }
+    }
+    assert_eq!(failed, vec![(to_server, OpenFailure::Unreachable)]);
+    assert!(
+        ep.session(to_peer).is_some_and(|s| s.opening.is_some()),
+        "the peer-ID session is still opening"
+    );
+}

@@ -97,7 +97,8 @@ pub async fn run(
         };
         let _ = stdout.flush();
     });
-    let mut driver = Driver::new(ep, PeerApp::new(cfg, out), sockets, clock);
+    let mut driver =
+        Driver::new(ep, PeerApp::new(cfg, out), sockets, clock).with_transport_errors();
     let mut sources = Vec::new();
     if Monitor::wanted(&args.monitor) {
         let (tap, rx) = Monitor::tap(&args.monitor, None);

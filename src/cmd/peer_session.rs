@@ -287,6 +287,8 @@ pub async fn open(
     });
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let app = AnyStream::Peer(PeerStreamApp::new(cfg, out, peer_out));
-    let driver = Driver::new(ep, app, sockets, clock).with_commands(rx);
+    let driver = Driver::new(ep, app, sockets, clock)
+        .with_transport_errors()
+        .with_commands(rx);
     Ok(Session { driver, input: tx })
 }

@@ -136,7 +136,8 @@ pub(crate) async fn run(
             v.push(o);
         }
     });
-    let mut driver = Driver::new(ep, PeerApp::new(cfg, sink), sockets, clock);
+    let mut driver =
+        Driver::new(ep, PeerApp::new(cfg, sink), sockets, clock).with_transport_errors();
     let stop = super::signals::Stop::install();
     if let Err(e) = driver.run(stop.wait_unit(), Duration::from_secs(1)).await {
         out.error("failure", &format!("peer attempt: {e}"));

@@ -211,7 +211,8 @@ impl<A: App> Driver<A> {
 
     /// Reads ICMP unreachable errors from the sockets and hands them to
     /// [`Endpoint::handle_unreachable`], so an opening session to a closed
-    /// port fails at once. For clients: a server has no use for them.
+    /// port fails at once. For clients (peers too: sessions opened by peer ID
+    /// ignore them, see `handle_unreachable`): a server has no use for them.
     pub fn with_transport_errors(mut self) -> Self {
         self.transport_errors = self
             .sockets

@@ -521,12 +521,19 @@ impl Endpoint {
     /// sessions drop the candidates at that IP, and give up with
     /// [`OpenFailure::Unreachable`] once none is left: the answer a closed
     /// port gives at once, instead of a silent timeout.
+    ///
+    /// Sessions opened by peer ID are left alone: while two peers punch
+    /// holes, the far NAT answers the first packets with ICMP until the
+    /// peer's own packets open its mapping, so an ICMP there says nothing
+    /// about whether the peer can be reached.
     pub fn handle_unreachable(&mut self, _now: Instant, addr: SocketAddr) {
         let hit =
             |a: &SocketAddr| a.ip() == addr.ip() && (addr.port() == 0 || a.port() == addr.port());
+        let by_peer_id =
+            |epd: &[u8]| crypto::Epd::parse(epd).is_ok_and(|e| e.fingerprint_raw().is_some());
         let handles: Vec<SessionHandle> = self
             .sessions()
-            .filter(|(_, s)| s.opening.is_some())
+            .filter(|(_, s)| s.opening.as_ref().is_some_and(|o| !by_peer_id(&o.epd)))
             .map(|(h, _)| h)
             .collect();
         for h in handles {
