@@ -21,7 +21,10 @@
 //! overrides the 100 attempts. `RTMFP_BENCH_LAB=1` runs the same in the NAT
 //! lab (tests/support/natlab.rs, as root): serve on the public segment, bob
 //! and the initiator each behind its own masquerade (port-restricted) NAT,
-//! so every session is hole-punched.
+//! so every session is hole-punched. With `RTMFP_BENCH_SERVER_DELAY_MS=N`
+//! the server sits behind a hop that delays each packet N ms each way (a
+//! rendezvous server farther away than the peer, the usual topology;
+//! without it every leg is sub-millisecond and equal).
 
 #[path = "../tests/support/natlab.rs"]
 mod natlab;
@@ -87,6 +90,8 @@ enum Place {
         server: natlab::Host,
         bob: natlab::Host,
         me: natlab::Host,
+        /// The delay hop in front of the server, kept alive for the run.
+        _hop: Option<natlab::DelayHop>,
     },
 }
 
@@ -114,7 +119,19 @@ fn main() {
         let Some(mut lab) = natlab::Lab::or_skip("p2p_open in the lab") else {
             return;
         };
-        let server = lab.server(1);
+        let delay = std::env::var("RTMFP_BENCH_SERVER_DELAY_MS")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok());
+        let (server, hop) = match delay {
+            Some(ms) => match lab.delayed_server(1, Duration::from_millis(ms)) {
+                Ok((server, hop)) => (server, Some(hop)),
+                Err(natlab::Skip(why)) => {
+                    eprintln!("p2p_open: no delayed server in this lab: {why}");
+                    return;
+                }
+            },
+            None => (lab.server(1), None),
+        };
         let (bob, _) = lab.host(natlab::NatKind::PortRestricted);
         let (me, _) = lab.host(natlab::NatKind::PortRestricted);
         Place::Lab {
@@ -122,6 +139,7 @@ fn main() {
             server,
             bob,
             me,
+            _hop: hop,
         }
     } else {
         Place::Local
