@@ -64,6 +64,20 @@ impl<'a> Epd<'a> {
     pub fn fingerprint(&self) -> Option<[u8; FINGERPRINT_LEN]> {
         self.fingerprint_raw.and_then(|f| f.try_into().ok())
     }
+
+    /// `epd` names its endpoint by fingerprint (a peer ID).
+    pub fn names_by_fingerprint(epd: &[u8]) -> bool {
+        Epd::parse(epd).is_ok_and(|e| e.fingerprint_raw.is_some())
+    }
+
+    /// `epd` names its endpoint by ancillary data (a URL) alone, so a
+    /// compact certificate may answer it: one naming a fingerprint or a
+    /// hostname needs the certificate it names.
+    pub fn names_by_url_only(epd: &[u8]) -> bool {
+        Epd::parse(epd).is_ok_and(|e| {
+            e.fingerprint_raw.is_none() && e.hostname.is_none() && e.ancillary.is_some()
+        })
+    }
 }
 
 /// Selection rules shared by the responder (§5.2) and initiator (§5.3) sides.

@@ -529,11 +529,13 @@ impl Endpoint {
     pub fn handle_unreachable(&mut self, _now: Instant, addr: SocketAddr) {
         let hit =
             |a: &SocketAddr| a.ip() == addr.ip() && (addr.port() == 0 || a.port() == addr.port());
-        let by_peer_id =
-            |epd: &[u8]| crypto::Epd::parse(epd).is_ok_and(|e| e.fingerprint_raw().is_some());
         let handles: Vec<SessionHandle> = self
             .sessions()
-            .filter(|(_, s)| s.opening.as_ref().is_some_and(|o| !by_peer_id(&o.epd)))
+            .filter(|(_, s)| {
+                s.opening
+                    .as_ref()
+                    .is_some_and(|o| !crypto::Epd::names_by_fingerprint(&o.epd))
+            })
             .map(|(h, _)| h)
             .collect();
         for h in handles {

@@ -103,9 +103,7 @@ impl Endpoint {
         // The forwarder relays an IHello we never saw: answer it as if it
         // had come, within 3× the smallest datagram that could carry it.
         let relayed = ihello_datagram_len(epd.len(), tag.len()) as u64;
-        let compact_ok = crypto::Epd::parse(epd).is_ok_and(|e| {
-            e.fingerprint_raw().is_none() && e.hostname().is_none() && e.ancillary().is_some()
-        });
+        let compact_ok = crypto::Epd::names_by_url_only(epd);
         match s.fihello_mode {
             FiHelloMode::Ignore => {}
             FiHelloMode::SendRHello => {

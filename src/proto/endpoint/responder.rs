@@ -20,12 +20,7 @@ impl Endpoint {
     ) {
         tracing::trace!(%from, "IHello received");
         if self.identity.selected_by(epd) {
-            // Only an IHello that names us by ancillary data (a URL) may be
-            // answered with our compact certificate: one naming us by
-            // fingerprint or hostname needs the certificate it names.
-            let compact_ok = crypto::Epd::parse(epd).is_ok_and(|e| {
-                e.fingerprint_raw().is_none() && e.hostname().is_none() && e.ancillary().is_some()
-            });
+            let compact_ok = crypto::Epd::names_by_url_only(epd);
             self.send_rhello(now, iface, from, tag, compact_ok);
         } else {
             self.events.push_back(Event::UnmatchedIHello {
