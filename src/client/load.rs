@@ -149,12 +149,12 @@ impl LoadApp {
                 break;
             }
             self.started_one = true;
-            let cfg = SetupConfig {
-                url: self.cfg.url.clone(),
-                app: self.cfg.app.clone(),
-                candidates: self.cfg.candidates.clone(),
-                timeout: self.cfg.timeout,
-            };
+            let cfg = SetupConfig::new(
+                &self.cfg.url,
+                &self.cfg.app,
+                &self.cfg.candidates,
+                self.cfg.timeout,
+            );
             match Setup::start(ep, now, cfg) {
                 Ok(s) => self.cur = Some(s),
                 Err(f) => self.shared.push(SetupResult::Failed(f)),

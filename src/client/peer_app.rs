@@ -549,12 +549,12 @@ impl App for PeerApp {
         }
         match self.phase {
             Phase::Start => {
-                let cfg = SetupConfig {
-                    url: self.cfg.url.clone(),
-                    app: self.cfg.app.clone(),
-                    candidates: self.cfg.candidates.clone(),
-                    timeout: self.cfg.timeout,
-                };
+                let cfg = SetupConfig::new(
+                    &self.cfg.url,
+                    &self.cfg.app,
+                    &self.cfg.candidates,
+                    self.cfg.timeout,
+                );
                 match Setup::start(ep, now, cfg) {
                     Ok(s) => {
                         self.setup = Some(s);

@@ -307,12 +307,12 @@ impl ConnectApp {
     }
 
     fn start(&mut self, ep: &mut Endpoint, now: Instant) {
-        let cfg = SetupConfig {
-            url: self.cfg.url.clone(),
-            app: self.cfg.app.clone(),
-            candidates: self.cfg.candidates.clone(),
-            timeout: self.cfg.timeout,
-        };
+        let cfg = SetupConfig::new(
+            &self.cfg.url,
+            &self.cfg.app,
+            &self.cfg.candidates,
+            self.cfg.timeout,
+        );
         match Setup::start(ep, now, cfg) {
             Ok(s) => {
                 self.setup = Some(s);

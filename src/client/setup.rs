@@ -82,6 +82,17 @@ pub struct SetupConfig {
     pub timeout: Duration,
 }
 
+impl SetupConfig {
+    pub fn new(url: &str, app: &str, candidates: &[SocketAddr], timeout: Duration) -> Self {
+        Self {
+            url: url.to_owned(),
+            app: app.to_owned(),
+            candidates: candidates.to_vec(),
+            timeout,
+        }
+    }
+}
+
 /// What a [`Setup`] reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SetupEvent {
