@@ -513,29 +513,57 @@ fn a_closed_port_is_reported_at_once() {
     );
 }
 
+/// A UDP service that is not RTMFP: every datagram gets an HTTP error
+/// back. Stops when dropped.
+struct NotRtmfp {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NotRtmfp {
+    fn start() -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(b"HTTP/1.0 400 Bad Request\r\n\r\n", from);
+                }
+            }
+        });
+        NotRtmfp {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NotRtmfp {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 fn a_non_rtmfp_answer_is_told_apart_from_silence() {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let t = std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Ok((_, from)) = sock.recv_from(&mut buf) {
-                let _ = sock.send_to(b"HTTP/1.0 400 Bad Request\r\n\r\n", from);
-            }
-        }
-    });
+    let http = NotRtmfp::start();
+    let addr = http.addr;
     let url = format!("rtmfp://{addr}/live");
     let (out, _) = run(
         &["connect", &url, "--json", "--timeout", "2s"],
         Duration::from_secs(30),
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    t.join().unwrap();
+    drop(http);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     let e = error_of(&out);
     assert_eq!(
@@ -906,23 +934,10 @@ fn publish_and_subscribe_diagnose_a_dead_server_as_connect_does() {
 
 #[test]
 fn publish_and_subscribe_tell_a_non_rtmfp_answer_from_silence_as_connect_does() {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let t = std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Ok((_, from)) = sock.recv_from(&mut buf) {
-                let _ = sock.send_to(b"HTTP/1.0 400 Bad Request\r\n\r\n", from);
-            }
-        }
-    });
+    let http = NotRtmfp::start();
+    let addr = http.addr;
     let runs = setup_errors(addr, "1s");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    t.join().unwrap();
+    drop(http);
     // The words carry how many datagrams came back, which differs per run.
     for (name, e, c) in &runs {
         assert_eq!(
