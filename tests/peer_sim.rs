@@ -501,27 +501,34 @@ fn a_peer_with_any_other_certificate_gets_our_own_identity() {
     assert_eq!(b_saw(&lab), vec![own]);
 }
 
+/// A server whose certificate has the Flash-era layout (MonaServer,
+/// Cumulus) and a client of ours (node indices), with the Flash Player
+/// fallback when `fallback`.
+fn flash_era_server_lab(seed: u64, fallback: bool) -> (Net, usize, usize) {
+    let mut cert = vec![0x01, 0x0a, 0x41, 0x0e];
+    cert.extend([0x42; 64]);
+    cert.extend([0x02, 0x15, 0x02, 0x02, 0x15, 0x05, 0x02, 0x15, 0x0e]);
+    let mut net = Net::new(seed, LinkConfig::default());
+    let identity = rtmfp::proto::crypto::Identity::ephemeral_from_certificate(cert).unwrap();
+    let s = net.add(identity, EndpointConfig::default());
+    let c = net.add(
+        client_identity(seed + 1, &DhGroup::ALL),
+        EndpointConfig::default(),
+    );
+    if fallback {
+        net.nodes[c]
+            .ep
+            .set_flash_fallback(client_identity(seed + 2, G2), flash_settings());
+    }
+    (net, s, c)
+}
+
 #[test]
 fn a_flash_era_server_is_noted_even_without_the_fallback() {
     // What `publish --p2p` (which keeps its own identity) reports when a
     // MonaServer-class server will not understand it.
-    let mut cert = vec![0x01, 0x0a, 0x41, 0x0e];
-    cert.extend([0x42; 64]);
-    cert.extend([0x02, 0x15, 0x02, 0x02, 0x15, 0x05, 0x02, 0x15, 0x0e]);
     for fallback in [false, true] {
-        let mut net = Net::new(80, LinkConfig::default());
-        let identity =
-            rtmfp::proto::crypto::Identity::ephemeral_from_certificate(cert.clone()).unwrap();
-        let s = net.add(identity, EndpointConfig::default());
-        let c = net.add(
-            client_identity(81, &DhGroup::ALL),
-            EndpointConfig::default(),
-        );
-        if fallback {
-            net.nodes[c]
-                .ep
-                .set_flash_fallback(client_identity(82, G2), flash_settings());
-        }
+        let (mut net, s, c) = flash_era_server_lab(80, fallback);
         let server_addr = net.nodes[s].addr;
         let epd = crypto::epd_for_uri("rtmfp://192.0.2.1/app");
         let now = net.now;
@@ -543,23 +550,8 @@ fn connect_unanswered_by_a_flash_era_server_says_how_to_key_for_it() {
     // certificate unless we present Flash Player's.
     use rtmfp::client::setup::{Setup, SetupConfig, SetupEvent};
     use rtmfp::client::{Kind, Phase};
-    let mut cert = vec![0x01, 0x0a, 0x41, 0x0e];
-    cert.extend([0x42; 64]);
-    cert.extend([0x02, 0x15, 0x02, 0x02, 0x15, 0x05, 0x02, 0x15, 0x0e]);
     for fallback in [false, true] {
-        let mut net = Net::new(83, LinkConfig::default());
-        let identity =
-            rtmfp::proto::crypto::Identity::ephemeral_from_certificate(cert.clone()).unwrap();
-        let s = net.add(identity, EndpointConfig::default());
-        let c = net.add(
-            client_identity(84, &DhGroup::ALL),
-            EndpointConfig::default(),
-        );
-        if fallback {
-            net.nodes[c]
-                .ep
-                .set_flash_fallback(client_identity(85, G2), flash_settings());
-        }
+        let (mut net, s, c) = flash_era_server_lab(83, fallback);
         let cfg = SetupConfig {
             url: "rtmfp://192.0.2.1/app".into(),
             app: "app".into(),
